@@ -1,0 +1,376 @@
+//! The command line: parses arguments, loads the config, runs one command and maps its
+//! result to the exit statuses of DESIGN §2. The only place `anyhow` is used.
+//!
+//! Only `refreshd token` ever prints a token; every other output shows fingerprints.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+use time::OffsetDateTime;
+
+use crate::config::{Config, LogFormat, SourceConfig};
+use crate::rotation::{Engine, RotationResult, Trigger};
+use crate::state::StateDir;
+use crate::token;
+
+/// sysexits.h `EX_CONFIG`: a supervisor can tell "fix your config" from "crashed".
+const EX_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(
+    name = "refreshd",
+    version,
+    about = "Keeps short-lived credentials fresh in .env, .pgpass and token files"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ConfigArg {
+    /// Configuration file [default: /etc/refreshd/config.toml for root, else $XDG_CONFIG_HOME/refreshd/config.toml]
+    #[arg(
+        short = 'c',
+        long = "config",
+        env = "REFRESHD_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(crate::config::default_config_path)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Refresh every (named) credential that is due, write its targets, and exit
+    Once {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Refresh even credentials whose token is still good
+        #[arg(long)]
+        force: bool,
+        /// Credentials to refresh [default: all]
+        names: Vec<String>,
+    },
+    /// Validate the config, secret references, target paths and permissions
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also fetch each token once (persisted in the state directory, targets untouched)
+        #[arg(long)]
+        online: bool,
+    },
+    /// Print a credential's current access token (for `$(refreshd token NAME)`)
+    Token {
+        #[command(flatten)]
+        config: ConfigArg,
+        name: String,
+    },
+    /// Decode a JWT without verifying it: header, claims, expiry and time left
+    Inspect {
+        /// The token, or `-` (the default) to read it from stdin
+        token: Option<String>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("refreshd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Once {
+            config,
+            force,
+            names,
+        } => once(&config.path(), force, &names),
+        Command::Check { config, online } => check(&config.path(), online),
+        Command::Token { config, name } => print_token(&config.path(), &name),
+        Command::Inspect { token } => inspect(token),
+    }
+}
+
+fn load_or_exit(path: &std::path::Path, code: u8) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("refreshd: {e}");
+        ExitCode::from(code)
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn once(path: &std::path::Path, force: bool, names: &[String]) -> anyhow::Result<ExitCode> {
+    let config = match load_or_exit(path, EX_CONFIG) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    crate::log::init(&config.log.level, config.log.format);
+    for name in names {
+        if config.credential(name).is_none() {
+            eprintln!(
+                "refreshd: no credential named {name:?} in {}",
+                path.display()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let started = OffsetDateTime::now_utc();
+    let trigger = if force {
+        Trigger::Force { since: started }
+    } else {
+        Trigger::IfDue
+    };
+    let engine = Engine {
+        http: crate::source::http_client(),
+        state: StateDir::new(&config.daemon.state_dir),
+        write_targets: true,
+    };
+    let mut all_ok = true;
+    runtime()?.block_on(async {
+        for credential in &config.credentials {
+            if !names.is_empty() && !names.contains(&credential.name) {
+                continue;
+            }
+            if !credential.reload.is_empty() {
+                tracing::warn!(credential = %credential.name, "reload actions are not run by this version of `refreshd once`");
+            }
+            let result = engine.rotate(credential, trigger).await;
+            all_ok &= result.is_ok();
+        }
+    });
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn check(path: &std::path::Path, online: bool) -> anyhow::Result<ExitCode> {
+    let config = match load_or_exit(path, 2) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    crate::log::init("warn", LogFormat::Text);
+    let mut problems: Vec<String> = Vec::new();
+    let state_dir = StateDir::new(&config.daemon.state_dir);
+    if let Some(problem) = check_state_dir(&config.daemon.state_dir) {
+        problems.push(problem);
+    }
+    for credential in &config.credentials {
+        let name = &credential.name;
+        let stored = state_dir.load(name);
+        if let Err(e) = &stored {
+            problems.push(format!("{name}: {e}"));
+        }
+        let has_stored_refresh = stored.as_ref().is_ok_and(|s| s.refresh_token.is_some());
+        check_source(name, &credential.source, has_stored_refresh, &mut problems);
+        for target in &credential.targets {
+            if let Err(e) = crate::target::check(target) {
+                problems.push(format!("{name}: {e}"));
+            }
+        }
+    }
+    if online && problems.is_empty() {
+        let engine = Engine {
+            http: crate::source::http_client(),
+            state: state_dir,
+            write_targets: false,
+        };
+        let since = OffsetDateTime::now_utc();
+        runtime()?.block_on(async {
+            for credential in &config.credentials {
+                match engine.rotate(credential, Trigger::Force { since }).await {
+                    RotationResult::Failed { error, .. } => {
+                        problems.push(format!("{}: {error}", credential.name))
+                    }
+                    RotationResult::Rotated(report) | RotationResult::Current(report) => {
+                        println!(
+                            "{}: fetched a token, fingerprint {}, expires {}",
+                            credential.name,
+                            report.fingerprint,
+                            token::rfc3339(report.expires_at)
+                        );
+                    }
+                }
+            }
+        });
+    }
+    if problems.is_empty() {
+        println!(
+            "{}: ok ({} credentials)",
+            path.display(),
+            config.credentials.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for problem in &problems {
+            eprintln!("refreshd: {problem}");
+        }
+        Ok(ExitCode::from(2))
+    }
+}
+
+fn check_state_dir(dir: &std::path::Path) -> Option<String> {
+    use nix::unistd::{AccessFlags, access};
+    // The directory or its nearest existing ancestor must be writable.
+    let existing = dir.ancestors().find(|p| p.exists())?;
+    access(existing, AccessFlags::W_OK | AccessFlags::X_OK)
+        .err()
+        .map(|e| {
+            format!(
+                "state directory {}: {} is not writable by refreshd's user ({e})",
+                dir.display(),
+                existing.display()
+            )
+        })
+}
+
+fn check_source(
+    name: &str,
+    source: &SourceConfig,
+    has_stored_refresh: bool,
+    problems: &mut Vec<String>,
+) {
+    match source {
+        SourceConfig::GoogleServiceAccount(_)
+        | SourceConfig::GoogleAuthorizedUser(_)
+        | SourceConfig::Http(_) => {
+            problems.push(format!(
+                "{name}: source type `{}` is not supported by this version of refreshd",
+                source.kind()
+            ));
+        }
+        SourceConfig::Chain(chain) => {
+            for inner in &chain.sources {
+                check_source(name, inner, has_stored_refresh, problems);
+            }
+            return;
+        }
+        SourceConfig::Command(command) => {
+            let program = &command.argv[0];
+            if !program.contains('/') && which(program).is_none() {
+                problems.push(format!("{name}: command {program:?} is not on PATH"));
+            }
+        }
+        _ => {}
+    }
+    for (key, secret) in source.secrets() {
+        if let Err(e) = secret.resolve() {
+            // A bootstrap refresh token may be removed once refreshd stored a rotated one.
+            if key == "refresh_token" && has_stored_refresh {
+                continue;
+            }
+            problems.push(format!("{name}: source.{key}: {e}"));
+        }
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+fn print_token(path: &std::path::Path, name: &str) -> anyhow::Result<ExitCode> {
+    let config = match load_or_exit(path, EX_CONFIG) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    if config.credential(name).is_none() {
+        eprintln!(
+            "refreshd: no credential named {name:?} in {}",
+            path.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let state = StateDir::new(&config.daemon.state_dir).load(name)?;
+    let now = OffsetDateTime::now_utc();
+    match state.token {
+        Some(token) if token.is_valid_at(now) => {
+            println!("{}", token.access_token.expose_secret());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(token) => {
+            eprintln!(
+                "refreshd: the token of {name} expired at {}",
+                token::rfc3339(token.expires_at)
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        None => {
+            eprintln!("refreshd: no token stored for {name} yet: run `refreshd once {name}`");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn inspect(arg: Option<String>) -> anyhow::Result<ExitCode> {
+    let text = match arg.as_deref() {
+        None | Some("-") => {
+            let mut input = String::new();
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .context("cannot read the token from stdin")?;
+            input
+        }
+        Some(token) => token.to_owned(),
+    };
+    let Some(decoded) = token::decode_unverified(text.trim()) else {
+        eprintln!(
+            "refreshd: not a JWT (three base64url parts with a JSON header and claims); opaque tokens such as Google's ya29.… cannot be decoded"
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    println!("header: {}", pretty(&decoded.header));
+    println!("claims: {}", pretty(&decoded.claims));
+    let now = OffsetDateTime::now_utc();
+    let claims = token::Claims::from_json(&decoded.claims);
+    if let Some(iat) = claims.iat {
+        println!(
+            "issued:  {} ({} ago)",
+            token::rfc3339(iat),
+            token::remaining(now, iat)
+        );
+    }
+    match claims.exp {
+        Some(exp) if exp > now => println!(
+            "expires: {} (in {})",
+            token::rfc3339(exp),
+            token::remaining(exp, now)
+        ),
+        Some(exp) => println!(
+            "expires: {} (expired {} ago)",
+            token::rfc3339(exp),
+            token::remaining(now, exp)
+        ),
+        None => println!("expires: no exp claim"),
+    }
+    println!("signature: not verified");
+    Ok(ExitCode::SUCCESS)
+}

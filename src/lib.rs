@@ -1,0 +1,18 @@
+//! refreshd keeps short-lived credentials fresh: it refreshes OAuth access tokens and
+//! API-minted passwords before they expire, persists rotated refresh tokens first, and
+//! rewrites only the managed key or line of each `.env`, `.pgpass` or token file.
+//!
+//! Data flows one way: [`config`] → [`rotation`] → [`source`] → [`token`] → [`state`] →
+//! [`target`]. The binary (`main.rs`) only calls [`cli::main`].
+
+pub mod cli;
+pub mod config;
+pub mod durable;
+pub mod log;
+pub mod rotation;
+pub mod schedule;
+pub mod secret;
+pub mod source;
+pub mod state;
+pub mod target;
+pub mod token;

@@ -1,0 +1,329 @@
+//! One rotation of one credential: lock, decide, fetch, persist, write targets, report.
+//! `refreshd once` calls it directly; the daemon calls it from each credential's task.
+//!
+//! The order is the invariant of DESIGN §1: the new token and any rotated refresh token are
+//! fsynced in the state directory before a target is touched. A failed fetch never changes
+//! a target. Nothing here logs a token: only fingerprints.
+
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use time::OffsetDateTime;
+
+use crate::config::{Credential, SourceConfig};
+use crate::schedule;
+use crate::source::{self, FailureKind, FetchContext, SourceError};
+use crate::state::{CredentialState, LastError, StateDir, StateError};
+use crate::target::{self, Outcome};
+use crate::token::{self, Token, fingerprint};
+
+/// Why a rotation is asked for.
+#[derive(Debug, Clone, Copy)]
+pub enum Trigger {
+    /// Refresh only if the schedule says the token is due (or there is none).
+    IfDue,
+    /// Refresh unless some process already rotated it at or after `since` (two `--force`
+    /// runs at once make one token request, not two).
+    Force { since: OffsetDateTime },
+}
+
+/// What a rotation did.
+#[derive(Debug)]
+pub enum RotationResult {
+    /// A new token was fetched, persisted and written.
+    Rotated(Report),
+    /// The held token is still good; targets were brought up to date with it.
+    Current(Report),
+    /// The fetch or persisting failed; targets hold what they held.
+    Failed {
+        error: RotationError,
+        kind: FailureKind,
+    },
+}
+
+/// Figures for the rotation log line and the caller.
+#[derive(Debug)]
+pub struct Report {
+    pub fingerprint: String,
+    pub expires_at: OffsetDateTime,
+    pub next_refresh: OffsetDateTime,
+    pub targets_written: usize,
+    pub targets_unchanged: usize,
+    pub target_errors: Vec<target::TargetError>,
+    pub took: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(
+        "no refresh token: the configured one cannot be read ({0}) and none is stored; run `refreshd login` or fix the reference"
+    )]
+    NoRefreshToken(crate::secret::SecretError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl RotationResult {
+    pub fn is_ok(&self) -> bool {
+        match self {
+            RotationResult::Rotated(report) | RotationResult::Current(report) => {
+                report.target_errors.is_empty()
+            }
+            RotationResult::Failed { .. } => false,
+        }
+    }
+}
+
+/// What a rotation needs besides the credential.
+pub struct Engine {
+    pub http: reqwest::Client,
+    pub state: StateDir,
+    /// `false` for `check --online`: fetch and persist, but leave targets alone.
+    pub write_targets: bool,
+}
+
+impl Engine {
+    /// Runs one rotation of `credential`, waiting for its lock first.
+    pub async fn rotate(&self, credential: &Credential, trigger: Trigger) -> RotationResult {
+        let started = Instant::now();
+        let state_dir = self.state.clone();
+        let name = credential.name.clone();
+        let locked = tokio::task::spawn_blocking(move || state_dir.lock(&name)).await;
+        let _lock = match locked {
+            Ok(Ok(lock)) => lock,
+            Ok(Err(e)) => return failed(credential, e.into()),
+            Err(e) => return failed(credential, RotationError::Internal(e.to_string())),
+        };
+        // Read under the lock: another process may have just rotated.
+        let mut state = match self.state.load(&credential.name) {
+            Ok(state) => state,
+            Err(e) => return failed(credential, e.into()),
+        };
+        let now = OffsetDateTime::now_utc();
+        if !needs_refresh(credential, &state, trigger, now)
+            && let Some(token) = state.token.clone()
+        {
+            let report = self.write_targets(credential, &token, started);
+            tracing::info!(
+                credential = %credential.name,
+                expires_at = %token::rfc3339(token.expires_at),
+                next_refresh = %token::rfc3339(report.next_refresh),
+                targets_written = report.targets_written,
+                fingerprint = %report.fingerprint,
+                "current"
+            );
+            return RotationResult::Current(report);
+        }
+        match self.refresh(credential, &mut state, started).await {
+            Ok(result) => result,
+            Err(error) => {
+                let kind = match &error {
+                    RotationError::Source(e) => e.kind(),
+                    RotationError::NoRefreshToken(_) => FailureKind::Permanent,
+                    _ => FailureKind::Transient,
+                };
+                record_failure(&self.state, credential, &mut state, &error, kind);
+                RotationResult::Failed { error, kind }
+            }
+        }
+    }
+
+    async fn refresh(
+        &self,
+        credential: &Credential,
+        state: &mut CredentialState,
+        started: Instant,
+    ) -> Result<RotationResult, RotationError> {
+        let (spend, bootstrap_fp) = refresh_token_to_spend(credential, state)?;
+        let previous_expiry = state.token.as_ref().map(|t| t.expires_at);
+        let ctx = FetchContext {
+            http: &self.http,
+            timeout: credential.timing.timeout,
+            refresh_token: spend.as_ref(),
+        };
+        let fetched = source::fetch(&credential.source, &ctx).await?;
+        let received_at = OffsetDateTime::now_utc();
+        let (token, rotated_refresh) =
+            Token::from_fetched(fetched, received_at, credential.timing.default_lifetime);
+
+        // RFC 6749 §6: no refresh_token in the response means keep the one we have.
+        let rotated = rotated_refresh.is_some();
+        state.refresh_token = rotated_refresh.or(spend);
+        state.bootstrap_fingerprint = bootstrap_fp.or(state.bootstrap_fingerprint.take());
+        state.token = Some(token.clone());
+        state.last_rotation = Some(received_at);
+        state.last_error = None;
+        state.needs_login = false;
+        state.consecutive_failures = 0;
+        // The invariant: durable before any target is touched.
+        self.state.save(&credential.name, state)?;
+
+        if let Some(warning) = schedule::clock_skew(
+            token.issued_at,
+            token.expires_at,
+            received_at,
+            &credential.timing,
+        ) {
+            tracing::warn!(credential = %credential.name, "clock skew: {warning}");
+        }
+        if previous_expiry.is_some_and(|before| token.expires_at <= before) {
+            tracing::warn!(credential = %credential.name, expires_at = %token::rfc3339(token.expires_at), "the refreshed token does not expire later than the one it replaces");
+        }
+        let report = self.write_targets(credential, &token, started);
+        if let Some(first) = report.target_errors.first() {
+            state.last_error = Some(LastError {
+                at: OffsetDateTime::now_utc(),
+                kind: FailureKind::Transient,
+                message: first.to_string(),
+            });
+            if let Err(e) = self.state.save(&credential.name, state) {
+                tracing::error!(credential = %credential.name, "{e}");
+            }
+        }
+        tracing::info!(
+            credential = %credential.name,
+            expires_at = %token::rfc3339(token.expires_at),
+            next_refresh = %token::rfc3339(report.next_refresh),
+            targets = report.targets_written + report.targets_unchanged,
+            target_errors = report.target_errors.len(),
+            reloads = 0,
+            took = %format!("{}ms", report.took.as_millis()),
+            fingerprint = %report.fingerprint,
+            refresh_token_rotated = rotated,
+            "rotated"
+        );
+        Ok(RotationResult::Rotated(report))
+    }
+
+    fn write_targets(&self, credential: &Credential, token: &Token, started: Instant) -> Report {
+        let mut report = Report {
+            fingerprint: token.fingerprint(),
+            expires_at: token.expires_at,
+            next_refresh: schedule::next_refresh(
+                token.issued_at,
+                token.expires_at,
+                &credential.timing,
+                time::Duration::ZERO,
+                OffsetDateTime::now_utc(),
+            ),
+            targets_written: 0,
+            targets_unchanged: 0,
+            target_errors: Vec::new(),
+            took: Duration::ZERO,
+        };
+        if self.write_targets {
+            for target in &credential.targets {
+                match target::write(target, &token.access_token, token.expires_at) {
+                    Ok(Outcome::Written) => report.targets_written += 1,
+                    Ok(Outcome::Unchanged) => report.targets_unchanged += 1,
+                    Err(e) => {
+                        tracing::error!(credential = %credential.name, "{e}");
+                        report.target_errors.push(e);
+                    }
+                }
+            }
+        }
+        report.took = started.elapsed();
+        report
+    }
+}
+
+/// Whether the stored token should be replaced now.
+fn needs_refresh(
+    credential: &Credential,
+    state: &CredentialState,
+    trigger: Trigger,
+    now: OffsetDateTime,
+) -> bool {
+    let Some(token) = &state.token else {
+        return true;
+    };
+    match trigger {
+        Trigger::Force { since } => state.last_rotation.is_none_or(|at| at < since),
+        Trigger::IfDue => {
+            !token.is_valid_at(now)
+                || schedule::is_due(token.issued_at, token.expires_at, &credential.timing, now)
+        }
+    }
+}
+
+/// For `oauth-refresh`: the stored (rotated) refresh token, unless the configured bootstrap
+/// token is a different one than the stored token descends from, which means a person put a
+/// new one there. Returns the token and the bootstrap's fingerprint.
+fn refresh_token_to_spend(
+    credential: &Credential,
+    state: &CredentialState,
+) -> Result<(Option<SecretString>, Option<String>), RotationError> {
+    let SourceConfig::OauthRefresh(source) = &credential.source else {
+        return Ok((None, None));
+    };
+    let bootstrap = source.refresh_token.resolve();
+    match (&state.refresh_token, bootstrap) {
+        (Some(stored), Ok(bootstrap)) => {
+            let fp = fingerprint(&bootstrap);
+            if state.bootstrap_fingerprint.as_deref() == Some(fp.as_str()) {
+                Ok((Some(stored.clone()), Some(fp)))
+            } else {
+                tracing::info!(credential = %credential.name, "the configured refresh token is new: using it instead of the stored one");
+                Ok((Some(bootstrap), Some(fp)))
+            }
+        }
+        // The bootstrap may be gone after first use; the stored one carries on.
+        (Some(stored), Err(_)) => Ok((Some(stored.clone()), None)),
+        (None, Ok(bootstrap)) => {
+            let fp = fingerprint(&bootstrap);
+            Ok((Some(bootstrap), Some(fp)))
+        }
+        (None, Err(e)) => Err(RotationError::NoRefreshToken(e)),
+    }
+}
+
+fn record_failure(
+    state_dir: &StateDir,
+    credential: &Credential,
+    state: &mut CredentialState,
+    error: &RotationError,
+    kind: FailureKind,
+) {
+    state.last_error = Some(LastError {
+        at: OffsetDateTime::now_utc(),
+        kind,
+        message: error.to_string(),
+    });
+    state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+    if kind == FailureKind::Permanent {
+        state.needs_login = true;
+    }
+    let held = state
+        .token
+        .as_ref()
+        .filter(|t| t.is_valid_at(OffsetDateTime::now_utc()));
+    match kind {
+        FailureKind::Permanent => tracing::error!(
+            credential = %credential.name,
+            needs_login = true,
+            targets_keep = held.map(|t| token::rfc3339(t.expires_at)).unwrap_or_else(|| "nothing valid".into()),
+            "refresh failed: {error}"
+        ),
+        FailureKind::Transient => {
+            tracing::warn!(credential = %credential.name, failures = state.consecutive_failures, "refresh failed: {error}")
+        }
+    }
+    if !matches!(error, RotationError::State(_))
+        && let Err(e) = state_dir.save(&credential.name, state)
+    {
+        tracing::error!(credential = %credential.name, "{e}");
+    }
+}
+
+fn failed(credential: &Credential, error: RotationError) -> RotationResult {
+    tracing::error!(credential = %credential.name, "{error}");
+    RotationResult::Failed {
+        error,
+        kind: FailureKind::Transient,
+    }
+}

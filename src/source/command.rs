@@ -1,0 +1,269 @@
+//! The `command` source: runs a program (`databricks auth token`, `gcloud auth
+//! print-access-token`) and reads the token from its stdout, plain or JSON.
+//!
+//! stdout is the secret and is never logged; stderr is logged line by line, with the token
+//! cut out should the program print it there too. The child gets no `NOTIFY_SOCKET` or
+//! `WATCHDOG_*` (it must not talk to systemd for us) and is killed on timeout.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::Value;
+
+use super::SourceError;
+use crate::config::{CommandFormat, CommandSource};
+use crate::token::{Fetched, parse_rfc3339};
+
+/// Output beyond this is not a token.
+const MAX_STDOUT: usize = 1 << 20;
+
+pub(super) async fn run(source: &CommandSource, timeout: Duration) -> Result<Fetched, SourceError> {
+    let program = source.argv[0].clone();
+    let mut command = tokio::process::Command::new(&program);
+    command
+        .args(&source.argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("WATCHDOG_USEC")
+        .kill_on_drop(true);
+    let child = command.spawn().map_err(|e| SourceError::Spawn {
+        program: program.clone(),
+        message: e.to_string(),
+    })?;
+    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => {
+            return Err(SourceError::Spawn {
+                program,
+                message: e.to_string(),
+            });
+        }
+        // Dropping the future drops the child, which kills it (kill_on_drop).
+        Err(_) => {
+            return Err(SourceError::CommandTimeout {
+                program,
+                after: timeout,
+            });
+        }
+    };
+    let stdout =
+        String::from_utf8_lossy(&output.stdout[..output.stdout.len().min(MAX_STDOUT)]).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let parsed = parse_output(source, &stdout);
+    let token_text = parsed.as_ref().ok().map(|(token, _)| token.as_str());
+    let stderr_lines: Vec<String> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| match token_text {
+            Some(token) if token.len() >= 4 => line.replace(token, "[redacted]"),
+            _ => line.to_owned(),
+        })
+        .collect();
+    for line in &stderr_lines {
+        tracing::warn!(program = %program, "stderr: {line}");
+    }
+    if !output.status.success() {
+        return Err(SourceError::CommandFailed {
+            program,
+            status: output.status.to_string(),
+            stderr: stderr_lines.last().cloned(),
+        });
+    }
+    let (token, expiry) = parsed.map_err(|reason| SourceError::Malformed {
+        origin: program,
+        reason,
+    })?;
+    Ok(Fetched {
+        access_token: SecretString::from(token),
+        refresh_token: None,
+        expires_in: expiry.and_then(|e| e.expires_in),
+        expires_at: expiry.and_then(|e| e.expires_at),
+        scopes: None,
+    })
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Expiry {
+    expires_in: Option<Duration>,
+    expires_at: Option<time::OffsetDateTime>,
+}
+
+/// The token and what the output says of its expiry. Errors describe the output's shape,
+/// never its content.
+fn parse_output(source: &CommandSource, stdout: &str) -> Result<(String, Option<Expiry>), String> {
+    let trimmed = stdout.trim();
+    let json = match source.format {
+        CommandFormat::Json => true,
+        CommandFormat::Plain => false,
+        CommandFormat::Auto => trimmed.starts_with('{'),
+    };
+    if !json {
+        if trimmed.is_empty() {
+            return Err("the command printed nothing on stdout".to_owned());
+        }
+        if trimmed.lines().count() > 1 || trimmed.contains(char::is_whitespace) {
+            return Err("plain output must be one token on one line (use format = \"json\" for structured output)".to_owned());
+        }
+        return Ok((trimmed.to_owned(), None));
+    }
+    let value: Value = serde_json::from_str(trimmed).map_err(|e| {
+        format!(
+            "stdout is not JSON: {} at line {} column {}",
+            e.classify_kind(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    let token = match &source.token_field {
+        Some(field) => lookup(&value, field)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("no string at token_field {field:?}"))?,
+        None => ["access_token", "token", "accessToken"]
+            .iter()
+            .find_map(|f| value.get(f).and_then(Value::as_str))
+            .ok_or("no `access_token` or `token` field (set token_field)")?,
+    };
+    if token.is_empty() {
+        return Err("the token field is empty".to_owned());
+    }
+    let expiry = match &source.expiry_field {
+        Some(field) => Some(read_expiry(
+            lookup(&value, field).ok_or_else(|| format!("no value at expiry_field {field:?}"))?,
+            field,
+        )?),
+        None => [
+            "expiry",
+            "expires_at",
+            "expiration_time",
+            "expiresAt",
+            "expires_on",
+            "expires_in",
+        ]
+        .iter()
+        .find_map(|f| value.get(f).map(|v| read_expiry(v, f)))
+        .transpose()?,
+    };
+    Ok((token.to_owned(), expiry))
+}
+
+trait ClassifyKind {
+    fn classify_kind(&self) -> &'static str;
+}
+
+impl ClassifyKind for serde_json::Error {
+    fn classify_kind(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "I/O error",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "unexpected data",
+            serde_json::error::Category::Eof => "unexpected end",
+        }
+    }
+}
+
+/// A JSON pointer (`/data/token`) or a top-level field name.
+fn lookup<'v>(value: &'v Value, field: &str) -> Option<&'v Value> {
+    if field.starts_with('/') {
+        value.pointer(field)
+    } else {
+        value.get(field)
+    }
+}
+
+/// RFC 3339 text, epoch seconds (absolute), or `expires_in`-style relative seconds.
+fn read_expiry(value: &Value, field: &str) -> Result<Expiry, String> {
+    let relative = field.ends_with("expires_in");
+    let seconds = match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => match parse_rfc3339(s) {
+            Some(at) => {
+                return Ok(Expiry {
+                    expires_at: Some(at),
+                    expires_in: None,
+                });
+            }
+            None => s.trim().parse::<f64>().ok(),
+        },
+        _ => None,
+    }
+    .ok_or_else(|| format!("{field:?} is neither an RFC 3339 time nor a number of seconds"))?;
+    if relative {
+        Ok(Expiry {
+            expires_in: Some(Duration::from_secs_f64(seconds.max(0.0))),
+            expires_at: None,
+        })
+    } else {
+        let at = time::OffsetDateTime::from_unix_timestamp(seconds as i64)
+            .map_err(|_| format!("{field:?} is out of range"))?;
+        Ok(Expiry {
+            expires_at: Some(at),
+            expires_in: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(
+        format: CommandFormat,
+        token_field: Option<&str>,
+        expiry_field: Option<&str>,
+    ) -> CommandSource {
+        CommandSource {
+            argv: vec!["x".into()],
+            format,
+            token_field: token_field.map(str::to_owned),
+            expiry_field: expiry_field.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn databricks_auth_token_output() {
+        let out = r#"{"access_token":"eyJ.x.y","token_type":"Bearer","expiry":"2026-11-21T21:15:03.123+01:00"}"#;
+        let (token, expiry) = parse_output(&source(CommandFormat::Auto, None, None), out).unwrap();
+        assert_eq!(token, "eyJ.x.y");
+        assert_eq!(
+            crate::token::rfc3339(expiry.unwrap().expires_at.unwrap()),
+            "2026-11-21T20:15:03Z"
+        );
+    }
+
+    #[test]
+    fn plain_pointer_and_relative_expiry() {
+        let (token, expiry) =
+            parse_output(&source(CommandFormat::Auto, None, None), "ya29.abc\n").unwrap();
+        assert_eq!((token.as_str(), expiry), ("ya29.abc", None));
+        let out = r#"{"data":{"secret":"s3"},"ttl":{"expires_in":"120"}}"#;
+        let (token, expiry) = parse_output(
+            &source(
+                CommandFormat::Json,
+                Some("/data/secret"),
+                Some("/ttl/expires_in"),
+            ),
+            out,
+        )
+        .unwrap();
+        assert_eq!(token, "s3");
+        assert_eq!(expiry.unwrap().expires_in, Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn malformed_output_is_described_without_its_content() {
+        let err =
+            parse_output(&source(CommandFormat::Plain, None, None), "tok en-secret").unwrap_err();
+        assert!(!err.contains("secret"), "{err}");
+        let err = parse_output(
+            &source(CommandFormat::Json, None, None),
+            "{\"token-secret\": 1",
+        )
+        .unwrap_err();
+        assert!(!err.contains("secret"), "{err}");
+        assert!(parse_output(&source(CommandFormat::Auto, None, None), "  ").is_err());
+    }
+}

@@ -1,0 +1,247 @@
+//! Sources: obtain a fresh token from wherever a credential's tokens come from, and classify
+//! every failure as transient or permanent (DESIGN §4).
+//!
+//! A source makes exactly one attempt per call: it never retries, never follows a redirect
+//! and never replays a token request (a replayed rotating refresh token can get the whole
+//! grant revoked); the caller decides what happens next. It never writes state or targets,
+//! and no error it returns contains a token, a refresh token or a client secret.
+
+mod command;
+mod oauth;
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::config::SourceConfig;
+use crate::secret::SecretError;
+use crate::token::Fetched;
+
+/// Whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Network trouble, timeouts, 5xx, 429, `temporarily_unavailable`: back off and retry.
+    Transient,
+    /// The provider refused the grant or the client (`invalid_grant`, `invalid_client`, …),
+    /// or the configuration is wrong: a person has to act (`needs-login`).
+    Permanent,
+}
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// An OAuth error response (RFC 6749 §5.2).
+    #[error("{url} answered HTTP {status} {error}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Provider {
+        url: String,
+        status: u16,
+        error: String,
+        description: Option<String>,
+        retry_after: Option<Duration>,
+    },
+    /// An HTTP error without an OAuth error body.
+    #[error("{url} answered HTTP {status}{}", detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Http {
+        url: String,
+        status: u16,
+        detail: Option<String>,
+        retry_after: Option<Duration>,
+    },
+    #[error("request to {url} failed: {message}")]
+    Transport { url: String, message: String },
+    #[error("request to {url} timed out after {}", humantime::format_duration(*.after))]
+    Timeout { url: String, after: Duration },
+    /// A success status whose body is not a usable token response.
+    #[error("{origin}: not a usable token response: {reason}")]
+    Malformed { origin: String, reason: String },
+    #[error("{key}: {source}")]
+    Secret {
+        key: &'static str,
+        source: SecretError,
+    },
+    #[error("private_key: {0}")]
+    PrivateKey(String),
+    /// The command could not be started (wrong path, not executable).
+    #[error("cannot run {program}: {message}")]
+    Spawn { program: String, message: String },
+    #[error("{program} {status}{}", stderr.as_deref().map(|s| format!(": {s}")).unwrap_or_default())]
+    CommandFailed {
+        program: String,
+        status: String,
+        stderr: Option<String>,
+    },
+    #[error("{program} did not finish within {}", humantime::format_duration(*.after))]
+    CommandTimeout { program: String, after: Duration },
+    #[error("source type `{0}` is not supported by this version of refreshd")]
+    Unsupported(&'static str),
+    #[error("every source of the chain failed: {}", .0.iter().enumerate().map(|(i, e)| format!("[{i}] {e}")).collect::<Vec<_>>().join("; "))]
+    Chain(Vec<SourceError>),
+}
+
+/// OAuth `error` codes that retrying cannot fix (RFC 6749 §5.2).
+const PERMANENT_ERRORS: &[&str] = &[
+    "invalid_grant",
+    "invalid_client",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "invalid_request",
+    "access_denied",
+    "invalid_target",
+];
+
+impl SourceError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            SourceError::Provider { error, status, .. } => {
+                if matches!(
+                    error.as_str(),
+                    "temporarily_unavailable" | "server_error" | "slow_down"
+                ) {
+                    FailureKind::Transient
+                } else if PERMANENT_ERRORS.contains(&error.as_str()) {
+                    FailureKind::Permanent
+                } else {
+                    status_kind(*status)
+                }
+            }
+            SourceError::Http { status, .. } => status_kind(*status),
+            SourceError::Transport { .. }
+            | SourceError::Timeout { .. }
+            | SourceError::Malformed { .. }
+            | SourceError::CommandFailed { .. }
+            | SourceError::CommandTimeout { .. } => FailureKind::Transient,
+            SourceError::Secret { .. }
+            | SourceError::PrivateKey(_)
+            | SourceError::Spawn { .. }
+            | SourceError::Unsupported(_) => FailureKind::Permanent,
+            // A chain is as good as its best member.
+            SourceError::Chain(errors) => {
+                if errors.iter().any(|e| e.kind() == FailureKind::Transient) {
+                    FailureKind::Transient
+                } else {
+                    FailureKind::Permanent
+                }
+            }
+        }
+    }
+
+    /// What the provider asked for with `Retry-After`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SourceError::Provider { retry_after, .. } | SourceError::Http { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+}
+
+fn status_kind(status: u16) -> FailureKind {
+    match status {
+        408 | 425 | 429 => FailureKind::Transient,
+        500..=599 => FailureKind::Transient,
+        _ => FailureKind::Permanent,
+    }
+}
+
+/// What a fetch may use besides the source's own configuration.
+pub struct FetchContext<'a> {
+    pub http: &'a reqwest::Client,
+    /// Per request / per command.
+    pub timeout: Duration,
+    /// For `oauth-refresh`: the refresh token to spend (the rotated one from state, or the
+    /// configured bootstrap token).
+    pub refresh_token: Option<&'a SecretString>,
+}
+
+/// One attempt at a fresh token.
+pub async fn fetch(source: &SourceConfig, ctx: &FetchContext<'_>) -> Result<Fetched, SourceError> {
+    match source {
+        SourceConfig::OauthRefresh(s) => oauth::refresh(s, ctx).await,
+        SourceConfig::OauthClientCredentials(s) => oauth::client_credentials(s, ctx).await,
+        SourceConfig::Command(s) => command::run(s, ctx.timeout).await,
+        SourceConfig::Chain(chain) => {
+            let mut errors = Vec::new();
+            for inner in &chain.sources {
+                match Box::pin(fetch(inner, ctx)).await {
+                    Ok(fetched) => return Ok(fetched),
+                    Err(e) => errors.push(e),
+                }
+            }
+            Err(SourceError::Chain(errors))
+        }
+        other => Err(SourceError::Unsupported(other.kind())),
+    }
+}
+
+/// The HTTP client for token requests: no redirects, no automatic retries, rustls.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .retry(reqwest::retry::never())
+        .user_agent(concat!("refreshd/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .expect("the HTTP client's fixed settings are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(status: u16, error: &str) -> SourceError {
+        SourceError::Provider {
+            url: "u".into(),
+            status,
+            error: error.into(),
+            description: None,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn classification_follows_rfc6749_and_status() {
+        assert_eq!(
+            provider(400, "invalid_grant").kind(),
+            FailureKind::Permanent
+        );
+        assert_eq!(
+            provider(401, "invalid_client").kind(),
+            FailureKind::Permanent
+        );
+        assert_eq!(
+            provider(503, "temporarily_unavailable").kind(),
+            FailureKind::Transient
+        );
+        assert_eq!(provider(400, "slow_down").kind(), FailureKind::Transient);
+        assert_eq!(provider(500, "weird_code").kind(), FailureKind::Transient);
+        assert_eq!(provider(400, "weird_code").kind(), FailureKind::Permanent);
+        let http = |status| SourceError::Http {
+            url: "u".into(),
+            status,
+            detail: None,
+            retry_after: None,
+        };
+        assert_eq!(http(429).kind(), FailureKind::Transient);
+        assert_eq!(http(502).kind(), FailureKind::Transient);
+        assert_eq!(http(404).kind(), FailureKind::Permanent);
+        assert_eq!(http(302).kind(), FailureKind::Permanent);
+    }
+
+    #[test]
+    fn provider_errors_show_error_and_description() {
+        let e = SourceError::Provider {
+            url: "https://idp/token".into(),
+            status: 400,
+            error: "invalid_grant".into(),
+            description: Some("grant request is invalid".into()),
+            retry_after: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "https://idp/token answered HTTP 400 invalid_grant: grant request is invalid"
+        );
+    }
+}

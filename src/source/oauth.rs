@@ -1,0 +1,408 @@
+//! OAuth 2.0 token endpoint requests: the refresh grant (RFC 6749 §6) and the client
+//! credentials grant (§4.4) with a client secret or an RFC 7523 private-key assertion.
+//!
+//! Written against reqwest rather than the `oauth2` crate because refreshd needs what that
+//! crate hides: the HTTP status and `Retry-After` of an error (to classify it), `expires_in`
+//! sent as a string (some Azure endpoints), and a guarantee of exactly one POST per call.
+//! Never logs, and never puts a secret into an error.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::{FetchContext, SourceError};
+use crate::config::{ClientAuth, ClientCredentialsSource, OauthRefreshSource};
+use crate::secret::SecretRef;
+use crate::token::Fetched;
+
+pub(super) async fn refresh(
+    source: &OauthRefreshSource,
+    ctx: &FetchContext<'_>,
+) -> Result<Fetched, SourceError> {
+    let bootstrap;
+    let refresh_token = match ctx.refresh_token {
+        Some(token) => token,
+        None => {
+            bootstrap = resolve("refresh_token", &source.refresh_token)?;
+            &bootstrap
+        }
+    };
+    let client_secret = source
+        .client_secret
+        .as_ref()
+        .map(|s| resolve("client_secret", s))
+        .transpose()?;
+    let mut form: Vec<(&str, &str)> = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token.expose_secret()),
+    ];
+    let scope = source.scopes.join(" ");
+    if !scope.is_empty() {
+        form.push(("scope", &scope));
+    }
+    form.extend(source.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let request = ctx.http.post(source.token_url.clone());
+    let request = client_auth(
+        request,
+        &mut form,
+        &source.client_id,
+        client_secret.as_ref(),
+        source.auth,
+    );
+    let secrets = [Some(refresh_token), client_secret.as_ref()];
+    post(
+        request,
+        &form,
+        source.token_url.as_str(),
+        ctx.timeout,
+        &secrets,
+    )
+    .await
+}
+
+pub(super) async fn client_credentials(
+    source: &ClientCredentialsSource,
+    ctx: &FetchContext<'_>,
+) -> Result<Fetched, SourceError> {
+    // The client secret, or the signed assertion that stands in for it.
+    let credential: SecretString = match (&source.client_secret, &source.private_key) {
+        (Some(secret), _) => resolve("client_secret", secret)?,
+        (None, Some(key)) => {
+            let key = resolve("private_key", key)?;
+            let audience = source
+                .audience
+                .as_deref()
+                .unwrap_or(source.token_url.as_str());
+            client_assertion(&source.client_id, audience, source.key_id.as_deref(), &key)?
+        }
+        (None, None) => unreachable!("config validation requires client_secret or private_key"),
+    };
+    let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+    let scope = source.scopes.join(" ");
+    if !scope.is_empty() {
+        form.push(("scope", &scope));
+    }
+    form.extend(source.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut request = ctx.http.post(source.token_url.clone());
+    if source.client_secret.is_some() {
+        request = client_auth(
+            request,
+            &mut form,
+            &source.client_id,
+            Some(&credential),
+            source.auth,
+        );
+    } else {
+        form.push(("client_id", &source.client_id));
+        form.push((
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ));
+        form.push(("client_assertion", credential.expose_secret()));
+    }
+    post(
+        request,
+        &form,
+        source.token_url.as_str(),
+        ctx.timeout,
+        &[Some(&credential)],
+    )
+    .await
+}
+
+fn resolve(key: &'static str, secret: &SecretRef) -> Result<SecretString, SourceError> {
+    secret
+        .resolve()
+        .map_err(|source| SourceError::Secret { key, source })
+}
+
+/// RFC 6749 §2.3.1: HTTP Basic with form-urlencoded id and secret, or both in the body.
+/// A public client (no secret) sends only `client_id` in the body.
+fn client_auth<'a>(
+    request: reqwest::RequestBuilder,
+    form: &mut Vec<(&'a str, &'a str)>,
+    client_id: &'a str,
+    secret: Option<&'a SecretString>,
+    auth: ClientAuth,
+) -> reqwest::RequestBuilder {
+    match (secret, auth) {
+        (Some(secret), ClientAuth::Basic) => {
+            let id: String = url::form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
+            let pass: String =
+                url::form_urlencoded::byte_serialize(secret.expose_secret().as_bytes()).collect();
+            request.basic_auth(id, Some(pass))
+        }
+        (Some(secret), ClientAuth::Post) => {
+            form.push(("client_id", client_id));
+            form.push(("client_secret", secret.expose_secret()));
+            request
+        }
+        (None, _) => {
+            form.push(("client_id", client_id));
+            request
+        }
+    }
+}
+
+/// A short-lived RS256/ES256 client assertion (RFC 7523 §2.2, `private_key_jwt`).
+fn client_assertion(
+    client_id: &str,
+    audience: &str,
+    key_id: Option<&str>,
+    pem: &SecretString,
+) -> Result<SecretString, SourceError> {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let pem = pem.expose_secret().as_bytes();
+    let (key, algorithm) = match EncodingKey::from_rsa_pem(pem) {
+        Ok(key) => (key, Algorithm::RS256),
+        Err(_) => match EncodingKey::from_ec_pem(pem) {
+            Ok(key) => (key, Algorithm::ES256),
+            Err(_) => {
+                return Err(SourceError::PrivateKey(
+                    "not a PEM RSA or EC (P-256) private key".to_owned(),
+                ));
+            }
+        },
+    };
+    let mut header = Header::new(algorithm);
+    header.kid = key_id.map(str::to_owned);
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let mut jti = [0u8; 16];
+    getrandom::fill(&mut jti)
+        .map_err(|e| SourceError::PrivateKey(format!("no randomness for jti: {e}")))?;
+    let claims = serde_json::json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "iat": now,
+        "exp": now + 300,
+        "jti": jti.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+    });
+    jsonwebtoken::encode(&header, &claims, &key)
+        .map(SecretString::from)
+        .map_err(|e| SourceError::PrivateKey(format!("cannot sign the client assertion: {e}")))
+}
+
+/// Sends the one token POST and turns the answer into a token or a classified error.
+async fn post(
+    request: reqwest::RequestBuilder,
+    form: &[(&str, &str)],
+    url: &str,
+    timeout: Duration,
+    secrets: &[Option<&SecretString>],
+) -> Result<Fetched, SourceError> {
+    let response = request
+        .header(reqwest::header::ACCEPT, "application/json")
+        .form(form)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| transport_error(url, timeout, &e))?;
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| transport_error(url, timeout, &e))?;
+    let json: Option<Value> = serde_json::from_slice(&body).ok();
+
+    if status.is_success() {
+        let Some(json) = json else {
+            return Err(SourceError::Malformed {
+                origin: url.to_owned(),
+                reason: format!("HTTP {status} body is not JSON ({} bytes)", body.len()),
+            });
+        };
+        return parse_token_response(&json).map_err(|reason| SourceError::Malformed {
+            origin: url.to_owned(),
+            reason,
+        });
+    }
+    let redact = |text: &str| redact(text, secrets);
+    if let Some(error) = json
+        .as_ref()
+        .and_then(|j| j.get("error"))
+        .and_then(Value::as_str)
+    {
+        let description = json
+            .as_ref()
+            .and_then(|j| j.get("error_description"))
+            .and_then(Value::as_str)
+            .map(&redact);
+        return Err(SourceError::Provider {
+            url: url.to_owned(),
+            status: status.as_u16(),
+            error: redact(error),
+            description,
+            retry_after,
+        });
+    }
+    let detail = if status.is_redirection() {
+        Some(format!(
+            "redirect to {} not followed: point token_url at the final address",
+            location.as_deref().unwrap_or("?")
+        ))
+    } else {
+        None
+    };
+    Err(SourceError::Http {
+        url: url.to_owned(),
+        status: status.as_u16(),
+        detail,
+        retry_after,
+    })
+}
+
+fn transport_error(url: &str, timeout: Duration, e: &reqwest::Error) -> SourceError {
+    if e.is_timeout() {
+        return SourceError::Timeout {
+            url: url.to_owned(),
+            after: timeout,
+        };
+    }
+    // The innermost cause says what actually went wrong (refused, DNS, TLS).
+    let mut message = e.to_string();
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(inner) = cause {
+        message = inner.to_string();
+        cause = inner.source();
+    }
+    SourceError::Transport {
+        url: url.to_owned(),
+        message,
+    }
+}
+
+/// A provider should never echo a secret back, but if it does it stops here.
+fn redact(text: &str, secrets: &[Option<&SecretString>]) -> String {
+    let mut out = text.to_owned();
+    for secret in secrets.iter().flatten() {
+        let value = secret.expose_secret();
+        if value.len() >= 4 {
+            out = out.replace(value, "[redacted]");
+        }
+    }
+    out
+}
+
+/// RFC 6749 §5.1, tolerant of what real providers send: `expires_in` as a number or a
+/// numeric string, an absolute `expires_on` (Azure v1) or `expires_at`.
+pub(super) fn parse_token_response(json: &Value) -> Result<Fetched, String> {
+    let access_token = json
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or("no `access_token` in the response")?;
+    if let Some(kind) = json.get("token_type").and_then(Value::as_str)
+        && !kind.eq_ignore_ascii_case("bearer")
+        && !kind.eq_ignore_ascii_case("n_a")
+    {
+        return Err(format!("token_type {kind:?} is not Bearer"));
+    }
+    let seconds = |key: &str| -> Option<f64> {
+        match json.get(key)? {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    };
+    let expires_in = seconds("expires_in")
+        .filter(|s| *s > 0.0)
+        .map(Duration::from_secs_f64);
+    let expires_at = seconds("expires_on")
+        .or_else(|| seconds("expires_at"))
+        .and_then(|epoch| OffsetDateTime::from_unix_timestamp(epoch as i64).ok());
+    let refresh_token = json
+        .get("refresh_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(SecretString::from);
+    let scopes = json
+        .get("scope")
+        .and_then(Value::as_str)
+        .map(|s| s.split_whitespace().map(str::to_owned).collect());
+    Ok(Fetched {
+        access_token: SecretString::from(access_token),
+        refresh_token,
+        expires_in,
+        expires_at,
+        scopes,
+    })
+}
+
+/// `Retry-After` in seconds or as an HTTP date (RFC 9110 §10.2.3).
+pub(super) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    let wait = at - OffsetDateTime::now_utc();
+    Some(Duration::from_secs(wait.whole_seconds().max(0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_responses_with_string_expiry_and_rotation() {
+        let f = parse_token_response(&serde_json::json!({
+            "access_token": "at", "token_type": "Bearer", "expires_in": "3599", "refresh_token": "rt2", "scope": "a b"
+        }))
+        .unwrap();
+        assert_eq!(f.expires_in, Some(Duration::from_secs(3599)));
+        assert_eq!(f.refresh_token.unwrap().expose_secret(), "rt2");
+        assert_eq!(f.scopes.unwrap(), vec!["a", "b"]);
+        let f = parse_token_response(
+            &serde_json::json!({"access_token": "at", "expires_on": 1800000000}),
+        )
+        .unwrap();
+        assert_eq!(f.expires_at.unwrap().unix_timestamp(), 1_800_000_000);
+        assert!(f.refresh_token.is_none());
+        assert!(parse_token_response(&serde_json::json!({"token_type": "Bearer"})).is_err());
+        assert!(
+            parse_token_response(&serde_json::json!({"access_token": "x", "token_type": "mac"}))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn retry_after_seconds_and_http_dates() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let future = OffsetDateTime::now_utc() + Duration::from_secs(600);
+        let text = future
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap();
+        let wait = parse_retry_after(&text).unwrap();
+        assert!(
+            wait > Duration::from_secs(590) && wait <= Duration::from_secs(600),
+            "{wait:?}"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn echoed_secrets_are_redacted() {
+        let secret = SecretString::from("rt-very-secret");
+        assert_eq!(
+            redact("bad token rt-very-secret", &[Some(&secret)]),
+            "bad token [redacted]"
+        );
+    }
+}

@@ -1,0 +1,372 @@
+//! State: the only writer of the state directory. One versioned JSON file per credential
+//! (`NAME.json`, 0600, in a 0700 directory) holding the current access token, its expiry,
+//! the rotated refresh token and what status needs; written durably before any target.
+//! Per-credential lock files make sure two processes never refresh one credential at once.
+//!
+//! State files hold secrets: nothing here logs their contents, and `Debug` shows none.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::durable::{self, Attributes};
+use crate::source::FailureKind;
+use crate::token::{ExpirySource, Token};
+
+/// The state file format this build writes. Older versions are migrated on read; newer
+/// ones are refused.
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state directory {path}: {source}")]
+    Dir { path: PathBuf, source: io::Error },
+    #[error("state file {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("state file {path} is not valid: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error(
+        "state file {path} has version {found}, newer than this refreshd understands ({VERSION}): upgrade refreshd, or move the file away to start over (its refresh token would be lost)"
+    )]
+    Newer { path: PathBuf, found: u64 },
+}
+
+/// The last failure of a credential, as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+/// Everything refreshd keeps about one credential.
+#[derive(Clone, Default)]
+pub struct CredentialState {
+    pub token: Option<Token>,
+    /// The newest refresh token: the provider's rotation, or the bootstrap one.
+    pub refresh_token: Option<SecretString>,
+    /// Fingerprint of the configured bootstrap refresh token the stored one descends from,
+    /// so a new bootstrap token (after a manual re-login) takes over from a dead one.
+    pub bootstrap_fingerprint: Option<String>,
+    pub last_rotation: Option<OffsetDateTime>,
+    pub last_error: Option<LastError>,
+    /// A permanent failure: a person must act (new refresh token, fixed client).
+    pub needs_login: bool,
+    pub consecutive_failures: u32,
+}
+
+impl std::fmt::Debug for CredentialState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialState")
+            .field("token", &self.token)
+            .field("has_refresh_token", &self.refresh_token.is_some())
+            .field("last_rotation", &self.last_rotation)
+            .field("last_error", &self.last_error)
+            .field("needs_login", &self.needs_login)
+            .finish()
+    }
+}
+
+// The on-disk form. Secrets are plain strings only here, between `load` and `save`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileV1 {
+    version: u32,
+    credential: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token: Option<TokenV1>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bootstrap_fingerprint: Option<String>,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    last_rotation: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_error: Option<LastError>,
+    #[serde(default)]
+    needs_login: bool,
+    #[serde(default)]
+    consecutive_failures: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenV1 {
+    access_token: String,
+    fingerprint: String,
+    #[serde(with = "time::serde::rfc3339")]
+    issued_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+    expiry_source: ExpirySource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+/// The state directory of one configuration.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+/// Held while a credential is being refreshed; released on drop.
+pub struct CredentialLock {
+    _lock: Flock<File>,
+}
+
+impl StateDir {
+    pub fn new(path: impl Into<PathBuf>) -> StateDir {
+        StateDir { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn file(&self, credential: &str) -> PathBuf {
+        self.path.join(format!("{credential}.json"))
+    }
+
+    /// Creates the directory 0700 if needed; tightens one that others could read.
+    pub fn ensure(&self) -> Result<(), StateError> {
+        let err = |source| StateError::Dir {
+            path: self.path.clone(),
+            source,
+        };
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if !meta.is_dir() => {
+                return Err(err(io::Error::other("exists and is not a directory")));
+            }
+            Ok(meta) => {
+                if meta.mode() & 0o077 != 0 && meta.uid() == nix::unistd::geteuid().as_raw() {
+                    tracing::warn!(state_dir = %self.path.display(), "state directory was mode {:04o}; tightening to 0700 (it holds tokens)", meta.mode() & 0o7777);
+                    std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o700))
+                        .map_err(err)?;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&self.path)
+                    .map_err(err)?;
+            }
+            Err(e) => return Err(err(e)),
+        }
+        Ok(())
+    }
+
+    /// Waits for and takes the credential's refresh lock.
+    pub fn lock(&self, credential: &str) -> Result<CredentialLock, StateError> {
+        self.ensure()?;
+        let path = self.path.join(format!("{credential}.lock"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| StateError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let lock =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| StateError::Io {
+                path,
+                source: errno.into(),
+            })?;
+        Ok(CredentialLock { _lock: lock })
+    }
+
+    /// The credential's state; the default (empty) state when it has none yet.
+    pub fn load(&self, credential: &str) -> Result<CredentialState, StateError> {
+        let path = self.file(credential);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(CredentialState::default()),
+            Err(source) => return Err(StateError::Io { path, source }),
+        };
+        let invalid = |reason: String| StateError::Invalid {
+            path: path.clone(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| invalid(format!("not JSON ({e})")))?;
+        match value.get("version").and_then(serde_json::Value::as_u64) {
+            Some(1) => {}
+            Some(found) if found > u64::from(VERSION) => {
+                return Err(StateError::Newer { path, found });
+            }
+            Some(found) => return Err(invalid(format!("unknown version {found}"))),
+            None => return Err(invalid("no `version` field".to_owned())),
+        }
+        let file: FileV1 = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+        if file.credential != credential {
+            return Err(invalid(format!(
+                "it belongs to credential {:?}",
+                file.credential
+            )));
+        }
+        Ok(CredentialState {
+            token: file.token.map(|t| Token {
+                access_token: SecretString::from(t.access_token),
+                issued_at: t.issued_at,
+                expires_at: t.expires_at,
+                expiry_source: t.expiry_source,
+                subject: t.subject,
+                issuer: t.issuer,
+                client_id: t.client_id,
+                scopes: t.scopes,
+            }),
+            refresh_token: file.refresh_token.map(SecretString::from),
+            bootstrap_fingerprint: file.bootstrap_fingerprint,
+            last_rotation: file.last_rotation,
+            last_error: file.last_error,
+            needs_login: file.needs_login,
+            consecutive_failures: file.consecutive_failures,
+        })
+    }
+
+    /// Writes the credential's state durably (fsynced file and directory) before returning.
+    pub fn save(&self, credential: &str, state: &CredentialState) -> Result<(), StateError> {
+        self.ensure()?;
+        let path = self.file(credential);
+        let file = FileV1 {
+            version: VERSION,
+            credential: credential.to_owned(),
+            token: state.token.as_ref().map(|t| TokenV1 {
+                access_token: t.access_token.expose_secret().to_owned(),
+                fingerprint: t.fingerprint(),
+                issued_at: t.issued_at,
+                expires_at: t.expires_at,
+                expiry_source: t.expiry_source,
+                subject: t.subject.clone(),
+                issuer: t.issuer.clone(),
+                client_id: t.client_id.clone(),
+                scopes: t.scopes.clone(),
+            }),
+            refresh_token: state
+                .refresh_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned()),
+            bootstrap_fingerprint: state.bootstrap_fingerprint.clone(),
+            last_rotation: state.last_rotation,
+            last_error: state.last_error.clone(),
+            needs_login: state.needs_login,
+            consecutive_failures: state.consecutive_failures,
+        };
+        let mut bytes = serde_json::to_vec_pretty(&file).expect("state serializes");
+        bytes.push(b'\n');
+        durable::replace(
+            &path,
+            &bytes,
+            Attributes {
+                mode: 0o600,
+                owner: None,
+            },
+        )
+        .map_err(|source| StateError::Io { path, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> Token {
+        Token {
+            access_token: SecretString::from("at-1"),
+            issued_at: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+            expires_at: OffsetDateTime::from_unix_timestamp(1_800_003_600).unwrap(),
+            expiry_source: ExpirySource::JwtExp,
+            subject: Some("alice".into()),
+            issuer: None,
+            client_id: Some("cli".into()),
+            scopes: vec!["api".into()],
+        }
+    }
+
+    #[test]
+    fn round_trips_with_private_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = StateDir::new(dir.path().join("state"));
+        assert!(state_dir.load("db").unwrap().token.is_none());
+        let state = CredentialState {
+            token: Some(token()),
+            refresh_token: Some(SecretString::from("rt-2")),
+            last_error: Some(LastError {
+                at: OffsetDateTime::UNIX_EPOCH,
+                kind: FailureKind::Transient,
+                message: "x".into(),
+            }),
+            ..Default::default()
+        };
+        state_dir.save("db", &state).unwrap();
+        let loaded = state_dir.load("db").unwrap();
+        assert_eq!(loaded.token.unwrap().access_token.expose_secret(), "at-1");
+        assert_eq!(loaded.refresh_token.unwrap().expose_secret(), "rt-2");
+        assert_eq!(loaded.last_error, state.last_error);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("state")).unwrap().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(
+            std::fs::metadata(dir.path().join("state/db.json"))
+                .unwrap()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        assert!(!format!("{state:?}").contains("rt-2"));
+    }
+
+    #[test]
+    fn newer_and_unversioned_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = StateDir::new(dir.path());
+        std::fs::write(
+            dir.path().join("db.json"),
+            r#"{"version": 7, "credential": "db"}"#,
+        )
+        .unwrap();
+        let err = state_dir.load("db").unwrap_err().to_string();
+        assert!(err.contains("version 7") && err.contains("newer"), "{err}");
+        std::fs::write(dir.path().join("db.json"), r#"{"credential": "db"}"#).unwrap();
+        assert!(
+            state_dir
+                .load("db")
+                .unwrap_err()
+                .to_string()
+                .contains("no `version`")
+        );
+    }
+
+    #[test]
+    fn the_lock_excludes_a_second_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = StateDir::new(dir.path());
+        let held = state_dir.lock("db").unwrap();
+        let file = File::open(dir.path().join("db.lock")).unwrap();
+        assert!(Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err());
+        drop(held);
+        let file = File::open(dir.path().join("db.lock")).unwrap();
+        assert!(Flock::lock(file, FlockArg::LockExclusiveNonblock).is_ok());
+    }
+}

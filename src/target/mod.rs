@@ -1,0 +1,525 @@
+//! Targets: put a token into the files applications read (`.env` key, `.pgpass` line, raw
+//! token file), changing nothing else in them.
+//!
+//! Under an advisory lock on the target, it reads the file, computes the new content, and
+//! writes only when it differs: atomically (temp file, fsync, rename, fsync directory) or,
+//! for a file bind-mounted on its own into a container, in place. A symlinked target keeps
+//! its link. It never logs or returns a token, and every error names the target's path.
+
+mod dotenv;
+mod pgpass;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use nix::unistd::{Gid, Group, Uid, User};
+use secrecy::{ExposeSecret, SecretString};
+use time::OffsetDateTime;
+
+use crate::config::{TargetConfig, TargetKind, WriteMode};
+use crate::durable::{self, Attributes};
+
+pub use dotenv::quote as dotenv_quote;
+
+/// A configured owner and/or group; `None` parts keep the file's.
+type OwnerOverride = (Option<Uid>, Option<Gid>);
+
+/// What writing a target did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The file already held this value: nothing was written.
+    Unchanged,
+    Written,
+}
+
+/// Why a target was not written. The file is as it was.
+#[derive(Debug, thiserror::Error)]
+#[error("target {path}: {reason}")]
+pub struct TargetError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+fn failed(path: &Path, reason: impl Into<String>) -> TargetError {
+    TargetError {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn io_failed(path: &Path, what: &str, e: io::Error) -> TargetError {
+    let hint = match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            " (does refreshd's user may write this file and its directory?)"
+        }
+        io::ErrorKind::NotFound => " (does the directory exist?)",
+        _ => "",
+    };
+    failed(path, format!("cannot {what}: {e}{hint}"))
+}
+
+/// Attempts before giving up on a file that keeps changing under us.
+const MAX_ATTEMPTS: usize = 8;
+
+/// Writes `token` (and its expiry, for an `expires_at_key`) into `target`.
+pub fn write(
+    target: &TargetConfig,
+    token: &SecretString,
+    expires_at: OffsetDateTime,
+) -> Result<Outcome, TargetError> {
+    let value = token.expose_secret();
+    // Refuse before touching the file: a value the format cannot hold.
+    render(target, b"", value, expires_at).map_err(|reason| failed(&target.path, reason))?;
+    let owner = resolve_owner(target)?;
+    let real = durable::resolve_link(&target.path)
+        .map_err(|e| io_failed(&target.path, "resolve the symlink", e))?;
+    for _ in 0..MAX_ATTEMPTS {
+        match write_once(target, &real, value, expires_at, owner)? {
+            Some(outcome) => return Ok(outcome),
+            None => continue,
+        }
+    }
+    Err(failed(
+        &target.path,
+        "the file kept changing while refreshd was writing it; nothing was written",
+    ))
+}
+
+/// The file's new content given its current content.
+fn render(
+    target: &TargetConfig,
+    current: &[u8],
+    value: &str,
+    expires_at: OffsetDateTime,
+) -> Result<Vec<u8>, String> {
+    match &target.kind {
+        TargetKind::Dotenv {
+            key,
+            expires_at_key,
+        } => {
+            let quoted = dotenv::quote(value).map_err(|e| e.to_string())?;
+            let mut content = dotenv::set(current, key, &quoted);
+            if let Some(expiry_key) = expires_at_key {
+                content = dotenv::set(&content, expiry_key, &crate::token::rfc3339(expires_at));
+            }
+            Ok(content)
+        }
+        TargetKind::Pgpass {
+            host,
+            port,
+            database,
+            username,
+        } => {
+            let entry = pgpass::Entry {
+                host,
+                port,
+                database,
+                username,
+            };
+            let edited = pgpass::set(current, &entry, value).map_err(|e| e.to_string())?;
+            if let Some(line) = edited.shadowed_by_line {
+                tracing::warn!(
+                    target_path = %target.path.display(),
+                    "line {line} of the .pgpass matches this host/port/database/username with wildcards and comes first: libpq will use its password, not refreshd's"
+                );
+            }
+            Ok(edited.content)
+        }
+        TargetKind::File { newline } => {
+            let mut content = value.as_bytes().to_vec();
+            if *newline {
+                content.push(b'\n');
+            }
+            Ok(content)
+        }
+    }
+}
+
+/// The mode a written file gets: the configured one, else the existing file's, else 0600.
+/// A `.pgpass` is never left looser than 0600, or libpq ignores it.
+fn mode_for(target: &TargetConfig, existing: Option<u32>) -> u32 {
+    let mode = target.mode.or(existing).unwrap_or(0o600);
+    match target.kind {
+        TargetKind::Pgpass { .. } => mode & 0o600,
+        _ => mode,
+    }
+}
+
+fn resolve_owner(target: &TargetConfig) -> Result<Option<OwnerOverride>, TargetError> {
+    if target.owner.is_none() && target.group.is_none() {
+        return Ok(None);
+    }
+    let uid = match &target.owner {
+        None => None,
+        Some(name) => Some(match name.parse::<u32>() {
+            Ok(n) => Uid::from_raw(n),
+            Err(_) => {
+                User::from_name(name)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| {
+                        failed(
+                            &target.path,
+                            format!("owner {name:?} is not a user on this machine"),
+                        )
+                    })?
+                    .uid
+            }
+        }),
+    };
+    let gid = match &target.group {
+        None => None,
+        Some(name) => Some(match name.parse::<u32>() {
+            Ok(n) => Gid::from_raw(n),
+            Err(_) => {
+                Group::from_name(name)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| {
+                        failed(
+                            &target.path,
+                            format!("group {name:?} is not a group on this machine"),
+                        )
+                    })?
+                    .gid
+            }
+        }),
+    };
+    Ok(Some((uid, gid)))
+}
+
+/// One locked read-compute-write. `Ok(None)`: the file changed under us; try again.
+fn write_once(
+    target: &TargetConfig,
+    real: &Path,
+    value: &str,
+    expires_at: OffsetDateTime,
+    owner: Option<OwnerOverride>,
+) -> Result<Option<Outcome>, TargetError> {
+    let path = &target.path;
+    let in_place = target.write == WriteMode::InPlace;
+    let opened = OpenOptions::new().read(true).write(in_place).open(real);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return create(target, real, value, expires_at, owner);
+        }
+        Err(e) => return Err(io_failed(path, "open", e)),
+    };
+    let mut file = Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| io_failed(path, "lock", errno.into()))?;
+    let before = file.metadata().map_err(|e| io_failed(path, "stat", e))?;
+    // Another writer may have renamed a new file over the path while we waited for the lock.
+    match std::fs::metadata(real) {
+        Ok(now) if now.dev() == before.dev() && now.ino() == before.ino() => {}
+        Ok(_) => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_failed(path, "stat", e)),
+    }
+    if !before.is_file() {
+        return Err(failed(path, "is not a regular file"));
+    }
+    let mut current = Vec::with_capacity(before.len() as usize);
+    file.read_to_end(&mut current)
+        .map_err(|e| io_failed(path, "read", e))?;
+    let content =
+        render(target, &current, value, expires_at).map_err(|reason| failed(path, reason))?;
+    let existing_mode = before.mode() & 0o7777;
+    let mode = mode_for(target, Some(existing_mode));
+    let uid = owner
+        .and_then(|(u, _)| u)
+        .unwrap_or(Uid::from_raw(before.uid()));
+    let gid = owner
+        .and_then(|(_, g)| g)
+        .unwrap_or(Gid::from_raw(before.gid()));
+    let attributes_match =
+        mode == existing_mode && uid.as_raw() == before.uid() && gid.as_raw() == before.gid();
+    if content == current {
+        if !attributes_match {
+            apply_attributes(&file, mode, owner.map(|_| (uid, gid)))
+                .map_err(|e| io_failed(path, "set mode/owner", e))?;
+        }
+        return Ok(Some(Outcome::Unchanged));
+    }
+    if in_place {
+        // Same inode, so a container that bind-mounted this one file sees the change.
+        file.set_len(0)
+            .map_err(|e| io_failed(path, "truncate", e))?;
+        file.rewind().map_err(|e| io_failed(path, "seek", e))?;
+        file.write_all(&content)
+            .map_err(|e| io_failed(path, "write", e))?;
+        file.sync_all().map_err(|e| io_failed(path, "fsync", e))?;
+        if !attributes_match {
+            apply_attributes(&file, mode, owner.map(|_| (uid, gid)))
+                .map_err(|e| io_failed(path, "set mode/owner", e))?;
+        }
+        return Ok(Some(Outcome::Written));
+    }
+    // A writer that does not lock (an editor) may have changed the file since we read it.
+    match std::fs::metadata(real) {
+        Ok(now) if same_version(&now, &before) => {}
+        _ => return Ok(None),
+    }
+    let keep_owner = uid.as_raw() != nix::unistd::geteuid().as_raw()
+        || gid.as_raw() != nix::unistd::getegid().as_raw();
+    let attributes = Attributes {
+        mode,
+        owner: keep_owner.then_some((uid, gid)),
+    };
+    durable::replace(real, &content, attributes).map_err(|e| {
+        if e.kind() == io::ErrorKind::PermissionDenied && keep_owner {
+            failed(path, format!("cannot keep the file's owner {}:{} without root: run refreshd as that user, or set write = \"in-place\"", uid, gid))
+        } else {
+            io_failed(path, "replace", e)
+        }
+    })?;
+    drop(file);
+    Ok(Some(Outcome::Written))
+}
+
+fn same_version(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    a.dev() == b.dev()
+        && a.ino() == b.ino()
+        && a.len() == b.len()
+        && a.mtime() == b.mtime()
+        && a.mtime_nsec() == b.mtime_nsec()
+}
+
+fn apply_attributes(file: &File, mode: u32, owner: Option<(Uid, Gid)>) -> io::Result<()> {
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    if let Some((uid, gid)) = owner {
+        nix::unistd::fchown(file, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
+fn create(
+    target: &TargetConfig,
+    real: &Path,
+    value: &str,
+    expires_at: OffsetDateTime,
+    owner: Option<OwnerOverride>,
+) -> Result<Option<Outcome>, TargetError> {
+    let path = &target.path;
+    let content = render(target, b"", value, expires_at).map_err(|reason| failed(path, reason))?;
+    let owner = owner.map(|(u, g)| {
+        (
+            u.unwrap_or_else(nix::unistd::geteuid),
+            g.unwrap_or_else(nix::unistd::getegid),
+        )
+    });
+    let attributes = Attributes {
+        mode: mode_for(target, None),
+        owner,
+    };
+    match durable::create_new(real, &content, attributes) {
+        Ok(true) => Ok(Some(Outcome::Written)),
+        // Someone created it meanwhile: edit theirs.
+        Ok(false) => Ok(None),
+        Err(e) => Err(io_failed(path, "create", e)),
+    }
+}
+
+/// Checks, without writing, that the target could be written: its directory exists and is
+/// writable, an existing file is a regular file we may read and replace, the owner resolves.
+pub fn check(target: &TargetConfig) -> Result<(), TargetError> {
+    let path = &target.path;
+    resolve_owner(target)?;
+    let real =
+        durable::resolve_link(path).map_err(|e| io_failed(path, "resolve the symlink", e))?;
+    let dir = real.parent().unwrap_or(Path::new("/"));
+    let dir_meta = std::fs::metadata(dir)
+        .map_err(|e| io_failed(path, &format!("use directory {}", dir.display()), e))?;
+    if !dir_meta.is_dir() {
+        return Err(failed(
+            path,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    use nix::unistd::{AccessFlags, access};
+    if target.write == WriteMode::Atomic || !real.exists() {
+        access(dir, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|e| {
+            failed(
+                path,
+                format!(
+                    "directory {} is not writable by refreshd's user: {e}",
+                    dir.display()
+                ),
+            )
+        })?;
+    }
+    match std::fs::metadata(&real) {
+        Ok(meta) if !meta.is_file() => Err(failed(path, "is not a regular file")),
+        Ok(meta) => {
+            access(
+                &real,
+                AccessFlags::R_OK
+                    | if target.write == WriteMode::InPlace {
+                        AccessFlags::W_OK
+                    } else {
+                        AccessFlags::R_OK
+                    },
+            )
+            .map_err(|e| failed(path, format!("not accessible to refreshd's user: {e}")))?;
+            if matches!(target.kind, TargetKind::Pgpass { .. }) && meta.mode() & 0o077 != 0 {
+                tracing::warn!(target_path = %path.display(), "mode {:04o}: libpq ignores this file until refreshd tightens it to 0600 on the next write", meta.mode() & 0o7777);
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_failed(path, "stat", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(path: PathBuf, kind: TargetKind) -> TargetConfig {
+        TargetConfig {
+            path,
+            kind,
+            mode: None,
+            owner: None,
+            group: None,
+            write: WriteMode::Atomic,
+        }
+    }
+
+    fn dotenv(path: PathBuf) -> TargetConfig {
+        target(
+            path,
+            TargetKind::Dotenv {
+                key: "TOKEN".into(),
+                expires_at_key: Some("TOKEN_EXPIRES_AT".into()),
+            },
+        )
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn creates_a_new_file_0600_then_skips_an_identical_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dotenv(dir.path().join(".env"));
+        let token = SecretString::from("abc.def");
+        assert_eq!(write(&t, &token, now()).unwrap(), Outcome::Written);
+        assert_eq!(
+            std::fs::read_to_string(&t.path).unwrap(),
+            "TOKEN=abc.def\nTOKEN_EXPIRES_AT=2027-01-15T08:00:00Z\n"
+        );
+        assert_eq!(std::fs::metadata(&t.path).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(write(&t, &token, now()).unwrap(), Outcome::Unchanged);
+    }
+
+    #[test]
+    fn existing_mode_is_kept_and_a_symlink_stays_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.env");
+        std::fs::write(&real, "A=1\n").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let link = dir.path().join(".env");
+        std::os::unix::fs::symlink("real.env", &link).unwrap();
+        write(&dotenv(link.clone()), &SecretString::from("v"), now()).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(
+            std::fs::read_to_string(&real)
+                .unwrap()
+                .starts_with("A=1\nTOKEN=v\n")
+        );
+        assert_eq!(std::fs::metadata(&real).unwrap().mode() & 0o777, 0o640);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "no temp file left"
+        );
+    }
+
+    #[test]
+    fn in_place_keeps_the_inode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "A=1\n").unwrap();
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        let mut t = dotenv(path.clone());
+        t.write = WriteMode::InPlace;
+        write(&t, &SecretString::from("v"), now()).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("TOKEN=v\n")
+        );
+    }
+
+    #[test]
+    fn an_unquotable_value_is_refused_and_the_file_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "TOKEN=old\n").unwrap();
+        let err = write(&dotenv(path.clone()), &SecretString::from("a'b c"), now()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("target {}:", path.display())),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "TOKEN=old\n");
+    }
+
+    #[test]
+    fn pgpass_is_tightened_to_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".pgpass");
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let t = target(
+            path.clone(),
+            TargetKind::Pgpass {
+                host: "h".into(),
+                port: "5432".into(),
+                database: "d".into(),
+                username: "u".into(),
+            },
+        );
+        write(&t, &SecretString::from("p:w"), now()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "h:5432:d:u:p\\:w\n"
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn raw_file_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = target(
+            dir.path().join("token"),
+            TargetKind::File { newline: false },
+        );
+        write(&t, &SecretString::from("tok"), now()).unwrap();
+        assert_eq!(std::fs::read(&t.path).unwrap(), b"tok");
+        t.kind = TargetKind::File { newline: true };
+        write(&t, &SecretString::from("tok"), now()).unwrap();
+        assert_eq!(std::fs::read(&t.path).unwrap(), b"tok\n");
+    }
+
+    #[test]
+    fn a_missing_directory_is_named() {
+        let t = dotenv(PathBuf::from("/nonexistent-refreshd-dir/.env"));
+        let err = write(&t, &SecretString::from("v"), now())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent-refreshd-dir/.env"), "{err}");
+        assert!(check(&t).is_err());
+    }
+}

@@ -1,0 +1,300 @@
+//! Tokens: what a source hands back ([`Fetched`]), what refreshd keeps ([`Token`]), the
+//! unverified JWT claims it reads, and the expiry precedence of DESIGN §4.
+//!
+//! Claims are decoded WITHOUT verifying a signature: refreshd only reads `exp`/`iat`/`sub`
+//! for scheduling and status, it never trusts a token for authorization. A token's value is
+//! never formatted here except through [`fingerprint`].
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+/// What a source returns from one successful fetch.
+pub struct Fetched {
+    pub access_token: SecretString,
+    /// A refresh token the provider issued with this response (rotated, or first).
+    pub refresh_token: Option<SecretString>,
+    /// `expires_in` from a token response.
+    pub expires_in: Option<Duration>,
+    /// An absolute expiry the source reported (`expiry`, `expiration_time`).
+    pub expires_at: Option<OffsetDateTime>,
+    /// The granted scopes, when the response says.
+    pub scopes: Option<Vec<String>>,
+}
+
+/// Where a token's expiry came from, for status and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpirySource {
+    Reported,
+    JwtExp,
+    ExpiresIn,
+    DefaultLifetime,
+}
+
+/// A token as refreshd keeps it, with what it could learn about it.
+#[derive(Clone)]
+pub struct Token {
+    pub access_token: SecretString,
+    pub issued_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub expiry_source: ExpirySource,
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("fingerprint", &fingerprint(&self.access_token))
+            .field("issued_at", &self.issued_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The unverified claims refreshd reads from a JWT.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claims {
+    pub exp: Option<OffsetDateTime>,
+    pub iat: Option<OffsetDateTime>,
+    pub sub: Option<String>,
+    pub iss: Option<String>,
+    pub client_id: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+/// A decoded JWT: its header and claims as JSON.
+pub struct Decoded {
+    pub header: Value,
+    pub claims: Value,
+}
+
+/// Decodes a JWT's header and claims without checking its signature. `None` when the
+/// value is not a JWS compact serialization with JSON header and claims (e.g. `ya29.` tokens).
+pub fn decode_unverified(token: &str) -> Option<Decoded> {
+    let parts: Vec<&str> = token.trim().split('.').collect();
+    if parts.len() != 3 {
+        return None;
+    }
+    let header = jsonwebtoken::decode_header(token.trim()).ok()?;
+    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(token.trim()).ok()?;
+    if !claims.is_object() {
+        return None;
+    }
+    Some(Decoded {
+        header: serde_json::to_value(header).ok()?,
+        claims,
+    })
+}
+
+impl Claims {
+    pub fn from_json(claims: &Value) -> Claims {
+        let time = |key: &str| {
+            claims
+                .get(key)
+                .and_then(Value::as_f64)
+                .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs.floor() as i64).ok())
+        };
+        let text = |key: &str| claims.get(key).and_then(Value::as_str).map(str::to_owned);
+        // `scope` (RFC 8693, space separated) or `scp` (Entra ID, Okta: string or array).
+        let scopes = match claims.get("scope").or_else(|| claims.get("scp")) {
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
+        };
+        Claims {
+            exp: time("exp"),
+            iat: time("iat"),
+            sub: text("sub"),
+            iss: text("iss"),
+            client_id: text("client_id")
+                .or_else(|| text("azp"))
+                .or_else(|| text("appid"))
+                .or_else(|| text("cid")),
+            scopes,
+        }
+    }
+
+    /// The claims of `token` if it is a JWT, else empty claims.
+    pub fn of(token: &str) -> Claims {
+        decode_unverified(token)
+            .map(|d| Claims::from_json(&d.claims))
+            .unwrap_or_default()
+    }
+}
+
+impl Token {
+    /// Builds a token from a fetch received at `received_at`, with the expiry precedence of
+    /// DESIGN §4: an absolute expiry the source reported, the JWT `exp`, `expires_in`,
+    /// then `default_lifetime`. `issued_at` is the JWT `iat`, else the arrival time.
+    pub fn from_fetched(
+        fetched: Fetched,
+        received_at: OffsetDateTime,
+        default_lifetime: Duration,
+    ) -> (Token, Option<SecretString>) {
+        let claims = Claims::of(fetched.access_token.expose_secret());
+        let (expires_at, expiry_source) = if let Some(at) = fetched.expires_at {
+            (at, ExpirySource::Reported)
+        } else if let Some(exp) = claims.exp {
+            (exp, ExpirySource::JwtExp)
+        } else if let Some(expires_in) = fetched.expires_in {
+            (received_at + expires_in, ExpirySource::ExpiresIn)
+        } else {
+            (
+                received_at + default_lifetime,
+                ExpirySource::DefaultLifetime,
+            )
+        };
+        let scopes = fetched
+            .scopes
+            .filter(|s| !s.is_empty())
+            .unwrap_or(claims.scopes);
+        let token = Token {
+            access_token: fetched.access_token,
+            issued_at: claims.iat.unwrap_or(received_at),
+            expires_at,
+            expiry_source,
+            subject: claims.sub,
+            issuer: claims.iss,
+            client_id: claims.client_id,
+            scopes,
+        };
+        (token, fetched.refresh_token)
+    }
+
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.access_token)
+    }
+
+    pub fn is_valid_at(&self, now: OffsetDateTime) -> bool {
+        self.expires_at > now
+    }
+}
+
+/// The first 8 hex digits of the value's SHA-256: tells tokens apart without showing one.
+pub fn fingerprint(secret: &SecretString) -> String {
+    let digest = Sha256::digest(secret.expose_secret().as_bytes());
+    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Formats a time as RFC 3339 in UTC, to the second (`2026-11-21T20:15:03Z`).
+pub fn rfc3339(at: OffsetDateTime) -> String {
+    let at = at
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(at);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+}
+
+/// Parses an RFC 3339 time with any offset (`2026-11-21T21:15:03.5+01:00`).
+pub fn parse_rfc3339(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// "41m 3s", "-2m" for the past: how far `at` is from `now`, to the second.
+pub fn remaining(at: OffsetDateTime, now: OffsetDateTime) -> String {
+    let secs = (at - now).whole_seconds();
+    let text = humantime::format_duration(Duration::from_secs(secs.unsigned_abs())).to_string();
+    if secs < 0 { format!("-{text}") } else { text }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    /// An unsigned-looking JWT with the given claims (signature bytes are junk: never verified).
+    pub(crate) fn jwt(claims: Value) -> String {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = b64.encode(br#"{"alg":"RS256","typ":"JWT","kid":"k1"}"#);
+        let body = b64.encode(serde_json::to_vec(&claims).unwrap());
+        format!("{header}.{body}.c2lnbmF0dXJl")
+    }
+
+    fn fetched(
+        token: &str,
+        expires_in: Option<u64>,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Fetched {
+        Fetched {
+            access_token: SecretString::from(token),
+            refresh_token: None,
+            expires_in: expires_in.map(Duration::from_secs),
+            expires_at,
+            scopes: None,
+        }
+    }
+
+    #[test]
+    fn expiry_precedence_reported_then_exp_then_expires_in_then_default() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let exp = now + Duration::from_secs(3600);
+        let reported = now + Duration::from_secs(1800);
+        let token = jwt(
+            serde_json::json!({"exp": exp.unix_timestamp(), "iat": now.unix_timestamp() - 5, "sub": "alice"}),
+        );
+        let lifetime = Duration::from_secs(7200);
+
+        let (t, _) = Token::from_fetched(fetched(&token, Some(60), Some(reported)), now, lifetime);
+        assert_eq!(
+            (t.expires_at, t.expiry_source),
+            (reported, ExpirySource::Reported)
+        );
+        let (t, _) = Token::from_fetched(fetched(&token, Some(60), None), now, lifetime);
+        assert_eq!((t.expires_at, t.expiry_source), (exp, ExpirySource::JwtExp));
+        assert_eq!(t.issued_at.unix_timestamp(), now.unix_timestamp() - 5);
+        assert_eq!(t.subject.as_deref(), Some("alice"));
+        let (t, _) = Token::from_fetched(fetched("ya29.opaque", Some(60), None), now, lifetime);
+        assert_eq!(
+            (t.expires_at, t.expiry_source),
+            (now + Duration::from_secs(60), ExpirySource::ExpiresIn)
+        );
+        assert_eq!(t.issued_at, now);
+        let (t, _) = Token::from_fetched(fetched("opaque", None, None), now, lifetime);
+        assert_eq!(
+            (t.expires_at, t.expiry_source),
+            (now + lifetime, ExpirySource::DefaultLifetime)
+        );
+    }
+
+    #[test]
+    fn float_exp_and_scp_arrays_are_read() {
+        let claims = Claims::from_json(
+            &serde_json::json!({"exp": 1800000000.75, "scp": ["a", "b"], "azp": "app"}),
+        );
+        assert_eq!(claims.exp.unwrap().unix_timestamp(), 1_800_000_000);
+        assert_eq!(claims.scopes, vec!["a", "b"]);
+        assert_eq!(claims.client_id.as_deref(), Some("app"));
+    }
+
+    #[test]
+    fn non_jwts_are_not_decoded() {
+        assert!(decode_unverified("ya29.a0AfH6SMB").is_none());
+        assert!(decode_unverified("a.b.c").is_none());
+        assert!(decode_unverified("").is_none());
+        assert!(decode_unverified(&jwt(serde_json::json!({"sub": "x"}))).is_some());
+    }
+
+    #[test]
+    fn fingerprint_is_eight_hex_digits_of_sha256() {
+        // sha256("abc") = ba7816bf…
+        assert_eq!(fingerprint(&SecretString::from("abc")), "ba7816bf");
+    }
+
+    #[test]
+    fn rfc3339_round_trips_with_offsets() {
+        let at = parse_rfc3339("2026-11-21T21:15:03.25+01:00").unwrap();
+        assert_eq!(rfc3339(at), "2026-11-21T20:15:03Z");
+    }
+}
