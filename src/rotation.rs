@@ -141,6 +141,7 @@ impl Engine {
         let (spend, bootstrap_fp) = refresh_token_to_spend(credential, state)?;
         let previous_expiry = state.token.as_ref().map(|t| t.expires_at);
         let ctx = FetchContext {
+            credential: &credential.name,
             http: &self.http,
             timeout: credential.timing.timeout,
             refresh_token: spend.as_ref(),
@@ -170,8 +171,8 @@ impl Engine {
         ) {
             tracing::warn!(credential = %credential.name, "clock skew: {warning}");
         }
-        if previous_expiry.is_some_and(|before| token.expires_at <= before) {
-            tracing::warn!(credential = %credential.name, expires_at = %token::rfc3339(token.expires_at), "the refreshed token does not expire later than the one it replaces");
+        if previous_expiry.is_some_and(|before| token.expires_at < before) {
+            tracing::warn!(credential = %credential.name, expires_at = %token::rfc3339(token.expires_at), "the refreshed token expires earlier than the one it replaces");
         }
         let report = self.write_targets(credential, &token, started);
         if let Some(first) = report.target_errors.first() {

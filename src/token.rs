@@ -161,8 +161,12 @@ impl Token {
             .unwrap_or(claims.scopes);
         let token = Token {
             access_token: fetched.access_token,
-            issued_at: claims.iat.unwrap_or(received_at),
-            expires_at,
+            // Kept in UTC: state, logs and status all speak UTC.
+            issued_at: claims
+                .iat
+                .unwrap_or(received_at)
+                .to_offset(time::UtcOffset::UTC),
+            expires_at: expires_at.to_offset(time::UtcOffset::UTC),
             expiry_source,
             subject: claims.sub,
             issuer: claims.iss,

@@ -11,14 +11,18 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde_json::Value;
 
-use super::SourceError;
+use super::{FetchContext, SourceError};
 use crate::config::{CommandFormat, CommandSource};
 use crate::token::{Fetched, parse_rfc3339};
 
 /// Output beyond this is not a token.
 const MAX_STDOUT: usize = 1 << 20;
 
-pub(super) async fn run(source: &CommandSource, timeout: Duration) -> Result<Fetched, SourceError> {
+pub(super) async fn run(
+    source: &CommandSource,
+    ctx: &FetchContext<'_>,
+) -> Result<Fetched, SourceError> {
+    let timeout = ctx.timeout;
     let program = source.argv[0].clone();
     let mut command = tokio::process::Command::new(&program);
     command
@@ -64,7 +68,7 @@ pub(super) async fn run(source: &CommandSource, timeout: Duration) -> Result<Fet
         })
         .collect();
     for line in &stderr_lines {
-        tracing::warn!(program = %program, "stderr: {line}");
+        tracing::warn!(credential = %ctx.credential, program = %program, "stderr: {line}");
     }
     if !output.status.success() {
         return Err(SourceError::CommandFailed {

@@ -148,6 +148,8 @@ fn status_kind(status: u16) -> FailureKind {
 
 /// What a fetch may use besides the source's own configuration.
 pub struct FetchContext<'a> {
+    /// The credential's name, for log lines.
+    pub credential: &'a str,
     pub http: &'a reqwest::Client,
     /// Per request / per command.
     pub timeout: Duration,
@@ -161,7 +163,7 @@ pub async fn fetch(source: &SourceConfig, ctx: &FetchContext<'_>) -> Result<Fetc
     match source {
         SourceConfig::OauthRefresh(s) => oauth::refresh(s, ctx).await,
         SourceConfig::OauthClientCredentials(s) => oauth::client_credentials(s, ctx).await,
-        SourceConfig::Command(s) => command::run(s, ctx.timeout).await,
+        SourceConfig::Command(s) => command::run(s, ctx).await,
         SourceConfig::Chain(chain) => {
             let mut errors = Vec::new();
             for inner in &chain.sources {

@@ -58,9 +58,9 @@ fn is_blank(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
 
-/// Returns the byte index just past `key` and the `=` if `line` assigns `key`, with the end
-/// of the `[whitespace][export ]` prefix.
-fn assignment(line: &[u8], key: &[u8]) -> Option<(usize, usize)> {
+/// If `line` is an assignment (`[blanks][export ]KEY[blanks]=`), the end of its
+/// `[blanks][export ]` prefix, the key, and the index just past the `=`.
+fn assignment(line: &[u8]) -> Option<(usize, &[u8], usize)> {
     let mut i = 0;
     while i < line.len() && is_blank(line[i]) {
         i += 1;
@@ -72,26 +72,40 @@ fn assignment(line: &[u8], key: &[u8]) -> Option<(usize, usize)> {
         }
     }
     let prefix_end = i;
-    if !line[i..].starts_with(key) {
-        return None;
+    while i < line.len() && !is_blank(line[i]) && !matches!(line[i], b'=' | b'\n' | b'\r' | b'#') {
+        i += 1;
     }
-    i += key.len();
+    let key = &line[prefix_end..i];
     while i < line.len() && is_blank(line[i]) {
         i += 1;
     }
-    (line.get(i) == Some(&b'=')).then_some((prefix_end, i + 1))
+    (!key.is_empty() && line.get(i) == Some(&b'=')).then_some((prefix_end, key, i + 1))
 }
 
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Every entry that assigns `key`. Walks all assignments, so a line that merely looks like
+/// `KEY=` inside another key's multi-line quoted value is never taken for one.
 fn find_entries(content: &[u8], key: &str) -> Vec<Entry> {
     let key = key.as_bytes();
     let mut entries = Vec::new();
     let mut line_start = 0;
     while line_start < content.len() {
         let line_end = memchr_newline(content, line_start);
-        let line = &content[line_start..line_end];
-        if let Some((prefix, value_start)) = assignment(line, key) {
-            let (value_end_abs, entry_end) =
-                value_extent(content, line_start + value_start, line_end);
+        // A UTF-8 byte order mark belongs to no key (python-dotenv and npm dotenv skip it).
+        let skip = if line_start == 0 && content.starts_with(BOM) {
+            BOM.len()
+        } else {
+            0
+        };
+        let line = &content[line_start + skip..line_end];
+        let Some((prefix, found, value_start)) = assignment(line) else {
+            line_start = line_end;
+            continue;
+        };
+        let (value_end_abs, entry_end) =
+            value_extent(content, line_start + skip + value_start, line_end);
+        if found == key {
             let last_line_end = trim_newline(content, line_start, entry_end);
             let rest = &content[value_end_abs..last_line_end];
             let comment = rest
@@ -102,14 +116,12 @@ fn find_entries(content: &[u8], key: &str) -> Vec<Entry> {
             entries.push(Entry {
                 start: line_start,
                 end: entry_end,
-                prefix_end: line_start + prefix,
+                prefix_end: line_start + skip + prefix,
                 comment,
                 no_newline: entry_end == content.len() && content.last() != Some(&b'\n'),
             });
-            line_start = entry_end;
-        } else {
-            line_start = line_end;
         }
+        line_start = entry_end;
     }
     entries
 }
@@ -282,6 +294,24 @@ mod tests {
         assert_eq!(set_str(before, "TOKEN", "new"), "A=1\nTOKEN=new\nB=2\n");
         let unclosed = "TOKEN='never closed\nB=2\n";
         assert_eq!(set_str(unclosed, "TOKEN", "new"), "TOKEN=new\nB=2\n");
+    }
+
+    #[test]
+    fn lookalike_lines_inside_another_value_are_left_alone() {
+        let before = "SCRIPT=\"#!/bin/sh\nexport TOKEN=placeholder\nexec app\"\nA=1\n";
+        assert_eq!(
+            set_str(before, "TOKEN", "new"),
+            format!("{before}TOKEN=new\n")
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_hide_the_first_key() {
+        let before = "\u{feff}TOKEN=old\r\nA=1\r\n";
+        assert_eq!(
+            set_str(before, "TOKEN", "new"),
+            "\u{feff}TOKEN=new\nA=1\r\n"
+        );
     }
 
     #[test]

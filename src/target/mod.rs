@@ -76,6 +76,10 @@ pub fn write(
     let owner = resolve_owner(target)?;
     let real = durable::resolve_link(&target.path)
         .map_err(|e| io_failed(&target.path, "resolve the symlink", e))?;
+    // The file's own lock is on an inode that the next atomic write replaces, so a waiter
+    // would wake on a dead file; writers of one directory queue on the directory instead.
+    // The file lock is still taken, for tools that `flock` the file themselves.
+    let _dir_lock = lock_dir(&real);
     for _ in 0..MAX_ATTEMPTS {
         match write_once(target, &real, value, expires_at, owner)? {
             Some(outcome) => return Ok(outcome),
@@ -86,6 +90,13 @@ pub fn write(
         &target.path,
         "the file kept changing while refreshd was writing it; nothing was written",
     ))
+}
+
+/// An exclusive lock on the directory holding `path`; `None` when the directory cannot be
+/// opened for reading (the file lock and the inode check still apply).
+fn lock_dir(path: &Path) -> Option<Flock<File>> {
+    let dir = File::open(path.parent().unwrap_or(Path::new("/"))).ok()?;
+    Flock::lock(dir, FlockArg::LockExclusive).ok()
 }
 
 /// The file's new content given its current content.

@@ -1,0 +1,248 @@
+//! Shared harness for the integration tests: the real `oidc-provider` fixture on loopback,
+//! the real `refreshd` binary in a private directory, and the secret-leak check over every
+//! line refreshd printed. A missing peer fails loudly with the command that installs it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+
+use serde_json::Value;
+
+pub const INSTALL: &str = "run `scripts/install-test-peers` (or the README's test command) first";
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Panics with the install command when a peer is missing: never a silent skip.
+pub fn require(path: &Path, what: &str) {
+    assert!(
+        path.exists(),
+        "{what} is missing at {}: {INSTALL}",
+        path.display()
+    );
+}
+
+/// A running oidc-provider: JWT access tokens, rotating refresh tokens, client credentials.
+/// Exits with the test (its stdin is our pipe) or when dropped.
+pub struct Oidc {
+    child: Child,
+    _stdin: ChildStdin,
+    pub issuer: String,
+    pub token_endpoint: String,
+    pub cc_jwt_key: PathBuf,
+    pub cc_jwt_kid: String,
+    http: reqwest::blocking::Client,
+}
+
+pub struct Grant {
+    pub refresh_token: String,
+    pub access_token: String,
+}
+
+impl Oidc {
+    pub fn start(dir: &Path, access_token_ttl: u32) -> Oidc {
+        let fixture = repo().join("tests/fixtures/oidc");
+        require(
+            &fixture.join("node_modules/oidc-provider"),
+            "the oidc-provider fixture",
+        );
+        let stderr = std::fs::File::create(dir.join("oidc.stderr")).unwrap();
+        let mut child = Command::new("node")
+            .arg(fixture.join("server.mjs"))
+            .env("ACCESS_TOKEN_TTL", access_token_ttl.to_string())
+            .env("FIXTURE_DIR", dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start node for the oidc fixture ({e}): {INSTALL}"));
+        let stdin = child.stdin.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(dir.join("oidc.stderr")).unwrap_or_default();
+            panic!("the oidc fixture did not start ({e}); its stderr:\n{log}")
+        });
+        let text = |k: &str| ready[k].as_str().unwrap().to_owned();
+        Oidc {
+            issuer: text("issuer"),
+            token_endpoint: text("token_endpoint"),
+            cc_jwt_key: PathBuf::from(text("cc_jwt_key")),
+            cc_jwt_kid: text("cc_jwt_kid"),
+            child,
+            _stdin: stdin,
+            http: reqwest::blocking::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// A brand-new grant for `client_id` (the authorization-code flow done by the fixture).
+    pub fn grant(&self, client_id: &str) -> Grant {
+        let response = self
+            .http
+            .post(format!("{}/test/grant?client_id={client_id}", self.issuer))
+            .send()
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "grant failed: {}",
+            response.status()
+        );
+        let json: Value = response.json().unwrap();
+        Grant {
+            refresh_token: json["refresh_token"].as_str().unwrap().to_owned(),
+            access_token: json["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Token-endpoint counters: `by_grant`, `by_client`, `by_error`, `token_requests`.
+    pub fn stats(&self) -> Value {
+        self.http
+            .get(format!("{}/test/stats", self.issuer))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    pub fn count(&self, group: &str, key: &str) -> u64 {
+        self.stats()[group][key].as_u64().unwrap_or(0)
+    }
+
+    /// Spends `refresh_token` outside refreshd, as a replaying client would.
+    pub fn refresh_directly(&self, client_id: &str, secret: &str, refresh_token: &str) -> Value {
+        self.http
+            .post(&self.token_endpoint)
+            .basic_auth(client_id, Some(secret))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+}
+
+impl Drop for Oidc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private directory with a config, a state directory, and every output of refreshd.
+pub struct Refreshd {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    outputs: Vec<String>,
+}
+
+impl Refreshd {
+    pub fn new() -> Refreshd {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        Refreshd {
+            dir,
+            config,
+            outputs: Vec::new(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.path("state")
+    }
+
+    /// Writes the config: `[daemon] state_dir` is filled in, the rest is `body`.
+    pub fn write_config(&self, body: &str) {
+        let text = format!(
+            "[daemon]\nstate_dir = \"{}\"\n\n{body}",
+            self.state_dir().display()
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_refreshd"));
+        command
+            .args(args)
+            .env("REFRESHD_CONFIG", &self.config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs refreshd to completion and keeps what it printed for the leak check.
+    pub fn run(&mut self, args: &[&str]) -> Output {
+        let output = self.command(args).output().unwrap();
+        self.record(&output);
+        output
+    }
+
+    pub fn record(&mut self, output: &Output) {
+        self.outputs
+            .push(String::from_utf8_lossy(&output.stdout).into_owned());
+        self.outputs
+            .push(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+
+    /// The credential's state file as JSON.
+    pub fn state(&self, credential: &str) -> Value {
+        let text =
+            std::fs::read_to_string(self.state_dir().join(format!("{credential}.json"))).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Asserts no secret appears in anything refreshd printed. `refreshd token` output is
+    /// not recorded (printing the token is its job).
+    pub fn assert_no_secrets<S: AsRef<str>>(&self, secrets: &[S]) {
+        for secret in secrets {
+            let secret = secret.as_ref();
+            assert!(secret.len() >= 8, "too short to grep for: {secret:?}");
+            for output in &self.outputs {
+                assert!(
+                    !output.contains(secret),
+                    "a secret leaked into refreshd's output:\n{output}"
+                );
+            }
+        }
+        assert!(
+            !self.outputs.is_empty(),
+            "nothing was recorded: the leak check would prove nothing"
+        );
+    }
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "refreshd failed ({}):\n{}",
+        output.status,
+        stderr(output)
+    );
+}
+
+/// Decodes a JWT's claims (no verification) for assertions.
+pub fn jwt_claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
