@@ -161,7 +161,15 @@ impl Engine {
         state.needs_login = false;
         state.consecutive_failures = 0;
         // The invariant: durable before any target is touched.
-        self.state.save(&credential.name, state)?;
+        if let Err(e) = self.state.save(&credential.name, state) {
+            if rotated {
+                tracing::error!(
+                    credential = %credential.name,
+                    "the provider rotated the refresh token but it could not be stored; if the provider allows each refresh token once, this credential needs a new login"
+                );
+            }
+            return Err(e.into());
+        }
 
         if let Some(warning) = schedule::clock_skew(
             token.issued_at,

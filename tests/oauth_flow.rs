@@ -170,6 +170,42 @@ fn rotated_refresh_token_survives_a_target_that_cannot_be_written() {
 }
 
 #[test]
+fn a_new_bootstrap_refresh_token_takes_over_from_the_stored_one() {
+    let mut s = setup();
+    let first = s.oidc.grant("rt-basic");
+    s.refresh_config("rt-basic", "rt-basic-secret", "basic", &first.refresh_token);
+    assert_success(&s.refreshd.run(&["once"]));
+    let stored = s.refresh_token();
+
+    // An operator logs in again and puts the new refresh token in place.
+    let second = s.oidc.grant("rt-basic");
+    std::fs::write(s.refreshd.path("bootstrap.refresh"), &second.refresh_token).unwrap();
+    let output = s.refreshd.run(&["once", "--force"]);
+    assert_success(&output);
+    assert!(
+        stderr(&output).contains("the configured refresh token is new"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(s.oidc.count("by_error", "invalid_grant"), 0);
+    // The first grant's stored token was not spent: it still refreshes.
+    let still_alive = s
+        .oidc
+        .refresh_directly("rt-basic", "rt-basic-secret", &stored);
+    assert!(still_alive.get("access_token").is_some(), "{still_alive}");
+
+    // The next run carries on with the token rotated from the new bootstrap.
+    assert_success(&s.refreshd.run(&["once", "--force"]));
+    assert_eq!(s.oidc.count("by_error", "invalid_grant"), 0);
+    s.refreshd.assert_no_secrets(&[
+        &first.refresh_token,
+        &second.refresh_token,
+        &stored,
+        &s.refresh_token(),
+    ]);
+}
+
+#[test]
 fn client_secret_post_authentication() {
     let mut s = setup();
     let grant = s.oidc.grant("rt-post");
