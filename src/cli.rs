@@ -255,14 +255,6 @@ fn check_source(
     problems: &mut Vec<String>,
 ) {
     match source {
-        SourceConfig::GoogleServiceAccount(_)
-        | SourceConfig::GoogleAuthorizedUser(_)
-        | SourceConfig::Http(_) => {
-            problems.push(format!(
-                "{name}: source type `{}` is not supported by this version of refreshd",
-                source.kind()
-            ));
-        }
         SourceConfig::Chain(chain) => {
             for inner in &chain.sources {
                 check_source(name, inner, has_stored_refresh, problems);

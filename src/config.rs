@@ -469,6 +469,8 @@ struct RawRetry {
     max: Option<Duration>,
 }
 
+// The timing keys repeat `RawTiming`'s on purpose: serde's `flatten` cannot be combined
+// with `deny_unknown_fields`, and a typo in a credential must stay an error.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCredential {
@@ -663,8 +665,27 @@ impl Validator<'_> {
                     )
                 })?),
             },
-            max_concurrent_refreshes: raw.daemon.max_concurrent_refreshes.unwrap_or(16).max(1),
+            max_concurrent_refreshes: raw.daemon.max_concurrent_refreshes.unwrap_or(16),
         };
+        if daemon.max_concurrent_refreshes == 0 {
+            return Err(self.error(0, "daemon.max_concurrent_refreshes", "must be at least 1"));
+        }
+        for (key, dir) in [
+            ("daemon.state_dir", &daemon.state_dir),
+            ("daemon.control_socket", &daemon.control_socket),
+        ] {
+            if !dir.is_absolute() {
+                let at = self
+                    .text
+                    .find(key.trim_start_matches("daemon."))
+                    .unwrap_or(0);
+                return Err(self.error(
+                    at,
+                    key,
+                    format!("{} must be an absolute path", dir.display()),
+                ));
+            }
+        }
         let log = LogConfig {
             level: raw.log.level.unwrap_or_else(|| "info".to_owned()),
             format: raw.log.format.unwrap_or(LogFormat::Text),
@@ -771,6 +792,24 @@ impl Validator<'_> {
             timeout: pick(raw.timeout, defaults.timeout, 30),
             default_lifetime: pick(raw.default_lifetime, defaults.default_lifetime, 60 * 60),
         };
+        const TEN_YEARS: Duration = Duration::from_secs(10 * 365 * 86_400);
+        if [
+            timing.refresh_at,
+            timing.min_remaining,
+            timing.jitter,
+            timing.retry_max,
+            timing.timeout,
+            timing.default_lifetime,
+        ]
+        .iter()
+        .any(|d| *d > TEN_YEARS)
+        {
+            return Err(self.error(
+                start,
+                key,
+                "durations longer than ten years are not supported",
+            ));
+        }
         if timing.refresh_at.is_zero() {
             return Err(self.error(
                 start,
@@ -851,10 +890,33 @@ impl Validator<'_> {
                     ));
                 }
             }
-            SourceConfig::Http(s) => {
-                http_url(&s.url, "url")?;
+            SourceConfig::Http(_) => {
+                return Err(self.error(
+                    start,
+                    format!("{key}.type"),
+                    "source type `http` is not supported by this version of refreshd",
+                ));
             }
             SourceConfig::Chain(chain) => {
+                let refresh_members = chain
+                    .sources
+                    .iter()
+                    .filter(|s| matches!(s, SourceConfig::OauthRefresh(_)))
+                    .count();
+                if refresh_members > 1 {
+                    return Err(self.error(start, format!("{key}.sources"), "a chain may hold one `oauth-refresh` source: a credential keeps one rotated refresh token"));
+                }
+                if chain
+                    .sources
+                    .iter()
+                    .any(|s| matches!(s, SourceConfig::Chain(_)))
+                {
+                    return Err(self.error(
+                        start,
+                        format!("{key}.sources"),
+                        "a chain cannot hold another chain",
+                    ));
+                }
                 if chain.sources.is_empty() {
                     return Err(self.error(
                         start,
@@ -866,7 +928,16 @@ impl Validator<'_> {
                     self.source(start, &format!("{key}.sources[{i}]"), inner)?;
                 }
             }
-            SourceConfig::GoogleServiceAccount(_) | SourceConfig::GoogleAuthorizedUser(_) => {}
+            SourceConfig::GoogleServiceAccount(_) | SourceConfig::GoogleAuthorizedUser(_) => {
+                return Err(self.error(
+                    start,
+                    format!("{key}.type"),
+                    format!(
+                        "source type `{}` is not supported by this version of refreshd",
+                        source.kind()
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -1234,6 +1305,38 @@ reload = [ { signal = "HUP", pid_file = "/run/app.pid" } ]
         let text = MINIMAL.replace("\"oauth-refresh\"", "\"oauth-magic\"");
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("oauth-magic") && err.contains(":6:"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_sources_and_ambiguous_chains_are_refused() {
+        let text = MINIMAL.replace(
+            "{ type = \"oauth-refresh\", token_url = \"https://idp.example.com/token\", client_id = \"cli\", refresh_token = { file = \"/etc/refreshd/rt\" } }",
+            "{ type = \"http\", url = \"https://x.example.com/\", token_field = \"/token\" }",
+        );
+        assert!(
+            parse(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("not supported")
+        );
+        let rt = "{ type = \"oauth-refresh\", token_url = \"https://idp.example.com/token\", client_id = \"cli\", refresh_token = { file = \"/etc/refreshd/rt\" } }";
+        let text = MINIMAL.replace(
+            rt,
+            &format!("{{ type = \"chain\", sources = [{rt}, {rt}] }}"),
+        );
+        assert!(
+            parse(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("one `oauth-refresh`")
+        );
+        let text = MINIMAL.replace("/tmp/refreshd-state", "relative/state");
+        assert!(
+            parse(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("daemon.state_dir")
+        );
     }
 
     #[test]

@@ -77,6 +77,33 @@ pub fn create_new(path: &Path, contents: &[u8], attributes: Attributes) -> io::R
     }
 }
 
+/// An exclusive `flock`, waiting at most `wait`: a tool that holds a lock on a target
+/// forever must not stall a rotation forever.
+pub fn lock_exclusive(
+    file: File,
+    wait: std::time::Duration,
+) -> io::Result<nix::fcntl::Flock<File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let deadline = std::time::Instant::now() + wait;
+    let mut file = file;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                file = back;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("another process held the lock for {}s", wait.as_secs()),
+                ));
+            }
+            Err((_, errno)) => return Err(errno.into()),
+        }
+    }
+}
+
 /// Makes a rename in `dir` survive a crash.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

@@ -146,7 +146,24 @@ impl Engine {
             timeout: credential.timing.timeout,
             refresh_token: spend.as_ref(),
         };
-        let fetched = source::fetch(&credential.source, &ctx).await?;
+        let fetched = match source::fetch(&credential.source, &ctx).await {
+            Ok(fetched) => fetched,
+            Err(SourceError::Incomplete {
+                origin,
+                reason,
+                refresh_token,
+            }) => {
+                // The old refresh token is spent; the new one must survive the failure.
+                state.refresh_token = Some(refresh_token);
+                state.bootstrap_fingerprint = bootstrap_fp.or(state.bootstrap_fingerprint.take());
+                return Err(SourceError::Malformed {
+                    origin,
+                    reason: format!("{reason} (its new refresh token was kept)"),
+                }
+                .into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let received_at = OffsetDateTime::now_utc();
         let (token, rotated_refresh) =
             Token::from_fetched(fetched, received_at, credential.timing.default_lifetime);
@@ -267,7 +284,7 @@ fn refresh_token_to_spend(
     credential: &Credential,
     state: &CredentialState,
 ) -> Result<(Option<SecretString>, Option<String>), RotationError> {
-    let SourceConfig::OauthRefresh(source) = &credential.source else {
+    let Some(source) = oauth_refresh_source(&credential.source) else {
         return Ok((None, None));
     };
     let bootstrap = source.refresh_token.resolve();
@@ -288,6 +305,16 @@ fn refresh_token_to_spend(
             Ok((Some(bootstrap), Some(fp)))
         }
         (None, Err(e)) => Err(RotationError::NoRefreshToken(e)),
+    }
+}
+
+/// The credential's `oauth-refresh` source, at the top or inside a chain (config validation
+/// allows at most one: a credential keeps one rotated refresh token).
+fn oauth_refresh_source(source: &SourceConfig) -> Option<&crate::config::OauthRefreshSource> {
+    match source {
+        SourceConfig::OauthRefresh(s) => Some(s),
+        SourceConfig::Chain(chain) => chain.sources.iter().find_map(oauth_refresh_source),
+        _ => None,
     }
 }
 

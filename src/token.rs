@@ -185,6 +185,13 @@ impl Token {
     }
 }
 
+/// Seconds from a response as a lifetime; `None` for zero, negative, non-finite or absurd
+/// values (more than ten years), so odd provider output can never overflow a date.
+pub fn seconds(value: f64) -> Option<Duration> {
+    const TEN_YEARS: f64 = 10.0 * 365.0 * 86_400.0;
+    (value.is_finite() && value > 0.0 && value <= TEN_YEARS).then(|| Duration::from_secs_f64(value))
+}
+
 /// The first 8 hex digits of the value's SHA-256: tells tokens apart without showing one.
 pub fn fingerprint(secret: &SecretString) -> String {
     let digest = Sha256::digest(secret.expose_secret().as_bytes());

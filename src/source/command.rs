@@ -63,8 +63,8 @@ pub(super) async fn run(
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| match token_text {
-            Some(token) if token.len() >= 4 => line.replace(token, "[redacted]"),
-            _ => line.to_owned(),
+            Some(token) if token.len() >= 4 => mask_token_like(&line.replace(token, "[redacted]")),
+            _ => mask_token_like(line),
         })
         .collect();
     for line in &stderr_lines {
@@ -94,6 +94,26 @@ pub(super) async fn run(
 struct Expiry {
     expires_in: Option<Duration>,
     expires_at: Option<time::OffsetDateTime>,
+}
+
+/// Hides runs of 32 or more token characters (JWT parts, base64, opaque tokens): when the
+/// program failed we do not know its token, and stderr ends up in logs and in status.
+fn mask_token_like(line: &str) -> String {
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || "._~+=-".contains(c);
+    let mut out = String::with_capacity(line.len());
+    let mut run = String::new();
+    for c in line.chars().chain(std::iter::once('\n')) {
+        if is_token_char(c) {
+            run.push(c);
+            continue;
+        }
+        out.push_str(if run.len() >= 32 { "[redacted]" } else { &run });
+        run.clear();
+        if c != '\n' {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The token and what the output says of its expiry. Errors describe the output's shape,
@@ -197,7 +217,10 @@ fn read_expiry(value: &Value, field: &str) -> Result<Expiry, String> {
     .ok_or_else(|| format!("{field:?} is neither an RFC 3339 time nor a number of seconds"))?;
     if relative {
         Ok(Expiry {
-            expires_in: Some(Duration::from_secs_f64(seconds.max(0.0))),
+            expires_in: Some(
+                crate::token::seconds(seconds)
+                    .ok_or_else(|| format!("{field:?} is not a usable number of seconds"))?,
+            ),
             expires_at: None,
         })
     } else {
@@ -255,6 +278,16 @@ mod tests {
         .unwrap();
         assert_eq!(token, "s3");
         assert_eq!(expiry.unwrap().expires_in, Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn long_token_like_runs_in_stderr_are_masked() {
+        let line = "error: refresh eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9xxxxxxxxx.sig failed at /usr/bin/x";
+        assert_eq!(
+            mask_token_like(line),
+            "error: refresh [redacted] failed at /usr/bin/x"
+        );
+        assert_eq!(mask_token_like("short words stay"), "short words stay");
     }
 
     #[test]

@@ -55,6 +55,14 @@ pub enum SourceError {
     /// A success status whose body is not a usable token response.
     #[error("{origin}: not a usable token response: {reason}")]
     Malformed { origin: String, reason: String },
+    /// A success response that is unusable but carries a rotated refresh token, which the
+    /// caller must store: the old one is spent.
+    #[error("{origin}: not a usable token response: {reason} (its new refresh token was kept)")]
+    Incomplete {
+        origin: String,
+        reason: String,
+        refresh_token: SecretString,
+    },
     #[error("{key}: {source}")]
     Secret {
         key: &'static str,
@@ -110,6 +118,7 @@ impl SourceError {
             SourceError::Transport { .. }
             | SourceError::Timeout { .. }
             | SourceError::Malformed { .. }
+            | SourceError::Incomplete { .. }
             | SourceError::CommandFailed { .. }
             | SourceError::CommandTimeout { .. } => FailureKind::Transient,
             SourceError::Secret { .. }

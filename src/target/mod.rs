@@ -14,7 +14,7 @@ use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use nix::unistd::{Gid, Group, Uid, User};
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
@@ -61,6 +61,9 @@ fn io_failed(path: &Path, what: &str, e: io::Error) -> TargetError {
     failed(path, format!("cannot {what}: {e}{hint}"))
 }
 
+/// How long a target's lock may be held by someone else before refreshd gives up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Attempts before giving up on a file that keeps changing under us.
 const MAX_ATTEMPTS: usize = 8;
 
@@ -96,7 +99,7 @@ pub fn write(
 /// opened for reading (the file lock and the inode check still apply).
 fn lock_dir(path: &Path) -> Option<Flock<File>> {
     let dir = File::open(path.parent().unwrap_or(Path::new("/"))).ok()?;
-    Flock::lock(dir, FlockArg::LockExclusive).ok()
+    durable::lock_exclusive(dir, LOCK_WAIT).ok()
 }
 
 /// The file's new content given its current content.
@@ -220,8 +223,8 @@ fn write_once(
         }
         Err(e) => return Err(io_failed(path, "open", e)),
     };
-    let mut file = Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, errno)| io_failed(path, "lock", errno.into()))?;
+    let mut file =
+        durable::lock_exclusive(file, LOCK_WAIT).map_err(|e| io_failed(path, "lock", e))?;
     let before = file.metadata().map_err(|e| io_failed(path, "stat", e))?;
     // Another writer may have renamed a new file over the path while we waited for the lock.
     match std::fs::metadata(real) {
@@ -256,16 +259,16 @@ fn write_once(
         return Ok(Some(Outcome::Unchanged));
     }
     if in_place {
-        // Same inode, so a container that bind-mounted this one file sees the change.
-        file.set_len(0)
-            .map_err(|e| io_failed(path, "truncate", e))?;
-        file.rewind().map_err(|e| io_failed(path, "seek", e))?;
-        file.write_all(&content)
-            .map_err(|e| io_failed(path, "write", e))?;
-        file.sync_all().map_err(|e| io_failed(path, "fsync", e))?;
+        // Tighten the mode before the new secret lands, never after.
         if !attributes_match {
             apply_attributes(&file, mode, owner.map(|_| (uid, gid)))
                 .map_err(|e| io_failed(path, "set mode/owner", e))?;
+        }
+        // Same inode, so a container that bind-mounted this one file sees the change.
+        if let Err(e) = rewrite(&mut file, &content) {
+            // Put the old content back rather than leave a truncated file (best effort).
+            let _ = rewrite(&mut file, &current);
+            return Err(io_failed(path, "rewrite in place", e));
         }
         return Ok(Some(Outcome::Written));
     }
@@ -289,6 +292,13 @@ fn write_once(
     })?;
     drop(file);
     Ok(Some(Outcome::Written))
+}
+
+fn rewrite(file: &mut File, content: &[u8]) -> io::Result<()> {
+    file.set_len(0)?;
+    file.rewind()?;
+    file.write_all(content)?;
+    file.sync_all()
 }
 
 fn same_version(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {

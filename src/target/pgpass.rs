@@ -65,13 +65,20 @@ pub struct Edited {
 pub fn set(content: &[u8], entry: &Entry<'_>, password: &str) -> Result<Edited, Unwritable> {
     let new_line = line(entry, password)?;
     let ours = key_fields(entry);
-    let text = String::from_utf8_lossy(content);
     let mut offset = 0;
     let mut shadowed_by_line = None;
-    for (number, raw) in text.split_inclusive('\n').enumerate() {
+    // Offsets are taken on the raw bytes: a non-UTF-8 byte elsewhere must not shift them.
+    for (number, raw) in content.split_inclusive(|b| *b == b'\n').enumerate() {
         let start = offset;
         offset += raw.len();
-        let body = raw.trim_end_matches('\n').trim_end_matches('\r');
+        let text = String::from_utf8_lossy(raw);
+        let body = text.trim_end_matches('\n').trim_end_matches('\r');
+        let body_len = raw.len()
+            - raw
+                .iter()
+                .rev()
+                .take_while(|b| matches!(b, b'\n' | b'\r'))
+                .count();
         if body.starts_with('#') || body.trim().is_empty() {
             continue;
         }
@@ -80,7 +87,7 @@ pub fn set(content: &[u8], entry: &Entry<'_>, password: &str) -> Result<Edited, 
             continue;
         }
         if theirs[..4].iter().zip(ours).all(|(t, o)| t == o) {
-            let end = start + body.len();
+            let end = start + body_len;
             let mut out = Vec::with_capacity(content.len() + 16);
             out.extend_from_slice(&content[..start]);
             out.extend_from_slice(new_line.as_bytes());
@@ -169,6 +176,16 @@ mod tests {
         let (after, shadow) = set_str(before, "new");
         assert!(after.ends_with("app@example.com:new\n"));
         assert_eq!(shadow, Some(1));
+    }
+
+    #[test]
+    fn non_utf8_bytes_elsewhere_do_not_shift_the_edit() {
+        let mut before = b"other:1:d:u:caf\xe9\n".to_vec();
+        before.extend_from_slice(b"db.example.com:5432:postgres:app@example.com:old\n");
+        let edited = set(&before, &DB, "new").unwrap();
+        let mut expected = b"other:1:d:u:caf\xe9\n".to_vec();
+        expected.extend_from_slice(b"db.example.com:5432:postgres:app@example.com:new\n");
+        assert_eq!(edited.content, expected);
     }
 
     #[test]
