@@ -293,6 +293,31 @@ pub struct TargetConfig {
     pub write: WriteMode,
 }
 
+impl TargetConfig {
+    /// A target with no mode, owner or group override, written atomically.
+    pub fn new(path: impl Into<PathBuf>, kind: TargetKind) -> TargetConfig {
+        TargetConfig {
+            path: path.into(),
+            kind,
+            mode: None,
+            owner: None,
+            group: None,
+            write: WriteMode::Atomic,
+        }
+    }
+
+    /// A `dotenv` target setting `key`, without an expiry key.
+    pub fn dotenv(path: impl Into<PathBuf>, key: &str) -> TargetConfig {
+        TargetConfig::new(
+            path,
+            TargetKind::Dotenv {
+                key: key.to_owned(),
+                expires_at_key: None,
+            },
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetKind {
     Dotenv {

@@ -6,22 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use refreshd::config::{TargetConfig, TargetKind, WriteMode};
+use refreshd::config::TargetConfig;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
 fn dotenv(path: &Path, key: &str) -> TargetConfig {
-    TargetConfig {
-        path: path.to_path_buf(),
-        kind: TargetKind::Dotenv {
-            key: key.into(),
-            expires_at_key: None,
-        },
-        mode: None,
-        owner: None,
-        group: None,
-        write: WriteMode::Atomic,
-    }
+    TargetConfig::dotenv(path, key)
 }
 
 fn write(target: &TargetConfig, value: &str) {

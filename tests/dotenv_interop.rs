@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
-use refreshd::config::{TargetConfig, TargetKind, WriteMode};
+use refreshd::config::{TargetConfig, WriteMode};
 use refreshd::target::{self, Outcome, TargetError};
 use secrecy::SecretString;
 use time::OffsetDateTime;
@@ -189,15 +189,8 @@ impl Expected {
 
 fn dotenv_target(path: &Path, key: &str, write: WriteMode) -> TargetConfig {
     TargetConfig {
-        path: path.to_path_buf(),
-        kind: TargetKind::Dotenv {
-            key: key.into(),
-            expires_at_key: None,
-        },
-        mode: None,
-        owner: None,
-        group: None,
         write,
+        ..TargetConfig::dotenv(path, key)
     }
 }
 

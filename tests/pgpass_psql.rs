@@ -527,14 +527,21 @@ fn existing_pgpass_lines_are_kept_and_the_match_replaced() {
     cluster.assert_app_connects(&refreshd.pgpass);
 }
 
-#[test]
-fn libpq_ignores_a_loose_pgpass_and_refreshd_tightens_it() {
+/// A cluster whose `app` role has `PW_AWKWARD`, and a refreshd that wrote it into a
+/// `.pgpass` psql has already logged in with.
+fn connected_with_awkward_password() -> (Cluster, Refreshd) {
     let cluster = Cluster::start();
     cluster.set_password(PW_AWKWARD);
     let refreshd = Refreshd::new(cluster.port, &[PW_AWKWARD, PW_ROTATED]);
     refreshd.mint(PW_AWKWARD);
     refreshd.once(false);
     cluster.assert_app_connects(&refreshd.pgpass);
+    (cluster, refreshd)
+}
+
+#[test]
+fn libpq_ignores_a_loose_pgpass_and_refreshd_tightens_it() {
+    let (cluster, refreshd) = connected_with_awkward_password();
     let written = refreshd.pgpass_bytes();
 
     fs::set_permissions(&refreshd.pgpass, fs::Permissions::from_mode(0o644)).unwrap();
@@ -555,12 +562,7 @@ fn libpq_ignores_a_loose_pgpass_and_refreshd_tightens_it() {
 
 #[test]
 fn rotation_changes_the_password() {
-    let cluster = Cluster::start();
-    cluster.set_password(PW_AWKWARD);
-    let refreshd = Refreshd::new(cluster.port, &[PW_AWKWARD, PW_ROTATED]);
-    refreshd.mint(PW_AWKWARD);
-    refreshd.once(false);
-    cluster.assert_app_connects(&refreshd.pgpass);
+    let (cluster, refreshd) = connected_with_awkward_password();
 
     cluster.set_password(PW_ROTATED);
     let stderr = cluster.assert_app_refused(&refreshd.pgpass);

@@ -400,14 +400,7 @@ mod tests {
     use super::*;
 
     fn target(path: PathBuf, kind: TargetKind) -> TargetConfig {
-        TargetConfig {
-            path,
-            kind,
-            mode: None,
-            owner: None,
-            group: None,
-            write: WriteMode::Atomic,
-        }
+        TargetConfig::new(path, kind)
     }
 
     fn dotenv(path: PathBuf) -> TargetConfig {
