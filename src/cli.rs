@@ -18,7 +18,7 @@ use crate::state::StateDir;
 use crate::token;
 
 /// sysexits.h `EX_CONFIG`: a supervisor can tell "fix your config" from "crashed".
-const EX_CONFIG: u8 = 78;
+const EX_CONFIG: u8 = crate::daemon::EX_CONFIG;
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +53,30 @@ impl ConfigArg {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the daemon in the foreground (systemd and launchd supervise it)
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Show each credential's health, expiry, last rotation, last error and next refresh
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running daemon to refresh now, and wait for the result
+    Rotate {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Every credential
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        /// Credentials to refresh
+        #[arg(required_unless_present = "all")]
+        names: Vec<String>,
+    },
     /// Refresh every (named) credential that is due, write its targets, and exit
     Once {
         #[command(flatten)]
@@ -103,6 +127,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             names,
         } => once(&config.path(), force, &names),
         Command::Check { config, online } => check(&config.path(), online),
+        Command::Run { config } => Ok(crate::daemon::main(&config.path())),
+        Command::Status { config, json } => status(&config.path(), json),
+        Command::Rotate { config, all, names } => rotate(&config.path(), all, names),
         Command::Token { config, name } => print_token(&config.path(), &name),
         Command::Inspect { token } => inspect(token),
     }
@@ -143,19 +170,18 @@ fn once(path: &std::path::Path, force: bool, names: &[String]) -> anyhow::Result
     } else {
         Trigger::IfDue
     };
-    let engine = Engine {
-        http: crate::source::http_client(),
-        state: StateDir::new(&config.daemon.state_dir),
-        write_targets: true,
-    };
     let mut all_ok = true;
     runtime()?.block_on(async {
+        let engine = Engine {
+            http: crate::source::http_client(),
+            state: StateDir::new(&config.daemon.state_dir),
+            write_targets: true,
+            // One process, run in sequence: nothing to merge.
+            reloader: Some(crate::reload::Reloader::start(std::time::Duration::ZERO)),
+        };
         for credential in &config.credentials {
             if !names.is_empty() && !names.contains(&credential.name) {
                 continue;
-            }
-            if !credential.reload.is_empty() {
-                tracing::warn!(credential = %credential.name, "reload actions are not run by this version of `refreshd once`");
             }
             let result = engine.rotate(credential, trigger).await;
             all_ok &= result.is_ok();
@@ -198,6 +224,7 @@ fn check(path: &std::path::Path, online: bool) -> anyhow::Result<ExitCode> {
             http: crate::source::http_client(),
             state: state_dir,
             write_targets: false,
+            reloader: None,
         };
         let since = OffsetDateTime::now_utc();
         runtime()?.block_on(async {
@@ -288,6 +315,126 @@ fn which(program: &str) -> Option<PathBuf> {
     })
 }
 
+/// How long `status` and `token` wait for the daemon; `rotate` waits for the refreshes.
+const CONTROL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn ask_daemon(
+    config: &Config,
+    request: &crate::control::Request,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Option<crate::control::Response>> {
+    let path = &config.daemon.control_socket;
+    let response = runtime()?.block_on(crate::control::request(path, request, timeout))?;
+    Ok(response)
+}
+
+fn status(path: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let config = match load_or_exit(path, EX_CONFIG) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    let now = OffsetDateTime::now_utc();
+    let snapshot = match ask_daemon(&config, &crate::control::Request::Status, CONTROL_TIMEOUT)? {
+        Some(response) => match (response.ok, response.status) {
+            (true, Some(snapshot)) => snapshot,
+            _ => anyhow::bail!(
+                "the daemon refused: {}",
+                response.error.unwrap_or_default()
+            ),
+        },
+        None => snapshot_from_state(&config, now),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&snapshot)?);
+    } else if snapshot.credentials.is_empty() {
+        println!("no credentials configured in {}", path.display());
+    } else {
+        print!("{}", snapshot.render(now));
+    }
+    Ok(ExitCode::from(snapshot.exit_code()))
+}
+
+/// What the state directory says when no daemon runs; `next_refresh` is the schedule's
+/// plan without jitter.
+fn snapshot_from_state(config: &Config, now: OffsetDateTime) -> crate::status::Snapshot {
+    let state_dir = StateDir::new(&config.daemon.state_dir);
+    let mut snapshot = crate::status::Snapshot {
+        from: "state".to_owned(),
+        ..Default::default()
+    };
+    for credential in &config.credentials {
+        let state = match state_dir.load(&credential.name) {
+            Ok(state) => state,
+            Err(e) => {
+                eprintln!("refreshd: {e}");
+                Default::default()
+            }
+        };
+        let next = state.token.as_ref().map(|t| {
+            crate::schedule::next_refresh(
+                t.issued_at,
+                t.expires_at,
+                &credential.timing,
+                time::Duration::ZERO,
+                now,
+            )
+        });
+        snapshot.credentials.insert(
+            credential.name.clone(),
+            crate::status::CredentialStatus::from_state(credential, &state, next, now),
+        );
+    }
+    snapshot
+}
+
+fn rotate(path: &std::path::Path, all: bool, names: Vec<String>) -> anyhow::Result<ExitCode> {
+    let config = match load_or_exit(path, EX_CONFIG) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    for name in &names {
+        if config.credential(name).is_none() {
+            eprintln!("refreshd: no credential named {name:?} in {}", path.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let names = if all { Vec::new() } else { names };
+    // A rotation may wait for its lock, its request timeout and its reloads.
+    let longest = config
+        .credentials
+        .iter()
+        .map(|c| c.timing.timeout)
+        .max()
+        .unwrap_or_default();
+    let timeout = longest * 4 + std::time::Duration::from_secs(60);
+    let request = crate::control::Request::Rotate { names };
+    let Some(response) = ask_daemon(&config, &request, timeout)? else {
+        eprintln!(
+            "refreshd: no daemon is listening on {}; start `refreshd run`, or use `refreshd once --force`",
+            config.daemon.control_socket.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    if !response.ok {
+        eprintln!("refreshd: {}", response.error.unwrap_or_default());
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut all_ok = true;
+    for outcome in response.results.unwrap_or_default() {
+        all_ok &= outcome.ok;
+        let detail = match (&outcome.fingerprint, outcome.expires_at) {
+            (Some(fp), Some(at)) => format!(" (fingerprint {fp}, expires {})", token::rfc3339(at)),
+            _ => String::new(),
+        };
+        println!("{}: {}{detail}", outcome.name, outcome.message);
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn print_token(path: &std::path::Path, name: &str) -> anyhow::Result<ExitCode> {
     let config = match load_or_exit(path, EX_CONFIG) {
         Ok(config) => config,
@@ -299,6 +446,23 @@ fn print_token(path: &std::path::Path, name: &str) -> anyhow::Result<ExitCode> {
             path.display()
         );
         return Ok(ExitCode::FAILURE);
+    }
+    let request = crate::control::Request::Token {
+        name: name.to_owned(),
+    };
+    // The daemon answers from the same state files, but knows of a token it holds in
+    // memory; without one, the state directory answers.
+    if let Ok(Some(response)) = ask_daemon(&config, &request, CONTROL_TIMEOUT) {
+        match (response.ok, response.token) {
+            (true, Some(token)) => {
+                println!("{token}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            _ => {
+                eprintln!("refreshd: {}", response.error.unwrap_or_default());
+                return Ok(ExitCode::FAILURE);
+            }
+        }
     }
     let state = StateDir::new(&config.daemon.state_dir).load(name)?;
     let now = OffsetDateTime::now_utc();

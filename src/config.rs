@@ -108,10 +108,23 @@ pub struct Credential {
     pub line: usize,
 }
 
+/// Equal when a running credential would behave the same: the line it sits on is ignored,
+/// so moving it in the file does not restart it on a reload.
+impl PartialEq for Credential {
+    fn eq(&self, other: &Credential) -> bool {
+        self.name == other.name
+            && self.source == other.source
+            && self.targets == other.targets
+            && self.reload == other.reload
+            && self.on_failure == other.on_failure
+            && self.timing == other.timing
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Sources: deserialized directly into their final form; `validate_source` checks the rest.
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum SourceConfig {
     OauthRefresh(OauthRefreshSource),
@@ -132,7 +145,7 @@ pub enum ClientAuth {
     Post,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OauthRefreshSource {
     pub token_url: Url,
@@ -148,7 +161,7 @@ pub struct OauthRefreshSource {
     pub params: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientCredentialsSource {
     pub token_url: Url,
@@ -167,7 +180,7 @@ pub struct ClientCredentialsSource {
     pub params: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GoogleServiceAccountSource {
     pub key_file: PathBuf,
@@ -175,7 +188,7 @@ pub struct GoogleServiceAccountSource {
     pub subject: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GoogleAuthorizedUserSource {
     pub file: Option<PathBuf>,
@@ -190,7 +203,7 @@ pub enum CommandFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandSource {
     pub argv: Vec<String>,
@@ -201,7 +214,7 @@ pub struct CommandSource {
     pub expiry_field: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSource {
     pub url: Url,
@@ -213,13 +226,13 @@ pub struct HttpSource {
     pub expiry_field: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BearerRef {
     pub credential: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainSource {
     pub sources: Vec<SourceConfig>,
@@ -394,7 +407,7 @@ pub struct ReloadConfig {
     pub timeout: Option<Duration>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ReloadAction {
     SignalPidFile {
         signal: String,
@@ -553,7 +566,18 @@ pub fn default_config_path() -> PathBuf {
     }
 }
 
+/// The first directory systemd made for the unit (`StateDirectory=` → `$STATE_DIRECTORY`),
+/// so a service running as its own unprivileged user needs no paths in its config.
+fn systemd_dir(var: &str) -> Option<PathBuf> {
+    let value = std::env::var_os(var)?;
+    let first = std::env::split_paths(&value).next()?;
+    first.is_absolute().then_some(first)
+}
+
 fn default_state_dir() -> PathBuf {
+    if let Some(dir) = systemd_dir("STATE_DIRECTORY") {
+        return dir;
+    }
     if running_as_root() {
         PathBuf::from("/var/lib/refreshd")
     } else {
@@ -562,6 +586,9 @@ fn default_state_dir() -> PathBuf {
 }
 
 fn default_control_socket() -> PathBuf {
+    if let Some(dir) = systemd_dir("RUNTIME_DIRECTORY") {
+        return dir.join("control.sock");
+    }
     if running_as_root() {
         PathBuf::from("/run/refreshd/control.sock")
     } else {

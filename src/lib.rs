@@ -7,12 +7,17 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod durable;
 pub mod log;
+pub mod metrics;
+pub mod reload;
 pub mod rotation;
 pub mod schedule;
 pub mod secret;
 pub mod source;
 pub mod state;
+pub mod status;
 pub mod target;
 pub mod token;

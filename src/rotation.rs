@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 
 use crate::config::{Credential, SourceConfig};
+use crate::reload::{self, ReloadError, Reloader};
 use crate::schedule;
 use crate::source::{self, FailureKind, FetchContext, SourceError};
 use crate::state::{CredentialState, LastError, StateDir, StateError};
@@ -45,11 +46,14 @@ pub enum RotationResult {
 #[derive(Debug)]
 pub struct Report {
     pub fingerprint: String,
+    pub issued_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub next_refresh: OffsetDateTime,
     pub targets_written: usize,
     pub targets_unchanged: usize,
     pub target_errors: Vec<target::TargetError>,
+    pub reloads_run: usize,
+    pub reload_errors: Vec<ReloadError>,
     pub took: Duration,
 }
 
@@ -68,6 +72,8 @@ pub enum RotationError {
 }
 
 impl RotationResult {
+    /// A rotation whose targets were all written; a failed reload does not count against
+    /// it (it is reported, and never undoes the rotation).
     pub fn is_ok(&self) -> bool {
         match self {
             RotationResult::Rotated(report) | RotationResult::Current(report) => {
@@ -78,12 +84,24 @@ impl RotationResult {
     }
 }
 
+impl RotationError {
+    /// What the provider asked for with `Retry-After`, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RotationError::Source(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
 /// What a rotation needs besides the credential.
 pub struct Engine {
     pub http: reqwest::Client,
     pub state: StateDir,
     /// `false` for `check --online`: fetch and persist, but leave targets alone.
     pub write_targets: bool,
+    /// Runs reload actions after targets changed; `None` leaves them alone.
+    pub reloader: Option<Reloader>,
 }
 
 impl Engine {
@@ -107,12 +125,13 @@ impl Engine {
         if !needs_refresh(credential, &state, trigger, now)
             && let Some(token) = state.token.clone()
         {
-            let report = self.write_targets(credential, &token, started);
+            let report = self.write_targets(credential, &token, started).await;
             tracing::info!(
                 credential = %credential.name,
                 expires_at = %token::rfc3339(token.expires_at),
                 next_refresh = %token::rfc3339(report.next_refresh),
                 targets_written = report.targets_written,
+                reloads = report.reloads_run,
                 fingerprint = %report.fingerprint,
                 "current"
             );
@@ -199,7 +218,7 @@ impl Engine {
         if previous_expiry.is_some_and(|before| token.expires_at < before) {
             tracing::warn!(credential = %credential.name, expires_at = %token::rfc3339(token.expires_at), "the refreshed token expires earlier than the one it replaces");
         }
-        let report = self.write_targets(credential, &token, started);
+        let report = self.write_targets(credential, &token, started).await;
         if let Some(first) = report.target_errors.first() {
             state.last_error = Some(LastError {
                 at: OffsetDateTime::now_utc(),
@@ -216,7 +235,8 @@ impl Engine {
             next_refresh = %token::rfc3339(report.next_refresh),
             targets = report.targets_written + report.targets_unchanged,
             target_errors = report.target_errors.len(),
-            reloads = 0,
+            reloads = report.reloads_run,
+            reload_errors = report.reload_errors.len(),
             took = %format!("{}ms", report.took.as_millis()),
             fingerprint = %report.fingerprint,
             refresh_token_rotated = rotated,
@@ -225,9 +245,13 @@ impl Engine {
         Ok(RotationResult::Rotated(report))
     }
 
-    fn write_targets(&self, credential: &Credential, token: &Token, started: Instant) -> Report {
+    /// Writes every target (on the blocking pool: a target on a slow filesystem must not
+    /// stall other credentials, and a started write finishes even if the caller goes away),
+    /// then runs the reload actions when something changed.
+    async fn write_targets(&self, credential: &Credential, token: &Token, started: Instant) -> Report {
         let mut report = Report {
             fingerprint: token.fingerprint(),
+            issued_at: token.issued_at,
             expires_at: token.expires_at,
             next_refresh: schedule::next_refresh(
                 token.issued_at,
@@ -239,17 +263,47 @@ impl Engine {
             targets_written: 0,
             targets_unchanged: 0,
             target_errors: Vec::new(),
+            reloads_run: 0,
+            reload_errors: Vec::new(),
             took: Duration::ZERO,
         };
         if self.write_targets {
-            for target in &credential.targets {
-                match target::write(target, &token.access_token, token.expires_at) {
+            let targets = credential.targets.clone();
+            let value = token.access_token.clone();
+            let expires_at = token.expires_at;
+            let outcomes = tokio::task::spawn_blocking(move || {
+                targets
+                    .iter()
+                    .map(|target| target::write(target, &value, expires_at))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            for outcome in outcomes {
+                match outcome {
                     Ok(Outcome::Written) => report.targets_written += 1,
                     Ok(Outcome::Unchanged) => report.targets_unchanged += 1,
                     Err(e) => {
                         tracing::error!(credential = %credential.name, "{e}");
                         report.target_errors.push(e);
                     }
+                }
+            }
+        }
+        // A reload after a write that changed nothing would restart apps for no reason.
+        if report.targets_written > 0
+            && let Some(reloader) = &self.reloader
+        {
+            let context = reload::Context {
+                credential: credential.name.clone(),
+                expires_at: token.expires_at,
+                targets: credential.targets.iter().map(|t| t.path.clone()).collect(),
+            };
+            for action in &credential.reload {
+                report.reloads_run += 1;
+                if let Err(e) = reloader.reload(action, context.clone()).await {
+                    tracing::warn!(credential = %credential.name, "reload failed (the new token stays in place): {e}");
+                    report.reload_errors.push(e);
                 }
             }
         }

@@ -24,6 +24,21 @@ pub enum SecretRef {
     Inline(SecretString),
 }
 
+/// Inline values compare by content (a config reload must notice a changed secret); the
+/// comparison is not constant-time, which is fine: both sides come from the config file.
+impl PartialEq for SecretRef {
+    fn eq(&self, other: &SecretRef) -> bool {
+        use secrecy::ExposeSecret;
+        match (self, other) {
+            (SecretRef::Env(a), SecretRef::Env(b)) => a == b,
+            (SecretRef::File(a), SecretRef::File(b)) => a == b,
+            (SecretRef::Systemd(a), SecretRef::Systemd(b)) => a == b,
+            (SecretRef::Inline(a), SecretRef::Inline(b)) => a.expose_secret() == b.expose_secret(),
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Debug for SecretRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

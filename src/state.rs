@@ -29,6 +29,10 @@ pub enum StateError {
     Dir { path: PathBuf, source: io::Error },
     #[error("state file {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(
+        "another refreshd (pid {pid}) is already running with state directory {path}; stop it first, or give this one its own state_dir"
+    )]
+    DaemonRunning { path: PathBuf, pid: String },
     #[error("state file {path} is not valid: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error(
@@ -126,6 +130,11 @@ pub struct StateDir {
     path: PathBuf,
 }
 
+/// Held for the life of a daemon; released on drop (or by the kernel when it dies).
+pub struct DaemonLock {
+    _lock: Flock<File>,
+}
+
 /// Held while a credential is being refreshed; released on drop.
 pub struct CredentialLock {
     _lock: Flock<File>,
@@ -193,6 +202,42 @@ impl StateDir {
                 source: errno.into(),
             })?;
         Ok(CredentialLock { _lock: lock })
+    }
+
+    /// Takes the one-daemon-per-state-directory lock without waiting; the lock file holds
+    /// the owner's pid so the refusal can name it.
+    pub fn lock_daemon(&self) -> Result<DaemonLock, StateError> {
+        use std::io::{Read as _, Seek as _, Write as _};
+        self.ensure()?;
+        let path = self.path.join(".daemon.lock");
+        let io_err = |source| StateError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err)?;
+        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                return Err(StateError::DaemonRunning {
+                    path: self.path.clone(),
+                    pid: pid.trim().to_owned(),
+                });
+            }
+            Err((_, errno)) => return Err(io_err(errno.into())),
+        };
+        lock.set_len(0).map_err(io_err)?;
+        lock.rewind().map_err(io_err)?;
+        writeln!(lock, "{}", std::process::id()).map_err(io_err)?;
+        Ok(DaemonLock { _lock: lock })
     }
 
     /// The credential's state; the default (empty) state when it has none yet.

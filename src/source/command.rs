@@ -98,7 +98,7 @@ struct Expiry {
 
 /// Hides runs of 32 or more token characters (JWT parts, base64, opaque tokens): when the
 /// program failed we do not know its token, and stderr ends up in logs and in status.
-fn mask_token_like(line: &str) -> String {
+pub fn mask_token_like(line: &str) -> String {
     let is_token_char = |c: char| c.is_ascii_alphanumeric() || "._~+=-".contains(c);
     let mut out = String::with_capacity(line.len());
     let mut run = String::new();

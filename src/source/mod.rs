@@ -6,7 +6,7 @@
 //! grant revoked); the caller decides what happens next. It never writes state or targets,
 //! and no error it returns contains a token, a refresh token or a client secret.
 
-mod command;
+pub mod command;
 mod oauth;
 
 use std::time::Duration;

@@ -1,0 +1,340 @@
+//! Status: what refreshd knows about each credential, as one serializable snapshot. The
+//! daemon's credential tasks publish it, and `refreshd status`, the control socket and
+//! `/metrics` read it; without a daemon it is rebuilt from the state directory.
+//!
+//! A status never holds a token or a refresh token: only fingerprints, times and errors.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::config::Credential;
+use crate::state::{CredentialState, LastError};
+use crate::token::{self, ExpirySource};
+
+/// How a credential is doing, from an operator's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Health {
+    /// Holds a valid token; the last refresh worked.
+    Ok,
+    /// Holds a valid token; the last refresh failed and is being retried.
+    Retrying,
+    /// A permanent failure: a person must act (new login, fixed client). Targets keep the
+    /// old token while it lasts.
+    NeedsLogin,
+    /// No valid token: the targets hold an expired one or none.
+    Expired,
+    /// The daemon has not finished its first attempt yet.
+    Pending,
+}
+
+impl Health {
+    /// Healthy means the targets hold a token that works and nobody needs to act.
+    pub fn is_healthy(self) -> bool {
+        matches!(self, Health::Ok | Health::Retrying)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Ok => "ok",
+            Health::Retrying => "retrying",
+            Health::NeedsLogin => "needs-login",
+            Health::Expired => "expired",
+            Health::Pending => "pending",
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the rotation-duration histogram buckets.
+pub const DURATION_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Counters since the daemon started, for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    pub rotations_ok: u64,
+    pub rotations_failed: u64,
+    /// Cumulative counts per bucket of [`DURATION_BUCKETS`], then the total count.
+    pub duration_buckets: [u64; 9],
+    pub duration_count: u64,
+    pub duration_sum: f64,
+}
+
+impl Counters {
+    pub fn observe(&mut self, ok: bool, seconds: f64) {
+        if ok {
+            self.rotations_ok += 1;
+        } else {
+            self.rotations_failed += 1;
+        }
+        for (bucket, bound) in self.duration_buckets.iter_mut().zip(DURATION_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        self.duration_count += 1;
+        self.duration_sum += seconds;
+    }
+}
+
+/// One credential's status line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CredentialStatus {
+    pub name: String,
+    pub health: Health,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_source: Option<ExpirySource>,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_rotation: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_refresh: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    #[serde(default)]
+    pub counters: Counters,
+}
+
+impl CredentialStatus {
+    /// The status a stored state implies at `now`; `next_refresh` is the caller's (the
+    /// daemon knows its jittered deadline, the state directory does not).
+    pub fn from_state(
+        credential: &Credential,
+        state: &CredentialState,
+        next_refresh: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> CredentialStatus {
+        let token = state.token.as_ref();
+        let valid = token.is_some_and(|t| t.is_valid_at(now));
+        let health = if state.needs_login {
+            Health::NeedsLogin
+        } else if !valid {
+            if token.is_none() && state.last_error.is_none() {
+                Health::Pending
+            } else {
+                Health::Expired
+            }
+        } else if state.consecutive_failures > 0 {
+            Health::Retrying
+        } else {
+            Health::Ok
+        };
+        CredentialStatus {
+            name: credential.name.clone(),
+            health,
+            source: credential.source.kind().to_owned(),
+            subject: token.and_then(|t| t.subject.clone()),
+            client_id: token
+                .and_then(|t| t.client_id.clone())
+                .or_else(|| credential.source.client_id().map(str::to_owned)),
+            issuer: token.and_then(|t| t.issuer.clone()),
+            scopes: token.map(|t| t.scopes.clone()).unwrap_or_default(),
+            fingerprint: token.map(|t| t.fingerprint()),
+            expires_at: token.map(|t| t.expires_at),
+            expiry_source: token.map(|t| t.expiry_source),
+            last_rotation: state.last_rotation,
+            last_error: state.last_error.clone(),
+            next_refresh,
+            consecutive_failures: state.consecutive_failures,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn has_valid_token(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_some_and(|at| at > now)
+    }
+}
+
+/// Every credential's status, by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// `daemon` when a running daemon answered, `state` when read from the state directory.
+    pub from: String,
+    pub credentials: BTreeMap<String, CredentialStatus>,
+}
+
+impl Snapshot {
+    /// The one-line summary for sd_notify `STATUS=`: "3 credentials ok; next: databricks in 41m".
+    pub fn summary(&self, now: OffsetDateTime) -> String {
+        let total = self.credentials.len();
+        let unhealthy: Vec<&str> = self
+            .credentials
+            .values()
+            .filter(|c| !c.health.is_healthy() && c.health != Health::Pending)
+            .map(|c| c.name.as_str())
+            .collect();
+        let mut line = if total == 0 {
+            "no credentials configured".to_owned()
+        } else if unhealthy.is_empty() {
+            format!("{total} credential{} ok", if total == 1 { "" } else { "s" })
+        } else {
+            format!(
+                "{} of {total} unhealthy: {}",
+                unhealthy.len(),
+                unhealthy.join(", ")
+            )
+        };
+        let next = self
+            .credentials
+            .values()
+            .filter_map(|c| c.next_refresh.map(|at| (at, c.name.as_str())))
+            .min();
+        if let Some((at, name)) = next {
+            line.push_str(&format!("; next: {name} in {}", token::remaining(at, now)));
+        }
+        line
+    }
+
+    /// The exit status of `refreshd status`: 0 all healthy, 1 any unhealthy, 3 no data.
+    pub fn exit_code(&self) -> u8 {
+        if self.credentials.is_empty()
+            || self
+                .credentials
+                .values()
+                .all(|c| c.health == Health::Pending)
+        {
+            3
+        } else if self.credentials.values().all(|c| c.health.is_healthy()) {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// The human-readable `refreshd status` output.
+    pub fn render(&self, now: OffsetDateTime) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let at = |t: Option<OffsetDateTime>| match t {
+            Some(t) if t > now => format!("{} (in {})", token::rfc3339(t), token::remaining(t, now)),
+            Some(t) => format!("{} ({} ago)", token::rfc3339(t), token::remaining(now, t)),
+            None => "-".to_owned(),
+        };
+        for c in self.credentials.values() {
+            let _ = writeln!(out, "{}: {} ({})", c.name, c.health.as_str(), c.source);
+            if let Some(subject) = &c.subject {
+                let _ = writeln!(out, "  subject:       {subject}");
+            }
+            if let Some(client_id) = &c.client_id {
+                let _ = writeln!(out, "  client_id:     {client_id}");
+            }
+            if let Some(issuer) = &c.issuer {
+                let _ = writeln!(out, "  issuer:        {issuer}");
+            }
+            if !c.scopes.is_empty() {
+                let _ = writeln!(out, "  scopes:        {}", c.scopes.join(" "));
+            }
+            let _ = writeln!(out, "  expires_at:    {}", at(c.expires_at));
+            if let Some(fingerprint) = &c.fingerprint {
+                let _ = writeln!(out, "  fingerprint:   {fingerprint}");
+            }
+            let _ = writeln!(out, "  last rotation: {}", at(c.last_rotation));
+            let next = if self.from == "daemon" {
+                at(c.next_refresh)
+            } else {
+                match c.next_refresh {
+                    Some(t) => format!("{} (no daemon running)", at(Some(t))),
+                    None => "- (no daemon running)".to_owned(),
+                }
+            };
+            let _ = writeln!(out, "  next refresh:  {next}");
+            if let Some(error) = &c.last_error {
+                let _ = writeln!(
+                    out,
+                    "  last error:    {} ({:?}, {} in a row): {}",
+                    token::rfc3339(error.at),
+                    error.kind,
+                    c.consecutive_failures.max(1),
+                    error.message
+                );
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(name: &str, health: Health, next: Option<i64>) -> CredentialStatus {
+        CredentialStatus {
+            name: name.into(),
+            health,
+            source: "oauth-refresh".into(),
+            subject: None,
+            client_id: None,
+            issuer: None,
+            scopes: vec![],
+            fingerprint: None,
+            expires_at: None,
+            expiry_source: None,
+            last_rotation: None,
+            last_error: None,
+            next_refresh: next.map(|s| OffsetDateTime::from_unix_timestamp(s).unwrap()),
+            consecutive_failures: 0,
+            counters: Counters::default(),
+        }
+    }
+
+    #[test]
+    fn summary_names_the_next_refresh_and_the_unhealthy() {
+        let now = OffsetDateTime::from_unix_timestamp(1_000_000).unwrap();
+        let mut snapshot = Snapshot::default();
+        for (name, health, next) in [
+            ("a", Health::Ok, 1_000_000 + 41 * 60),
+            ("b", Health::Ok, 1_000_000 + 50 * 60),
+            ("c", Health::Retrying, 1_000_000 + 90 * 60),
+        ] {
+            snapshot
+                .credentials
+                .insert(name.into(), status(name, health, Some(next)));
+        }
+        assert_eq!(snapshot.summary(now), "3 credentials ok; next: a in 41m");
+        assert_eq!(snapshot.exit_code(), 0);
+        snapshot.credentials.get_mut("b").unwrap().health = Health::NeedsLogin;
+        assert_eq!(
+            snapshot.summary(now),
+            "1 of 3 unhealthy: b; next: a in 41m"
+        );
+        assert_eq!(snapshot.exit_code(), 1);
+        assert_eq!(Snapshot::default().exit_code(), 3);
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let mut counters = Counters::default();
+        counters.observe(true, 0.07);
+        counters.observe(false, 3.0);
+        assert_eq!(counters.duration_buckets, [0, 1, 1, 1, 1, 1, 2, 2, 2]);
+        assert_eq!((counters.rotations_ok, counters.rotations_failed), (1, 1));
+        assert_eq!(counters.duration_count, 2);
+    }
+}
