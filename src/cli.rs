@@ -337,10 +337,7 @@ fn status(path: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     let snapshot = match ask_daemon(&config, &crate::control::Request::Status, CONTROL_TIMEOUT)? {
         Some(response) => match (response.ok, response.status) {
             (true, Some(snapshot)) => snapshot,
-            _ => anyhow::bail!(
-                "the daemon refused: {}",
-                response.error.unwrap_or_default()
-            ),
+            _ => anyhow::bail!("the daemon refused: {}", response.error.unwrap_or_default()),
         },
         None => snapshot_from_state(&config, now),
     };
@@ -394,7 +391,10 @@ fn rotate(path: &std::path::Path, all: bool, names: Vec<String>) -> anyhow::Resu
     };
     for name in &names {
         if config.credential(name).is_none() {
-            eprintln!("refreshd: no credential named {name:?} in {}", path.display());
+            eprintln!(
+                "refreshd: no credential named {name:?} in {}",
+                path.display()
+            );
             return Ok(ExitCode::FAILURE);
         }
     }

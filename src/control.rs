@@ -28,8 +28,12 @@ const MAX_REQUEST: u64 = 64 * 1024;
 pub enum Request {
     Status,
     /// Refresh the named credentials (all when `names` is empty) and wait for the results.
-    Rotate { names: Vec<String> },
-    Token { name: String },
+    Rotate {
+        names: Vec<String>,
+    },
+    Token {
+        name: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -171,7 +175,12 @@ impl Server {
             },
             Request::Rotate { names } => {
                 let (reply, result) = oneshot::channel();
-                if self.rotate.send(RotateRequest { names, reply }).await.is_err() {
+                if self
+                    .rotate
+                    .send(RotateRequest { names, reply })
+                    .await
+                    .is_err()
+                {
                     return Response::error("the daemon is stopping");
                 }
                 match result.await {

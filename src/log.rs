@@ -69,12 +69,18 @@ fn install(level: &str, format: LogFormat, file: Option<&LogConfig>) -> Result<(
 
 /// `/var/log/refreshd/rotation.log` becomes `rotation.YYYY-MM-DD.log` (daily, UTC days),
 /// `rotation.YYYY-MM-DD-HH.log` (hourly) or `rotation.log` (never), keeping `keep` files.
-fn rolling_file(path: &Path, rotate: LogRotate, keep: usize) -> Result<RollingFileAppender, LogError> {
+fn rolling_file(
+    path: &Path,
+    rotate: LogRotate,
+    keep: usize,
+) -> Result<RollingFileAppender, LogError> {
     let err = |reason: String| LogError {
         path: path.display().to_string(),
         reason,
     };
-    let dir = path.parent().ok_or_else(|| err("has no directory".into()))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| err("has no directory".into()))?;
     let stem = path
         .file_stem()
         .and_then(|s| s.to_str())

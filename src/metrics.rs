@@ -116,7 +116,9 @@ pub fn render(snapshot: &Snapshot, now: OffsetDateTime) -> String {
         }
     }
 
-    out.push_str("# HELP refreshd_rotations_total Rotation attempts since the daemon started, by result.\n");
+    out.push_str(
+        "# HELP refreshd_rotations_total Rotation attempts since the daemon started, by result.\n",
+    );
     out.push_str("# TYPE refreshd_rotations_total counter\n");
     for c in credentials() {
         for (result, count) in [
@@ -216,7 +218,10 @@ mod tests {
             "refreshd_rotation_duration_seconds_count{credential=\"db\"} 2",
             "refreshd_credential_healthy{credential=\"db\"} 1",
         ] {
-            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
         }
     }
 

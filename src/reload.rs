@@ -267,7 +267,9 @@ fn check_process_name(pid: i32, expected: &str) -> Result<(), ReloadError> {
     let matches = !actual.is_empty()
         && (actual == expected
             || actual == short
-            || Path::new(&actual).file_name().is_some_and(|n| n == expected));
+            || Path::new(&actual)
+                .file_name()
+                .is_some_and(|n| n == expected));
     if matches {
         Ok(())
     } else {

@@ -248,7 +248,12 @@ impl Engine {
     /// Writes every target (on the blocking pool: a target on a slow filesystem must not
     /// stall other credentials, and a started write finishes even if the caller goes away),
     /// then runs the reload actions when something changed.
-    async fn write_targets(&self, credential: &Credential, token: &Token, started: Instant) -> Report {
+    async fn write_targets(
+        &self,
+        credential: &Credential,
+        token: &Token,
+        started: Instant,
+    ) -> Report {
         let mut report = Report {
             fingerprint: token.fingerprint(),
             issued_at: token.issued_at,

@@ -233,7 +233,9 @@ impl Snapshot {
         use std::fmt::Write as _;
         let mut out = String::new();
         let at = |t: Option<OffsetDateTime>| match t {
-            Some(t) if t > now => format!("{} (in {})", token::rfc3339(t), token::remaining(t, now)),
+            Some(t) if t > now => {
+                format!("{} (in {})", token::rfc3339(t), token::remaining(t, now))
+            }
             Some(t) => format!("{} ({} ago)", token::rfc3339(t), token::remaining(now, t)),
             None => "-".to_owned(),
         };
@@ -320,10 +322,7 @@ mod tests {
         assert_eq!(snapshot.summary(now), "3 credentials ok; next: a in 41m");
         assert_eq!(snapshot.exit_code(), 0);
         snapshot.credentials.get_mut("b").unwrap().health = Health::NeedsLogin;
-        assert_eq!(
-            snapshot.summary(now),
-            "1 of 3 unhealthy: b; next: a in 41m"
-        );
+        assert_eq!(snapshot.summary(now), "1 of 3 unhealthy: b; next: a in 41m");
         assert_eq!(snapshot.exit_code(), 1);
         assert_eq!(Snapshot::default().exit_code(), 3);
     }

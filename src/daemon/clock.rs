@@ -31,7 +31,11 @@ impl Clock for SystemClock {
 pub type SharedClock = Arc<dyn Clock>;
 
 /// How long to sleep before looking at the clock again; `None` once `deadline` has passed.
-pub fn next_nap(now: OffsetDateTime, deadline: OffsetDateTime, chunk: Duration) -> Option<Duration> {
+pub fn next_nap(
+    now: OffsetDateTime,
+    deadline: OffsetDateTime,
+    chunk: Duration,
+) -> Option<Duration> {
     if now >= deadline {
         return None;
     }

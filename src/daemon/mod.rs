@@ -180,7 +180,9 @@ impl Daemon {
                 reloader: Some(Reloader::start(RELOAD_DEBOUNCE)),
             }),
             clock: Arc::new(clock::SystemClock),
-            permits: Arc::new(Semaphore::new(config.daemon.max_concurrent_refreshes.max(1))),
+            permits: Arc::new(Semaphore::new(
+                config.daemon.max_concurrent_refreshes.max(1),
+            )),
             snapshot: snapshot_tx,
             settled: settled_tx,
         };
@@ -288,7 +290,11 @@ impl Daemon {
     fn announce_ready(&mut self) {
         if !self.ready && self.unsettled.is_empty() {
             self.ready = true;
-            let summary = self.shared.snapshot.borrow().summary(OffsetDateTime::now_utc());
+            let summary = self
+                .shared
+                .snapshot
+                .borrow()
+                .summary(OffsetDateTime::now_utc());
             systemd::ready(&summary);
             tracing::info!(status = %summary, "ready");
         }
@@ -299,11 +305,17 @@ impl Daemon {
         systemd::reloading();
         match Config::load(&self.config.path) {
             Err(e) => {
-                tracing::error!("{why}: the new configuration is invalid, keeping the running one: {e}");
+                tracing::error!(
+                    "{why}: the new configuration is invalid, keeping the running one: {e}"
+                );
             }
             Ok(new) => self.apply(new, why),
         }
-        let summary = self.shared.snapshot.borrow().summary(OffsetDateTime::now_utc());
+        let summary = self
+            .shared
+            .snapshot
+            .borrow()
+            .summary(OffsetDateTime::now_utc());
         if self.ready {
             systemd::ready(&summary);
         } else {
@@ -433,7 +445,11 @@ impl Daemon {
                 }
             }
         }
-        let summary = self.shared.snapshot.borrow().summary(OffsetDateTime::now_utc());
+        let summary = self
+            .shared
+            .snapshot
+            .borrow()
+            .summary(OffsetDateTime::now_utc());
         systemd::status(&summary);
     }
 
@@ -443,7 +459,11 @@ impl Daemon {
         for handle in self.workers.values() {
             handle.stop();
         }
-        joins.extend(std::mem::take(&mut self.workers).into_values().map(|h| h.join));
+        joins.extend(
+            std::mem::take(&mut self.workers)
+                .into_values()
+                .map(|h| h.join),
+        );
         let drain = async {
             for join in joins {
                 let _ = join.await;
@@ -474,7 +494,9 @@ async fn recv_opt(rx: &mut Option<mpsc::UnboundedReceiver<()>>) -> Option<()> {
 /// Keeps systemd's `STATUS=` in step with the snapshot.
 async fn follow_status(mut snapshot: tokio::sync::watch::Receiver<Snapshot>) {
     while snapshot.changed().await.is_ok() {
-        let summary = snapshot.borrow_and_update().summary(OffsetDateTime::now_utc());
+        let summary = snapshot
+            .borrow_and_update()
+            .summary(OffsetDateTime::now_utc());
         systemd::status(&summary);
     }
 }
