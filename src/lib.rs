@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod durable;
 pub mod log;
 pub mod rotation;
