@@ -2,13 +2,15 @@
 //! API-minted passwords before they expire, persists rotated refresh tokens first, and
 //! rewrites only the managed key or line of each `.env`, `.pgpass` or token file.
 //!
-//! Data flows one way: [`config`] → [`rotation`] → [`source`] → [`token`] → [`state`] →
-//! [`target`]. The binary (`main.rs`) only calls [`cli::main`].
+//! Data flows one way: [`config`] → [`daemon`] (one task per credential) → [`rotation`] →
+//! [`source`] → [`token`] → [`state`] → [`target`] → [`reload`] → [`status`], which the
+//! [`control`] socket and [`metrics`] read. The binary (`main.rs`) only calls [`cli::main`].
 
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod demo;
 pub mod durable;
 pub mod log;
 pub mod metrics;
