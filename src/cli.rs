@@ -101,6 +101,8 @@ enum Command {
         config: ConfigArg,
         name: String,
     },
+    /// Try refreshd: a built-in token issuer on loopback and a daemon rotating 30-second JWTs into ./refreshd-demo/, until Ctrl-C
+    Demo,
     /// Decode a JWT without verifying it: header, claims, expiry and time left
     Inspect {
         /// The token, or `-` (the default) to read it from stdin
@@ -128,6 +130,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => once(&config.path(), force, &names),
         Command::Check { config, online } => check(&config.path(), online),
         Command::Run { config } => Ok(crate::daemon::main(&config.path())),
+        Command::Demo => Ok(crate::demo::main()),
         Command::Status { config, json } => status(&config.path(), json),
         Command::Rotate { config, all, names } => rotate(&config.path(), all, names),
         Command::Token { config, name } => print_token(&config.path(), &name),
@@ -183,7 +186,7 @@ fn once(path: &std::path::Path, force: bool, names: &[String]) -> anyhow::Result
             if !names.is_empty() && !names.contains(&credential.name) {
                 continue;
             }
-            let result = engine.rotate(credential, trigger).await;
+            let result = engine.rotate(credential, trigger.clone()).await;
             all_ok &= result.is_ok();
         }
     });

@@ -19,13 +19,16 @@ use crate::target::{self, Outcome};
 use crate::token::{self, Token, fingerprint};
 
 /// Why a rotation is asked for.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Trigger {
     /// Refresh only if the schedule says the token is due (or there is none).
     IfDue,
     /// Refresh unless some process already rotated it at or after `since` (two `--force`
     /// runs at once make one token request, not two).
     Force { since: OffsetDateTime },
+    /// The daemon's (jittered) deadline for the token with this fingerprint has come:
+    /// refresh it, unless another process already replaced it (then as `IfDue`).
+    Scheduled { fingerprint: String },
 }
 
 /// What a rotation did.
@@ -107,6 +110,18 @@ pub struct Engine {
 impl Engine {
     /// Runs one rotation of `credential`, waiting for its lock first.
     pub async fn rotate(&self, credential: &Credential, trigger: Trigger) -> RotationResult {
+        self.rotate_with_jitter(credential, trigger, time::Duration::ZERO)
+            .await
+    }
+
+    /// [`Engine::rotate`], planning the next refresh `jitter` away from the schedule (the
+    /// daemon spreads a fleet's refreshes; the plan goes into the report and the log).
+    pub async fn rotate_with_jitter(
+        &self,
+        credential: &Credential,
+        trigger: Trigger,
+        jitter: time::Duration,
+    ) -> RotationResult {
         let started = Instant::now();
         let state_dir = self.state.clone();
         let name = credential.name.clone();
@@ -122,11 +137,15 @@ impl Engine {
             Err(e) => return failed(credential, e.into()),
         };
         let now = OffsetDateTime::now_utc();
-        if !needs_refresh(credential, &state, trigger, now)
+        if !needs_refresh(credential, &state, &trigger, now)
             && let Some(token) = state.token.clone()
         {
-            let report = self.write_targets(credential, &token, started).await;
-            tracing::info!(
+            let report = self.write_targets(credential, &token, jitter, started).await;
+            // Only worth an operator's attention when a target had to be repaired.
+            let level_info = report.targets_written > 0;
+            macro_rules! current {
+                ($level:ident) => {
+                    tracing::$level!(
                 credential = %credential.name,
                 expires_at = %token::rfc3339(token.expires_at),
                 next_refresh = %token::rfc3339(report.next_refresh),
@@ -134,10 +153,17 @@ impl Engine {
                 reloads = report.reloads_run,
                 fingerprint = %report.fingerprint,
                 "current"
-            );
+                    )
+                };
+            }
+            if level_info {
+                current!(info);
+            } else {
+                current!(debug);
+            }
             return RotationResult::Current(report);
         }
-        match self.refresh(credential, &mut state, started).await {
+        match self.refresh(credential, &mut state, jitter, started).await {
             Ok(result) => result,
             Err(error) => {
                 let kind = match &error {
@@ -155,6 +181,7 @@ impl Engine {
         &self,
         credential: &Credential,
         state: &mut CredentialState,
+        jitter: time::Duration,
         started: Instant,
     ) -> Result<RotationResult, RotationError> {
         let (spend, bootstrap_fp) = refresh_token_to_spend(credential, state)?;
@@ -218,7 +245,7 @@ impl Engine {
         if previous_expiry.is_some_and(|before| token.expires_at < before) {
             tracing::warn!(credential = %credential.name, expires_at = %token::rfc3339(token.expires_at), "the refreshed token expires earlier than the one it replaces");
         }
-        let report = self.write_targets(credential, &token, started).await;
+        let report = self.write_targets(credential, &token, jitter, started).await;
         if let Some(first) = report.target_errors.first() {
             state.last_error = Some(LastError {
                 at: OffsetDateTime::now_utc(),
@@ -252,6 +279,7 @@ impl Engine {
         &self,
         credential: &Credential,
         token: &Token,
+        jitter: time::Duration,
         started: Instant,
     ) -> Report {
         let mut report = Report {
@@ -262,7 +290,7 @@ impl Engine {
                 token.issued_at,
                 token.expires_at,
                 &credential.timing,
-                time::Duration::ZERO,
+                jitter,
                 OffsetDateTime::now_utc(),
             ),
             targets_written: 0,
@@ -321,15 +349,16 @@ impl Engine {
 fn needs_refresh(
     credential: &Credential,
     state: &CredentialState,
-    trigger: Trigger,
+    trigger: &Trigger,
     now: OffsetDateTime,
 ) -> bool {
     let Some(token) = &state.token else {
         return true;
     };
     match trigger {
-        Trigger::Force { since } => state.last_rotation.is_none_or(|at| at < since),
-        Trigger::IfDue => {
+        Trigger::Force { since } => state.last_rotation.is_none_or(|at| at < *since),
+        Trigger::Scheduled { fingerprint } if token.fingerprint() == *fingerprint => true,
+        Trigger::IfDue | Trigger::Scheduled { .. } => {
             !token.is_valid_at(now)
                 || schedule::is_due(token.issued_at, token.expires_at, &credential.timing, now)
         }

@@ -140,6 +140,8 @@ struct Daemon {
     _watcher: Option<watch::Watcher>,
     background: Vec<JoinHandle<()>>,
     stuck_reported: BTreeSet<String>,
+    /// SHA-256 of the config file as last read.
+    config_digest: [u8; 32],
     _lock: DaemonLock,
 }
 
@@ -225,8 +227,10 @@ impl Daemon {
             _watcher: watcher,
             background,
             stuck_reported: BTreeSet::new(),
+            config_digest: [0; 32],
             _lock: lock,
         };
+        daemon.config_text_changed();
         for credential in daemon.config.credentials.clone() {
             daemon.start_worker(credential);
         }
@@ -274,7 +278,11 @@ impl Daemon {
                     break;
                 }
                 _ = self.signals.hangup.recv() => self.reload("SIGHUP"),
-                Some(()) = recv_opt(&mut self.config_changes) => self.reload("the config file changed"),
+                Some(()) = recv_opt(&mut self.config_changes) => {
+                    if self.config_text_changed() {
+                        self.reload("the config file changed");
+                    }
+                }
                 Some(name) = self.settled.recv() => {
                     self.unsettled.remove(&name);
                     self.announce_ready();
@@ -285,6 +293,16 @@ impl Daemon {
             self.retiring.retain(|join| !join.is_finished());
         }
         self.shutdown().await;
+    }
+
+    /// Whether the file differs from what was last loaded: saving an unchanged file, or a
+    /// `touch`, is not worth a reload.
+    fn config_text_changed(&mut self) -> bool {
+        let text = std::fs::read(&self.config.path).unwrap_or_default();
+        let digest = digest(&text);
+        let changed = digest != self.config_digest;
+        self.config_digest = digest;
+        changed
     }
 
     fn announce_ready(&mut self) {
@@ -303,6 +321,7 @@ impl Daemon {
     /// Re-reads the config; an invalid one is logged and the running one kept.
     fn reload(&mut self, why: &str) {
         systemd::reloading();
+        self.config_text_changed();
         match Config::load(&self.config.path) {
             Err(e) => {
                 tracing::error!(
@@ -481,6 +500,11 @@ impl Daemon {
         remove_socket(&self.config.daemon.control_socket);
         tracing::info!("stopped");
     }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// A closed or absent channel never yields (the branch stays quiet instead of spinning).

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use notify::RecursiveMode;
+use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc;
 
@@ -27,11 +27,13 @@ pub fn config_file(config: &Path) -> notify::Result<(Watcher, mpsc::UnboundedRec
     let (tx, rx) = mpsc::unbounded_channel();
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
         let Ok(events) = result else { return };
+        // Reads (ours included: a reload opens the file) are not edits.
         let ours = events.iter().any(|event| {
-            event
-                .paths
-                .iter()
-                .any(|p| p.file_name().map(|n| n.to_owned()) == name)
+            !matches!(event.kind, EventKind::Access(_) | EventKind::Other)
+                && event
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name().map(|n| n.to_owned()) == name)
         });
         if ours {
             let _ = tx.send(());

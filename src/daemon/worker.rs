@@ -164,20 +164,17 @@ async fn run(
         let started = tokio::time::Instant::now();
         let result = {
             let _permit = shared.permits.acquire().await;
-            shared.engine.rotate(&credential, trigger).await
+            shared
+                .engine
+                .rotate_with_jitter(&credential, trigger.clone(), jitter(timing.jitter))
+                .await
         };
         heartbeat.set_busy(false);
         let now = shared.clock.now();
 
         let deadline = match &result {
             RotationResult::Rotated(report) | RotationResult::Current(report) => {
-                let planned = crate::schedule::next_refresh(
-                    report.issued_at,
-                    report.expires_at,
-                    timing,
-                    jitter(timing.jitter),
-                    now,
-                );
+                let planned = report.next_refresh;
                 if !report.target_errors.is_empty() {
                     attempt += 1;
                     now + backoff(timing.retry_initial, timing.retry_max, attempt)
@@ -253,7 +250,18 @@ async fn run(
             let _ = shared.settled.send(name.clone());
         }
 
-        trigger = Trigger::IfDue;
+        // When the deadline comes, the token it was planned for is refreshed even if the
+        // jitter put it a little before the schedule's own due time.
+        trigger = match &result {
+            RotationResult::Rotated(report) | RotationResult::Current(report)
+                if attempt == 0 =>
+            {
+                Trigger::Scheduled {
+                    fingerprint: report.fingerprint.clone(),
+                }
+            }
+            _ => Trigger::IfDue,
+        };
         let beat = || heartbeat.beat();
         tokio::select! {
             _ = clock::sleep_until(shared.clock.as_ref(), deadline, clock::CHUNK, beat) => {}
