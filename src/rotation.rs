@@ -140,7 +140,9 @@ impl Engine {
         if !needs_refresh(credential, &state, &trigger, now)
             && let Some(token) = state.token.clone()
         {
-            let report = self.write_targets(credential, &token, jitter, started).await;
+            let report = self
+                .write_targets(credential, &token, jitter, started)
+                .await;
             // Only worth an operator's attention when a target had to be repaired.
             let level_info = report.targets_written > 0;
             macro_rules! current {
@@ -245,7 +247,9 @@ impl Engine {
         if previous_expiry.is_some_and(|before| token.expires_at < before) {
             tracing::warn!(credential = %credential.name, expires_at = %token::rfc3339(token.expires_at), "the refreshed token expires earlier than the one it replaces");
         }
-        let report = self.write_targets(credential, &token, jitter, started).await;
+        let report = self
+            .write_targets(credential, &token, jitter, started)
+            .await;
         if let Some(first) = report.target_errors.first() {
             state.last_error = Some(LastError {
                 at: OffsetDateTime::now_utc(),

@@ -253,9 +253,7 @@ async fn run(
         // When the deadline comes, the token it was planned for is refreshed even if the
         // jitter put it a little before the schedule's own due time.
         trigger = match &result {
-            RotationResult::Rotated(report) | RotationResult::Current(report)
-                if attempt == 0 =>
-            {
+            RotationResult::Rotated(report) | RotationResult::Current(report) if attempt == 0 => {
                 Trigger::Scheduled {
                     fingerprint: report.fingerprint.clone(),
                 }

@@ -6,6 +6,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -111,6 +113,23 @@ impl Oidc {
             .unwrap()
     }
 
+    /// Every access and refresh token the fixture has issued so far.
+    pub fn issued(&self) -> Vec<String> {
+        let json: Value = self
+            .http
+            .get(format!("{}/test/issued", self.issuer))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        json["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect()
+    }
+
     pub fn count(&self, group: &str, key: &str) -> u64 {
         self.stats()[group][key].as_u64().unwrap_or(0)
     }
@@ -190,6 +209,46 @@ impl Refreshd {
         output
     }
 
+    /// Starts `refreshd ARGS` in the background (e.g. `run`), collecting its output.
+    pub fn spawn(&self, args: &[&str]) -> Daemon {
+        self.spawn_with(self.command(args))
+    }
+
+    pub fn spawn_with(&self, mut command: Command) -> Daemon {
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let readers = [
+            collect(child.stdout.take().unwrap(), lines.clone()),
+            collect(child.stderr.take().unwrap(), lines.clone()),
+        ];
+        Daemon {
+            child,
+            lines,
+            readers: readers.into(),
+        }
+    }
+
+    /// Keeps everything a daemon printed (so far) for the leak check.
+    pub fn record_daemon(&mut self, daemon: &Daemon) {
+        self.outputs.push(daemon.output());
+    }
+
+    /// Keeps a file refreshd wrote (a log file) for the leak check.
+    pub fn record_file(&mut self, path: &Path) {
+        self.outputs.push(std::fs::read_to_string(path).unwrap());
+    }
+
+    /// Asserts that no token the fixture ever issued appears in anything recorded.
+    pub fn assert_no_issued_tokens(&self, oidc: &Oidc) {
+        let issued = oidc.issued();
+        assert!(
+            !issued.is_empty(),
+            "the fixture issued nothing: the check would prove nothing"
+        );
+        self.assert_no_secrets(&issued);
+    }
+
     pub fn record(&mut self, output: &Output) {
         self.outputs
             .push(String::from_utf8_lossy(&output.stdout).into_owned());
@@ -221,6 +280,112 @@ impl Refreshd {
             !self.outputs.is_empty(),
             "nothing was recorded: the leak check would prove nothing"
         );
+    }
+}
+
+fn collect(
+    stream: impl std::io::Read + Send + 'static,
+    lines: Arc<Mutex<Vec<String>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            lines.lock().unwrap().push(line);
+        }
+    })
+}
+
+/// A refreshd running in the background; killed when dropped.
+pub struct Daemon {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).unwrap();
+    }
+
+    /// Everything printed so far, one line each.
+    pub fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Lines printed so far that contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until `n` lines containing `needle` were printed; panics with the whole output
+    /// after `timeout`.
+    pub fn wait_for_n(&mut self, needle: &str, n: usize, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            {
+                let lines = self.lines.lock().unwrap();
+                let matching: Vec<&String> = lines.iter().filter(|l| l.contains(needle)).collect();
+                if matching.len() >= n {
+                    return matching[n - 1].clone();
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the readers drain what is left.
+                std::thread::sleep(Duration::from_millis(100));
+                if self.count(needle) >= n {
+                    continue;
+                }
+                panic!(
+                    "refreshd exited ({status}) before printing {n}× {needle:?}; its output:\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {n}× {needle:?} within {timeout:?}; refreshd printed:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        self.wait_for_n(needle, 1, timeout)
+    }
+
+    /// Waits for the process to exit; panics after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "refreshd did not exit within {timeout:?}; it printed:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
