@@ -137,6 +137,9 @@ impl Engine {
             Err(e) => return failed(credential, e.into()),
         };
         let now = OffsetDateTime::now_utc();
+        if state.token.is_none() && !matches!(trigger, Trigger::Force { .. }) {
+            self.adopt_from_targets(credential, &mut state, now);
+        }
         if !needs_refresh(credential, &state, &trigger, now)
             && let Some(token) = state.token.clone()
         {
@@ -274,6 +277,49 @@ impl Engine {
             "rotated"
         );
         Ok(RotationResult::Rotated(report))
+    }
+
+    /// With no token in state (a first start, or a state directory that was lost), a JWT
+    /// still valid and not yet due in one of the targets is taken over instead of being
+    /// replaced: starting refreshd does not force a rotation. Opaque tokens are never
+    /// adopted (their expiry cannot be known).
+    fn adopt_from_targets(
+        &self,
+        credential: &Credential,
+        state: &mut CredentialState,
+        now: OffsetDateTime,
+    ) {
+        for target in &credential.targets {
+            let Some(value) = target::read_current(target) else {
+                continue;
+            };
+            let fetched = token::Fetched {
+                access_token: value,
+                refresh_token: None,
+                expires_in: None,
+                expires_at: None,
+                scopes: None,
+            };
+            let (found, _) = Token::from_fetched(fetched, now, credential.timing.default_lifetime);
+            if found.expiry_source != token::ExpirySource::JwtExp
+                || !found.is_valid_at(now)
+                || schedule::is_due(found.issued_at, found.expires_at, &credential.timing, now)
+            {
+                continue;
+            }
+            tracing::info!(
+                credential = %credential.name,
+                target = %target.path.display(),
+                expires_at = %token::rfc3339(found.expires_at),
+                fingerprint = %found.fingerprint(),
+                "reusing the still-valid token found in a target"
+            );
+            state.token = Some(found);
+            if let Err(e) = self.state.save(&credential.name, state) {
+                tracing::warn!(credential = %credential.name, "{e}");
+            }
+            return;
+        }
     }
 
     /// Writes every target (on the blocking pool: a target on a slow filesystem must not

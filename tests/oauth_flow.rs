@@ -379,3 +379,37 @@ fn a_wrong_client_secret_is_invalid_client() {
     s.refreshd
         .assert_no_secrets(&[&grant.refresh_token, "not-the-secret"]);
 }
+
+/// DESIGN §4: on a first start (no state), a still-valid JWT already in a target is taken
+/// over instead of spending the refresh token; an expired or opaque one is not.
+#[test]
+fn a_valid_token_already_in_a_target_is_reused_on_first_start() {
+    let mut s = setup();
+    let grant = s.oidc.grant("rt-basic");
+    s.refresh_config("rt-basic", "rt-basic-secret", "basic", &grant.refresh_token);
+    // The token an earlier script (or a lost state directory) left in the app's .env.
+    std::fs::write(
+        s.refreshd.path("app/.env"),
+        format!("DATABRICKS_OAUTH_TOKEN={}\n", grant.access_token),
+    )
+    .unwrap();
+    let before = s.oidc.count("by_grant", "refresh_token");
+
+    let output = s.refreshd.run(&["once"]);
+    assert_success(&output);
+    assert!(
+        stderr(&output).contains("reusing the still-valid token found in a target"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(s.oidc.count("by_grant", "refresh_token"), before);
+    assert_eq!(s.access_token(), grant.access_token);
+    // The other targets were brought up to date with it.
+    assert_eq!(s.read("app/token"), format!("{}\n", grant.access_token));
+
+    // A forced run still refreshes, with the bootstrap refresh token.
+    assert_success(&s.refreshd.run(&["once", "--force"]));
+    assert_eq!(s.oidc.count("by_grant", "refresh_token"), before + 1);
+    assert_ne!(s.access_token(), grant.access_token);
+    s.refreshd.assert_no_issued_tokens(&s.oidc);
+}

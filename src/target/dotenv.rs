@@ -52,6 +52,8 @@ struct Entry {
     comment: Option<(usize, usize)>,
     /// The entry ended without a newline (last line of the file).
     no_newline: bool,
+    /// The value's text as written (quotes included), without blanks or a comment.
+    value: (usize, usize),
 }
 
 fn is_blank(b: u8) -> bool {
@@ -103,8 +105,8 @@ fn find_entries(content: &[u8], key: &str) -> Vec<Entry> {
             line_start = line_end;
             continue;
         };
-        let (value_end_abs, entry_end) =
-            value_extent(content, line_start + skip + value_start, line_end);
+        let value_start_abs = line_start + skip + value_start;
+        let (value_end_abs, entry_end) = value_extent(content, value_start_abs, line_end);
         if found == key {
             let last_line_end = trim_newline(content, line_start, entry_end);
             let rest = &content[value_end_abs..last_line_end];
@@ -119,6 +121,7 @@ fn find_entries(content: &[u8], key: &str) -> Vec<Entry> {
                 prefix_end: line_start + skip + prefix,
                 comment,
                 no_newline: entry_end == content.len() && content.last() != Some(&b'\n'),
+                value: (value_start_abs, value_end_abs),
             });
         }
         line_start = entry_end;
@@ -188,6 +191,27 @@ fn trim_newline(content: &[u8], start: usize, end: usize) -> usize {
         }
     }
     e
+}
+
+/// The value of `key` when the file holds it the way refreshd writes it (bare, or in
+/// single quotes) and every assignment of it agrees; `None` otherwise. Used to reuse a
+/// still-valid token at start, so an unusual line is simply not reused.
+pub fn get(content: &[u8], key: &str) -> Option<String> {
+    let mut found: Option<String> = None;
+    for entry in find_entries(content, key) {
+        let raw = std::str::from_utf8(&content[entry.value.0..entry.value.1]).ok()?;
+        let raw = raw.trim_matches(|c| c == ' ' || c == '\t');
+        let value = match raw.strip_prefix('\'') {
+            Some(rest) => rest.strip_suffix('\'')?.to_owned(),
+            None if raw.bytes().all(bare_safe) => raw.to_owned(),
+            None => return None,
+        };
+        if found.as_ref().is_some_and(|f| *f != value) {
+            return None;
+        }
+        found = Some(value);
+    }
+    found.filter(|v| !v.is_empty())
 }
 
 /// Sets `key` to the already-quoted `value` in `content`: every line that assigns `key` is

@@ -152,6 +152,34 @@ fn render(
     }
 }
 
+/// The token the target holds now, read the way refreshd writes it; `None` when the file
+/// is missing, unreadable or holds the value in another form. Never logged.
+pub fn read_current(target: &TargetConfig) -> Option<SecretString> {
+    let content = std::fs::read(&target.path).ok()?;
+    let value = match &target.kind {
+        TargetKind::Dotenv { key, .. } => dotenv::get(&content, key)?,
+        TargetKind::Pgpass {
+            host,
+            port,
+            database,
+            username,
+        } => pgpass::get(
+            &content,
+            &pgpass::Entry {
+                host,
+                port,
+                database,
+                username,
+            },
+        )?,
+        TargetKind::File { .. } => {
+            let text = String::from_utf8(content).ok()?;
+            text.strip_suffix('\n').unwrap_or(&text).to_owned()
+        }
+    };
+    (!value.is_empty()).then(|| SecretString::from(value))
+}
+
 /// The mode a written file gets: the configured one, else the existing file's, else 0600.
 /// A `.pgpass` is never left looser than 0600, or libpq ignores it.
 fn mode_for(target: &TargetConfig, existing: Option<u32>) -> u32 {
@@ -525,6 +553,42 @@ mod tests {
         t.kind = TargetKind::File { newline: true };
         write(&t, &SecretString::from("tok"), now()).unwrap();
         assert_eq!(std::fs::read(&t.path).unwrap(), b"tok\n");
+    }
+
+    #[test]
+    fn the_current_value_reads_back_from_every_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = SecretString::from("eyJhbGciOi.e30.sig-_x");
+        let targets = [
+            TargetConfig::dotenv(dir.path().join(".env"), "TOKEN"),
+            TargetConfig::new(
+                dir.path().join(".pgpass"),
+                TargetKind::Pgpass {
+                    host: "db".into(),
+                    port: "5432".into(),
+                    database: "app".into(),
+                    username: "a:b".into(),
+                },
+            ),
+            TargetConfig::new(dir.path().join("token"), TargetKind::File { newline: true }),
+        ];
+        for target in &targets {
+            assert!(read_current(target).is_none());
+            write(target, &token, now()).unwrap();
+            assert_eq!(
+                read_current(target).unwrap().expose_secret(),
+                token.expose_secret(),
+                "{}",
+                target.path.display()
+            );
+        }
+        // Disagreeing duplicates, or a style refreshd never writes, are not trusted.
+        std::fs::write(&targets[0].path, "TOKEN=a\nTOKEN=b\n").unwrap();
+        assert!(read_current(&targets[0]).is_none());
+        std::fs::write(&targets[0].path, "TOKEN=\"quoted\"\n").unwrap();
+        assert!(read_current(&targets[0]).is_none());
+        std::fs::write(&targets[0].path, "export TOKEN='x y' # note\n").unwrap();
+        assert_eq!(read_current(&targets[0]).unwrap().expose_secret(), "x y");
     }
 
     #[test]

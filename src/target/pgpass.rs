@@ -62,6 +62,20 @@ pub struct Edited {
     pub shadowed_by_line: Option<usize>,
 }
 
+/// The password of the first line whose host, port, database and username are exactly
+/// `entry`'s (the line refreshd owns).
+pub fn get(content: &[u8], entry: &Entry<'_>) -> Option<String> {
+    let text = std::str::from_utf8(content).ok()?;
+    let ours = key_fields(entry);
+    text.lines()
+        .map(|line| line.trim_end_matches('\r'))
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(fields)
+        .find(|theirs| theirs.len() == 5 && theirs[..4].iter().zip(ours).all(|(t, o)| t == o))
+        .map(|mut theirs| theirs.remove(4))
+        .filter(|p| !p.is_empty())
+}
+
 pub fn set(content: &[u8], entry: &Entry<'_>, password: &str) -> Result<Edited, Unwritable> {
     let new_line = line(entry, password)?;
     let ours = key_fields(entry);
