@@ -1073,3 +1073,46 @@ targets = [
     r.assert_no_secrets(&[&grant.refresh_token, &grant.access_token]);
     r.assert_no_issued_tokens(&oidc);
 }
+
+/// DESIGN §4: a refreshed token that is due again at once (its expiry did not move forward,
+/// or it lives shorter than `min_remaining`) is backed off, not refreshed in a loop.
+#[test]
+fn a_token_due_as_soon_as_it_arrives_is_backed_off_not_looped() {
+    let mut r = Refreshd::new();
+    let calls = r.path("calls");
+    // Every token lives 5 s, far less than min_remaining: each one is due on arrival.
+    std::fs::write(
+        r.path("short.sh"),
+        format!(
+            "echo x >> {calls}\nprintf '{{\"access_token\":\"short-%s\",\"expires_in\":5}}' \"$(date +%s%N)\"\n",
+            calls = calls.display()
+        ),
+    )
+    .unwrap();
+    r.write_config(&format!(
+        r#"{keys}[credentials.short]
+min_remaining = "10m"
+retry = {{ initial = "1s", max = "2s" }}
+source = {{ type = "command", argv = ["sh", "{dir}/short.sh"], format = "json" }}
+targets = [ {{ type = "file", path = "{dir}/short.token" }} ]
+"#,
+        keys = daemon_keys(&r),
+        dir = r.dir.path().display(),
+    ));
+    let mut daemon = r.spawn(&["run"]);
+    daemon.wait_for_n("already due", 2, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(4));
+    let count = read(&calls).lines().count();
+    daemon.signal(Signal::SIGTERM);
+    assert!(daemon.wait_exit(Duration::from_secs(60)).success());
+    // Backoff of at least a second per attempt bounds the calls; a loop makes hundreds.
+    assert!(
+        (2..=12).contains(&count),
+        "{count} fetches in a few seconds; refreshd printed:\n{}",
+        daemon.output()
+    );
+    assert!(daemon.output().contains("retry_in="));
+    r.record_daemon(&daemon);
+    let token = read(&r.path("short.token"));
+    r.assert_no_secrets(&[token.trim()]);
+}
