@@ -42,15 +42,19 @@ const BUSY_LIMIT: Duration = Duration::from_secs(10 * 60);
 /// How long SIGTERM waits for rotations in progress (systemd's TimeoutStopSec is 90 s).
 const DRAIN_LIMIT: Duration = Duration::from_secs(80);
 
-/// Runs the daemon in the foreground until SIGTERM/SIGINT; the process's exit status.
-pub fn main(config_path: &Path) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        // Two workers are plenty for a handful of timers and sockets, and keep RSS small.
+/// The daemon's runtime (also the demo's): two workers are plenty for a handful of timers
+/// and sockets, and keep RSS small.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)
         .enable_all()
         .build()
-    {
+}
+
+/// Runs the daemon in the foreground until SIGTERM/SIGINT; the process's exit status.
+pub fn main(config_path: &Path) -> ExitCode {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("refreshd: cannot start the async runtime: {e}");

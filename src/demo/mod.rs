@@ -7,7 +7,7 @@
 
 pub mod issuer;
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,11 +18,7 @@ use secrecy::ExposeSecret;
 const TOKEN_LIFETIME: Duration = Duration::from_secs(30);
 
 pub fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::daemon::runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("refreshd demo: cannot start the async runtime: {e}");
@@ -120,13 +116,11 @@ targets = [
     Ok(config_path)
 }
 
+/// Durable and private (0600): the bootstrap refresh token and the config are secrets.
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(contents)
+    let private = crate::durable::Attributes {
+        mode: 0o600,
+        owner: None,
+    };
+    crate::durable::replace(path, contents, private)
 }
