@@ -101,6 +101,24 @@ enum Command {
         config: ConfigArg,
         name: String,
     },
+    /// Get an oauth-refresh credential its first refresh token: a browser login (authorization code + PKCE, loopback redirect) or the device flow
+    Login {
+        #[command(flatten)]
+        config: ConfigArg,
+        name: String,
+        /// The device flow (RFC 8628): a code to enter on another device, no redirect
+        #[arg(long)]
+        device: bool,
+        /// Print the URL only; do not try to open a browser
+        #[arg(long)]
+        no_browser: bool,
+        /// Listen for the redirect on this loopback port (e.g. one forwarded with `ssh -L`)
+        #[arg(long)]
+        port: Option<u16>,
+        /// Give up after this long without a finished login
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Try refreshd: a built-in token issuer on loopback and a daemon rotating 30-second JWTs into ./refreshd-demo/, until Ctrl-C
     Demo,
     /// Decode a JWT without verifying it: header, claims, expiry and time left
@@ -134,6 +152,24 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status { config, json } => status(&config.path(), json),
         Command::Rotate { config, all, names } => rotate(&config.path(), all, names),
         Command::Token { config, name } => print_token(&config.path(), &name),
+        Command::Login {
+            config,
+            name,
+            device,
+            no_browser,
+            port,
+            timeout,
+        } => login(
+            &config.path(),
+            &name,
+            &crate::login::Options {
+                device,
+                open_browser: !no_browser,
+                port,
+                timeout,
+                request_timeout: std::time::Duration::ZERO,
+            },
+        ),
         Command::Inspect { token } => inspect(token),
     }
 }
@@ -182,7 +218,8 @@ fn once(path: &std::path::Path, force: bool, names: &[String]) -> anyhow::Result
             // One process, run in sequence: nothing to merge.
             reloader: Some(crate::reload::Reloader::start(std::time::Duration::ZERO)),
         };
-        for credential in &config.credentials {
+        // Bearers first: an `http` source sends its bearer's fresh token.
+        for credential in config.dependency_order() {
             if !names.is_empty() && !names.contains(&credential.name) {
                 continue;
             }
@@ -191,6 +228,88 @@ fn once(path: &std::path::Path, force: bool, names: &[String]) -> anyhow::Result
         }
     });
     Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn login(
+    path: &std::path::Path,
+    name: &str,
+    options: &crate::login::Options,
+) -> anyhow::Result<ExitCode> {
+    let config = match load_or_exit(path, EX_CONFIG) {
+        Ok(config) => config,
+        Err(code) => return Ok(code),
+    };
+    crate::log::init(&config.log.level, config.log.format);
+    let Some(credential) = config.credential(name) else {
+        eprintln!(
+            "refreshd: no credential named {name:?} in {}",
+            path.display()
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let options = crate::login::Options {
+        request_timeout: credential.timing.timeout,
+        ..*options
+    };
+    let state = StateDir::new(&config.daemon.state_dir);
+    let http = crate::source::http_client();
+    let logged_in =
+        match runtime()?.block_on(crate::login::login(credential, &state, &http, &options)) {
+            Ok(logged_in) => logged_in,
+            Err(e) => {
+                eprintln!("refreshd: login {name}: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+    println!(
+        "logged in: credential={name} fingerprint={} expires_at={}",
+        logged_in.fingerprint,
+        token::rfc3339(logged_in.expires_at)
+    );
+    // A running daemon takes the stored token over at once (it may be waiting in
+    // needs-login); without one, write the targets here.
+    let request = crate::control::Request::Rotate {
+        names: vec![name.to_owned()],
+        if_due: true,
+    };
+    let result = match ask_daemon(
+        &config,
+        &request,
+        CONTROL_TIMEOUT + credential.timing.timeout,
+    ) {
+        Ok(Some(response)) if response.ok => {
+            let message = response
+                .results
+                .unwrap_or_default()
+                .into_iter()
+                .map(|o| o.message)
+                .collect::<Vec<_>>()
+                .join("; ");
+            println!("the running daemon picked it up: {message}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ok(Some(response)) => Err(response.error.unwrap_or_default()),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = result {
+        eprintln!(
+            "refreshd: the running daemon did not take the login over ({e}); it will at its next attempt"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let engine = Engine {
+        http,
+        state,
+        write_targets: true,
+        reloader: Some(crate::reload::Reloader::start(std::time::Duration::ZERO)),
+    };
+    let result = runtime()?.block_on(engine.rotate(credential, Trigger::IfDue));
+    Ok(if result.is_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -231,7 +350,7 @@ fn check(path: &std::path::Path, online: bool) -> anyhow::Result<ExitCode> {
         };
         let since = OffsetDateTime::now_utc();
         runtime()?.block_on(async {
-            for credential in &config.credentials {
+            for credential in config.dependency_order() {
                 match engine.rotate(credential, Trigger::Force { since }).await {
                     RotationResult::Failed { error, .. } => {
                         problems.push(format!("{}: {error}", credential.name))
@@ -297,7 +416,14 @@ fn check_source(
                 problems.push(format!("{name}: command {program:?} is not on PATH"));
             }
         }
+        SourceConfig::OauthRefresh(s) if s.refresh_token.is_none() && !has_stored_refresh => {
+            // Not an error: the credential is waiting for its first login.
+            println!("{name}: no refresh token yet: run `refreshd login {name}`");
+        }
         _ => {}
+    }
+    for e in crate::source::check_files(source) {
+        problems.push(format!("{name}: source: {e}"));
     }
     for (key, secret) in source.secrets() {
         if let Err(e) = secret.resolve() {
@@ -410,7 +536,10 @@ fn rotate(path: &std::path::Path, all: bool, names: Vec<String>) -> anyhow::Resu
         .max()
         .unwrap_or_default();
     let timeout = longest * 4 + std::time::Duration::from_secs(60);
-    let request = crate::control::Request::Rotate { names };
+    let request = crate::control::Request::Rotate {
+        names,
+        if_due: false,
+    };
     let Some(response) = ask_daemon(&config, &request, timeout)? else {
         eprintln!(
             "refreshd: no daemon is listening on {}; start `refreshd run`, or use `refreshd once --force`",

@@ -127,7 +127,8 @@ impl PartialEq for Credential {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum SourceConfig {
-    OauthRefresh(OauthRefreshSource),
+    // Boxed: its login endpoints make it several times larger than the other variants.
+    OauthRefresh(Box<OauthRefreshSource>),
     OauthClientCredentials(ClientCredentialsSource),
     GoogleServiceAccount(GoogleServiceAccountSource),
     GoogleAuthorizedUser(GoogleAuthorizedUserSource),
@@ -151,15 +152,28 @@ pub struct OauthRefreshSource {
     pub token_url: Url,
     pub client_id: String,
     pub client_secret: Option<SecretRef>,
-    /// The bootstrap refresh token; a rotated one lives in the state directory.
-    pub refresh_token: SecretRef,
+    /// The bootstrap refresh token; a rotated one (or one from `refreshd login`) lives in
+    /// the state directory. Absent: `refreshd login NAME` provides the first one.
+    pub refresh_token: Option<SecretRef>,
     #[serde(default)]
     pub scopes: Vec<String>,
     #[serde(default)]
     pub auth: ClientAuth,
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// For `refreshd login`: the authorization endpoint (or found through `issuer`).
+    pub authorize_url: Option<Url>,
+    /// For `refreshd login --device` (RFC 8628), or found through `issuer`.
+    pub device_authorization_url: Option<Url>,
+    /// Where `refreshd login` discovers the endpoints it is not given
+    /// (`.well-known/openid-configuration`).
+    pub issuer: Option<Url>,
+    /// The loopback redirect for `refreshd login` (RFC 8252); without a port, an ephemeral one.
+    pub redirect_uri: Option<Url>,
 }
+
+/// The redirect `refreshd login` uses when the credential names none.
+pub const DEFAULT_REDIRECT_URI: &str = "http://127.0.0.1/callback";
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,15 +197,35 @@ pub struct ClientCredentialsSource {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GoogleServiceAccountSource {
+    /// The JSON key Google issues for a service account.
     pub key_file: PathBuf,
     pub scopes: Vec<String>,
+    /// The user to impersonate (domain-wide delegation): the assertion's `sub`.
     pub subject: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GoogleAuthorizedUserSource {
+    /// gcloud's application-default credentials file; its standard path when absent.
     pub file: Option<PathBuf>,
+}
+
+impl GoogleAuthorizedUserSource {
+    /// `file`, else `$CLOUDSDK_CONFIG/application_default_credentials.json`, else
+    /// `~/.config/gcloud/application_default_credentials.json` (where gcloud writes it).
+    pub fn path(&self) -> PathBuf {
+        if let Some(file) = &self.file {
+            return file.clone();
+        }
+        let dir = match std::env::var_os("CLOUDSDK_CONFIG") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            // gcloud does not follow XDG_CONFIG_HOME.
+            _ => Path::new(&std::env::var_os("HOME").unwrap_or_else(|| "/".into()))
+                .join(".config/gcloud"),
+        };
+        dir.join("application_default_credentials.json")
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -264,12 +298,33 @@ impl SourceConfig {
         }
     }
 
+    /// The `oauth-refresh` source, at the top or inside a chain (validation allows at most
+    /// one: a credential keeps one rotated refresh token).
+    pub fn oauth_refresh(&self) -> Option<&OauthRefreshSource> {
+        match self {
+            SourceConfig::OauthRefresh(s) => Some(s),
+            SourceConfig::Chain(chain) => chain.sources.iter().find_map(|s| s.oauth_refresh()),
+            _ => None,
+        }
+    }
+
+    /// The credentials whose tokens this source uses as a bearer (`http`, also in a chain).
+    pub fn bearers(&self) -> Vec<&str> {
+        match self {
+            SourceConfig::Http(s) => s.bearer.iter().map(|b| b.credential.as_str()).collect(),
+            SourceConfig::Chain(chain) => chain.sources.iter().flat_map(|s| s.bearers()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Every secret reference with the key it sits under.
     pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
         let mut out = Vec::new();
         match self {
             SourceConfig::OauthRefresh(s) => {
-                out.push(("refresh_token", &s.refresh_token));
+                if let Some(token) = &s.refresh_token {
+                    out.push(("refresh_token", token));
+                }
                 if let Some(secret) = &s.client_secret {
                     out.push(("client_secret", secret));
                 }
@@ -751,12 +806,45 @@ impl Validator<'_> {
             let start = spanned.span().start;
             credentials.push(self.credential(name, start, spanned.into_inner(), &defaults)?);
         }
+        self.bearers(&credentials)?;
         Ok(Config {
             path: self.path.to_path_buf(),
             daemon,
             log,
             credentials,
         })
+    }
+
+    /// Every `bearer` names another credential, and no chain of bearers comes back to
+    /// where it started (each would wait for the other's token forever).
+    fn bearers(&self, credentials: &[Credential]) -> Result<(), ConfigError> {
+        let error = |credential: &Credential, message: String| ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: credential.line,
+            key: format!("credentials.{}.source.bearer", credential.name),
+            message,
+        };
+        for credential in credentials {
+            for bearer in credential.source.bearers() {
+                if !credentials.iter().any(|c| c.name == bearer) {
+                    return Err(error(
+                        credential,
+                        format!("names credential `{bearer}`, which this config does not define"),
+                    ));
+                }
+            }
+        }
+        for credential in credentials {
+            // Depth-first from each credential; the path so far is the would-be cycle.
+            let mut path = vec![credential.name.as_str()];
+            if let Some(cycle) = find_cycle(credentials, &mut path) {
+                return Err(error(
+                    credential,
+                    format!("bearer references form a cycle: {}", cycle.join(" → ")),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn credential(
@@ -907,6 +995,24 @@ impl Validator<'_> {
                 if s.client_id.is_empty() {
                     return Err(self.error(start, format!("{key}.client_id"), "must not be empty"));
                 }
+                for (field, url) in [
+                    ("authorize_url", &s.authorize_url),
+                    ("device_authorization_url", &s.device_authorization_url),
+                    ("issuer", &s.issuer),
+                ] {
+                    if let Some(url) = url {
+                        http_url(url, field)?;
+                    }
+                }
+                if let Some(uri) = &s.redirect_uri
+                    && (uri.scheme() != "http" || !is_loopback_url(uri))
+                {
+                    return Err(self.error(
+                        start,
+                        format!("{key}.redirect_uri"),
+                        format!("{uri} must be an http URL on a loopback host (127.0.0.1, [::1] or localhost; RFC 8252): refreshd listens there for the login redirect"),
+                    ));
+                }
             }
             SourceConfig::OauthClientCredentials(s) => {
                 http_url(&s.token_url, "token_url")?;
@@ -942,12 +1048,63 @@ impl Validator<'_> {
                     ));
                 }
             }
-            SourceConfig::Http(_) => {
-                return Err(self.error(
-                    start,
-                    format!("{key}.type"),
-                    "source type `http` is not supported by this version of refreshd",
-                ));
+            SourceConfig::Http(s) => {
+                http_url(&s.url, "url")?;
+                if !matches!(s.method.as_str(), "GET" | "POST" | "PUT" | "PATCH") {
+                    return Err(self.error(
+                        start,
+                        format!("{key}.method"),
+                        format!("{:?} is not one of GET, POST, PUT, PATCH", s.method),
+                    ));
+                }
+                if let Some(body) = &s.body
+                    && let Err(e) = serde_json::from_str::<serde_json::Value>(
+                        &body.replace(crate::source::http::UUID_PLACEHOLDER, "0"),
+                    )
+                {
+                    return Err(self.error(
+                        start,
+                        format!("{key}.body"),
+                        format!("is not JSON ({e}); write it in single quotes: body = '{{\"request_id\": \"{{{{uuid}}}}\"}}'"),
+                    ));
+                }
+                for (field, value) in [
+                    ("token_field", Some(&s.token_field)),
+                    ("expiry_field", s.expiry_field.as_ref()),
+                ] {
+                    if value.is_some_and(|v| v.is_empty()) {
+                        return Err(self.error(
+                            start,
+                            format!("{key}.{field}"),
+                            "must not be empty: a JSON pointer such as \"/token\" or a field name",
+                        ));
+                    }
+                }
+            }
+            SourceConfig::GoogleServiceAccount(s) => {
+                if s.scopes.is_empty() {
+                    return Err(self.error(
+                        start,
+                        format!("{key}.scopes"),
+                        "a service account needs at least one scope, e.g. [\"https://www.googleapis.com/auth/cloud-platform\"]",
+                    ));
+                }
+                if !s.key_file.is_absolute() {
+                    return Err(self.error(
+                        start,
+                        format!("{key}.key_file"),
+                        format!("{} must be an absolute path", s.key_file.display()),
+                    ));
+                }
+            }
+            SourceConfig::GoogleAuthorizedUser(s) => {
+                if s.file.as_ref().is_some_and(|f| !f.is_absolute()) {
+                    return Err(self.error(
+                        start,
+                        format!("{key}.file"),
+                        "must be an absolute path",
+                    ));
+                }
             }
             SourceConfig::Chain(chain) => {
                 let refresh_members = chain
@@ -979,16 +1136,6 @@ impl Validator<'_> {
                 for (i, inner) in chain.sources.iter().enumerate() {
                     self.source(start, &format!("{key}.sources[{i}]"), inner)?;
                 }
-            }
-            SourceConfig::GoogleServiceAccount(_) | SourceConfig::GoogleAuthorizedUser(_) => {
-                return Err(self.error(
-                    start,
-                    format!("{key}.type"),
-                    format!(
-                        "source type `{}` is not supported by this version of refreshd",
-                        source.kind()
-                    ),
-                ));
             }
         }
         Ok(())
@@ -1245,6 +1392,60 @@ fn valid_env_key(key: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// A bearer cycle through the last credential of `path`, as the list of names that closes it.
+fn find_cycle<'a>(credentials: &'a [Credential], path: &mut Vec<&'a str>) -> Option<Vec<String>> {
+    let last = *path.last()?;
+    let credential = credentials.iter().find(|c| c.name == last)?;
+    for bearer in credential.source.bearers() {
+        if bearer == path[0] {
+            let mut cycle: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+            cycle.push(bearer.to_owned());
+            return Some(cycle);
+        }
+        // A cycle elsewhere is reported from its own members.
+        if path.contains(&bearer) || path.len() > credentials.len() {
+            continue;
+        }
+        let bearer = credentials.iter().find(|c| c.name == bearer)?.name.as_str();
+        path.push(bearer);
+        if let Some(cycle) = find_cycle(credentials, path) {
+            return Some(cycle);
+        }
+        path.pop();
+    }
+    None
+}
+
+impl Config {
+    /// The credentials in an order where every bearer comes before the credentials that
+    /// use its token (the config was checked for cycles), otherwise as configured.
+    pub fn dependency_order(&self) -> Vec<&Credential> {
+        let mut done: Vec<&Credential> = Vec::with_capacity(self.credentials.len());
+        fn visit<'a>(
+            config: &'a Config,
+            credential: &'a Credential,
+            done: &mut Vec<&'a Credential>,
+            depth: usize,
+        ) {
+            if done.iter().any(|c| c.name == credential.name) || depth > config.credentials.len() {
+                return;
+            }
+            for bearer in credential.source.bearers() {
+                if let Some(b) = config.credential(bearer) {
+                    visit(config, b, done, depth + 1);
+                }
+            }
+            if !done.iter().any(|c| c.name == credential.name) {
+                done.push(credential);
+            }
+        }
+        for credential in &self.credentials {
+            visit(self, credential, &mut done, 0);
+        }
+        done
+    }
+}
+
 fn is_loopback_url(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -1360,17 +1561,41 @@ reload = [ { signal = "HUP", pid_file = "/run/app.pid" } ]
     }
 
     #[test]
-    fn unsupported_sources_and_ambiguous_chains_are_refused() {
-        let text = MINIMAL.replace(
-            "{ type = \"oauth-refresh\", token_url = \"https://idp.example.com/token\", client_id = \"cli\", refresh_token = { file = \"/etc/refreshd/rt\" } }",
-            "{ type = \"http\", url = \"https://x.example.com/\", token_field = \"/token\" }",
-        );
+    fn bearer_references_must_exist_and_not_cycle() {
+        let http = |bearer: &str| {
+            format!(
+                "{{ type = \"http\", url = \"https://x.example.com/api\", body = '{{\"request_id\": \"{{{{uuid}}}}\"}}', bearer = {{ credential = \"{bearer}\" }}, token_field = \"/token\" }}"
+            )
+        };
+        let rt = "{ type = \"oauth-refresh\", token_url = \"https://idp.example.com/token\", client_id = \"cli\", refresh_token = { file = \"/etc/refreshd/rt\" } }";
+        let with = |db: &str, extra: &str| format!("{}{extra}", MINIMAL.replace(rt, db));
+        let err = parse(&with(&http("nope"), "")).unwrap_err().to_string();
         assert!(
-            parse(&text)
-                .unwrap_err()
-                .to_string()
-                .contains("not supported")
+            err.contains("credentials.db.source.bearer") && err.contains("`nope`"),
+            "{err}"
         );
+        let err = parse(&with(&http("db"), "")).unwrap_err().to_string();
+        assert!(err.contains("cycle: db → db"), "{err}");
+        let pg = format!("\n[credentials.pg]\nsource = {}\n", http("db"));
+        let err = parse(&with(&http("pg"), &pg)).unwrap_err().to_string();
+        assert!(err.contains("cycle: db → pg → db"), "{err}");
+        // A proper chain of bearers is fine, and `once` visits the bearer first.
+        let ws = format!("\n[credentials.ws]\nsource = {rt}\n");
+        let config = parse(&with(&http("ws"), &ws)).unwrap();
+        let order: Vec<&str> = config
+            .dependency_order()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(order, ["ws", "db"]);
+        let err = parse(&with(&http("ws").replace("{{uuid}}\"}", "\""), &ws))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("body") && err.contains("not JSON"), "{err}");
+    }
+
+    #[test]
+    fn ambiguous_chains_and_relative_state_dirs_are_refused() {
         let rt = "{ type = \"oauth-refresh\", token_url = \"https://idp.example.com/token\", client_id = \"cli\", refresh_token = { file = \"/etc/refreshd/rt\" } }";
         let text = MINIMAL.replace(
             rt,

@@ -30,6 +30,10 @@ pub enum Request {
     /// Refresh the named credentials (all when `names` is empty) and wait for the results.
     Rotate {
         names: Vec<String>,
+        /// Only if due: pick up what another process (e.g. `refreshd login`) stored, and
+        /// refresh only if that is not good enough.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        if_due: bool,
     },
     Token {
         name: String,
@@ -86,6 +90,7 @@ pub enum ControlError {
 /// A `rotate` request handed to the supervisor.
 pub struct RotateRequest {
     pub names: Vec<String>,
+    pub if_due: bool,
     pub reply: oneshot::Sender<Result<Vec<Outcome>, String>>,
 }
 
@@ -173,11 +178,15 @@ impl Server {
                 status: Some(self.snapshot.borrow().clone()),
                 ..Response::success()
             },
-            Request::Rotate { names } => {
+            Request::Rotate { names, if_due } => {
                 let (reply, result) = oneshot::channel();
                 if self
                     .rotate
-                    .send(RotateRequest { names, reply })
+                    .send(RotateRequest {
+                        names,
+                        if_due,
+                        reply,
+                    })
                     .await
                     .is_err()
                 {

@@ -4,7 +4,8 @@
 //!
 //! Data flows one way: [`config`] → [`daemon`] (one task per credential) → [`rotation`] →
 //! [`source`] → [`token`] → [`state`] → [`target`] → [`reload`] → [`status`], which the
-//! [`control`] socket and [`metrics`] read. The binary (`main.rs`) only calls [`cli::main`].
+//! [`control`] socket and [`metrics`] read; [`login`] seeds a refresh token into [`state`].
+//! The binary (`main.rs`) only calls [`cli::main`].
 
 pub mod cli;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod daemon;
 pub mod demo;
 pub mod durable;
 pub mod log;
+pub mod login;
 pub mod metrics;
 pub mod reload;
 pub mod rotation;

@@ -192,6 +192,8 @@ mod tests {
             issuer: None,
             scopes: vec![],
             fingerprint: Some("3f9a1c07".into()),
+            served_by: None,
+            skipped: Vec::new(),
             expires_at: Some(now + time::Duration::minutes(30)),
             expiry_source: None,
             last_rotation: None,

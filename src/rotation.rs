@@ -5,6 +5,7 @@
 //! fsynced in the state directory before a target is touched. A failed fetch never changes
 //! a target. Nothing here logs a token: only fingerprints.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
@@ -67,9 +68,14 @@ pub enum RotationError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error(
-        "no refresh token: the configured one cannot be read ({0}) and none is stored; run `refreshd login` or fix the reference"
+        "no refresh token: {} and none is stored; run `refreshd login {credential}`{}",
+        reason.as_ref().map(|e| format!("the configured one cannot be read ({e})")).unwrap_or_else(|| "none is configured".to_owned()),
+        if reason.is_some() { " or fix the reference" } else { "" }
     )]
-    NoRefreshToken(crate::secret::SecretError),
+    NoRefreshToken {
+        credential: String,
+        reason: Option<crate::secret::SecretError>,
+    },
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -173,7 +179,7 @@ impl Engine {
             Err(error) => {
                 let kind = match &error {
                     RotationError::Source(e) => e.kind(),
-                    RotationError::NoRefreshToken(_) => FailureKind::Permanent,
+                    RotationError::NoRefreshToken { .. } => FailureKind::Permanent,
                     _ => FailureKind::Transient,
                 };
                 record_failure(&self.state, credential, &mut state, &error, kind);
@@ -191,11 +197,13 @@ impl Engine {
     ) -> Result<RotationResult, RotationError> {
         let (spend, bootstrap_fp) = refresh_token_to_spend(credential, state)?;
         let previous_expiry = state.token.as_ref().map(|t| t.expires_at);
+        let bearers = self.bearer_tokens(&credential.source);
         let ctx = FetchContext {
             credential: &credential.name,
             http: &self.http,
             timeout: credential.timing.timeout,
             refresh_token: spend.as_ref(),
+            bearers: &bearers,
         };
         let fetched = match source::fetch(&credential.source, &ctx).await {
             Ok(fetched) => fetched,
@@ -274,9 +282,38 @@ impl Engine {
             took = %format!("{}ms", report.took.as_millis()),
             fingerprint = %report.fingerprint,
             refresh_token_rotated = rotated,
+            served_by = token.served.as_ref().map(|s| tracing::field::debug(&s.by)),
             "rotated"
         );
         Ok(RotationResult::Rotated(report))
+    }
+
+    /// The current token of every credential this one's source uses as a bearer, or why it
+    /// has none. Read without the bearer's lock: state files are replaced atomically.
+    fn bearer_tokens(
+        &self,
+        source: &SourceConfig,
+    ) -> BTreeMap<String, Result<SecretString, String>> {
+        // Databricks refuses a token with 30 s or less to live: do not send one.
+        let soon = OffsetDateTime::now_utc() + time::Duration::seconds(30);
+        source
+            .bearers()
+            .into_iter()
+            .map(|name| {
+                let token = match self.state.load(name) {
+                    Ok(state) => match state.token {
+                        Some(token) if token.expires_at > soon => Ok(token.access_token),
+                        Some(token) => Err(format!(
+                            "its token expires at {}",
+                            token::rfc3339(token.expires_at)
+                        )),
+                        None => Err("it has none yet".to_owned()),
+                    },
+                    Err(e) => Err(e.to_string()),
+                };
+                (name.to_owned(), token)
+            })
+            .collect()
     }
 
     /// With no token in state (a first start, or a state directory that was lost), a JWT
@@ -293,13 +330,7 @@ impl Engine {
             let Some(value) = target::read_current(target) else {
                 continue;
             };
-            let fetched = token::Fetched {
-                access_token: value,
-                refresh_token: None,
-                expires_in: None,
-                expires_at: None,
-                scopes: None,
-            };
+            let fetched = token::Fetched::new(value);
             let (found, _) = Token::from_fetched(fetched, now, credential.timing.default_lifetime);
             if found.expiry_source != token::ExpirySource::JwtExp
                 || !found.is_valid_at(now)
@@ -422,10 +453,13 @@ fn refresh_token_to_spend(
     credential: &Credential,
     state: &CredentialState,
 ) -> Result<(Option<SecretString>, Option<String>), RotationError> {
-    let Some(source) = oauth_refresh_source(&credential.source) else {
+    let Some(source) = credential.source.oauth_refresh() else {
         return Ok((None, None));
     };
-    let bootstrap = source.refresh_token.resolve();
+    let bootstrap = match &source.refresh_token {
+        Some(configured) => configured.resolve().map_err(Some),
+        None => Err(None),
+    };
     match (&state.refresh_token, bootstrap) {
         (Some(stored), Ok(bootstrap)) => {
             let fp = fingerprint(&bootstrap);
@@ -442,17 +476,12 @@ fn refresh_token_to_spend(
             let fp = fingerprint(&bootstrap);
             Ok((Some(bootstrap), Some(fp)))
         }
-        (None, Err(e)) => Err(RotationError::NoRefreshToken(e)),
-    }
-}
-
-/// The credential's `oauth-refresh` source, at the top or inside a chain (config validation
-/// allows at most one: a credential keeps one rotated refresh token).
-fn oauth_refresh_source(source: &SourceConfig) -> Option<&crate::config::OauthRefreshSource> {
-    match source {
-        SourceConfig::OauthRefresh(s) => Some(s),
-        SourceConfig::Chain(chain) => chain.sources.iter().find_map(oauth_refresh_source),
-        _ => None,
+        // In a chain the oauth-refresh member fails on its own and the next one is tried.
+        (None, Err(_)) if matches!(credential.source, SourceConfig::Chain(_)) => Ok((None, None)),
+        (None, Err(reason)) => Err(RotationError::NoRefreshToken {
+            credential: credential.name.clone(),
+            reason,
+        }),
     }
 }
 

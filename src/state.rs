@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use crate::durable::{self, Attributes};
 use crate::source::FailureKind;
-use crate::token::{ExpirySource, Token};
+use crate::token::{ExpirySource, Served, Token};
 
 /// The state file format this build writes. Older versions are migrated on read; newer
 /// ones are refused.
@@ -122,6 +122,8 @@ struct TokenV1 {
     client_id: Option<String>,
     #[serde(default)]
     scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    served: Option<Served>,
 }
 
 /// The state directory of one configuration.
@@ -279,6 +281,7 @@ impl StateDir {
                 issuer: t.issuer,
                 client_id: t.client_id,
                 scopes: t.scopes,
+                served: t.served,
             }),
             refresh_token: file.refresh_token.map(SecretString::from),
             bootstrap_fingerprint: file.bootstrap_fingerprint,
@@ -306,6 +309,7 @@ impl StateDir {
                 issuer: t.issuer.clone(),
                 client_id: t.client_id.clone(),
                 scopes: t.scopes.clone(),
+                served: t.served.clone(),
             }),
             refresh_token: state
                 .refresh_token
@@ -345,6 +349,10 @@ mod tests {
             issuer: None,
             client_id: Some("cli".into()),
             scopes: vec!["api".into()],
+            served: Some(Served {
+                by: "sources[1] command".into(),
+                skipped: vec!["sources[0] oauth-refresh: invalid_grant".into()],
+            }),
         }
     }
 
@@ -365,7 +373,9 @@ mod tests {
         };
         state_dir.save("db", &state).unwrap();
         let loaded = state_dir.load("db").unwrap();
-        assert_eq!(loaded.token.unwrap().access_token.expose_secret(), "at-1");
+        let token = loaded.token.unwrap();
+        assert_eq!(token.access_token.expose_secret(), "at-1");
+        assert_eq!(token.served, state.token.as_ref().unwrap().served);
         assert_eq!(loaded.refresh_token.unwrap().expose_secret(), "rt-2");
         assert_eq!(loaded.last_error, state.last_error);
         assert_eq!(

@@ -94,6 +94,12 @@ pub struct CredentialStatus {
     pub scopes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// For a chain: the member that served the current token (`sources[1] command`)…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
+    /// …and why each member before it failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
     #[serde(
         default,
         with = "time::serde::rfc3339::option",
@@ -157,6 +163,11 @@ impl CredentialStatus {
             issuer: token.and_then(|t| t.issuer.clone()),
             scopes: token.map(|t| t.scopes.clone()).unwrap_or_default(),
             fingerprint: token.map(|t| t.fingerprint()),
+            served_by: token.and_then(|t| t.served.as_ref()).map(|s| s.by.clone()),
+            skipped: token
+                .and_then(|t| t.served.as_ref())
+                .map(|s| s.skipped.clone())
+                .unwrap_or_default(),
             expires_at: token.map(|t| t.expires_at),
             expiry_source: token.map(|t| t.expiry_source),
             last_rotation: state.last_rotation,
@@ -257,6 +268,12 @@ impl Snapshot {
             if let Some(fingerprint) = &c.fingerprint {
                 let _ = writeln!(out, "  fingerprint:   {fingerprint}");
             }
+            if let Some(served_by) = &c.served_by {
+                let _ = writeln!(out, "  served by:     {served_by}");
+            }
+            for skipped in &c.skipped {
+                let _ = writeln!(out, "  skipped:       {skipped}");
+            }
             let _ = writeln!(out, "  last rotation: {}", at(c.last_rotation));
             let next = if self.from == "daemon" {
                 at(c.next_refresh)
@@ -296,6 +313,8 @@ mod tests {
             issuer: None,
             scopes: vec![],
             fingerprint: None,
+            served_by: Some("sources[1] command".into()),
+            skipped: vec!["sources[0] oauth-refresh: invalid_grant".into()],
             expires_at: None,
             expiry_source: None,
             last_rotation: None,

@@ -23,6 +23,31 @@ pub struct Fetched {
     pub expires_at: Option<OffsetDateTime>,
     /// The granted scopes, when the response says.
     pub scopes: Option<Vec<String>>,
+    /// For a chain: which member served the token, and why the ones before it did not.
+    pub served: Option<Served>,
+}
+
+impl Fetched {
+    /// A bare token; the source fills in what else it learned.
+    pub fn new(access_token: SecretString) -> Fetched {
+        Fetched {
+            access_token,
+            refresh_token: None,
+            expires_in: None,
+            expires_at: None,
+            scopes: None,
+            served: None,
+        }
+    }
+}
+
+/// Which member of a chain served a token (`sources[1] google-service-account`) and the
+/// failures of the members tried before it, for status and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Served {
+    pub by: String,
+    #[serde(default)]
+    pub skipped: Vec<String>,
 }
 
 /// Where a token's expiry came from, for status and logs.
@@ -46,6 +71,8 @@ pub struct Token {
     pub issuer: Option<String>,
     pub client_id: Option<String>,
     pub scopes: Vec<String>,
+    /// For a chain: the member that served this token.
+    pub served: Option<Served>,
 }
 
 impl std::fmt::Debug for Token {
@@ -172,6 +199,7 @@ impl Token {
             issuer: claims.iss,
             client_id: claims.client_id,
             scopes,
+            served: fetched.served,
         };
         (token, fetched.refresh_token)
     }
@@ -239,11 +267,9 @@ pub(crate) mod tests {
         expires_at: Option<OffsetDateTime>,
     ) -> Fetched {
         Fetched {
-            access_token: SecretString::from(token),
-            refresh_token: None,
             expires_in: expires_in.map(Duration::from_secs),
             expires_at,
-            scopes: None,
+            ..Fetched::new(SecretString::from(token))
         }
     }
 

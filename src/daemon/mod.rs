@@ -430,11 +430,16 @@ impl Daemon {
                 }
             }
         }
+        let if_due = request.if_due;
         tokio::spawn(async move {
             let mut pending = Vec::new();
             for sender in senders {
                 let (reply, result) = tokio::sync::oneshot::channel();
-                if sender.send(worker::Command::Rotate { reply }).await.is_ok() {
+                if sender
+                    .send(worker::Command::Rotate { reply, if_due })
+                    .await
+                    .is_ok()
+                {
                     pending.push(result);
                 }
             }

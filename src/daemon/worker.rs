@@ -30,8 +30,12 @@ const RETRY_AFTER_CAP: Duration = Duration::from_secs(60 * 60);
 
 /// What another task can ask of a credential task.
 pub enum Command {
-    /// Refresh now (unless another process just did) and report.
-    Rotate { reply: oneshot::Sender<Outcome> },
+    /// Refresh now (unless another process just did) and report; with `if_due`, only
+    /// when the stored token is due (after another process stored a new one).
+    Rotate {
+        reply: oneshot::Sender<Outcome>,
+        if_due: bool,
+    },
 }
 
 /// The answer to a `rotate` request.
@@ -159,7 +163,30 @@ async fn run(
         .map(|s| s.counters.clone())
         .unwrap_or_default();
 
+    // An `http` source sends other credentials' tokens: follow them.
+    let bearers: Vec<String> = credential
+        .source
+        .bearers()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let mut snapshots = shared.snapshot.subscribe();
+    if !bearers.is_empty() {
+        wait_for_bearers(
+            &shared,
+            &bearers,
+            &mut snapshots,
+            timing.timeout * 2,
+            &mut stop,
+        )
+        .await;
+        if *stop.borrow() {
+            return;
+        }
+    }
+
     loop {
+        let seen = bearer_fingerprints(&snapshots.borrow_and_update(), &bearers);
         heartbeat.set_busy(true);
         let started = tokio::time::Instant::now();
         let result = {
@@ -264,17 +291,89 @@ async fn run(
         tokio::select! {
             _ = clock::sleep_until(shared.clock.as_ref(), deadline, clock::CHUNK, beat) => {}
             Some(command) = commands.recv() => {
-                let Command::Rotate { reply } = command;
+                let Command::Rotate { reply, mut if_due } = command;
                 replies.push(reply);
-                while let Ok(Command::Rotate { reply }) = commands.try_recv() {
+                while let Ok(Command::Rotate { reply, if_due: also }) = commands.try_recv() {
                     replies.push(reply);
+                    if_due &= also;
                 }
+                trigger = if if_due {
+                    Trigger::IfDue
+                } else {
+                    Trigger::Force { since: OffsetDateTime::now_utc() }
+                };
+            }
+            _ = bearer_changed(&mut snapshots, &bearers, &seen), if !bearers.is_empty() => {
+                tracing::info!(credential = %name, bearers = %bearers.join(","), "a bearer credential's token changed: refreshing");
                 trigger = Trigger::Force { since: OffsetDateTime::now_utc() };
             }
             _ = stop.changed() => break,
         }
     }
     tracing::debug!(credential = %name, "stopped");
+}
+
+/// The fingerprints of the bearers' current tokens as the daemon last published them.
+fn bearer_fingerprints(snapshot: &Snapshot, bearers: &[String]) -> Vec<Option<String>> {
+    bearers
+        .iter()
+        .map(|b| {
+            snapshot
+                .credentials
+                .get(b)
+                .and_then(|s| s.fingerprint.clone())
+        })
+        .collect()
+}
+
+/// Resolves when a bearer's token is no longer the one seen before the last rotation.
+async fn bearer_changed(
+    snapshots: &mut watch::Receiver<Snapshot>,
+    bearers: &[String],
+    seen: &[Option<String>],
+) {
+    loop {
+        if snapshots.changed().await.is_err() {
+            // The daemon is shutting down; the stop signal ends the task.
+            std::future::pending::<()>().await;
+        }
+        if bearer_fingerprints(&snapshots.borrow_and_update(), bearers) != seen {
+            return;
+        }
+    }
+}
+
+/// On start, gives the bearers (started at the same moment) up to `patience` to get a
+/// token before this credential's first attempt, instead of failing it at once.
+async fn wait_for_bearers(
+    shared: &Shared,
+    bearers: &[String],
+    snapshots: &mut watch::Receiver<Snapshot>,
+    patience: Duration,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let now = OffsetDateTime::now_utc();
+        let ready = bearers.iter().all(|b| {
+            shared
+                .engine
+                .state
+                .load(b)
+                .ok()
+                .and_then(|s| s.token)
+                .is_some_and(|t| t.is_valid_at(now))
+        });
+        if ready {
+            return;
+        }
+        let seen = bearer_fingerprints(&snapshots.borrow_and_update(), bearers);
+        tokio::select! {
+            _ = bearer_changed(snapshots, bearers, &seen) => {}
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 fn outcome(name: &str, result: &RotationResult) -> Outcome {

@@ -6,14 +6,14 @@
 //! `WATCHDOG_*` (it must not talk to systemd for us) and is killed on timeout.
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::Value;
 
+use super::fields::{self, Expiry};
 use super::{FetchContext, SourceError};
 use crate::config::{CommandFormat, CommandSource};
-use crate::token::{Fetched, parse_rfc3339};
+use crate::token::Fetched;
 
 /// Output beyond this is not a token.
 const MAX_STDOUT: usize = 1 << 20;
@@ -82,18 +82,10 @@ pub(super) async fn run(
         reason,
     })?;
     Ok(Fetched {
-        access_token: SecretString::from(token),
-        refresh_token: None,
         expires_in: expiry.and_then(|e| e.expires_in),
         expires_at: expiry.and_then(|e| e.expires_at),
-        scopes: None,
+        ..Fetched::new(SecretString::from(token))
     })
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Expiry {
-    expires_in: Option<Duration>,
-    expires_at: Option<time::OffsetDateTime>,
 }
 
 /// Hides runs of 32 or more token characters (JWT parts, base64, opaque tokens): when the
@@ -142,39 +134,14 @@ fn parse_output(source: &CommandSource, stdout: &str) -> Result<(String, Option<
             e.column()
         )
     })?;
-    let token = match &source.token_field {
-        Some(field) => lookup(&value, field)
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("no string at token_field {field:?}"))?,
-        None => ["access_token", "token", "accessToken"]
-            .iter()
-            .find_map(|f| value.get(f).and_then(Value::as_str))
-            .ok_or("no `access_token` or `token` field (set token_field)")?,
-    };
-    if token.is_empty() {
-        return Err("the token field is empty".to_owned());
-    }
-    let expiry = match &source.expiry_field {
-        Some(field) => Some(read_expiry(
-            lookup(&value, field).ok_or_else(|| format!("no value at expiry_field {field:?}"))?,
-            field,
-        )?),
-        None => [
-            "expiry",
-            "expires_at",
-            "expiration_time",
-            "expiresAt",
-            "expires_on",
-            "expires_in",
-        ]
-        .iter()
-        .find_map(|f| value.get(f).map(|v| read_expiry(v, f)))
-        .transpose()?,
-    };
-    Ok((token.to_owned(), expiry))
+    fields::token_and_expiry(
+        &value,
+        source.token_field.as_deref(),
+        source.expiry_field.as_deref(),
+    )
 }
 
-trait ClassifyKind {
+pub(super) trait ClassifyKind {
     fn classify_kind(&self) -> &'static str;
 }
 
@@ -189,53 +156,10 @@ impl ClassifyKind for serde_json::Error {
     }
 }
 
-/// A JSON pointer (`/data/token`) or a top-level field name.
-fn lookup<'v>(value: &'v Value, field: &str) -> Option<&'v Value> {
-    if field.starts_with('/') {
-        value.pointer(field)
-    } else {
-        value.get(field)
-    }
-}
-
-/// RFC 3339 text, epoch seconds (absolute), or `expires_in`-style relative seconds.
-fn read_expiry(value: &Value, field: &str) -> Result<Expiry, String> {
-    let relative = field.ends_with("expires_in");
-    let seconds = match value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => match parse_rfc3339(s) {
-            Some(at) => {
-                return Ok(Expiry {
-                    expires_at: Some(at),
-                    expires_in: None,
-                });
-            }
-            None => s.trim().parse::<f64>().ok(),
-        },
-        _ => None,
-    }
-    .ok_or_else(|| format!("{field:?} is neither an RFC 3339 time nor a number of seconds"))?;
-    if relative {
-        Ok(Expiry {
-            expires_in: Some(
-                crate::token::seconds(seconds)
-                    .ok_or_else(|| format!("{field:?} is not a usable number of seconds"))?,
-            ),
-            expires_at: None,
-        })
-    } else {
-        let at = time::OffsetDateTime::from_unix_timestamp(seconds as i64)
-            .map_err(|_| format!("{field:?} is out of range"))?;
-        Ok(Expiry {
-            expires_at: Some(at),
-            expires_in: None,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn source(
         format: CommandFormat,

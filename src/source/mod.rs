@@ -7,8 +7,13 @@
 //! and no error it returns contains a token, a refresh token or a client secret.
 
 pub mod command;
-mod oauth;
+mod fields;
+mod google;
+pub mod http;
+pub mod oauth;
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -81,8 +86,21 @@ pub enum SourceError {
     },
     #[error("{program} did not finish within {}", humantime::format_duration(*.after))]
     CommandTimeout { program: String, after: Duration },
-    #[error("source type `{0}` is not supported by this version of refreshd")]
-    Unsupported(&'static str),
+    /// Google refused a correctly signed assertion as outside its time window.
+    #[error(
+        "{url} refused the signed assertion as outside its time window: the system clock is probably wrong (check NTP, e.g. `timedatectl`); invalid_grant: {description}"
+    )]
+    ClockSkew { url: String, description: String },
+    /// A Google key or application-default credentials file that cannot be used.
+    #[error("{}: {reason}", path.display())]
+    CredentialsFile { path: PathBuf, reason: String },
+    #[error("no refresh token is configured or stored: run `refreshd login {credential}`")]
+    NoRefreshToken { credential: String },
+    /// The credential whose token an `http` source sends as its bearer has none to give.
+    #[error(
+        "bearer credential `{credential}` has no valid token ({reason}); it is refreshed first and this one follows"
+    )]
+    Bearer { credential: String, reason: String },
     #[error("every source of the chain failed: {}", .0.iter().enumerate().map(|(i, e)| format!("[{i}] {e}")).collect::<Vec<_>>().join("; "))]
     Chain(Vec<SourceError>),
 }
@@ -116,6 +134,8 @@ impl SourceError {
             }
             SourceError::Http { status, .. } => status_kind(*status),
             SourceError::Transport { .. }
+            | SourceError::ClockSkew { .. }
+            | SourceError::Bearer { .. }
             | SourceError::Timeout { .. }
             | SourceError::Malformed { .. }
             | SourceError::Incomplete { .. }
@@ -124,7 +144,8 @@ impl SourceError {
             SourceError::Secret { .. }
             | SourceError::PrivateKey(_)
             | SourceError::Spawn { .. }
-            | SourceError::Unsupported(_) => FailureKind::Permanent,
+            | SourceError::NoRefreshToken { .. }
+            | SourceError::CredentialsFile { .. } => FailureKind::Permanent,
             // A chain is as good as its best member.
             SourceError::Chain(errors) => {
                 if errors.iter().any(|e| e.kind() == FailureKind::Transient) {
@@ -165,6 +186,9 @@ pub struct FetchContext<'a> {
     /// For `oauth-refresh`: the refresh token to spend (the rotated one from state, or the
     /// configured bootstrap token).
     pub refresh_token: Option<&'a SecretString>,
+    /// For `http`: the current token of each credential named as a bearer, or why there is
+    /// none.
+    pub bearers: &'a BTreeMap<String, Result<SecretString, String>>,
 }
 
 /// One attempt at a fresh token.
@@ -173,17 +197,62 @@ pub async fn fetch(source: &SourceConfig, ctx: &FetchContext<'_>) -> Result<Fetc
         SourceConfig::OauthRefresh(s) => oauth::refresh(s, ctx).await,
         SourceConfig::OauthClientCredentials(s) => oauth::client_credentials(s, ctx).await,
         SourceConfig::Command(s) => command::run(s, ctx).await,
+        SourceConfig::GoogleServiceAccount(s) => google::service_account(s, ctx).await,
+        SourceConfig::GoogleAuthorizedUser(s) => google::authorized_user(s, ctx).await,
+        SourceConfig::Http(s) => http::fetch(s, ctx).await,
         SourceConfig::Chain(chain) => {
             let mut errors = Vec::new();
-            for inner in &chain.sources {
+            let mut skipped = Vec::new();
+            // A member that spent a rotating refresh token but gave nothing usable handed
+            // back the new one: it must reach the state whatever the later members do.
+            let mut kept_refresh_token = None;
+            for (i, inner) in chain.sources.iter().enumerate() {
+                let member = format!("sources[{i}] {}", inner.kind());
                 match Box::pin(fetch(inner, ctx)).await {
-                    Ok(fetched) => return Ok(fetched),
-                    Err(e) => errors.push(e),
+                    Ok(mut fetched) => {
+                        fetched.refresh_token = fetched.refresh_token.or(kept_refresh_token);
+                        fetched.served = Some(crate::token::Served {
+                            by: member,
+                            skipped,
+                        });
+                        return Ok(fetched);
+                    }
+                    Err(e) => {
+                        tracing::warn!(credential = %ctx.credential, source = ?member, error = ?e.to_string(), "chain source failed, trying the next");
+                        skipped.push(format!("{member}: {e}"));
+                        if let SourceError::Incomplete { refresh_token, .. } = &e {
+                            kept_refresh_token = Some(refresh_token.clone());
+                        }
+                        errors.push(e);
+                    }
                 }
             }
-            Err(SourceError::Chain(errors))
+            match kept_refresh_token {
+                Some(refresh_token) => Err(SourceError::Incomplete {
+                    origin: "chain".to_owned(),
+                    reason: SourceError::Chain(errors).to_string(),
+                    refresh_token,
+                }),
+                None => Err(SourceError::Chain(errors)),
+            }
         }
-        other => Err(SourceError::Unsupported(other.kind())),
+    }
+}
+
+/// What `refreshd check` can verify of a source's own files without a network: the Google
+/// key and application-default credentials files parse and hold what they must.
+pub fn check_files(source: &SourceConfig) -> Vec<SourceError> {
+    match source {
+        SourceConfig::GoogleServiceAccount(s) => google::check_key_file(&s.key_file)
+            .err()
+            .into_iter()
+            .collect(),
+        SourceConfig::GoogleAuthorizedUser(s) => google::check_adc_file(&s.path())
+            .err()
+            .into_iter()
+            .collect(),
+        SourceConfig::Chain(chain) => chain.sources.iter().flat_map(check_files).collect(),
+        _ => Vec::new(),
     }
 }
 

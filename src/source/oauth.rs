@@ -22,11 +22,16 @@ pub(super) async fn refresh(
     ctx: &FetchContext<'_>,
 ) -> Result<Fetched, SourceError> {
     let bootstrap;
-    let refresh_token = match ctx.refresh_token {
-        Some(token) => token,
-        None => {
-            bootstrap = resolve("refresh_token", &source.refresh_token)?;
+    let refresh_token = match (ctx.refresh_token, &source.refresh_token) {
+        (Some(token), _) => token,
+        (None, Some(configured)) => {
+            bootstrap = resolve("refresh_token", configured)?;
             &bootstrap
+        }
+        (None, None) => {
+            return Err(SourceError::NoRefreshToken {
+                credential: ctx.credential.to_owned(),
+            });
         }
     };
     let client_secret = source
@@ -60,6 +65,37 @@ pub(super) async fn refresh(
         &secrets,
     )
     .await
+}
+
+/// Another grant at an `oauth-refresh` source's token endpoint, with the same client
+/// authentication and `params` as its refreshes: `refreshd login`'s authorization-code
+/// (RFC 6749 §4.1.3) and device-code (RFC 8628 §3.4) exchanges. `grant` holds the grant's
+/// own parameters; `secrets` those of its values that must never reach an error.
+pub async fn grant(
+    source: &OauthRefreshSource,
+    http: &reqwest::Client,
+    timeout: Duration,
+    grant: &[(&str, &str)],
+    secrets: &[&SecretString],
+) -> Result<Fetched, SourceError> {
+    let client_secret = source
+        .client_secret
+        .as_ref()
+        .map(|s| resolve("client_secret", s))
+        .transpose()?;
+    let mut form: Vec<(&str, &str)> = grant.to_vec();
+    form.extend(source.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let request = http.post(source.token_url.clone());
+    let request = client_auth(
+        request,
+        &mut form,
+        &source.client_id,
+        client_secret.as_ref(),
+        source.auth,
+    );
+    let mut all: Vec<Option<&SecretString>> = secrets.iter().map(|s| Some(*s)).collect();
+    all.push(client_secret.as_ref());
+    post(request, &form, source.token_url.as_str(), timeout, &all).await
 }
 
 pub(super) async fn client_credentials(
@@ -112,7 +148,7 @@ pub(super) async fn client_credentials(
     .await
 }
 
-fn resolve(key: &'static str, secret: &SecretRef) -> Result<SecretString, SourceError> {
+pub(super) fn resolve(key: &'static str, secret: &SecretRef) -> Result<SecretString, SourceError> {
     secret
         .resolve()
         .map_err(|source| SourceError::Secret { key, source })
@@ -186,7 +222,7 @@ fn client_assertion(
 }
 
 /// Sends the one token POST and turns the answer into a token or a classified error.
-async fn post(
+pub(super) async fn post(
     request: reqwest::RequestBuilder,
     form: &[(&str, &str)],
     url: &str,
@@ -243,24 +279,38 @@ async fn post(
             reason,
         });
     }
+    Err(error_response(
+        url,
+        status,
+        json.as_ref(),
+        retry_after,
+        location,
+        secrets,
+    ))
+}
+
+/// An RFC 6749 §5.2 error answer (or a bare HTTP error) as a classified error.
+fn error_response(
+    url: &str,
+    status: reqwest::StatusCode,
+    json: Option<&Value>,
+    retry_after: Option<Duration>,
+    location: Option<String>,
+    secrets: &[Option<&SecretString>],
+) -> SourceError {
     let redact = |text: &str| redact(text, secrets);
-    if let Some(error) = json
-        .as_ref()
-        .and_then(|j| j.get("error"))
-        .and_then(Value::as_str)
-    {
+    if let Some(error) = json.and_then(|j| j.get("error")).and_then(Value::as_str) {
         let description = json
-            .as_ref()
             .and_then(|j| j.get("error_description"))
             .and_then(Value::as_str)
             .map(&redact);
-        return Err(SourceError::Provider {
+        return SourceError::Provider {
             url: url.to_owned(),
             status: status.as_u16(),
             error: redact(error),
             description,
             retry_after,
-        });
+        };
     }
     let detail = if status.is_redirection() {
         Some(format!(
@@ -270,15 +320,67 @@ async fn post(
     } else {
         None
     };
-    Err(SourceError::Http {
+    SourceError::Http {
         url: url.to_owned(),
         status: status.as_u16(),
         detail,
         retry_after,
-    })
+    }
 }
 
-fn transport_error(url: &str, timeout: Duration, e: &reqwest::Error) -> SourceError {
+/// RFC 8628 §3.1–3.2: asks for a device code and a user code for this client.
+pub async fn device_authorization(
+    source: &OauthRefreshSource,
+    http: &reqwest::Client,
+    url: &url::Url,
+    timeout: Duration,
+) -> Result<Value, SourceError> {
+    let client_secret = source
+        .client_secret
+        .as_ref()
+        .map(|s| resolve("client_secret", s))
+        .transpose()?;
+    let mut form: Vec<(&str, &str)> = Vec::new();
+    let scope = source.scopes.join(" ");
+    if !scope.is_empty() {
+        form.push(("scope", &scope));
+    }
+    form.extend(source.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let request = client_auth(
+        http.post(url.clone()),
+        &mut form,
+        &source.client_id,
+        client_secret.as_ref(),
+        source.auth,
+    );
+    let response = request
+        .header(reqwest::header::ACCEPT, "application/json")
+        .form(&form)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| transport_error(url.as_str(), timeout, &e))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| transport_error(url.as_str(), timeout, &e))?;
+    let json: Option<Value> = serde_json::from_slice(&body).ok();
+    match json {
+        Some(json) if status.is_success() => Ok(json),
+        json => Err(error_response(
+            url.as_str(),
+            status,
+            json.as_ref(),
+            None,
+            None,
+            &[client_secret.as_ref()],
+        )),
+    }
+}
+
+/// A failed request as a classified error naming the innermost cause.
+pub fn transport_error(url: &str, timeout: Duration, e: &reqwest::Error) -> SourceError {
     if e.is_timeout() {
         return SourceError::Timeout {
             url: url.to_owned(),
@@ -299,7 +401,7 @@ fn transport_error(url: &str, timeout: Duration, e: &reqwest::Error) -> SourceEr
 }
 
 /// A provider should never echo a secret back, but if it does it stops here.
-fn redact(text: &str, secrets: &[Option<&SecretString>]) -> String {
+pub(super) fn redact(text: &str, secrets: &[Option<&SecretString>]) -> String {
     let mut out = text.to_owned();
     for secret in secrets.iter().flatten() {
         let value = secret.expose_secret();
@@ -344,6 +446,7 @@ pub(super) fn parse_token_response(json: &Value) -> Result<Fetched, String> {
         expires_in,
         expires_at,
         scopes,
+        served: None,
     })
 }
 

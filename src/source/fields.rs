@@ -1,0 +1,97 @@
+//! Reads a token and its expiry out of a JSON document (a command's stdout, an API's
+//! answer) by JSON pointer or field name. Errors describe the document's shape, never a value.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::token::parse_rfc3339;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct Expiry {
+    pub expires_in: Option<Duration>,
+    pub expires_at: Option<time::OffsetDateTime>,
+}
+
+/// The token at `token_field` (else a conventional name) and the expiry at `expiry_field`
+/// (else a conventional name, if any).
+pub(super) fn token_and_expiry(
+    value: &Value,
+    token_field: Option<&str>,
+    expiry_field: Option<&str>,
+) -> Result<(String, Option<Expiry>), String> {
+    let token = match token_field {
+        Some(field) => lookup(value, field)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("no string at token_field {field:?}"))?,
+        None => ["access_token", "token", "accessToken"]
+            .iter()
+            .find_map(|f| value.get(f).and_then(Value::as_str))
+            .ok_or("no `access_token` or `token` field (set token_field)")?,
+    };
+    if token.is_empty() {
+        return Err("the token field is empty".to_owned());
+    }
+    let expiry = match expiry_field {
+        Some(field) => Some(read_expiry(
+            lookup(value, field).ok_or_else(|| format!("no value at expiry_field {field:?}"))?,
+            field,
+        )?),
+        None => [
+            "expiry",
+            "expires_at",
+            "expiration_time",
+            "expiresAt",
+            "expires_on",
+            "expires_in",
+        ]
+        .iter()
+        .find_map(|f| value.get(f).map(|v| read_expiry(v, f)))
+        .transpose()?,
+    };
+    Ok((token.to_owned(), expiry))
+}
+
+/// A JSON pointer (`/data/token`) or a top-level field name.
+pub(super) fn lookup<'v>(value: &'v Value, field: &str) -> Option<&'v Value> {
+    if field.starts_with('/') {
+        value.pointer(field)
+    } else {
+        value.get(field)
+    }
+}
+
+/// RFC 3339 text, epoch seconds (absolute), or `expires_in`-style relative seconds.
+pub(super) fn read_expiry(value: &Value, field: &str) -> Result<Expiry, String> {
+    let relative = field.ends_with("expires_in");
+    let seconds = match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => match parse_rfc3339(s) {
+            Some(at) => {
+                return Ok(Expiry {
+                    expires_at: Some(at),
+                    expires_in: None,
+                });
+            }
+            None => s.trim().parse::<f64>().ok(),
+        },
+        _ => None,
+    }
+    .ok_or_else(|| format!("{field:?} is neither an RFC 3339 time nor a number of seconds"))?;
+    if relative {
+        Ok(Expiry {
+            expires_in: Some(
+                crate::token::seconds(seconds)
+                    .ok_or_else(|| format!("{field:?} is not a usable number of seconds"))?,
+            ),
+            expires_at: None,
+        })
+    } else {
+        let at = time::OffsetDateTime::from_unix_timestamp(seconds as i64)
+            .map_err(|_| format!("{field:?} is out of range"))?;
+        Ok(Expiry {
+            expires_at: Some(at),
+            expires_in: None,
+        })
+    }
+}
