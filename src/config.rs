@@ -184,6 +184,9 @@ pub struct ClientCredentialsSource {
     /// PEM private key for an RFC 7523 client assertion (`private_key_jwt`).
     pub private_key: Option<SecretRef>,
     pub key_id: Option<String>,
+    /// The certificate's base64url SHA-1 thumbprint, for the assertion's `x5t` header
+    /// (Entra ID identifies a certificate credential by it).
+    pub x5t: Option<String>,
     /// Assertion audience; the token URL when absent.
     pub audience: Option<String>,
     #[serde(default)]

@@ -111,7 +111,13 @@ pub(super) async fn client_credentials(
                 .audience
                 .as_deref()
                 .unwrap_or(source.token_url.as_str());
-            client_assertion(&source.client_id, audience, source.key_id.as_deref(), &key)?
+            client_assertion(
+                &source.client_id,
+                audience,
+                source.key_id.as_deref(),
+                source.x5t.as_deref(),
+                &key,
+            )?
         }
         (None, None) => unreachable!("config validation requires client_secret or private_key"),
     };
@@ -187,6 +193,7 @@ fn client_assertion(
     client_id: &str,
     audience: &str,
     key_id: Option<&str>,
+    x5t: Option<&str>,
     pem: &SecretString,
 ) -> Result<SecretString, SourceError> {
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -204,6 +211,8 @@ fn client_assertion(
     };
     let mut header = Header::new(algorithm);
     header.kid = key_id.map(str::to_owned);
+    // Entra ID finds the certificate by its SHA-1 thumbprint, not by `kid`.
+    header.x5t = x5t.map(str::to_owned);
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let mut jti = [0u8; 16];
     getrandom::fill(&mut jti)
@@ -507,6 +516,36 @@ mod tests {
             "{wait:?}"
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn assertions_carry_kid_and_x5t_when_configured() {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .output()
+            .expect("openssl makes the test key");
+        let pem = SecretString::from(String::from_utf8(out.stdout).unwrap());
+        let jwt = client_assertion(
+            "app",
+            "https://idp/token",
+            Some("k1"),
+            Some("hOBcHZi846VCHSJbFAs26Go9VTQ"),
+            &pem,
+        )
+        .unwrap();
+        let header = jsonwebtoken::decode_header(jwt.expose_secret()).unwrap();
+        assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+        assert_eq!(header.kid.as_deref(), Some("k1"));
+        assert_eq!(header.x5t.as_deref(), Some("hOBcHZi846VCHSJbFAs26Go9VTQ"));
+        let jwt = client_assertion("app", "https://idp/token", None, None, &pem).unwrap();
+        let header = jsonwebtoken::decode_header(jwt.expose_secret()).unwrap();
+        assert!(header.kid.is_none() && header.x5t.is_none());
     }
 
     #[test]
