@@ -302,13 +302,15 @@ fn login(
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let engine = Engine {
-        http,
-        state,
-        write_targets: true,
-        reloader: Some(crate::reload::Reloader::start(std::time::Duration::ZERO)),
-    };
-    let result = runtime()?.block_on(engine.rotate(credential, Trigger::IfDue));
+    let result = runtime()?.block_on(async {
+        let engine = Engine {
+            http,
+            state,
+            write_targets: true,
+            reloader: Some(crate::reload::Reloader::start(std::time::Duration::ZERO)),
+        };
+        engine.rotate(credential, Trigger::IfDue).await
+    });
     Ok(if result.is_ok() {
         ExitCode::SUCCESS
     } else {
