@@ -170,6 +170,9 @@ pub struct OauthRefreshSource {
     pub issuer: Option<Url>,
     /// The loopback redirect for `refreshd login` (RFC 8252); without a port, an ephemeral one.
     pub redirect_uri: Option<Url>,
+    /// Extra parameters for the authorization URL only (Google: `access_type = "offline"`).
+    #[serde(default)]
+    pub authorize_params: BTreeMap<String, String>,
 }
 
 /// The redirect `refreshd login` uses when the credential names none.

@@ -270,8 +270,13 @@ async fn code_flow(
             .append_pair("state", &state)
             .append_pair("code_challenge", &challenge(&verifier))
             .append_pair("code_challenge_method", "S256");
-        for (k, v) in &source.params {
+        for (k, v) in source.params.iter().chain(&source.authorize_params) {
             query.append_pair(k, v);
+        }
+        // OpenID Connect Core §11: offline access is granted only with explicit consent.
+        let offline = source.scopes.iter().any(|s| s == "offline_access");
+        if offline && !source.authorize_params.contains_key("prompt") {
+            query.append_pair("prompt", "consent");
         }
     }
 

@@ -263,6 +263,9 @@ pub fn http_client() -> reqwest::Client {
         .retry(reqwest::retry::never())
         .user_agent(concat!("refreshd/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
+        // A fresh connection per request: refreshes are minutes apart, and a pooled
+        // connection the server closed meanwhile would fail a token request for nothing.
+        .pool_max_idle_per_host(0)
         .build()
         .expect("the HTTP client's fixed settings are valid")
 }
