@@ -34,11 +34,7 @@ pub(super) async fn refresh(
             });
         }
     };
-    let client_secret = source
-        .client_secret
-        .as_ref()
-        .map(|s| resolve("client_secret", s))
-        .transpose()?;
+    let client_secret = client_secret(source)?;
     let mut form: Vec<(&str, &str)> = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token.expose_secret()),
@@ -78,11 +74,7 @@ pub async fn grant(
     grant: &[(&str, &str)],
     secrets: &[&SecretString],
 ) -> Result<Fetched, SourceError> {
-    let client_secret = source
-        .client_secret
-        .as_ref()
-        .map(|s| resolve("client_secret", s))
-        .transpose()?;
+    let client_secret = client_secret(source)?;
     let mut form: Vec<(&str, &str)> = grant.to_vec();
     form.extend(source.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let request = http.post(source.token_url.clone());
@@ -152,6 +144,15 @@ pub(super) async fn client_credentials(
         &[Some(&credential)],
     )
     .await
+}
+
+/// The refresh client's secret, when it is a confidential client.
+fn client_secret(source: &OauthRefreshSource) -> Result<Option<SecretString>, SourceError> {
+    source
+        .client_secret
+        .as_ref()
+        .map(|s| resolve("client_secret", s))
+        .transpose()
 }
 
 pub(super) fn resolve(key: &'static str, secret: &SecretRef) -> Result<SecretString, SourceError> {
@@ -344,11 +345,7 @@ pub async fn device_authorization(
     url: &url::Url,
     timeout: Duration,
 ) -> Result<Value, SourceError> {
-    let client_secret = source
-        .client_secret
-        .as_ref()
-        .map(|s| resolve("client_secret", s))
-        .transpose()?;
+    let client_secret = client_secret(source)?;
     let mut form: Vec<(&str, &str)> = Vec::new();
     let scope = source.scopes.join(" ");
     if !scope.is_empty() {
