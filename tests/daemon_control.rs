@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Oidc, Refreshd, assert_success, jwt_claims, stderr};
+use common::{Daemon, Oidc, Refreshd, assert_success, eventually, jwt_claims, stderr};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -57,18 +57,6 @@ fn rfc3339(unix: i64) -> String {
         .unwrap()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap()
-}
-
-/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
-fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// One refresh-grant credential (`api`, client `rt-basic`) against the fixture, writing a

@@ -12,16 +12,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use common::{INSTALL, Oidc, Refreshd, assert_success, jwt_claims, repo, require, stderr};
+use common::{
+    NodeFixture, Oidc, Refreshd, assert_success, get_json, get_tokens, jwt_claims, stderr,
+};
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const CLIENT_EMAIL: &str = "refreshd-test@refreshd-test.iam.gserviceaccount.com";
@@ -38,8 +40,7 @@ const ENV_BEFORE: &str = "# app settings\nPROJECT=refreshd-test\n";
 
 /// A running `google-token.mjs`. Exits with the test (its stdin is our pipe) or when dropped.
 struct GoogleToken {
-    child: Child,
-    _stdin: ChildStdin,
+    _node: NodeFixture,
     token_uri: String,
     base_url: String,
     http: reqwest::blocking::Client,
@@ -49,54 +50,29 @@ impl GoogleToken {
     /// Verifies assertions against `public_key` (SPKI PEM) for `CLIENT_EMAIL` and `KID`;
     /// `subject` is the `sub` it requires (none: it refuses one).
     fn start(dir: &Path, public_key: &Path, subject: Option<&str>) -> GoogleToken {
-        let fixture = repo().join("tests/fixtures/oidc");
-        require(
-            &fixture.join("node_modules/jose"),
-            "the Google token fixture's jose",
+        // An empty SA_SUBJECT is the fixture's "unset": it overrides any SA_SUBJECT around us.
+        let node = NodeFixture::start(
+            "google-token.mjs",
+            "jose",
+            &[
+                ("SA_PUBLIC_KEY", public_key.display().to_string()),
+                ("SA_CLIENT_EMAIL", CLIENT_EMAIL.to_owned()),
+                ("SA_KID", KID.to_owned()),
+                ("SA_SUBJECT", subject.unwrap_or_default().to_owned()),
+            ],
+            dir,
+            "google-token.stderr",
         );
-        let log = dir.join("google-token.stderr");
-        let mut command = Command::new("node");
-        command
-            .arg("google-token.mjs")
-            .current_dir(&fixture)
-            .env("SA_PUBLIC_KEY", public_key)
-            .env("SA_CLIENT_EMAIL", CLIENT_EMAIL)
-            .env("SA_KID", KID)
-            .env_remove("SA_SUBJECT")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap());
-        if let Some(subject) = subject {
-            command.env("SA_SUBJECT", subject);
-        }
-        let mut child = command.spawn().unwrap_or_else(|e| {
-            panic!("cannot start node for the Google token fixture ({e}): {INSTALL}")
-        });
-        let stdin = child.stdin.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            panic!("the Google token fixture did not start ({e}); its stderr:\n{text}")
-        });
         GoogleToken {
-            token_uri: ready["token_uri"].as_str().unwrap().to_owned(),
-            base_url: ready["base_url"].as_str().unwrap().to_owned(),
-            child,
-            _stdin: stdin,
+            token_uri: node.ready["token_uri"].as_str().unwrap().to_owned(),
+            base_url: node.ready["base_url"].as_str().unwrap().to_owned(),
+            _node: node,
             http: reqwest::blocking::Client::new(),
         }
     }
 
     fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.base_url))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
+        get_json(&self.http, &format!("{}{path}", self.base_url))
     }
 
     /// Every assertion whose signature verified: `grant_type`, `header`, `claims`, `outcome`.
@@ -109,12 +85,7 @@ impl GoogleToken {
 
     /// Every access token issued so far.
     fn issued(&self) -> Vec<String> {
-        self.get("/test/issued")["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().to_owned())
-            .collect()
+        get_tokens(&self.http, &format!("{}/test/issued", self.base_url))
     }
 
     /// `{count, requests: [{grant_type, status, error?, error_description?}]}`.
@@ -130,13 +101,6 @@ impl GoogleToken {
             .send()
             .unwrap();
         assert!(response.status().is_success(), "{}", response.status());
-    }
-}
-
-impl Drop for GoogleToken {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -12,12 +12,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
-use common::{Oidc, Refreshd, assert_success, jwt_claims, stderr};
+use common::{
+    NodeFixture, Oidc, Refreshd, assert_success, eventually, get_json, get_tokens, jwt_claims,
+    stderr,
+};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -36,47 +38,23 @@ const PG_LINE: &str = "instance-1.database.example.com:5432:databricks_postgres:
 /// A running `databricks.mjs`: `POST /api/2.0/database/credentials` with a bearer JWT from
 /// the oidc fixture. Exits with the test (its stdin is our pipe) or when dropped.
 struct Databricks {
-    child: Child,
-    _stdin: ChildStdin,
+    _node: NodeFixture,
     url: String,
     http: reqwest::blocking::Client,
 }
 
 impl Databricks {
     fn start(dir: &Path, issuer: &str) -> Databricks {
-        let fixture = common::repo().join("tests/fixtures/oidc");
-        common::require(
-            &fixture.join("node_modules/jose"),
-            "jose (installed with the oidc-provider fixture)",
+        let node = NodeFixture::start(
+            "databricks.mjs",
+            "jose",
+            &[("OIDC_ISSUER", issuer.to_owned())],
+            dir,
+            "databricks.stderr",
         );
-        let log = dir.join("databricks.stderr");
-        let mut child = Command::new("node")
-            .arg(fixture.join("databricks.mjs"))
-            .current_dir(&fixture)
-            .env("OIDC_ISSUER", issuer)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start node for the databricks fixture ({e}): {}",
-                    common::INSTALL
-                )
-            });
-        let stdin = child.stdin.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            panic!("the databricks fixture did not start ({e}); its stderr:\n{text}")
-        });
         Databricks {
-            url: ready["url"].as_str().unwrap().to_owned(),
-            child,
-            _stdin: stdin,
+            url: node.ready["url"].as_str().unwrap().to_owned(),
+            _node: node,
             http: reqwest::blocking::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -92,14 +70,10 @@ impl Databricks {
     /// `request_id`, `instance_names`, `content_type`, `status`, `error_code`,
     /// `expiration_time`.
     fn requests(&self) -> Vec<Value> {
-        let json: Value = self
-            .http
-            .get(format!("{}/test/requests", self.url))
-            .send()
+        get_json(&self.http, &format!("{}/test/requests", self.url))["requests"]
+            .as_array()
             .unwrap()
-            .json()
-            .unwrap();
-        json["requests"].as_array().unwrap().clone()
+            .clone()
     }
 
     /// The requests that were answered with a password.
@@ -112,19 +86,7 @@ impl Databricks {
 
     /// Every password issued so far, oldest first.
     fn issued(&self) -> Vec<String> {
-        let json: Value = self
-            .http
-            .get(format!("{}/test/issued", self.url))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        json["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().to_owned())
-            .collect()
+        get_tokens(&self.http, &format!("{}/test/issued", self.url))
     }
 
     /// The next `count` credential requests answer HTTP `status`.
@@ -138,13 +100,6 @@ impl Databricks {
             .send()
             .unwrap();
         assert!(response.status().is_success(), "{}", response.status());
-    }
-}
-
-impl Drop for Databricks {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -177,18 +132,6 @@ fn unix(rfc3339: &str) -> i64 {
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|e| panic!("not RFC 3339 ({e}): {rfc3339:?}"))
         .unix_timestamp()
-}
-
-/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
-fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Unique per run, so a leak check on it cannot pass by accident.

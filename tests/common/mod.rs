@@ -29,8 +29,7 @@ pub fn require(path: &Path, what: &str) {
 /// A running oidc-provider: JWT access tokens, rotating refresh tokens, client credentials.
 /// Exits with the test (its stdin is our pipe) or when dropped.
 pub struct Oidc {
-    child: Child,
-    _stdin: ChildStdin,
+    _node: NodeFixture,
     pub issuer: String,
     pub token_endpoint: String,
     pub cc_jwt_key: PathBuf,
@@ -45,38 +44,23 @@ pub struct Grant {
 
 impl Oidc {
     pub fn start(dir: &Path, access_token_ttl: u32) -> Oidc {
-        let fixture = repo().join("tests/fixtures/oidc");
-        require(
-            &fixture.join("node_modules/oidc-provider"),
-            "the oidc-provider fixture",
+        let node = NodeFixture::start(
+            "server.mjs",
+            "oidc-provider",
+            &[
+                ("ACCESS_TOKEN_TTL", access_token_ttl.to_string()),
+                ("FIXTURE_DIR", dir.display().to_string()),
+            ],
+            dir,
+            "oidc.stderr",
         );
-        let stderr = std::fs::File::create(dir.join("oidc.stderr")).unwrap();
-        let mut child = Command::new("node")
-            .arg(fixture.join("server.mjs"))
-            .env("ACCESS_TOKEN_TTL", access_token_ttl.to_string())
-            .env("FIXTURE_DIR", dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start node for the oidc fixture ({e}): {INSTALL}"));
-        let stdin = child.stdin.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            let log = std::fs::read_to_string(dir.join("oidc.stderr")).unwrap_or_default();
-            panic!("the oidc fixture did not start ({e}); its stderr:\n{log}")
-        });
-        let text = |k: &str| ready[k].as_str().unwrap().to_owned();
+        let text = |k: &str| node.ready[k].as_str().unwrap().to_owned();
         Oidc {
             issuer: text("issuer"),
             token_endpoint: text("token_endpoint"),
             cc_jwt_key: PathBuf::from(text("cc_jwt_key")),
             cc_jwt_kid: text("cc_jwt_kid"),
-            child,
-            _stdin: stdin,
+            _node: node,
             http: reqwest::blocking::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -105,29 +89,12 @@ impl Oidc {
 
     /// Token-endpoint counters: `by_grant`, `by_client`, `by_error`, `token_requests`.
     pub fn stats(&self) -> Value {
-        self.http
-            .get(format!("{}/test/stats", self.issuer))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
+        get_json(&self.http, &format!("{}/test/stats", self.issuer))
     }
 
     /// Every access and refresh token the fixture has issued so far.
     pub fn issued(&self) -> Vec<String> {
-        let json: Value = self
-            .http
-            .get(format!("{}/test/issued", self.issuer))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        json["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap().to_owned())
-            .collect()
+        get_tokens(&self.http, &format!("{}/test/issued", self.issuer))
     }
 
     pub fn count(&self, group: &str, key: &str) -> u64 {
@@ -150,10 +117,96 @@ impl Oidc {
     }
 }
 
-impl Drop for Oidc {
+/// A running Node fixture from `tests/fixtures/oidc` (oidc-provider, Databricks- or Google-like
+/// API) that has printed its one JSON ready line. It exits with the test (its stdin is our
+/// pipe, kept open for its lifetime) or when dropped.
+pub struct NodeFixture {
+    child: Child,
+    _stdin: ChildStdin,
+    /// The ready line the fixture printed on stdout.
+    pub ready: Value,
+}
+
+impl NodeFixture {
+    /// Runs `node SCRIPT` in `tests/fixtures/oidc` with `envs` added to the environment, its
+    /// stderr going to `dir/stderr_name`, and waits for the ready line. Panics with the install
+    /// command when `node_modules/<module>` (the package the script needs) or node is missing,
+    /// and with the fixture's stderr when it does not start.
+    pub fn start(
+        script: &str,
+        module: &str,
+        envs: &[(&str, String)],
+        dir: &Path,
+        stderr_name: &str,
+    ) -> NodeFixture {
+        let fixture = repo().join("tests/fixtures/oidc");
+        require(
+            &fixture.join("node_modules").join(module),
+            &format!("{module} (for the {script} fixture)"),
+        );
+        let log = dir.join(stderr_name);
+        let mut child = Command::new("node")
+            .arg(fixture.join(script))
+            .current_dir(&fixture)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start node for the {script} fixture ({e}): {INSTALL}")
+            });
+        let stdin = child.stdin.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("the {script} fixture did not start ({e}); its stderr:\n{text}")
+        });
+        NodeFixture {
+            child,
+            _stdin: stdin,
+            ready,
+        }
+    }
+}
+
+impl Drop for NodeFixture {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `GET url` on a fixture's test endpoint, answered with JSON.
+pub fn get_json(http: &reqwest::blocking::Client, url: &str) -> Value {
+    http.get(url).send().unwrap().json().unwrap()
+}
+
+/// `GET url` answered with `{"tokens": [...]}` (a fixture's `/test/issued`): the tokens.
+pub fn get_tokens(http: &reqwest::blocking::Client, url: &str) -> Vec<String> {
+    get_json(http, url)["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
