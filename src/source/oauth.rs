@@ -34,7 +34,6 @@ pub(super) async fn refresh(
             });
         }
     };
-    let client_secret = client_secret(source)?;
     let mut form: Vec<(&str, &str)> = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token.expose_secret()),
@@ -43,28 +42,11 @@ pub(super) async fn refresh(
     if !scope.is_empty() {
         form.push(("scope", &scope));
     }
-    form.extend(source.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let request = ctx.http.post(source.token_url.clone());
-    let request = client_auth(
-        request,
-        &mut form,
-        &source.client_id,
-        client_secret.as_ref(),
-        source.auth,
-    );
-    let secrets = [Some(refresh_token), client_secret.as_ref()];
-    post(
-        request,
-        &form,
-        source.token_url.as_str(),
-        ctx.timeout,
-        &secrets,
-    )
-    .await
+    grant(source, ctx.http, ctx.timeout, &form, &[refresh_token]).await
 }
 
-/// Another grant at an `oauth-refresh` source's token endpoint, with the same client
-/// authentication and `params` as its refreshes: `refreshd login`'s authorization-code
+/// A grant at an `oauth-refresh` source's token endpoint with its client authentication
+/// and `params`: the refresh above, and `refreshd login`'s authorization-code
 /// (RFC 6749 §4.1.3) and device-code (RFC 8628 §3.4) exchanges. `grant` holds the grant's
 /// own parameters; `secrets` those of its values that must never reach an error.
 pub async fn grant(
