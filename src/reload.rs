@@ -174,7 +174,7 @@ async fn execute(
     contexts: &[Context],
 ) -> Result<(), ReloadError> {
     match action {
-        ReloadAction::SignalPid { signal, pid } => send_signal(signal, *pid),
+        ReloadAction::SignalPid { signal, pid } => send_signal(*signal, *pid),
         ReloadAction::SignalPidFile {
             signal,
             pid_file,
@@ -184,7 +184,7 @@ async fn execute(
             if let Some(expected) = process_name {
                 check_process_name(pid, expected)?;
             }
-            send_signal(signal, pid)
+            send_signal(*signal, pid)
         }
         ReloadAction::SystemdUnit {
             unit,
@@ -195,9 +195,9 @@ async fn execute(
             if !nix::unistd::geteuid().is_root() {
                 argv.push("--user".to_owned());
             }
-            argv.push(action.clone());
+            argv.push(action.as_str().to_owned());
             if let Some(signal) = signal {
-                argv.push(format!("--signal={signal}"));
+                argv.push(format!("--signal={}", signal.as_str()));
             }
             argv.push("--".to_owned());
             argv.push(unit.clone());
@@ -299,17 +299,12 @@ fn process_name(pid: i32) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-fn send_signal(signal: &str, pid: i32) -> Result<(), ReloadError> {
+fn send_signal(signal: Signal, pid: i32) -> Result<(), ReloadError> {
     if pid <= 1 {
         return Err(ReloadError::BadPid(pid));
     }
-    let parsed: Signal = signal.parse().map_err(|_| ReloadError::Signal {
-        signal: signal.to_owned(),
-        pid,
-        reason: "unknown signal".to_owned(),
-    })?;
-    kill(Pid::from_raw(pid), parsed).map_err(|e| ReloadError::Signal {
-        signal: signal.to_owned(),
+    kill(Pid::from_raw(pid), signal).map_err(|e| ReloadError::Signal {
+        signal: signal.as_str().to_owned(),
         pid,
         reason: e.desc().to_owned(),
     })

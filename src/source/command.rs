@@ -112,12 +112,12 @@ pub fn mask_token_like(line: &str) -> String {
 /// never its content.
 fn parse_output(source: &CommandSource, stdout: &str) -> Result<(String, Option<Expiry>), String> {
     let trimmed = stdout.trim();
-    let json = match source.format {
-        CommandFormat::Json => true,
-        CommandFormat::Plain => false,
-        CommandFormat::Auto => trimmed.starts_with('{'),
+    let fields = match &source.format {
+        CommandFormat::Json(fields) => Some(fields),
+        CommandFormat::Plain => None,
+        CommandFormat::Auto(fields) => trimmed.starts_with('{').then_some(fields),
     };
-    if !json {
+    let Some(fields) = fields else {
         if trimmed.is_empty() {
             return Err("the command printed nothing on stdout".to_owned());
         }
@@ -125,7 +125,7 @@ fn parse_output(source: &CommandSource, stdout: &str) -> Result<(String, Option<
             return Err("plain output must be one token on one line (use format = \"json\" for structured output)".to_owned());
         }
         return Ok((trimmed.to_owned(), None));
-    }
+    };
     let value: Value = serde_json::from_str(trimmed).map_err(|e| {
         format!(
             "stdout is not JSON: {} at line {} column {}",
@@ -136,8 +136,8 @@ fn parse_output(source: &CommandSource, stdout: &str) -> Result<(String, Option<
     })?;
     fields::token_and_expiry(
         &value,
-        source.token_field.as_deref(),
-        source.expiry_field.as_deref(),
+        fields.token_field.as_deref(),
+        fields.expiry_field.as_deref(),
     )
 }
 
@@ -161,23 +161,37 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    enum Format {
+        Auto,
+        Plain,
+        Json,
+    }
+
     fn source(
-        format: CommandFormat,
+        format: Format,
         token_field: Option<&str>,
         expiry_field: Option<&str>,
     ) -> CommandSource {
-        CommandSource {
-            argv: vec!["x".into()],
-            format,
+        let fields = crate::config::JsonFields {
             token_field: token_field.map(str::to_owned),
             expiry_field: expiry_field.map(str::to_owned),
+        };
+        CommandSource {
+            argv: vec!["x".into()],
+            format: match format {
+                Format::Auto => CommandFormat::Auto(fields),
+                Format::Plain => CommandFormat::Plain,
+                Format::Json => CommandFormat::Json(fields),
+            },
+            env: Default::default(),
+            inherit_env: Vec::new(),
         }
     }
 
     #[test]
     fn databricks_auth_token_output() {
         let out = r#"{"access_token":"eyJ.x.y","token_type":"Bearer","expiry":"2026-11-21T21:15:03.123+01:00"}"#;
-        let (token, expiry) = parse_output(&source(CommandFormat::Auto, None, None), out).unwrap();
+        let (token, expiry) = parse_output(&source(Format::Auto, None, None), out).unwrap();
         assert_eq!(token, "eyJ.x.y");
         assert_eq!(
             crate::token::rfc3339(expiry.unwrap().expires_at.unwrap()),
@@ -188,15 +202,11 @@ mod tests {
     #[test]
     fn plain_pointer_and_relative_expiry() {
         let (token, expiry) =
-            parse_output(&source(CommandFormat::Auto, None, None), "ya29.abc\n").unwrap();
+            parse_output(&source(Format::Auto, None, None), "ya29.abc\n").unwrap();
         assert_eq!((token.as_str(), expiry), ("ya29.abc", None));
         let out = r#"{"data":{"secret":"s3"},"ttl":{"expires_in":"120"}}"#;
         let (token, expiry) = parse_output(
-            &source(
-                CommandFormat::Json,
-                Some("/data/secret"),
-                Some("/ttl/expires_in"),
-            ),
+            &source(Format::Json, Some("/data/secret"), Some("/ttl/expires_in")),
             out,
         )
         .unwrap();
@@ -216,15 +226,11 @@ mod tests {
 
     #[test]
     fn malformed_output_is_described_without_its_content() {
+        let err = parse_output(&source(Format::Plain, None, None), "tok en-secret").unwrap_err();
+        assert!(!err.contains("secret"), "{err}");
         let err =
-            parse_output(&source(CommandFormat::Plain, None, None), "tok en-secret").unwrap_err();
+            parse_output(&source(Format::Json, None, None), "{\"token-secret\": 1").unwrap_err();
         assert!(!err.contains("secret"), "{err}");
-        let err = parse_output(
-            &source(CommandFormat::Json, None, None),
-            "{\"token-secret\": 1",
-        )
-        .unwrap_err();
-        assert!(!err.contains("secret"), "{err}");
-        assert!(parse_output(&source(CommandFormat::Auto, None, None), "  ").is_err());
+        assert!(parse_output(&source(Format::Auto, None, None), "  ").is_err());
     }
 }

@@ -12,20 +12,23 @@ use serde_json::Value;
 
 use super::command::ClassifyKind;
 use super::{FetchContext, SourceError, fields, oauth};
-use crate::config::HttpSource;
+use crate::config::{HttpMethod, HttpSource};
 use crate::token::Fetched;
 
-/// Replaced by a fresh random UUID in every request body: APIs such as Databricks' take a
-/// `request_id` as an idempotency key, and a repeated one would answer the old token.
-pub const UUID_PLACEHOLDER: &str = "{{uuid}}";
-
+/// One request; every `{{uuid}}` of the body becomes a fresh random UUID (APIs such as
+/// Databricks' take a `request_id` as an idempotency key, and a repeated one would answer
+/// the old token).
 pub(super) async fn fetch(
     source: &HttpSource,
     ctx: &FetchContext<'_>,
 ) -> Result<Fetched, SourceError> {
     let url = source.url.as_str();
-    let method = reqwest::Method::from_bytes(source.method.as_bytes())
-        .expect("config validation allows only standard methods");
+    let method = match source.method {
+        HttpMethod::Get => reqwest::Method::GET,
+        HttpMethod::Post => reqwest::Method::POST,
+        HttpMethod::Put => reqwest::Method::PUT,
+        HttpMethod::Patch => reqwest::Method::PATCH,
+    };
     let mut request = ctx
         .http
         .request(method, source.url.clone())
@@ -52,10 +55,7 @@ pub(super) async fn fetch(
         secrets.push(token);
     }
     if let Some(body) = &source.body {
-        let mut body = body.clone();
-        while body.contains(UUID_PLACEHOLDER) {
-            body = body.replacen(UUID_PLACEHOLDER, &uuid_v4(), 1);
-        }
+        let body = body.render(uuid_v4);
         request = request.header(CONTENT_TYPE, "application/json").body(body);
     }
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{FetchContext, SourceError};
-use crate::config::{ClientAuth, ClientCredentialsSource, OauthRefreshSource};
+use crate::config::{ClientAuth, ClientCredentialsSource, OauthRefreshSource, SecretAuth};
 use crate::secret::SecretRef;
 use crate::token::Fetched;
 
@@ -76,25 +76,6 @@ pub(super) async fn client_credentials(
     source: &ClientCredentialsSource,
     ctx: &FetchContext<'_>,
 ) -> Result<Fetched, SourceError> {
-    // The client secret, or the signed assertion that stands in for it.
-    let credential: SecretString = match (&source.client_secret, &source.private_key) {
-        (Some(secret), _) => resolve("client_secret", secret)?,
-        (None, Some(key)) => {
-            let key = resolve("private_key", key)?;
-            let audience = source
-                .audience
-                .as_deref()
-                .unwrap_or(source.token_url.as_str());
-            client_assertion(
-                &source.client_id,
-                audience,
-                source.key_id.as_deref(),
-                source.x5t.as_deref(),
-                &key,
-            )?
-        }
-        (None, None) => unreachable!("config validation requires client_secret or private_key"),
-    };
     let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
     let scope = source.scopes.join(" ");
     if !scope.is_empty() {
@@ -102,21 +83,41 @@ pub(super) async fn client_credentials(
     }
     form.extend(source.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let mut request = ctx.http.post(source.token_url.clone());
-    if source.client_secret.is_some() {
-        request = client_auth(
-            request,
-            &mut form,
-            &source.client_id,
-            Some(&credential),
-            source.auth,
-        );
-    } else {
-        form.push(("client_id", &source.client_id));
-        form.push((
-            "client_assertion_type",
-            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        ));
-        form.push(("client_assertion", credential.expose_secret()));
+    // The client secret, or the signed assertion that stands in for it.
+    let credential: SecretString;
+    match &source.client {
+        ClientAuth::Secret { secret, auth } => {
+            credential = resolve("client_secret", secret)?;
+            request = client_auth(
+                request,
+                &mut form,
+                &source.client_id,
+                Some(&credential),
+                *auth,
+            );
+        }
+        ClientAuth::PrivateKeyJwt {
+            key,
+            key_id,
+            x5t,
+            audience,
+        } => {
+            let key = resolve("private_key", key)?;
+            let audience = audience.as_deref().unwrap_or(source.token_url.as_str());
+            credential = client_assertion(
+                &source.client_id,
+                audience,
+                key_id.as_deref(),
+                x5t.as_deref(),
+                &key,
+            )?;
+            form.push(("client_id", &source.client_id));
+            form.push((
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ));
+            form.push(("client_assertion", credential.expose_secret()));
+        }
     }
     post(
         request,
@@ -150,16 +151,16 @@ fn client_auth<'a>(
     form: &mut Vec<(&'a str, &'a str)>,
     client_id: &'a str,
     secret: Option<&'a SecretString>,
-    auth: ClientAuth,
+    auth: SecretAuth,
 ) -> reqwest::RequestBuilder {
     match (secret, auth) {
-        (Some(secret), ClientAuth::Basic) => {
+        (Some(secret), SecretAuth::Basic) => {
             let id: String = url::form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
             let pass: String =
                 url::form_urlencoded::byte_serialize(secret.expose_secret().as_bytes()).collect();
             request.basic_auth(id, Some(pass))
         }
-        (Some(secret), ClientAuth::Post) => {
+        (Some(secret), SecretAuth::Post) => {
             form.push(("client_id", client_id));
             form.push(("client_secret", secret.expose_secret()));
             request

@@ -1,0 +1,776 @@
+//! Configuration: reads the TOML file into private serde structs ([`raw`]; unknown keys are
+//! errors), then turns each section into types that hold only a usable configuration
+//! ([`source`], [`target`], [`reload`]; bearer checks in [`graph`]; default paths in
+//! [`paths`]). Every error has one shape, `FILE:LINE: dotted.key: message`, with the line
+//! taken from the TOML parser's spans.
+//!
+//! It never reads a secret's value (see [`crate::secret`]), never creates a directory and
+//! never touches a target: loading a config has no side effects.
+
+mod graph;
+mod paths;
+mod raw;
+mod reload;
+mod source;
+mod target;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use paths::default_config_path;
+pub use reload::{ReloadAction, ReloadConfig, SystemdAction, parse_signal};
+pub use source::{
+    BearerRef, BodyTemplate, ChainSource, ClientAuth, ClientCredentialsSource, CommandFormat,
+    CommandSource, DEFAULT_REDIRECT_URI, GoogleAuthorizedUserSource, GoogleServiceAccountSource,
+    HttpMethod, HttpSource, JsonFields, OauthRefreshSource, SecretAuth, SourceConfig,
+};
+pub use target::{TargetConfig, TargetKind, WriteMode};
+
+use raw::{RawConfig, RawCredential, RawTiming};
+
+/// Why a configuration was refused: the file, the line, the dotted key and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the configuration: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub daemon: DaemonConfig,
+    pub log: LogConfig,
+    /// Sorted by name.
+    pub credentials: Vec<Credential>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    pub state_dir: PathBuf,
+    pub control_socket: PathBuf,
+    pub metrics_listen: Option<SocketAddr>,
+    pub max_concurrent_refreshes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `warn,refreshd=debug`), checked when loaded.
+    pub level: String,
+    pub format: LogFormat,
+    pub file: Option<PathBuf>,
+    pub rotate: LogRotate,
+    pub keep: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogRotate {
+    Daily,
+    Hourly,
+    Never,
+}
+
+/// When and how patiently a credential is refreshed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timing {
+    pub refresh_at: Duration,
+    pub min_remaining: Duration,
+    pub jitter: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub timeout: Duration,
+    pub default_lifetime: Duration,
+}
+
+/// One managed credential: where its token comes from and where it goes.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub name: String,
+    pub source: SourceConfig,
+    pub targets: Vec<TargetConfig>,
+    pub reload: Vec<ReloadConfig>,
+    pub on_failure: Option<Vec<String>>,
+    pub timing: Timing,
+    /// Line of `[credentials.NAME]` in the config, for messages.
+    pub line: usize,
+}
+
+/// Equal when a running credential would behave the same: the line it sits on is ignored,
+/// so moving it in the file does not restart it on a reload.
+impl PartialEq for Credential {
+    fn eq(&self, other: &Credential) -> bool {
+        self.name == other.name
+            && self.source == other.source
+            && self.targets == other.targets
+            && self.reload == other.reload
+            && self.on_failure == other.on_failure
+            && self.timing == other.timing
+    }
+}
+
+impl Config {
+    /// Reads and validates the configuration at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let read_error = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = std::fs::read_to_string(path).map_err(read_error)?;
+        let config = Config::parse(path, &text)?;
+        if let Some((key, line)) = config.first_inline_secret() {
+            let meta = std::fs::metadata(path).map_err(read_error)?;
+            if meta.mode() & 0o077 != 0 {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line,
+                    key,
+                    message: format!(
+                        "an inline secret is allowed only when the config file is private to its owner (mode is {:04o}): run `chmod 600 {}` or use {{ env = \"…\" }}, {{ file = \"…\" }} or {{ systemd = \"…\" }}",
+                        meta.mode() & 0o7777,
+                        path.display()
+                    ),
+                });
+            }
+        }
+        Ok(config)
+    }
+
+    /// Validates configuration text; `path` is used only in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let doc = Doc { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|span| span.start).unwrap_or(0);
+            let key = key_at(text, offset).unwrap_or_else(|| "syntax".to_owned());
+            doc.error(offset, key, e.message().trim())
+        })?;
+        doc.config(raw)
+    }
+
+    pub fn credential(&self, name: &str) -> Option<&Credential> {
+        self.credentials.iter().find(|c| c.name == name)
+    }
+
+    /// The credentials in an order where every bearer comes before the credentials that
+    /// use its token, otherwise as configured.
+    pub fn dependency_order(&self) -> Vec<&Credential> {
+        graph::dependency_order(&self.credentials)
+    }
+
+    /// The key (and line) of the first secret written inline, if any.
+    fn first_inline_secret(&self) -> Option<(String, usize)> {
+        self.credentials.iter().find_map(|credential| {
+            credential
+                .source
+                .secrets()
+                .into_iter()
+                .find(|(_, secret)| secret.is_inline())
+                .map(|(key, _)| {
+                    (
+                        format!("credentials.{}.source.{key}", credential.name),
+                        credential.line,
+                    )
+                })
+        })
+    }
+}
+
+/// The text being validated, for turning parser spans into lines.
+struct Doc<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Doc<'_> {
+    fn line(&self, offset: usize) -> usize {
+        let before = &self.text.as_bytes()[..offset.min(self.text.len())];
+        before.iter().filter(|b| **b == b'\n').count() + 1
+    }
+
+    fn error(
+        &self,
+        offset: usize,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: self.line(offset),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let daemon = self.daemon(raw.daemon)?;
+        let log = self.log(raw.log)?;
+        let defaults = raw.defaults;
+        let mut credentials = Vec::with_capacity(raw.credentials.len());
+        for (name, spanned) in raw.credentials {
+            let start = spanned.span().start;
+            credentials.push(self.credential(name, start, spanned.into_inner(), &defaults)?);
+        }
+        graph::check(self, &credentials)?;
+        Ok(Config {
+            path: self.path.to_path_buf(),
+            daemon,
+            log,
+            credentials,
+        })
+    }
+
+    fn daemon(&self, raw: raw::RawDaemon) -> Result<DaemonConfig, ConfigError> {
+        let absolute = |value: Option<toml::Spanned<PathBuf>>,
+                        key: &str,
+                        default: fn() -> PathBuf|
+         -> Result<PathBuf, ConfigError> {
+            let Some(value) = value else {
+                return Ok(default());
+            };
+            if !value.get_ref().is_absolute() {
+                return Err(self.error(
+                    value.span().start,
+                    key,
+                    format!("{} must be an absolute path", value.get_ref().display()),
+                ));
+            }
+            Ok(value.into_inner())
+        };
+        let metrics_listen = match raw.metrics_listen {
+            None => None,
+            Some(spanned) => Some(spanned.get_ref().parse().map_err(|_| {
+                self.error(
+                    spanned.span().start,
+                    "daemon.metrics_listen",
+                    format!(
+                        "{:?} is not an address:port such as \"127.0.0.1:9813\"",
+                        spanned.get_ref()
+                    ),
+                )
+            })?),
+        };
+        let max_concurrent_refreshes = match raw.max_concurrent_refreshes {
+            None => 16,
+            Some(n) if *n.get_ref() == 0 => {
+                return Err(self.error(
+                    n.span().start,
+                    "daemon.max_concurrent_refreshes",
+                    "must be at least 1",
+                ));
+            }
+            Some(n) => n.into_inner(),
+        };
+        Ok(DaemonConfig {
+            state_dir: absolute(raw.state_dir, "daemon.state_dir", paths::default_state_dir)?,
+            control_socket: absolute(
+                raw.control_socket,
+                "daemon.control_socket",
+                paths::default_control_socket,
+            )?,
+            metrics_listen,
+            max_concurrent_refreshes,
+        })
+    }
+
+    fn log(&self, raw: raw::RawLog) -> Result<LogConfig, ConfigError> {
+        let level = match raw.level {
+            None => "info".to_owned(),
+            Some(level) => {
+                if let Err(e) = tracing_subscriber::EnvFilter::try_new(level.get_ref()) {
+                    return Err(self.error(
+                        level.span().start,
+                        "log.level",
+                        format!(
+                            "{:?} is not a level or filter such as \"info\" or \"warn,refreshd=debug\": {e}",
+                            level.get_ref()
+                        ),
+                    ));
+                }
+                level.into_inner()
+            }
+        };
+        Ok(LogConfig {
+            level,
+            format: raw.format.unwrap_or(LogFormat::Text),
+            file: raw.file,
+            rotate: raw.rotate.unwrap_or(LogRotate::Daily),
+            keep: raw.keep.unwrap_or(14),
+        })
+    }
+
+    fn credential(
+        &self,
+        name: String,
+        start: usize,
+        raw: RawCredential,
+        defaults: &RawTiming,
+    ) -> Result<Credential, ConfigError> {
+        let key = format!("credentials.{name}");
+        if !valid_credential_name(&name) {
+            return Err(self.error(
+                start,
+                &key,
+                "a credential name may hold only letters, digits, `_`, `-` and `.`, and may not start with `.` (it names files in the state directory)",
+            ));
+        }
+        let timing = self.timing(start, &key, &raw.own_timing(), defaults)?;
+        let source_start = raw.source.span().start;
+        let source = source::source(
+            self,
+            source_start,
+            &format!("{key}.source"),
+            raw.source.into_inner(),
+        )?;
+        let mut targets = Vec::with_capacity(raw.targets.len());
+        for (i, spanned) in raw.targets.into_iter().enumerate() {
+            let at = spanned.span().start;
+            let target_key = format!("{key}.targets[{i}]");
+            let target = target::target(self, at, &target_key, spanned.into_inner())?;
+            if let Some(other) = targets.iter().find(|b: &&TargetConfig| {
+                b.path == target.path && b.kind.name() != target.kind.name()
+            }) {
+                return Err(self.error(
+                    start,
+                    target_key,
+                    format!(
+                        "{} is also a {} target of this credential",
+                        target.path.display(),
+                        other.kind.name()
+                    ),
+                ));
+            }
+            targets.push(target);
+        }
+        let mut reloads = Vec::with_capacity(raw.reload.len());
+        for (i, spanned) in raw.reload.into_iter().enumerate() {
+            let at = spanned.span().start;
+            reloads.push(reload::reload(
+                self,
+                at,
+                &format!("{key}.reload[{i}]"),
+                spanned.into_inner(),
+            )?);
+        }
+        let on_failure = raw.on_failure.or_else(|| defaults.on_failure.clone());
+        if on_failure.as_ref().is_some_and(|argv| argv.is_empty()) {
+            return Err(self.error(
+                start,
+                format!("{key}.on_failure"),
+                "must name a program: [\"/path/to/program\", \"arg\"…]",
+            ));
+        }
+        Ok(Credential {
+            name,
+            source,
+            targets,
+            reload: reloads,
+            on_failure,
+            timing,
+            line: self.line(start),
+        })
+    }
+
+    fn timing(
+        &self,
+        start: usize,
+        key: &str,
+        own: &RawTiming,
+        defaults: &RawTiming,
+    ) -> Result<Timing, ConfigError> {
+        let pick = |own: Option<Duration>, inherited: Option<Duration>, fallback: u64| {
+            own.or(inherited).unwrap_or(Duration::from_secs(fallback))
+        };
+        let retry_own = own.retry.clone().unwrap_or_default();
+        let retry_inherited = defaults.retry.clone().unwrap_or_default();
+        let timing = Timing {
+            refresh_at: pick(own.refresh_at, defaults.refresh_at, 50 * 60),
+            min_remaining: pick(own.min_remaining, defaults.min_remaining, 10 * 60),
+            jitter: pick(own.jitter, defaults.jitter, 30),
+            retry_initial: pick(retry_own.initial, retry_inherited.initial, 2),
+            retry_max: pick(retry_own.max, retry_inherited.max, 5 * 60),
+            timeout: pick(own.timeout, defaults.timeout, 30),
+            default_lifetime: pick(own.default_lifetime, defaults.default_lifetime, 60 * 60),
+        };
+        const TEN_YEARS: Duration = Duration::from_secs(10 * 365 * 86_400);
+        if [
+            timing.refresh_at,
+            timing.min_remaining,
+            timing.jitter,
+            timing.retry_max,
+            timing.timeout,
+            timing.default_lifetime,
+        ]
+        .iter()
+        .any(|d| *d > TEN_YEARS)
+        {
+            return Err(self.error(
+                start,
+                key,
+                "durations longer than ten years are not supported",
+            ));
+        }
+        for (field, value) in [
+            ("refresh_at", timing.refresh_at),
+            ("timeout", timing.timeout),
+            ("default_lifetime", timing.default_lifetime),
+        ] {
+            if value.is_zero() {
+                return Err(self.error(
+                    start,
+                    format!("{key}.{field}"),
+                    "must be longer than zero",
+                ));
+            }
+        }
+        if timing.retry_initial.is_zero() || timing.retry_initial > timing.retry_max {
+            return Err(self.error(
+                start,
+                format!("{key}.retry"),
+                "`initial` must be longer than zero and no longer than `max`",
+            ));
+        }
+        Ok(timing)
+    }
+}
+
+/// The dotted key (`credentials.db.targets[0].colour`) whose key or value holds `offset`:
+/// the innermost one, so a parser error names the field rather than its table.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    use toml::de::{DeTable, DeValue};
+    type Best = Option<(usize, String)>;
+
+    fn consider(best: &mut Best, size: usize, key: &str) {
+        if best.as_ref().is_none_or(|(s, _)| size <= *s) {
+            *best = Some((size, key.to_owned()));
+        }
+    }
+    fn value(v: &toml::Spanned<DeValue<'_>>, key: &str, offset: usize, best: &mut Best) {
+        let span = v.span();
+        if span.contains(&offset) {
+            consider(best, span.len(), key);
+        }
+        match v.get_ref() {
+            DeValue::Table(t) => table(t, key, offset, best),
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    value(item, &format!("{key}[{i}]"), offset, best);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn table(t: &DeTable<'_>, prefix: &str, offset: usize, best: &mut Best) {
+        for (k, v) in t.iter() {
+            let key = if prefix.is_empty() {
+                k.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", k.get_ref())
+            };
+            if k.span().contains(&offset) {
+                // The key itself (an unknown field): nothing is more precise.
+                consider(best, 0, &key);
+            }
+            value(v, &key, offset, best);
+        }
+    }
+
+    let (document, _) = DeTable::parse_recoverable(text);
+    let mut best = None;
+    table(document.get_ref(), "", offset, &mut best);
+    best.map(|(_, key)| key)
+}
+
+fn valid_credential_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+fn valid_env_key(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/refreshd/config.toml"), text)
+    }
+
+    const MINIMAL: &str = r#"
+[daemon]
+state_dir = "/tmp/refreshd-state"
+
+[credentials.db]
+source = { type = "oauth-refresh", token_url = "https://idp.example.com/token", client_id = "cli", refresh_token = { file = "/etc/refreshd/rt" } }
+targets = [
+  { type = "dotenv", path = "/srv/app/.env", key = "TOKEN" },
+  { type = "pgpass", path = "/home/app/.pgpass", host = "db.example.com", port = 5432, database = "postgres", username = "app@example.com" },
+  { type = "file", path = "/run/app/token" },
+]
+reload = [ { signal = "HUP", pid_file = "/run/app.pid" } ]
+"#;
+
+    #[test]
+    fn parses_the_design_example_shape_with_defaults() {
+        let config = parse(MINIMAL).unwrap();
+        let credential = config.credential("db").unwrap();
+        assert_eq!(credential.timing.refresh_at, Duration::from_secs(3000));
+        assert_eq!(credential.timing.min_remaining, Duration::from_secs(600));
+        assert_eq!(credential.targets.len(), 3);
+        assert_eq!(credential.line, 5);
+        assert!(
+            matches!(&credential.targets[1].kind, TargetKind::Pgpass { port, .. } if port == "5432")
+        );
+        assert!(
+            matches!(&credential.reload[0].action, ReloadAction::SignalPidFile { signal, .. } if *signal == nix::sys::signal::Signal::SIGHUP)
+        );
+    }
+
+    #[test]
+    fn credential_values_override_defaults() {
+        let text = format!("[defaults]\nrefresh_at = \"20m\"\nretry = {{ initial = \"1s\", max = \"1m\" }}\n{MINIMAL}")
+            .replace("[credentials.db]\n", "[credentials.db]\nrefresh_at = \"5m\"\n");
+        let config = parse(&text).unwrap();
+        let timing = &config.credentials[0].timing;
+        assert_eq!(timing.refresh_at, Duration::from_secs(300));
+        assert_eq!(timing.retry_max, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_line_and_key() {
+        let text = MINIMAL.replace("state_dir =", "stat_dir =");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("/etc/refreshd/config.toml:3:"), "{err}");
+        assert!(err.contains("stat_dir"), "{err}");
+
+        let text = MINIMAL.replace("key = \"TOKEN\"", "key = \"TOKEN\", colour = \"red\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains(":8:") && err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_name_line_and_key() {
+        let text = MINIMAL.replace("key = \"TOKEN\"", "key = \"MY-TOKEN\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains(":8: credentials.db.targets[0].key:"), "{err}");
+
+        let text = MINIMAL.replace("port = 5432,", "port = 5432, key = \"X\",");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("credentials.db.targets[1].key: `key` is not a field of a pgpass target"),
+            "{err}"
+        );
+
+        let text = MINIMAL.replace("https://idp", "http://idp");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("credentials.db.source.token_url") && err.contains("https"),
+            "{err}"
+        );
+
+        let text = MINIMAL.replace("signal = \"HUP\"", "signal = \"SIGNOPE\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("credentials.db.reload[0]") && err.contains("SIGNOPE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_durations_and_source_types_are_explained() {
+        let text = MINIMAL.replace(
+            "[credentials.db]\n",
+            "[credentials.db]\nrefresh_at = \"soon\"\n",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains(":6:") && err.contains("invalid duration \"soon\""),
+            "{err}"
+        );
+
+        let text = MINIMAL.replace("\"oauth-refresh\"", "\"oauth-magic\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("oauth-magic") && err.contains(":6:"), "{err}");
+    }
+
+    #[test]
+    fn bearer_references_must_exist_and_not_cycle() {
+        let http = |bearer: &str| {
+            format!(
+                "{{ type = \"http\", url = \"https://x.example.com/api\", body = '{{\"request_id\": \"{{{{uuid}}}}\"}}', bearer = {{ credential = \"{bearer}\" }}, token_field = \"/token\" }}"
+            )
+        };
+        let rt = "{ type = \"oauth-refresh\", token_url = \"https://idp.example.com/token\", client_id = \"cli\", refresh_token = { file = \"/etc/refreshd/rt\" } }";
+        let with = |db: &str, extra: &str| format!("{}{extra}", MINIMAL.replace(rt, db));
+        let err = parse(&with(&http("nope"), "")).unwrap_err().to_string();
+        assert!(
+            err.contains("credentials.db.source.bearer") && err.contains("`nope`"),
+            "{err}"
+        );
+        let err = parse(&with(&http("db"), "")).unwrap_err().to_string();
+        assert!(err.contains("cycle: db → db"), "{err}");
+        let pg = format!("\n[credentials.pg]\nsource = {}\n", http("db"));
+        let err = parse(&with(&http("pg"), &pg)).unwrap_err().to_string();
+        assert!(err.contains("cycle: db → pg → db"), "{err}");
+        // A proper chain of bearers is fine, and `once` visits the bearer first.
+        let ws = format!("\n[credentials.ws]\nsource = {rt}\n");
+        let config = parse(&with(&http("ws"), &ws)).unwrap();
+        let order: Vec<&str> = config
+            .dependency_order()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(order, ["ws", "db"]);
+        let err = parse(&with(&http("ws").replace("{{uuid}}\"}", "\""), &ws))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("body") && err.contains("not JSON"), "{err}");
+    }
+
+    #[test]
+    fn ambiguous_chains_and_relative_state_dirs_are_refused() {
+        let rt = "{ type = \"oauth-refresh\", token_url = \"https://idp.example.com/token\", client_id = \"cli\", refresh_token = { file = \"/etc/refreshd/rt\" } }";
+        let text = MINIMAL.replace(
+            rt,
+            &format!("{{ type = \"chain\", sources = [{rt}, {rt}] }}"),
+        );
+        assert!(
+            parse(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("one `oauth-refresh`")
+        );
+        let text = MINIMAL.replace("/tmp/refreshd-state", "relative/state");
+        assert!(
+            parse(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("daemon.state_dir")
+        );
+    }
+
+    #[test]
+    fn pid_one_and_loose_pgpass_modes_are_refused() {
+        let text = MINIMAL.replace("pid_file = \"/run/app.pid\"", "pid = 1");
+        assert!(
+            parse(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("greater than 1")
+        );
+        let text = MINIMAL.replace(
+            "username = \"app@example.com\"",
+            "username = \"app@example.com\", mode = \"0640\"",
+        );
+        assert!(
+            parse(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("libpq ignores")
+        );
+    }
+
+    #[test]
+    fn inline_secrets_need_a_private_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let text = MINIMAL.replace(
+            "refresh_token = { file = \"/etc/refreshd/rt\" }",
+            "refresh_token = \"rt-inline\"",
+        );
+        std::fs::write(&path, &text).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("credentials.db.source.refresh_token") && err.contains("chmod 600"),
+            "{err}"
+        );
+        assert!(!err.contains("rt-inline"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Config::load(&path).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod shape_tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        Config::parse(Path::new("/etc/refreshd/config.toml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn parser_errors_have_the_same_shape_as_ours() {
+        let base = "[daemon]\nstate_dir = \"/tmp/s\"\n\n[credentials.db]\nsource = { type = \"command\", argv = [\"x\"] }\ntargets = [ { type = \"file\", path = \"/tmp/t\" } ]\n";
+        for (text, expected) in [
+            (
+                base.replace("state_dir", "stat_dir"),
+                "/etc/refreshd/config.toml:2: daemon.stat_dir: unknown field `stat_dir`",
+            ),
+            (
+                base.replace("path = \"/tmp/t\"", "path = \"/tmp/t\", colour = 1"),
+                "/etc/refreshd/config.toml:6: credentials.db.targets[0].colour: unknown field `colour`",
+            ),
+            (
+                base.replace(
+                    "[credentials.db]\n",
+                    "[credentials.db]\njitter = \"soon\"\n",
+                ),
+                "/etc/refreshd/config.toml:5: credentials.db.jitter: invalid duration \"soon\"",
+            ),
+            (
+                base.replace("\"command\"", "\"magic\""),
+                "/etc/refreshd/config.toml:5: credentials.db.source",
+            ),
+            (
+                base.replace("state_dir = \"/tmp/s\"", "state_dir = \"relative\""),
+                "/etc/refreshd/config.toml:2: daemon.state_dir: relative must be an absolute path",
+            ),
+            (
+                format!("{base}[log]\nlevel = \"info,,=[\"\n"),
+                "/etc/refreshd/config.toml:8: log.level: ",
+            ),
+            (
+                base.replace(
+                    "argv = [\"x\"]",
+                    "argv = [\"x\"], env = { \"A B\" = \"1\" }",
+                ),
+                "/etc/refreshd/config.toml:5: credentials.db.source.env: \"A B\" is not a variable name",
+            ),
+        ] {
+            let err = error(&text);
+            assert!(err.starts_with(expected), "{err}\nexpected: {expected}");
+        }
+    }
+}

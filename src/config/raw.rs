@@ -1,0 +1,288 @@
+//! The configuration file as serde reads it: plain structs, unknown keys refused, spans
+//! kept where a later check names a line. Nothing here is used outside `config`; every
+//! value is validated into its typed form by the sibling modules.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+use url::Url;
+
+use crate::secret::SecretRef;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub daemon: RawDaemon,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub defaults: RawTiming,
+    #[serde(default)]
+    pub credentials: BTreeMap<String, Spanned<RawCredential>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDaemon {
+    pub state_dir: Option<Spanned<PathBuf>>,
+    pub control_socket: Option<Spanned<PathBuf>>,
+    pub metrics_listen: Option<Spanned<String>>,
+    pub max_concurrent_refreshes: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub level: Option<Spanned<String>>,
+    pub format: Option<super::LogFormat>,
+    pub file: Option<PathBuf>,
+    pub rotate: Option<super::LogRotate>,
+    pub keep: Option<usize>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTiming {
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub refresh_at: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub min_remaining: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub jitter: Option<Duration>,
+    pub retry: Option<RawRetry>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub default_lifetime: Option<Duration>,
+    pub on_failure: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetry {
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub initial: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub max: Option<Duration>,
+}
+
+// The timing keys repeat `RawTiming`'s on purpose: serde's `flatten` cannot be combined
+// with `deny_unknown_fields`, and a typo in a credential must stay an error.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCredential {
+    pub source: Spanned<RawSource>,
+    #[serde(default)]
+    pub targets: Vec<Spanned<RawTarget>>,
+    #[serde(default)]
+    pub reload: Vec<Spanned<RawReload>>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub refresh_at: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub min_remaining: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub jitter: Option<Duration>,
+    pub retry: Option<RawRetry>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub default_lifetime: Option<Duration>,
+    pub on_failure: Option<Vec<String>>,
+}
+
+impl RawCredential {
+    /// The credential's own timing keys, in the shape of `[defaults]`.
+    pub fn own_timing(&self) -> RawTiming {
+        RawTiming {
+            refresh_at: self.refresh_at,
+            min_remaining: self.min_remaining,
+            jitter: self.jitter,
+            retry: self.retry.clone(),
+            timeout: self.timeout,
+            default_lifetime: self.default_lifetime,
+            on_failure: self.on_failure.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub(super) enum RawSource {
+    OauthRefresh(Box<RawOauthRefresh>),
+    OauthClientCredentials(RawClientCredentials),
+    GoogleServiceAccount(RawGoogleServiceAccount),
+    GoogleAuthorizedUser(RawGoogleAuthorizedUser),
+    Command(RawCommand),
+    Http(RawHttp),
+    Chain(RawChain),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawSecretAuth {
+    #[default]
+    Basic,
+    Post,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOauthRefresh {
+    pub token_url: Url,
+    pub client_id: String,
+    pub client_secret: Option<SecretRef>,
+    pub refresh_token: Option<SecretRef>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub auth: RawSecretAuth,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    pub authorize_url: Option<Url>,
+    pub device_authorization_url: Option<Url>,
+    pub issuer: Option<Url>,
+    pub redirect_uri: Option<Url>,
+    #[serde(default)]
+    pub authorize_params: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClientCredentials {
+    pub token_url: Url,
+    pub client_id: String,
+    pub client_secret: Option<SecretRef>,
+    pub private_key: Option<SecretRef>,
+    pub key_id: Option<String>,
+    pub x5t: Option<String>,
+    pub audience: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub auth: Option<RawSecretAuth>,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGoogleServiceAccount {
+    pub key_file: PathBuf,
+    pub scopes: Vec<String>,
+    pub subject: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGoogleAuthorizedUser {
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawCommandFormat {
+    #[default]
+    Auto,
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCommand {
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub format: RawCommandFormat,
+    pub token_field: Option<String>,
+    pub expiry_field: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub inherit_env: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    pub url: Url,
+    pub method: Option<String>,
+    pub body: Option<String>,
+    pub bearer: Option<RawBearer>,
+    pub token_field: String,
+    pub expiry_field: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBearer {
+    pub credential: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawChain {
+    pub sources: Vec<RawSource>,
+}
+
+/// Targets are flat, so a misplaced field gets a precise message ("`key` is not a field of
+/// a pgpass target") rather than serde's list of expected keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTarget {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub path: PathBuf,
+    pub key: Option<String>,
+    pub expires_at_key: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<RawPort>,
+    pub database: Option<String>,
+    pub username: Option<String>,
+    pub newline: Option<bool>,
+    pub mode: Option<RawMode>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    #[serde(default)]
+    pub write: super::WriteMode,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawPort {
+    Number(u16),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawMode {
+    Number(u32),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReload {
+    pub signal: Option<String>,
+    pub pid_file: Option<PathBuf>,
+    pub pid: Option<i64>,
+    pub process_name: Option<String>,
+    pub systemd_unit: Option<String>,
+    pub action: Option<String>,
+    pub launchd_label: Option<String>,
+    pub command: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub timeout: Option<Duration>,
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map(Some).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration {text:?}: {e} (write e.g. \"90s\", \"50m\", \"1h 5m\")"
+        ))
+    })
+}
