@@ -6,14 +6,12 @@
 //! systemd credentials directory, Google key and ADC files with real keys, a fake program
 //! on PATH for `command` sources, the targets' directories).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Refreshd, stderr};
+use crate::common::{Refreshd, stderr};
 use refreshd::config::{Config, SourceConfig};
 use refreshd::secret::SecretRef;
 
@@ -32,7 +30,7 @@ const POINTER_KEYS: [&str; 2] = ["token_field", "expiry_field"];
 
 /// The README's ```toml blocks that configure a credential, without their fences.
 fn readme_examples() -> Vec<String> {
-    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(crate::common::repo().join("README.md")).unwrap();
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
     for line in readme.lines() {

@@ -1,7 +1,8 @@
 //! Shared harness for the integration tests: the real `oidc-provider` fixture on loopback,
 //! the real `refreshd` binary in a private directory, and the secret-leak check over every
 //! line refreshd printed. A missing peer fails loudly with the command that installs it.
-#![allow(dead_code)]
+
+pub mod stub;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,11 +1,9 @@
 //! The command line as an operator meets it: exit statuses, error messages that name the
 //! file, line and key, `inspect`, `token`, `check`, and the `command` source end to end.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 
-use common::{Refreshd, assert_success, stderr};
+use crate::common::{Refreshd, assert_success, stderr};
 
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -229,7 +227,7 @@ fn inspect_decodes_a_jwt_and_refuses_anything_else() {
 
 #[test]
 fn the_shipped_example_config_is_valid() {
-    let path = common::repo().join("config.example.toml");
+    let path = crate::common::repo().join("config.example.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     let config = refreshd::config::Config::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
     assert!(!config.credentials.is_empty());

@@ -11,15 +11,13 @@
 //! stored refresh token. Everything refreshd printed is recorded and checked for every token
 //! the fixture issued.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Oidc, Refreshd, assert_success, eventually, jwt_claims, stderr};
+use crate::common::{Daemon, Oidc, Refreshd, assert_success, eventually, jwt_claims, stderr};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use url::Url;

@@ -2,9 +2,7 @@
 //! rotating refresh tokens, client credentials with a secret and with a private-key
 //! assertion, `invalid_grant`, and concurrent runs on one credential.
 
-mod common;
-
-use common::{Oidc, Refreshd, assert_success, jwt_claims, stderr};
+use crate::common::{Oidc, Refreshd, assert_success, jwt_claims, stderr};
 
 /// Tokens live 60 s; refresh 50 s after issue, so a fresh token is not due right away.
 const TIMING: &str = "refresh_at = \"50s\"\nmin_remaining = \"10s\"\n";

@@ -24,8 +24,6 @@
 //! appears in anything refreshd printed. Nothing here sleeps to prove a point: tests wait
 //! (generously: the machine is shared) for log lines, datagrams or files.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -37,7 +35,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use common::{Daemon, INSTALL, Oidc, Refreshd, stderr};
+use crate::common::{Daemon, INSTALL, Oidc, Refreshd, stderr};
 
 /// How long to wait for anything that should happen "soon" on a loaded two-core machine.
 const WAIT: Duration = Duration::from_secs(60);
@@ -482,7 +480,7 @@ while True:
 
 #[test]
 fn a_real_process_gets_one_sighup_per_rotation_and_reads_the_logged_token() {
-    let python = common::repo().join(".test-peers/venv/bin/python");
+    let python = crate::common::repo().join(".test-peers/venv/bin/python");
     assert!(
         python.exists(),
         "python-dotenv's venv is missing at {}: {INSTALL}",

@@ -10,13 +10,11 @@
 //! leaves the targets alone. Every test greps everything refreshd printed for every token
 //! either fixture issued.
 
-mod common;
-
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     NodeFixture, Oidc, Refreshd, assert_success, eventually, get_json, get_tokens, jwt_claims,
     stderr,
 };

@@ -21,17 +21,13 @@
 //!
 //! Every test ends with the leak check over everything refreshd printed.
 
-mod common;
-#[path = "common/stub.rs"]
-mod stub;
-
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Daemon, Grant, Oidc, Refreshd, jwt_claims, stderr};
-use stub::{Arrival, INVALID_GRANT_DESCRIPTION, Mode, Stub};
+use crate::common::stub::{Arrival, INVALID_GRANT_DESCRIPTION, Mode, Stub};
+use crate::common::{Daemon, Grant, Oidc, Refreshd, jwt_claims, stderr};
 
 /// Access tokens live 10 minutes: no scheduled refresh happens during a test, so every
 /// request the stub sees is a first attempt, a retry or a `refreshd rotate`.

@@ -12,15 +12,13 @@
 //! Waits are on log lines and files with generous timeouts: the tests share two cores with
 //! others running concurrently.
 
-mod common;
-
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Oidc, Refreshd, assert_success, eventually, jwt_claims, stderr};
+use crate::common::{Daemon, Oidc, Refreshd, assert_success, eventually, jwt_claims, stderr};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -805,8 +803,8 @@ fn demo_rotates_30_second_tokens_into_its_directory_until_ctrl_c() {
     assert_eq!(field(&line, "fingerprint"), fingerprint(&token));
 
     // python-dotenv reads the same token back from .env (not recorded: it is the token).
-    let python = common::repo().join(".test-peers/venv/bin/python");
-    common::require(&python, "the python-dotenv venv");
+    let python = crate::common::repo().join(".test-peers/venv/bin/python");
+    crate::common::require(&python, "the python-dotenv venv");
     let read = Command::new(&python)
         .args([
             "-c",

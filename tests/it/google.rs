@@ -10,8 +10,6 @@
 //! `file`, `$CLOUDSDK_CONFIG` and `$HOME`, spent with client_secret_post and never rewritten.
 //! Every test ends with the leak check over everything refreshd printed.
 
-mod common;
-
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -21,7 +19,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use common::{
+use crate::common::{
     NodeFixture, Oidc, Refreshd, assert_success, get_json, get_tokens, jwt_claims, stderr,
 };
 
