@@ -84,14 +84,17 @@ pub fn lock_exclusive(
     wait: std::time::Duration,
 ) -> io::Result<nix::fcntl::Flock<File>> {
     use nix::fcntl::{Flock, FlockArg};
-    let deadline = std::time::Instant::now() + wait;
+    const STEP: std::time::Duration = std::time::Duration::from_millis(20);
+    // Counted in steps rather than read from a clock: a blocking thread, a bounded wait.
+    let mut steps_left = wait.as_millis() / STEP.as_millis();
     let mut file = file;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => return Ok(lock),
-            Err((back, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) if steps_left > 0 => {
+                steps_left -= 1;
                 file = back;
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                std::thread::sleep(STEP);
             }
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
                 return Err(io::Error::new(

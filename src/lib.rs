@@ -8,8 +8,10 @@
 //! The binary (`main.rs`) only calls [`cli::main`].
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
+pub mod credential;
 pub mod daemon;
 pub mod demo;
 pub mod durable;
@@ -17,8 +19,6 @@ pub mod log;
 pub mod login;
 pub mod metrics;
 pub mod reload;
-pub mod rotation;
-pub mod schedule;
 pub mod secret;
 pub mod source;
 pub mod state;

@@ -527,7 +527,7 @@ async fn store(
     state: &StateDir,
     fetched: Fetched,
 ) -> Result<LoggedIn, LoginError> {
-    let now = OffsetDateTime::now_utc();
+    let now = crate::clock::system_now();
     let (token, refresh_token) =
         Token::from_fetched(fetched, now, credential.timing.default_lifetime);
     let refresh_token = refresh_token.ok_or(LoginError::NoRefreshToken)?;
@@ -546,13 +546,7 @@ async fn store(
     tokio::task::spawn_blocking(move || -> Result<(), StateError> {
         let _lock = state.lock(&name)?;
         let mut stored = state.load(&name)?;
-        stored.token = Some(token);
-        stored.refresh_token = Some(refresh_token);
-        stored.bootstrap_fingerprint = bootstrap_fingerprint;
-        stored.last_rotation = Some(now);
-        stored.last_error = None;
-        stored.needs_login = false;
-        stored.consecutive_failures = 0;
+        stored.record_login(token, refresh_token, bootstrap_fingerprint, now);
         state.save(&name, &stored)
     })
     .await

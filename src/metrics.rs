@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::clock::SharedClock;
 use crate::status::{DURATION_BUCKETS, Snapshot};
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -21,7 +22,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serves until the task is dropped.
-pub async fn serve(listener: TcpListener, snapshot: watch::Receiver<Snapshot>) {
+pub async fn serve(listener: TcpListener, snapshot: watch::Receiver<Snapshot>, clock: SharedClock) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -32,9 +33,10 @@ pub async fn serve(listener: TcpListener, snapshot: watch::Receiver<Snapshot>) {
             }
         };
         let snapshot = snapshot.clone();
+        let clock = clock.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let response = respond(&request, &snapshot.borrow(), OffsetDateTime::now_utc());
+                let response = respond(&request, &snapshot.borrow(), clock.now());
                 async move { Ok::<_, Infallible>(response) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
@@ -71,7 +73,7 @@ fn respond<B>(
         ),
         "/healthz" => {
             let stale: Vec<&str> = snapshot
-                .credentials
+                .credentials()
                 .values()
                 .filter(|c| !c.has_valid_token(now))
                 .map(|c| c.name.as_str())
@@ -101,7 +103,7 @@ fn label(value: &str) -> String {
 /// The Prometheus text exposition of `snapshot`.
 pub fn render(snapshot: &Snapshot, now: OffsetDateTime) -> String {
     let mut out = String::new();
-    let credentials = || snapshot.credentials.values();
+    let credentials = || snapshot.credentials().values();
 
     out.push_str("# HELP refreshd_token_expiry_timestamp_seconds When the credential's current token expires (Unix time).\n");
     out.push_str("# TYPE refreshd_token_expiry_timestamp_seconds gauge\n");
@@ -203,7 +205,7 @@ mod tests {
             counters,
         };
         let mut snapshot = Snapshot::default();
-        snapshot.credentials.insert("db".into(), status);
+        snapshot.set(status);
         snapshot
     }
 

@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::durable::{self, Attributes};
-use crate::source::FailureKind;
 use crate::token::{ExpirySource, Served, Token};
 
 /// The state file format this build writes. Older versions are migrated on read; newer
@@ -39,6 +38,31 @@ pub enum StateError {
         "state file {path} has version {found}, newer than this refreshd understands ({VERSION}): upgrade refreshd, or move the file away to start over (its refresh token would be lost)"
     )]
     Newer { path: PathBuf, found: u64 },
+}
+
+/// Whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Network trouble, timeouts, 5xx, 429, `temporarily_unavailable`: back off and retry.
+    Transient,
+    /// The provider refused the grant or the client (`invalid_grant`, `invalid_client`, …),
+    /// or the configuration is wrong: a person has to act (`needs-login`).
+    Permanent,
+}
+
+/// Why `refreshd token` has nothing to print.
+#[derive(Debug, thiserror::Error)]
+pub enum NoToken {
+    #[error("the token of {credential} expired at {}", crate::token::rfc3339(*at))]
+    Expired {
+        credential: String,
+        at: OffsetDateTime,
+    },
+    #[error("no token stored for {0} yet: run `refreshd once {0}`")]
+    None(String),
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// The last failure of a credential, as status shows it.
@@ -240,6 +264,23 @@ impl StateDir {
         lock.rewind().map_err(io_err)?;
         writeln!(lock, "{}", std::process::id()).map_err(io_err)?;
         Ok(DaemonLock { _lock: lock })
+    }
+
+    /// The credential's access token, if it holds one valid at `now`: what `refreshd token`
+    /// prints, whether the daemon or the CLI answers.
+    pub fn current_token(
+        &self,
+        credential: &str,
+        now: OffsetDateTime,
+    ) -> Result<SecretString, NoToken> {
+        match self.load(credential)?.token {
+            Some(token) if token.is_valid_at(now) => Ok(token.access_token),
+            Some(token) => Err(NoToken::Expired {
+                credential: credential.to_owned(),
+                at: token.expires_at,
+            }),
+            None => Err(NoToken::None(credential.to_owned())),
+        }
     }
 
     /// The credential's state; the default (empty) state when it has none yet.

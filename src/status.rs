@@ -4,7 +4,7 @@
 //!
 //! A status never holds a token or a refresh token: only fingerprints, times and errors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -183,24 +183,96 @@ impl CredentialStatus {
     }
 }
 
-/// Every credential's status, by name.
+/// Every credential's status, by name, with what the one-line summary needs kept up to
+/// date as statuses change (a rotation costs the same with ten credentials or ten
+/// thousand). Change it through [`Snapshot::set`] and [`Snapshot::remove`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Wire")]
 pub struct Snapshot {
     /// `daemon` when a running daemon answered, `state` when read from the state directory.
     pub from: String,
-    pub credentials: BTreeMap<String, CredentialStatus>,
+    credentials: BTreeMap<String, CredentialStatus>,
+    #[serde(skip)]
+    index: SummaryIndex,
+}
+
+/// The wire form: what a daemon sends and `status --json` prints.
+#[derive(Deserialize)]
+struct Wire {
+    from: String,
+    credentials: BTreeMap<String, CredentialStatus>,
+}
+
+impl From<Wire> for Snapshot {
+    fn from(wire: Wire) -> Snapshot {
+        let mut snapshot = Snapshot::new(&wire.from);
+        for (_, status) in wire.credentials {
+            snapshot.set(status);
+        }
+        snapshot
+    }
+}
+
+/// The unhealthy credentials and the next refreshes, by time.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct SummaryIndex {
+    unhealthy: BTreeSet<String>,
+    next: BTreeSet<(OffsetDateTime, String)>,
+}
+
+impl SummaryIndex {
+    fn add(&mut self, status: &CredentialStatus) {
+        if !status.health.is_healthy() && status.health != Health::Pending {
+            self.unhealthy.insert(status.name.clone());
+        }
+        if let Some(at) = status.next_refresh {
+            self.next.insert((at, status.name.clone()));
+        }
+    }
+
+    fn remove(&mut self, status: &CredentialStatus) {
+        self.unhealthy.remove(&status.name);
+        if let Some(at) = status.next_refresh {
+            self.next.remove(&(at, status.name.clone()));
+        }
+    }
 }
 
 impl Snapshot {
+    pub fn new(from: &str) -> Snapshot {
+        Snapshot {
+            from: from.to_owned(),
+            ..Snapshot::default()
+        }
+    }
+
+    pub fn credentials(&self) -> &BTreeMap<String, CredentialStatus> {
+        &self.credentials
+    }
+
+    pub fn get(&self, name: &str) -> Option<&CredentialStatus> {
+        self.credentials.get(name)
+    }
+
+    /// Sets the status of `status.name`, replacing any earlier one.
+    pub fn set(&mut self, status: CredentialStatus) {
+        if let Some(old) = self.credentials.get(&status.name) {
+            self.index.remove(old);
+        }
+        self.index.add(&status);
+        self.credentials.insert(status.name.clone(), status);
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        if let Some(old) = self.credentials.remove(name) {
+            self.index.remove(&old);
+        }
+    }
+
     /// The one-line summary for sd_notify `STATUS=`: "3 credentials ok; next: databricks in 41m".
     pub fn summary(&self, now: OffsetDateTime) -> String {
         let total = self.credentials.len();
-        let unhealthy: Vec<&str> = self
-            .credentials
-            .values()
-            .filter(|c| !c.health.is_healthy() && c.health != Health::Pending)
-            .map(|c| c.name.as_str())
-            .collect();
+        let unhealthy = &self.index.unhealthy;
         let mut line = if total == 0 {
             "no credentials configured".to_owned()
         } else if unhealthy.is_empty() {
@@ -209,16 +281,15 @@ impl Snapshot {
             format!(
                 "{} of {total} unhealthy: {}",
                 unhealthy.len(),
-                unhealthy.join(", ")
+                unhealthy
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         };
-        let next = self
-            .credentials
-            .values()
-            .filter_map(|c| c.next_refresh.map(|at| (at, c.name.as_str())))
-            .min();
-        if let Some((at, name)) = next {
-            line.push_str(&format!("; next: {name} in {}", token::remaining(at, now)));
+        if let Some((at, name)) = self.index.next.first() {
+            line.push_str(&format!("; next: {name} in {}", token::remaining(*at, now)));
         }
         line
     }
@@ -334,13 +405,13 @@ mod tests {
             ("b", Health::Ok, 1_000_000 + 50 * 60),
             ("c", Health::Retrying, 1_000_000 + 90 * 60),
         ] {
-            snapshot
-                .credentials
-                .insert(name.into(), status(name, health, Some(next)));
+            snapshot.set(status(name, health, Some(next)));
         }
         assert_eq!(snapshot.summary(now), "3 credentials ok; next: a in 41m");
         assert_eq!(snapshot.exit_code(), 0);
-        snapshot.credentials.get_mut("b").unwrap().health = Health::NeedsLogin;
+        let mut b = snapshot.get("b").unwrap().clone();
+        b.health = Health::NeedsLogin;
+        snapshot.set(b);
         assert_eq!(snapshot.summary(now), "1 of 3 unhealthy: b; next: a in 41m");
         assert_eq!(snapshot.exit_code(), 1);
         assert_eq!(Snapshot::default().exit_code(), 3);

@@ -261,6 +261,20 @@ pub(crate) mod tests {
         format!("{header}.{body}.c2lnbmF0dXJl")
     }
 
+    /// A JWT-backed token issued at `issued_at` and expiring at `expires_at`.
+    pub(crate) fn token_at(issued_at: OffsetDateTime, expires_at: OffsetDateTime) -> Token {
+        let jwt = jwt(serde_json::json!({
+            "iat": issued_at.unix_timestamp(),
+            "exp": expires_at.unix_timestamp(),
+        }));
+        Token::from_fetched(
+            Fetched::new(SecretString::from(jwt)),
+            issued_at,
+            Duration::from_secs(3600),
+        )
+        .0
+    }
+
     fn fetched(
         token: &str,
         expires_in: Option<u64>,

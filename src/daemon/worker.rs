@@ -1,5 +1,7 @@
-//! One task per credential: rotate when due, publish the result, decide when to try next,
-//! wait (on the wall clock) for that moment, a `rotate` request or a stop.
+//! One task per credential: it only waits, rotates, plans and publishes. It rotates when
+//! due (through [`crate::credential`]), asks [`policy::plan`] when to try next, hands the
+//! result to its [`Publisher`], and waits (on the wall clock) for that moment, a `rotate`
+//! request, a change of a bearer's token, or a stop.
 //!
 //! A rotation that has started is never cancelled: a stop waits for it, because dropping a
 //! token response on the floor can lose a rotated refresh token, and a target write must
@@ -9,50 +11,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::clock::{self, SharedClock};
+use super::publish::{Publisher, TokenWatch};
+use crate::clock::{self, SharedClock};
 use crate::config::Credential;
-use crate::rotation::{Engine, RotationResult, Trigger};
-use crate::source::FailureKind;
-use crate::status::{CredentialStatus, Snapshot};
-use crate::token;
-
-/// After a permanent failure (`needs-login`), how often to look again: the config, the
-/// bootstrap refresh token or the provider may be fixed without telling us.
-const PERMANENT_RETRY: Duration = Duration::from_secs(15 * 60);
-
-/// The longest wait a `Retry-After` can impose.
-const RETRY_AFTER_CAP: Duration = Duration::from_secs(60 * 60);
+use crate::control::RotateOutcome;
+use crate::credential::policy::{self, Trigger};
+use crate::credential::{Engine, RotationResult};
+use crate::source::BearerTokens;
+use crate::status::Snapshot;
+use crate::token::Token;
 
 /// What another task can ask of a credential task.
 pub enum Command {
     /// Refresh now (unless another process just did) and report; with `if_due`, only
     /// when the stored token is due (after another process stored a new one).
     Rotate {
-        reply: oneshot::Sender<Outcome>,
+        reply: oneshot::Sender<RotateOutcome>,
         if_due: bool,
     },
-}
-
-/// The answer to a `rotate` request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Outcome {
-    pub name: String,
-    pub ok: bool,
-    /// "rotated", "current" or the error.
-    pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
-    #[serde(
-        default,
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// Proof of life for the watchdog: when the task last woke, and whether it is inside a
@@ -105,7 +84,6 @@ pub struct Shared {
 
 /// The supervisor's side of a running credential task.
 pub struct Handle {
-    pub credential: Arc<Credential>,
     pub commands: mpsc::Sender<Command>,
     pub heartbeat: Arc<Heartbeat>,
     stop: watch::Sender<bool>,
@@ -119,290 +97,189 @@ impl Handle {
     }
 }
 
-pub fn spawn(credential: Credential, shared: Shared) -> Handle {
+/// Starts the task of `credential`: it publishes its token on `token` and follows the
+/// tokens of its `bearers`.
+pub fn spawn(
+    credential: Credential,
+    shared: Shared,
+    token: watch::Sender<Option<Token>>,
+    bearers: Vec<(String, TokenWatch)>,
+) -> Handle {
     let credential = Arc::new(credential);
     let (commands, commands_rx) = mpsc::channel(16);
     let (stop, stop_rx) = watch::channel(false);
     let heartbeat = Arc::new(Heartbeat::new());
-    let join = tokio::spawn(run(
+    let publisher = Publisher::new(
         credential.clone(),
-        shared,
-        commands_rx,
-        stop_rx,
-        heartbeat.clone(),
-    ));
-    Handle {
+        shared.snapshot.clone(),
+        shared.settled.clone(),
+        token,
+    );
+    let task = Task {
         credential,
+        shared,
+        commands: commands_rx,
+        stop: stop_rx,
+        heartbeat: heartbeat.clone(),
+        bearers,
+        publisher,
+    };
+    Handle {
         commands,
         heartbeat,
         stop,
-        join,
+        join: tokio::spawn(run(task)),
     }
 }
 
-async fn run(
+struct Task {
     credential: Arc<Credential>,
     shared: Shared,
-    mut commands: mpsc::Receiver<Command>,
-    mut stop: watch::Receiver<bool>,
+    commands: mpsc::Receiver<Command>,
+    stop: watch::Receiver<bool>,
     heartbeat: Arc<Heartbeat>,
-) {
-    let name = credential.name.clone();
-    let timing = &credential.timing;
-    let mut trigger = Trigger::IfDue;
-    let mut replies: Vec<oneshot::Sender<Outcome>> = Vec::new();
-    // Consecutive attempts that did not leave a token good for a while: the backoff step.
-    let mut attempt: u32 = 0;
-    let mut was_healthy: Option<bool> = None;
-    let mut first = true;
-    let mut counters = shared
-        .snapshot
-        .borrow()
-        .credentials
-        .get(&name)
-        .map(|s| s.counters.clone())
-        .unwrap_or_default();
+    bearers: Vec<(String, TokenWatch)>,
+    publisher: Publisher,
+}
 
-    // An `http` source sends other credentials' tokens: follow them.
-    let bearers: Vec<String> = credential
-        .source
-        .bearers()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    let mut snapshots = shared.snapshot.subscribe();
-    if !bearers.is_empty() {
-        wait_for_bearers(
-            &shared,
-            &bearers,
-            &mut snapshots,
-            timing.timeout * 2,
-            &mut stop,
-        )
-        .await;
-        if *stop.borrow() {
-            return;
-        }
+/// Why a wait ended.
+enum Wake {
+    Deadline,
+    Rotate { if_due: bool },
+    BearerChanged,
+    Stop,
+}
+
+async fn run(mut task: Task) {
+    if !task.wait_for_bearers().await {
+        return;
     }
-
+    let mut trigger = Trigger::IfDue;
+    let mut attempt = 0;
     loop {
-        let seen = bearer_fingerprints(&snapshots.borrow_and_update(), &bearers);
-        heartbeat.set_busy(true);
         let started = tokio::time::Instant::now();
+        let result = task.rotate(trigger).await;
+        let now = task.shared.clock.now();
+        let timing = &task.credential.timing;
+        let plan = policy::plan(result.attempted(), attempt, now, timing, &mut unit_random);
+        let stopped = *task.stop.borrow();
+        task.publisher
+            .publish(&result, &plan, started.elapsed(), now, stopped);
+        attempt = plan.attempt;
+        trigger = match task.wait(plan.at).await {
+            Wake::Deadline => plan.trigger,
+            Wake::Rotate { if_due: true } => Trigger::IfDue,
+            Wake::Rotate { if_due: false } | Wake::BearerChanged => Trigger::Force {
+                since: task.shared.clock.now(),
+            },
+            Wake::Stop => break,
+        };
+    }
+    tracing::debug!(credential = %task.credential.name, "stopped");
+}
+
+impl Task {
+    /// One rotation under a permit, with the bearers' current tokens.
+    async fn rotate(&mut self, trigger: Trigger) -> RotationResult {
+        self.heartbeat.set_busy(true);
+        let bearers = self.bearer_tokens();
+        let jitter = policy::jitter(self.credential.timing.jitter, unit_random());
         let result = {
-            let _permit = shared.permits.acquire().await;
-            shared
+            let _permit = self.shared.permits.acquire().await;
+            self.shared
                 .engine
-                .rotate_with_jitter(&credential, trigger.clone(), jitter(timing.jitter))
+                .rotate_with(&self.credential, trigger, jitter, &bearers)
                 .await
         };
-        heartbeat.set_busy(false);
-        let now = shared.clock.now();
+        self.heartbeat.set_busy(false);
+        result
+    }
 
-        let deadline = match &result {
-            RotationResult::Rotated(report) | RotationResult::Current(report) => {
-                let planned = report.next_refresh;
-                if !report.target_errors.is_empty() {
-                    attempt += 1;
-                    now + backoff(timing.retry_initial, timing.retry_max, attempt)
-                } else if planned <= now + time::Duration::SECOND {
-                    // The token is due again at once: its expiry did not move forward, or it
-                    // lives shorter than min_remaining. Refreshing again now would loop.
-                    attempt += 1;
-                    let wait = backoff(timing.retry_initial, timing.retry_max, attempt);
-                    tracing::warn!(
-                        credential = %name,
-                        expires_at = %token::rfc3339(report.expires_at),
-                        retry_in = %format!("{}s", wait.as_secs()),
-                        "the new token is already due (its expiry did not move forward, or it lives shorter than min_remaining): backing off"
-                    );
-                    now + wait
-                } else {
-                    attempt = 0;
-                    planned
-                }
-            }
-            RotationResult::Failed { error, kind } => {
-                attempt += 1;
-                let wait = match kind {
-                    FailureKind::Transient => {
-                        let wait = backoff(timing.retry_initial, timing.retry_max, attempt);
-                        match error.retry_after() {
-                            Some(asked) => wait.max(asked.min(RETRY_AFTER_CAP)),
-                            None => wait,
-                        }
-                    }
-                    FailureKind::Permanent => PERMANENT_RETRY.max(timing.retry_max),
-                };
-                tracing::info!(credential = %name, retry_in = %format!("{}s", wait.as_secs()), attempt, "next attempt scheduled");
-                now + wait
-            }
-        };
-        if !matches!(result, RotationResult::Current(_)) {
-            counters.observe(result.is_ok(), started.elapsed().as_secs_f64());
-        }
+    /// The bearers' tokens as now published; what is read counts as seen.
+    fn bearer_tokens(&mut self) -> BearerTokens {
+        let now = self.shared.clock.now();
+        self.bearers
+            .iter_mut()
+            .map(|(name, rx)| {
+                (
+                    name.clone(),
+                    policy::bearer(rx.borrow_and_update().as_ref(), now),
+                )
+            })
+            .collect()
+    }
 
-        let outcome = outcome(&name, &result);
-        for reply in replies.drain(..) {
-            let _ = reply.send(outcome.clone());
-        }
-        // A stopped task no longer owns its status entry (it was removed or replaced).
-        if !*stop.borrow() {
-            let state = shared
-                .engine
-                .state
-                .load(&name)
-                .unwrap_or_else(|_| Default::default());
-            let mut status = CredentialStatus::from_state(&credential, &state, Some(deadline), now);
-            status.counters = counters.clone();
-            let healthy = status.health.is_healthy();
-            if was_healthy != Some(false)
-                && !healthy
-                && let Some(argv) = &credential.on_failure
-            {
-                let error = status
-                    .last_error
-                    .as_ref()
-                    .map(|e| e.message.clone())
-                    .unwrap_or_else(|| format!("{}: no valid token", status.health.as_str()));
-                crate::reload::on_failure(argv, &name, &error, timing.timeout);
-            }
-            was_healthy = Some(healthy);
-            shared.snapshot.send_modify(|snapshot| {
-                snapshot.credentials.insert(name.clone(), status);
-            });
-        }
-        if first {
-            first = false;
-            let _ = shared.settled.send(name.clone());
-        }
-
-        // When the deadline comes, the token it was planned for is refreshed even if the
-        // jitter put it a little before the schedule's own due time.
-        trigger = match &result {
-            RotationResult::Rotated(report) | RotationResult::Current(report) if attempt == 0 => {
-                Trigger::Scheduled {
-                    fingerprint: report.fingerprint.clone(),
-                }
-            }
-            _ => Trigger::IfDue,
-        };
+    /// Waits for `deadline`, a `rotate` request (answered after the next attempt), a new
+    /// token of a bearer, or a stop.
+    async fn wait(&mut self, deadline: time::OffsetDateTime) -> Wake {
+        let heartbeat = self.heartbeat.clone();
         let beat = || heartbeat.beat();
         tokio::select! {
-            _ = clock::sleep_until(shared.clock.as_ref(), deadline, clock::CHUNK, beat) => {}
-            Some(command) = commands.recv() => {
+            _ = clock::sleep_until(self.shared.clock.as_ref(), deadline, clock::CHUNK, beat) => Wake::Deadline,
+            Some(command) = self.commands.recv() => {
                 let Command::Rotate { reply, mut if_due } = command;
-                replies.push(reply);
-                while let Ok(Command::Rotate { reply, if_due: also }) = commands.try_recv() {
-                    replies.push(reply);
+                self.publisher.replies.push(reply);
+                while let Ok(Command::Rotate { reply, if_due: also }) = self.commands.try_recv() {
+                    self.publisher.replies.push(reply);
                     if_due &= also;
                 }
-                trigger = if if_due {
-                    Trigger::IfDue
-                } else {
-                    Trigger::Force { since: OffsetDateTime::now_utc() }
-                };
+                Wake::Rotate { if_due }
             }
-            _ = bearer_changed(&mut snapshots, &bearers, &seen), if !bearers.is_empty() => {
-                tracing::info!(credential = %name, bearers = %bearers.join(","), "a bearer credential's token changed: refreshing");
-                trigger = Trigger::Force { since: OffsetDateTime::now_utc() };
+            _ = bearer_changed(&mut self.bearers) => {
+                let names: Vec<&str> = self.bearers.iter().map(|(n, _)| n.as_str()).collect();
+                tracing::info!(credential = %self.credential.name, bearers = %names.join(","), "a bearer credential's token changed: refreshing");
+                Wake::BearerChanged
             }
-            _ = stop.changed() => break,
+            _ = self.stop.changed() => Wake::Stop,
         }
     }
-    tracing::debug!(credential = %name, "stopped");
-}
 
-/// The fingerprints of the bearers' current tokens as the daemon last published them.
-fn bearer_fingerprints(snapshot: &Snapshot, bearers: &[String]) -> Vec<Option<String>> {
-    bearers
-        .iter()
-        .map(|b| {
-            snapshot
-                .credentials
-                .get(b)
-                .and_then(|s| s.fingerprint.clone())
-        })
-        .collect()
-}
-
-/// Resolves when a bearer's token is no longer the one seen before the last rotation.
-async fn bearer_changed(
-    snapshots: &mut watch::Receiver<Snapshot>,
-    bearers: &[String],
-    seen: &[Option<String>],
-) {
-    loop {
-        if snapshots.changed().await.is_err() {
-            // The daemon is shutting down; the stop signal ends the task.
-            std::future::pending::<()>().await;
-        }
-        if bearer_fingerprints(&snapshots.borrow_and_update(), bearers) != seen {
-            return;
+    /// On start, gives the bearers (started at the same moment) up to twice the request
+    /// timeout to get a token before this credential's first attempt, instead of failing
+    /// it at once. `false` when the task was stopped meanwhile.
+    async fn wait_for_bearers(&mut self) -> bool {
+        let patience = tokio::time::sleep(self.credential.timing.timeout * 2);
+        tokio::pin!(patience);
+        loop {
+            let now = self.shared.clock.now();
+            let ready = self.bearers.iter_mut().all(|(_, rx)| {
+                rx.borrow_and_update()
+                    .as_ref()
+                    .is_some_and(|t| t.is_valid_at(now))
+            });
+            if ready {
+                return true;
+            }
+            tokio::select! {
+                _ = bearer_changed(&mut self.bearers) => {}
+                _ = &mut patience => return true,
+                _ = self.stop.changed() => return false,
+            }
         }
     }
 }
 
-/// On start, gives the bearers (started at the same moment) up to `patience` to get a
-/// token before this credential's first attempt, instead of failing it at once.
-async fn wait_for_bearers(
-    shared: &Shared,
-    bearers: &[String],
-    snapshots: &mut watch::Receiver<Snapshot>,
-    patience: Duration,
-    stop: &mut watch::Receiver<bool>,
-) {
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        let now = OffsetDateTime::now_utc();
-        let ready = bearers.iter().all(|b| {
-            shared
-                .engine
-                .state
-                .load(b)
-                .ok()
-                .and_then(|s| s.token)
-                .is_some_and(|t| t.is_valid_at(now))
-        });
-        if ready {
-            return;
-        }
-        let seen = bearer_fingerprints(&snapshots.borrow_and_update(), bearers);
-        tokio::select! {
-            _ = bearer_changed(snapshots, bearers, &seen) => {}
-            _ = tokio::time::sleep_until(deadline) => return,
-            _ = stop.changed() => return,
-        }
+/// Resolves when any bearer publishes a token not yet seen; never without bearers.
+async fn bearer_changed(bearers: &mut [(String, TokenWatch)]) {
+    if bearers.is_empty() {
+        return std::future::pending().await;
     }
-}
-
-fn outcome(name: &str, result: &RotationResult) -> Outcome {
-    match result {
-        RotationResult::Rotated(report) | RotationResult::Current(report) => {
-            let verb = if matches!(result, RotationResult::Rotated(_)) {
-                "rotated"
-            } else {
-                "current"
-            };
-            let message = match report.target_errors.first() {
-                Some(e) => format!("{verb}, but a target failed: {e}"),
-                None => verb.to_owned(),
-            };
-            Outcome {
-                name: name.to_owned(),
-                ok: result.is_ok(),
-                message,
-                fingerprint: Some(report.fingerprint.clone()),
-                expires_at: Some(report.expires_at),
+    let mut changes: Vec<_> = bearers
+        .iter_mut()
+        .map(|(_, rx)| Box::pin(rx.changed()))
+        .collect();
+    let result = std::future::poll_fn(|cx| {
+        for change in changes.iter_mut() {
+            if let std::task::Poll::Ready(result) = change.as_mut().poll(cx) {
+                return std::task::Poll::Ready(result);
             }
         }
-        RotationResult::Failed { error, .. } => Outcome {
-            name: name.to_owned(),
-            ok: false,
-            message: error.to_string(),
-            fingerprint: None,
-            expires_at: None,
-        },
+        std::task::Poll::Pending
+    })
+    .await;
+    // A closed channel (the daemon is stopping) never resolves: the stop ends the task.
+    if result.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -412,58 +289,4 @@ fn unit_random() -> f64 {
     // getrandom fails only without any entropy source; then the spread is lost, nothing else.
     let _ = getrandom::fill(&mut bytes);
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// A random offset in `±spread`, so a fleet does not refresh in lockstep.
-fn jitter(spread: Duration) -> time::Duration {
-    let offset = (unit_random() * 2.0 - 1.0) * spread.as_secs_f64();
-    time::Duration::seconds_f64(offset)
-}
-
-/// Exponential backoff with full jitter: uniform in `[0, min(max, initial·2^(attempt−1))]`,
-/// but at least a second, so a burst of failures never becomes a hot loop.
-pub fn backoff(initial: Duration, max: Duration, attempt: u32) -> Duration {
-    let ceiling = backoff_ceiling(initial, max, attempt);
-    ceiling
-        .mul_f64(unit_random())
-        .max(Duration::from_secs(1).min(ceiling))
-}
-
-fn backoff_ceiling(initial: Duration, max: Duration, attempt: u32) -> Duration {
-    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
-    initial.saturating_mul(factor).min(max)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_the_cap_and_stays_within_it() {
-        let initial = Duration::from_secs(2);
-        let max = Duration::from_secs(300);
-        let ceilings: Vec<u64> = (1..=10)
-            .map(|a| backoff_ceiling(initial, max, a).as_secs())
-            .collect();
-        assert_eq!(ceilings, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
-        assert_eq!(backoff_ceiling(initial, max, u32::MAX).as_secs(), 300);
-        for attempt in 1..=40 {
-            let wait = backoff(initial, max, attempt);
-            assert!(wait >= Duration::from_secs(1) && wait <= max, "{wait:?}");
-        }
-        // Full jitter spreads: many draws at the cap are not all equal.
-        let draws: std::collections::BTreeSet<u64> = (0..50)
-            .map(|_| backoff(initial, max, 20).as_millis() as u64)
-            .collect();
-        assert!(draws.len() > 10);
-    }
-
-    #[test]
-    fn jitter_stays_within_its_spread() {
-        for _ in 0..200 {
-            let offset = jitter(Duration::from_secs(30));
-            assert!(offset.abs() <= time::Duration::seconds(30), "{offset}");
-        }
-        assert_eq!(jitter(Duration::ZERO), time::Duration::ZERO);
-    }
 }

@@ -28,7 +28,6 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
@@ -395,7 +394,7 @@ impl Shared {
     fn access_token(&self, scope: &str) -> Result<String, MintError> {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(KEY_ID.to_owned());
-        let iat = OffsetDateTime::now_utc().unix_timestamp();
+        let iat = crate::clock::system_now().unix_timestamp();
         let claims = json!({
             "iss": self.issuer,
             "sub": SUBJECT,
@@ -681,7 +680,7 @@ mod tests {
             claims["exp"].as_i64().unwrap(),
         );
         assert_eq!(exp - iat, 90);
-        assert!((iat - OffsetDateTime::now_utc().unix_timestamp()).abs() <= 5);
+        assert!((iat - crate::clock::system_now().unix_timestamp()).abs() <= 5);
         assert_eq!(claims["iss"], issuer.issuer());
         assert_eq!(claims["sub"], SUBJECT);
         assert_eq!(claims["aud"], CLIENT_ID);

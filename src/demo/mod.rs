@@ -9,7 +9,6 @@ pub mod issuer;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
@@ -17,34 +16,35 @@ use secrecy::ExposeSecret;
 /// Short enough to watch several rotations in a minute.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(30);
 
-pub fn main() -> ExitCode {
+pub fn main() -> crate::daemon::Stopped {
+    use crate::daemon::Stopped;
     let runtime = match crate::daemon::runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("refreshd demo: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return Stopped::Failed;
         }
     };
-    let code = runtime.block_on(async {
+    let stopped = runtime.block_on(async {
         let dir = match std::env::current_dir() {
             Ok(cwd) => cwd.join("refreshd-demo"),
             Err(e) => {
                 eprintln!("refreshd demo: no current directory: {e}");
-                return 1;
+                return Stopped::Failed;
             }
         };
         let issuer = match issuer::Issuer::start(TOKEN_LIFETIME).await {
             Ok(issuer) => issuer,
             Err(e) => {
                 eprintln!("refreshd demo: cannot start the token issuer: {e}");
-                return 1;
+                return Stopped::Failed;
             }
         };
         let config = match prepare(&dir, &issuer) {
             Ok(config) => config,
             Err(e) => {
                 eprintln!("refreshd demo: {}: {e}", dir.display());
-                return 1;
+                return Stopped::Failed;
             }
         };
         eprintln!(
@@ -56,16 +56,16 @@ pub fn main() -> ExitCode {
             dir = dir.display(),
             config = config.display(),
         );
-        let code = crate::daemon::serve(&config).await;
+        let stopped = crate::daemon::serve(&config).await;
         let stats = issuer.stats();
         eprintln!(
             "refreshd demo: the issuer minted {} tokens and refused {} requests",
             stats.issued, stats.refused
         );
-        code
+        stopped
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
-    ExitCode::from(code)
+    stopped
 }
 
 /// Creates the demo directory, the bootstrap refresh token and the config; returns the

@@ -10,7 +10,6 @@ use std::path::Path;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use time::OffsetDateTime;
 use url::Url;
 
 use super::{FetchContext, SourceError, oauth};
@@ -227,7 +226,7 @@ fn assertion(
 ) -> Result<SecretString, String> {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = key.private_key_id.clone();
-    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let now = crate::clock::system_now().unix_timestamp();
     let mut claims = serde_json::json!({
         "iss": key.client_email,
         "scope": scopes.join(" "),

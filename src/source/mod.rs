@@ -20,18 +20,12 @@ use secrecy::SecretString;
 
 use crate::config::SourceConfig;
 use crate::secret::SecretError;
+pub use crate::state::FailureKind;
 use crate::token::Fetched;
 
-/// Whether retrying can help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureKind {
-    /// Network trouble, timeouts, 5xx, 429, `temporarily_unavailable`: back off and retry.
-    Transient,
-    /// The provider refused the grant or the client (`invalid_grant`, `invalid_client`, …),
-    /// or the configuration is wrong: a person has to act (`needs-login`).
-    Permanent,
-}
+/// The current token of each credential an `http` source sends as a bearer, by name, or
+/// why there is none worth sending.
+pub type BearerTokens = BTreeMap<String, Result<SecretString, String>>;
 
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
@@ -188,7 +182,7 @@ pub struct FetchContext<'a> {
     pub refresh_token: Option<&'a SecretString>,
     /// For `http`: the current token of each credential named as a bearer, or why there is
     /// none.
-    pub bearers: &'a BTreeMap<String, Result<SecretString, String>>,
+    pub bearers: &'a BearerTokens,
 }
 
 /// One attempt at a fresh token.

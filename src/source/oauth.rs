@@ -21,18 +21,11 @@ pub(super) async fn refresh(
     source: &OauthRefreshSource,
     ctx: &FetchContext<'_>,
 ) -> Result<Fetched, SourceError> {
-    let bootstrap;
-    let refresh_token = match (ctx.refresh_token, &source.refresh_token) {
-        (Some(token), _) => token,
-        (None, Some(configured)) => {
-            bootstrap = resolve("refresh_token", configured)?;
-            &bootstrap
-        }
-        (None, None) => {
-            return Err(SourceError::NoRefreshToken {
-                credential: ctx.credential.to_owned(),
-            });
-        }
+    // Which refresh token to spend (stored, rotated or configured) is the rotation's choice.
+    let Some(refresh_token) = ctx.refresh_token else {
+        return Err(SourceError::NoRefreshToken {
+            credential: ctx.credential.to_owned(),
+        });
     };
     let mut form: Vec<(&str, &str)> = vec![
         ("grant_type", "refresh_token"),
@@ -197,7 +190,7 @@ fn client_assertion(
     header.kid = key_id.map(str::to_owned);
     // Entra ID finds the certificate by its SHA-1 thumbprint, not by `kid`.
     header.x5t = x5t.map(str::to_owned);
-    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let now = crate::clock::system_now().unix_timestamp();
     let mut jti = [0u8; 16];
     getrandom::fill(&mut jti)
         .map_err(|e| SourceError::PrivateKey(format!("no randomness for jti: {e}")))?;
@@ -446,7 +439,7 @@ pub(super) fn parse_retry_after(value: &str) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let at = OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
-    let wait = at - OffsetDateTime::now_utc();
+    let wait = at - crate::clock::system_now();
     Some(Duration::from_secs(wait.whole_seconds().max(0) as u64))
 }
 
@@ -486,7 +479,7 @@ mod tests {
             parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
             Some(Duration::ZERO)
         );
-        let future = OffsetDateTime::now_utc() + Duration::from_secs(600);
+        let future = crate::clock::system_now() + Duration::from_secs(600);
         let text = future
             .format(&time::format_description::well_known::Rfc2822)
             .unwrap();

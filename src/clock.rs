@@ -3,7 +3,10 @@
 //! refresh long after the token died. So waits are cut into bounded chunks, each followed
 //! by a fresh look at the wall clock. The clock is injectable so this is unit-tested.
 //!
-//! Nothing here refreshes anything; it only decides when to wake.
+//! This is the one place refreshd reads the system clock (`clippy.toml` bans
+//! `OffsetDateTime::now_utc` and `std::time::Instant::now` elsewhere): everything else is
+//! handed `now`, or a [`Clock`], so tests can move time. Nothing here refreshes anything;
+//! it only tells the time and decides when to wake.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,11 +27,22 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
+        system_now()
     }
 }
 
 pub type SharedClock = Arc<dyn Clock>;
+
+/// The system clock, for one-shot commands that have no clock handed to them.
+pub fn system() -> SharedClock {
+    Arc::new(SystemClock)
+}
+
+/// The wall clock now, in UTC.
+#[allow(clippy::disallowed_methods)]
+pub fn system_now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
 
 /// How long to sleep before looking at the clock again; `None` once `deadline` has passed.
 pub fn next_nap(

@@ -1,0 +1,113 @@
+//! The command line's shape, as clap parses it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "refreshd",
+    version,
+    about = "Keeps short-lived credentials fresh in .env, .pgpass and token files"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args)]
+pub struct ConfigArg {
+    /// Configuration file [default: /etc/refreshd/config.toml for root, else $XDG_CONFIG_HOME/refreshd/config.toml]
+    #[arg(
+        short = 'c',
+        long = "config",
+        env = "REFRESHD_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    pub fn path(&self) -> PathBuf {
+        self.config
+            .clone()
+            .unwrap_or_else(crate::config::default_config_path)
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (systemd and launchd supervise it)
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Show each credential's health, expiry, last rotation, last error and next refresh
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running daemon to refresh now, and wait for the result
+    Rotate {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Every credential
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        /// Credentials to refresh
+        #[arg(required_unless_present = "all")]
+        names: Vec<String>,
+    },
+    /// Refresh every (named) credential that is due, write its targets, and exit
+    Once {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Refresh even credentials whose token is still good
+        #[arg(long)]
+        force: bool,
+        /// Credentials to refresh [default: all]
+        names: Vec<String>,
+    },
+    /// Validate the config, secret references, target paths and permissions
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Also fetch each token once (persisted in the state directory, targets untouched)
+        #[arg(long)]
+        online: bool,
+    },
+    /// Print a credential's current access token (for `$(refreshd token NAME)`)
+    Token {
+        #[command(flatten)]
+        config: ConfigArg,
+        name: String,
+    },
+    /// Get an oauth-refresh credential its first refresh token: a browser login (authorization code + PKCE, loopback redirect) or the device flow
+    Login {
+        #[command(flatten)]
+        config: ConfigArg,
+        name: String,
+        /// The device flow (RFC 8628): a code to enter on another device, no redirect
+        #[arg(long)]
+        device: bool,
+        /// Print the URL only; do not try to open a browser
+        #[arg(long)]
+        no_browser: bool,
+        /// Listen for the redirect on this loopback port (e.g. one forwarded with `ssh -L`)
+        #[arg(long)]
+        port: Option<u16>,
+        /// Give up after this long without a finished login
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Try refreshd: a built-in token issuer on loopback and a daemon rotating 30-second JWTs into ./refreshd-demo/, until Ctrl-C
+    Demo,
+    /// Decode a JWT without verifying it: header, claims, expiry and time left
+    Inspect {
+        /// The token, or `-` (the default) to read it from stdin
+        token: Option<String>,
+    },
+}

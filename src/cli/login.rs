@@ -1,0 +1,73 @@
+//! `refreshd login`: gets a refresh token (see [`crate::login`]), then has the running
+//! daemon take it over, or, without one, writes the targets itself.
+
+use std::time::Duration;
+
+use super::CONTROL_TIMEOUT;
+use crate::cli::Exit;
+use crate::config::Config;
+use crate::control::{Request, Response};
+use crate::credential::{Engine, Trigger};
+use crate::state::StateDir;
+use crate::token;
+
+/// What the command line says about the login.
+pub struct Flags {
+    pub device: bool,
+    pub open_browser: bool,
+    pub port: Option<u16>,
+    pub timeout: Duration,
+}
+
+pub async fn run(config: Config, name: String, flags: Flags) -> anyhow::Result<Exit> {
+    crate::log::init(&config.log.level, config.log.format);
+    let Some(credential) = super::credential(&config, &name) else {
+        return Ok(Exit::Invalid);
+    };
+    let options = crate::login::Options {
+        device: flags.device,
+        open_browser: flags.open_browser,
+        port: flags.port,
+        timeout: flags.timeout,
+        request_timeout: credential.timing.timeout,
+    };
+    let state = StateDir::new(&config.daemon.state_dir);
+    let http = crate::source::http_client();
+    let logged_in = match crate::login::login(credential, &state, &http, &options).await {
+        Ok(logged_in) => logged_in,
+        Err(e) => {
+            eprintln!("refreshd: login {name}: {e}");
+            return Ok(Exit::Failed);
+        }
+    };
+    println!(
+        "logged in: credential={name} fingerprint={} expires_at={}",
+        logged_in.fingerprint,
+        token::rfc3339(logged_in.expires_at)
+    );
+    // A running daemon takes the stored token over at once (it may be waiting in
+    // needs-login); without one, write the targets here.
+    let request = Request::Rotate {
+        names: vec![name.clone()],
+        if_due: true,
+    };
+    let wait = CONTROL_TIMEOUT + credential.timing.timeout;
+    let refused = match super::ask_daemon(&config, &request, wait).await {
+        Ok(Some(Response::Rotated(results))) => {
+            let message: Vec<String> = results.into_iter().map(|o| o.message).collect();
+            println!("the running daemon picked it up: {}", message.join("; "));
+            return Ok(Exit::Ok);
+        }
+        Ok(Some(Response::Error(message))) => message,
+        Ok(Some(_)) => "the daemon answered something else than rotation results".to_owned(),
+        Ok(None) => {
+            let result = Engine::once(state).rotate(credential, Trigger::IfDue).await;
+            return Ok(Exit::from_ok(result.is_ok()));
+        }
+        Err(e) => e.to_string(),
+    };
+    eprintln!(
+        "refreshd: the running daemon did not take the login over ({refused}); it will at its next attempt"
+    );
+    Ok(Exit::Ok)
+}

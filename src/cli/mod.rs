@@ -1,0 +1,124 @@
+//! The command line: parses arguments ([`args`]), loads the config, hands each command to
+//! its own module and maps what it returns to an [`Exit`] status. The only place `anyhow`
+//! is used. Only `refreshd token` ever prints a token; every other output shows
+//! fingerprints.
+
+mod args;
+mod check;
+mod exit;
+mod inspect;
+mod login;
+mod once;
+mod rotate;
+mod status;
+mod token;
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+
+pub use exit::Exit;
+
+use crate::config::{Config, Credential};
+use crate::control::{ControlError, Request, Response};
+use args::{Cli, Command, ConfigArg};
+
+/// How long `status` and `token` wait for the daemon; `rotate` waits for the refreshes.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            eprintln!("refreshd: {e:#}");
+            Exit::Failed.into()
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<Exit> {
+    match command {
+        Command::Run { config } => Ok(crate::daemon::main(&config.path()).into()),
+        Command::Demo => Ok(crate::demo::main().into()),
+        Command::Inspect { token } => inspect::run(token),
+        Command::Once {
+            config,
+            force,
+            names,
+        } => with_config(&config, Exit::Config, |c| once::run(c, force, names)),
+        Command::Check { config, online } => {
+            with_config(&config, Exit::Invalid, |c| check::run(c, online))
+        }
+        Command::Status { config, json } => {
+            with_config(&config, Exit::Config, |c| status::run(c, json))
+        }
+        Command::Rotate { config, all, names } => {
+            with_config(&config, Exit::Config, |c| rotate::run(c, all, names))
+        }
+        Command::Token { config, name } => {
+            with_config(&config, Exit::Config, |c| token::run(c, name))
+        }
+        Command::Login {
+            config,
+            name,
+            device,
+            no_browser,
+            port,
+            timeout,
+        } => {
+            let options = login::Flags {
+                device,
+                open_browser: !no_browser,
+                port,
+                timeout,
+            };
+            with_config(&config, Exit::Config, |c| login::run(c, name, options))
+        }
+    }
+}
+
+/// Loads the config (an invalid one exits with `invalid`, after saying why) and runs
+/// `command` on a runtime of its own: one per process, however many requests it makes.
+fn with_config<F, Fut>(arg: &ConfigArg, invalid: Exit, command: F) -> anyhow::Result<Exit>
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: Future<Output = anyhow::Result<Exit>>,
+{
+    let config = match Config::load(&arg.path()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("refreshd: {e}");
+            return Ok(invalid);
+        }
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(command(config))
+}
+
+/// The named credential; `None` after saying there is none.
+fn credential<'a>(config: &'a Config, name: &str) -> Option<&'a Credential> {
+    let found = config.credential(name);
+    if found.is_none() {
+        eprintln!(
+            "refreshd: no credential named {name:?} in {}",
+            config.path.display()
+        );
+    }
+    found
+}
+
+/// One request to the running daemon; `None` when no daemon listens.
+async fn ask_daemon(
+    config: &Config,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Option<Response>, ControlError> {
+    crate::control::client::request(&config.daemon.control_socket, request, timeout).await
+}

@@ -1,0 +1,56 @@
+//! `refreshd status`: what the running daemon reports, or, without one, what the state
+//! directory says (with the schedule's plan, unjittered, as the next refresh).
+
+use time::OffsetDateTime;
+
+use super::CONTROL_TIMEOUT;
+use crate::cli::Exit;
+use crate::config::Config;
+use crate::control::{Request, Response};
+use crate::credential::policy;
+use crate::state::StateDir;
+use crate::status::{CredentialStatus, Snapshot};
+
+pub async fn run(config: Config, json: bool) -> anyhow::Result<Exit> {
+    let now = crate::clock::system_now();
+    let snapshot = match super::ask_daemon(&config, &Request::Status, CONTROL_TIMEOUT).await? {
+        Some(Response::Status(snapshot)) => *snapshot,
+        Some(Response::Error(message)) => anyhow::bail!("the daemon refused: {message}"),
+        Some(_) => anyhow::bail!("the daemon answered something else than a status"),
+        None => from_state(&config, now),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&snapshot)?);
+    } else if snapshot.credentials().is_empty() {
+        println!("no credentials configured in {}", config.path.display());
+    } else {
+        print!("{}", snapshot.render(now));
+    }
+    Ok(match snapshot.exit_code() {
+        0 => Exit::Ok,
+        3 => Exit::NoData,
+        _ => Exit::Failed,
+    })
+}
+
+fn from_state(config: &Config, now: OffsetDateTime) -> Snapshot {
+    let state_dir = StateDir::new(&config.daemon.state_dir);
+    let mut snapshot = Snapshot::new("state");
+    for credential in &config.credentials {
+        let state = state_dir.load(&credential.name).unwrap_or_else(|e| {
+            eprintln!("refreshd: {e}");
+            Default::default()
+        });
+        let next = state.token.as_ref().map(|t| {
+            policy::next_refresh(
+                t.issued_at,
+                t.expires_at,
+                &credential.timing,
+                time::Duration::ZERO,
+                now,
+            )
+        });
+        snapshot.set(CredentialStatus::from_state(credential, &state, next, now));
+    }
+    snapshot
+}

@@ -1,0 +1,60 @@
+//! The CLI's side of the control socket: one request, one answer, within a timeout.
+
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use super::ControlError;
+use super::protocol::{Request, Response};
+
+/// Sends one request to the daemon at `path`. `Ok(None)` means no daemon is listening
+/// there (no socket, or a stale one), so the caller may fall back to the state directory.
+pub async fn request(
+    path: &Path,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Option<Response>, ControlError> {
+    let err = |source| ControlError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut stream = match UnixStream::connect(path).await {
+        Ok(stream) => stream,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(err(e)),
+    };
+    let exchange = async {
+        let mut text = serde_json::to_string(request).map_err(io::Error::other)?;
+        text.push('\n');
+        stream.write_all(text.as_bytes()).await?;
+        let mut line = String::new();
+        BufReader::new(&mut stream).read_line(&mut line).await?;
+        Ok::<_, io::Error>(line)
+    };
+    let line = match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(line)) => line,
+        Ok(Err(e)) => return Err(err(e)),
+        Err(_) => {
+            return Err(ControlError::Timeout {
+                path: path.to_owned(),
+                timeout,
+            });
+        }
+    };
+    serde_json::from_str(&line)
+        .map(Some)
+        .map_err(|e| ControlError::BadResponse {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+}

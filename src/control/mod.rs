@@ -1,0 +1,30 @@
+//! The control socket: a Unix socket (0600, in a 0700 directory) serving one JSON request
+//! per connection — `status`, `rotate` and `token` ([`protocol`]) — answered by the
+//! daemon's [`server`] and asked by the CLI's [`client`].
+//!
+//! Only the daemon's own user (or root) is answered: `token` hands out a secret. Nothing
+//! here logs a token.
+
+pub mod client;
+pub mod protocol;
+pub mod server;
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use protocol::{Request, Response, RotateOutcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control socket {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(
+        "control socket {0} is in use by another running refreshd (a different state directory?)"
+    )]
+    InUse(PathBuf),
+    #[error("control socket {path}: the daemon's answer is not valid: {reason}")]
+    BadResponse { path: PathBuf, reason: String },
+    #[error("control socket {path}: no answer within {}s", timeout.as_secs())]
+    Timeout { path: PathBuf, timeout: Duration },
+}

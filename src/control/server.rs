@@ -1,0 +1,139 @@
+//! The daemon's side of the control socket: binds it safely and answers each connection
+//! from the status snapshot, the supervisor (for `rotate`) and the state directory (for
+//! `token`). The peer's uid is checked on every connection.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::ControlError;
+use super::protocol::{Request, Response, RotateOutcome};
+use crate::clock::SharedClock;
+use crate::state::StateDir;
+use crate::status::Snapshot;
+
+/// A request is one line of JSON; nothing legitimate comes near this.
+const MAX_REQUEST: u64 = 64 * 1024;
+
+/// A `rotate` request handed to the supervisor.
+pub struct RotateRequest {
+    pub names: Vec<String>,
+    pub if_due: bool,
+    pub reply: oneshot::Sender<Result<Vec<RotateOutcome>, String>>,
+}
+
+/// What the server needs from the daemon.
+#[derive(Clone)]
+pub struct Server {
+    pub snapshot: watch::Receiver<Snapshot>,
+    pub rotate: mpsc::Sender<RotateRequest>,
+    pub state: StateDir,
+    pub clock: SharedClock,
+}
+
+/// Binds `path`: creates its directory 0700 if missing, replaces a stale socket (none
+/// answers on it), refuses one that another daemon serves, and makes the socket 0600.
+pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+    let err = |source| ControlError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(ControlError::InUse(path.to_owned()));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}
+
+impl Server {
+    /// Serves connections until the listener fails or the task is dropped.
+    pub async fn serve(self, listener: UnixListener) {
+        let own_uid = nix::unistd::geteuid().as_raw();
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("control socket: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let peer = stream.peer_cred().map(|c| c.uid());
+            if !matches!(peer, Ok(uid) if uid == own_uid || uid == 0) {
+                tracing::warn!(peer_uid = ?peer.ok(), "control socket: refused a connection from another user");
+                continue;
+            }
+            let server = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = server.answer(stream).await {
+                    tracing::debug!("control socket: {e}");
+                }
+            });
+        }
+    }
+
+    async fn answer(&self, stream: UnixStream) -> io::Result<()> {
+        let (read, mut write) = stream.into_split();
+        let mut line = String::new();
+        BufReader::new(read.take(MAX_REQUEST))
+            .read_line(&mut line)
+            .await?;
+        let response = match serde_json::from_str::<Request>(&line) {
+            Ok(request) => self.handle(request).await,
+            Err(e) => Response::Error(format!("not a valid request: {e}")),
+        };
+        let mut text = serde_json::to_string(&response).map_err(io::Error::other)?;
+        text.push('\n');
+        write.write_all(text.as_bytes()).await?;
+        write.shutdown().await
+    }
+
+    async fn handle(&self, request: Request) -> Response {
+        match request {
+            Request::Status => Response::Status(Box::new(self.snapshot.borrow().clone())),
+            Request::Rotate { names, if_due } => {
+                let (reply, result) = oneshot::channel();
+                let request = RotateRequest {
+                    names,
+                    if_due,
+                    reply,
+                };
+                if self.rotate.send(request).await.is_err() {
+                    return Response::Error("the daemon is stopping".into());
+                }
+                match result.await {
+                    Ok(Ok(results)) => Response::Rotated(results),
+                    Ok(Err(message)) => Response::Error(message),
+                    Err(_) => Response::Error("the daemon is stopping".into()),
+                }
+            }
+            Request::Token { name } => {
+                if self.snapshot.borrow().get(&name).is_none() {
+                    return Response::Error(format!("no credential named {name:?}"));
+                }
+                match self.state.current_token(&name, self.clock.now()) {
+                    Ok(token) => Response::Token(token),
+                    Err(e) => Response::Error(e.to_string()),
+                }
+            }
+        }
+    }
+}

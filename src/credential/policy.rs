@@ -1,0 +1,523 @@
+//! The refresh policy: when a credential's token is due, whether a rotation should fetch,
+//! when to try next after a success or a failure (schedule, jitter, exponential backoff,
+//! `Retry-After`, the rare retry after a permanent failure), and which tokens are good
+//! enough to adopt or to send as a bearer.
+//!
+//! Pure functions of times, durations and (for the spread) a random number the caller
+//! draws: nothing here sleeps, reads a clock, a file or the network, so every rule is
+//! table-tested below.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use time::OffsetDateTime;
+
+use crate::config::Timing;
+use crate::state::FailureKind;
+use crate::token::{self, ExpirySource, Token};
+
+/// After a permanent failure (`needs-login`), how often to look again: the config, the
+/// bootstrap refresh token or the provider may be fixed without telling us.
+pub const PERMANENT_RETRY: Duration = Duration::from_secs(15 * 60);
+
+/// The longest wait a `Retry-After` can impose.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(60 * 60);
+
+/// A bearer token with this little life left is not sent (Databricks refuses a token with
+/// 30 s or less to live).
+pub const BEARER_MARGIN: time::Duration = time::Duration::seconds(30);
+
+/// Why a rotation is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// Refresh only if the schedule says the token is due (or there is none).
+    IfDue,
+    /// Refresh unless some process already rotated it at or after `since` (two `--force`
+    /// runs at once make one token request, not two).
+    Force { since: OffsetDateTime },
+    /// The daemon's (jittered) deadline for the token with this fingerprint has come:
+    /// refresh it, unless another process already replaced it (then as `IfDue`).
+    Scheduled { fingerprint: String },
+}
+
+/// next refresh = min(issued_at + refresh_at, expires_at − min_remaining) + jitter_offset,
+/// never before `now`. `jitter_offset` is drawn by the caller in ±`timing.jitter`, and is
+/// never allowed to push the refresh past `expires_at − min_remaining`.
+pub fn next_refresh(
+    issued_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+    timing: &Timing,
+    jitter_offset: time::Duration,
+    now: OffsetDateTime,
+) -> OffsetDateTime {
+    let by_age = issued_at + timing.refresh_at;
+    let by_remaining = expires_at - timing.min_remaining;
+    let planned = by_age.min(by_remaining);
+    let jittered = (planned + jitter_offset).min(by_remaining.max(planned));
+    jittered.max(now)
+}
+
+/// Whether a token issued at `issued_at` and expiring at `expires_at` is due at `now`
+/// (without jitter: the deterministic answer `refreshd once` uses).
+pub fn is_due(
+    issued_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+    timing: &Timing,
+    now: OffsetDateTime,
+) -> bool {
+    next_refresh(issued_at, expires_at, timing, time::Duration::ZERO, now) <= now
+}
+
+/// A token whose whole life is shorter than `min_remaining`, or whose `iat` is far from our
+/// clock, points at clock skew (or a misconfigured provider): worth a warning.
+pub fn clock_skew(
+    issued_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+    received_at: OffsetDateTime,
+    timing: &Timing,
+) -> Option<String> {
+    const TOLERANCE: Duration = Duration::from_secs(5 * 60);
+    let life = expires_at - received_at;
+    if life < timing.min_remaining {
+        return Some(format!(
+            "the token arrived with {}s of life, less than min_remaining ({}s): check the clock or lower min_remaining",
+            life.whole_seconds(),
+            timing.min_remaining.as_secs()
+        ));
+    }
+    let offset = (issued_at - received_at).abs();
+    if offset > TOLERANCE {
+        return Some(format!(
+            "the token's iat is {}s away from the local clock: check NTP on this machine",
+            offset.whole_seconds()
+        ));
+    }
+    None
+}
+
+/// Whether a rotation should fetch a new token, given the one held (if any), when the
+/// credential was last rotated, and why the rotation was asked for.
+pub fn should_fetch(
+    held: Option<&Token>,
+    last_rotation: Option<OffsetDateTime>,
+    trigger: &Trigger,
+    now: OffsetDateTime,
+    timing: &Timing,
+) -> bool {
+    let Some(token) = held else {
+        return true;
+    };
+    match trigger {
+        Trigger::Force { since } => last_rotation.is_none_or(|at| at < *since),
+        Trigger::Scheduled { fingerprint } if token.fingerprint() == *fingerprint => true,
+        Trigger::IfDue | Trigger::Scheduled { .. } => {
+            !token.is_valid_at(now) || is_due(token.issued_at, token.expires_at, timing, now)
+        }
+    }
+}
+
+/// Whether a token found in a target may be taken over instead of fetching one: a JWT
+/// (an opaque token's expiry cannot be known), valid, and not yet due.
+pub fn adoptable(found: &Token, now: OffsetDateTime, timing: &Timing) -> bool {
+    found.expiry_source == ExpirySource::JwtExp
+        && found.is_valid_at(now)
+        && !is_due(found.issued_at, found.expires_at, timing, now)
+}
+
+/// The token to send as a bearer, or why there is none worth sending.
+pub fn bearer(held: Option<&Token>, now: OffsetDateTime) -> Result<SecretString, String> {
+    match held {
+        Some(token) if token.expires_at > now + BEARER_MARGIN => Ok(token.access_token.clone()),
+        Some(token) => Err(format!(
+            "its token expires at {}",
+            token::rfc3339(token.expires_at)
+        )),
+        None => Err("it has none yet".to_owned()),
+    }
+}
+
+/// What an attempt left behind, as far as planning the next one is concerned.
+#[derive(Debug, Clone, Copy)]
+pub enum Attempted<'a> {
+    /// A token is held (new or current); `target_failed` when a target could not be written.
+    Held {
+        fingerprint: &'a str,
+        next_refresh: OffsetDateTime,
+        target_failed: bool,
+    },
+    Failed {
+        kind: FailureKind,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// When and how to try next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub at: OffsetDateTime,
+    /// Consecutive attempts that did not leave a token good for a while: the backoff step.
+    pub attempt: u32,
+    pub trigger: Trigger,
+    /// Why the plan is not the token's own schedule, when it is not.
+    pub backoff: Option<Backoff>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backoff {
+    /// The fresh token was due again at once (its expiry did not move forward, or it lives
+    /// shorter than `min_remaining`): refreshing again now would loop.
+    AlreadyDue,
+    /// A target could not be written.
+    TargetFailed,
+    Failed(FailureKind),
+}
+
+/// The next attempt after `attempted`, given `attempt` attempts in a row that did not leave
+/// a good token; `random` draws uniformly from `[0, 1)` for the backoff's full jitter.
+pub fn plan(
+    attempted: Attempted<'_>,
+    attempt: u32,
+    now: OffsetDateTime,
+    timing: &Timing,
+    random: &mut dyn FnMut() -> f64,
+) -> Plan {
+    let retry = |attempt: u32, why: Backoff, wait: Duration| Plan {
+        at: now + wait,
+        attempt,
+        trigger: Trigger::IfDue,
+        backoff: Some(why),
+    };
+    let next = attempt.saturating_add(1);
+    let backoff_wait = |random: &mut dyn FnMut() -> f64| {
+        backoff(timing.retry_initial, timing.retry_max, next, random())
+    };
+    match attempted {
+        Attempted::Held {
+            target_failed: true,
+            ..
+        } => retry(next, Backoff::TargetFailed, backoff_wait(random)),
+        Attempted::Held { next_refresh, .. } if next_refresh <= now + time::Duration::SECOND => {
+            retry(next, Backoff::AlreadyDue, backoff_wait(random))
+        }
+        // When the deadline comes, the token it was planned for is refreshed even if the
+        // jitter put it a little before the schedule's own due time.
+        Attempted::Held {
+            fingerprint,
+            next_refresh,
+            ..
+        } => Plan {
+            at: next_refresh,
+            attempt: 0,
+            trigger: Trigger::Scheduled {
+                fingerprint: fingerprint.to_owned(),
+            },
+            backoff: None,
+        },
+        Attempted::Failed {
+            kind: FailureKind::Transient,
+            retry_after,
+        } => {
+            let wait = backoff_wait(random);
+            let wait = match retry_after {
+                Some(asked) => wait.max(asked.min(RETRY_AFTER_CAP)),
+                None => wait,
+            };
+            retry(next, Backoff::Failed(FailureKind::Transient), wait)
+        }
+        Attempted::Failed {
+            kind: FailureKind::Permanent,
+            ..
+        } => retry(
+            next,
+            Backoff::Failed(FailureKind::Permanent),
+            PERMANENT_RETRY.max(timing.retry_max),
+        ),
+    }
+}
+
+/// An offset in `±spread` from a uniform `random` in `[0, 1)`, so a fleet does not refresh
+/// in lockstep.
+pub fn jitter(spread: Duration, random: f64) -> time::Duration {
+    let offset = (random * 2.0 - 1.0) * spread.as_secs_f64();
+    time::Duration::seconds_f64(offset)
+}
+
+/// Exponential backoff with full jitter: `random` (uniform in `[0, 1)`) of
+/// `min(max, initial·2^(attempt−1))`, but at least a second, so a burst of failures never
+/// becomes a hot loop.
+pub fn backoff(initial: Duration, max: Duration, attempt: u32, random: f64) -> Duration {
+    let ceiling = backoff_ceiling(initial, max, attempt);
+    ceiling
+        .mul_f64(random.clamp(0.0, 1.0))
+        .max(Duration::from_secs(1).min(ceiling))
+}
+
+fn backoff_ceiling(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
+    initial.saturating_mul(factor).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing() -> Timing {
+        Timing {
+            refresh_at: Duration::from_secs(50 * 60),
+            min_remaining: Duration::from_secs(10 * 60),
+            jitter: Duration::from_secs(30),
+            retry_initial: Duration::from_secs(2),
+            retry_max: Duration::from_secs(300),
+            timeout: Duration::from_secs(30),
+            default_lifetime: Duration::from_secs(3600),
+        }
+    }
+
+    fn at(secs: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn table() {
+        let t = timing();
+        let zero = time::Duration::ZERO;
+        // (issued, expires, jitter, now) -> expected
+        let cases = [
+            // One-hour token: refresh at 50 minutes.
+            (0, 3600, zero, 0, 3000),
+            // Two-hour token: still 50 minutes after issue.
+            (0, 7200, zero, 0, 3000),
+            // 30-minute token: 10 minutes before expiry wins.
+            (0, 1800, zero, 0, 1200),
+            // Jitter moves it either way…
+            (0, 7200, time::Duration::seconds(-20), 0, 2980),
+            (0, 7200, time::Duration::seconds(20), 0, 3020),
+            // …but never past expires_at - min_remaining.
+            (0, 3600, time::Duration::seconds(20), 0, 3000),
+            // Never in the past: an overdue token is due now.
+            (0, 3600, zero, 5000, 5000),
+            // A token already inside min_remaining is due now.
+            (0, 300, zero, 10, 10),
+        ];
+        for (issued, expires, jitter, now, expected) in cases {
+            assert_eq!(
+                next_refresh(at(issued), at(expires), &t, jitter, at(now)),
+                at(expected),
+                "issued={issued} expires={expires} jitter={jitter} now={now}"
+            );
+        }
+    }
+
+    #[test]
+    fn due_exactly_at_the_planned_time() {
+        let t = timing();
+        assert!(!is_due(at(0), at(3600), &t, at(2999)));
+        assert!(is_due(at(0), at(3600), &t, at(3000)));
+    }
+
+    #[test]
+    fn skew_is_reported() {
+        let t = timing();
+        assert!(clock_skew(at(0), at(3600), at(0), &t).is_none());
+        assert!(
+            clock_skew(at(0), at(300), at(0), &t)
+                .unwrap()
+                .contains("min_remaining")
+        );
+        assert!(
+            clock_skew(at(900), at(4500), at(0), &t)
+                .unwrap()
+                .contains("iat")
+        );
+    }
+
+    #[test]
+    fn backoff_grows_to_the_cap_and_stays_within_it() {
+        let initial = Duration::from_secs(2);
+        let max = Duration::from_secs(300);
+        let ceilings: Vec<u64> = (1..=10)
+            .map(|a| backoff_ceiling(initial, max, a).as_secs())
+            .collect();
+        assert_eq!(ceilings, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(backoff_ceiling(initial, max, u32::MAX).as_secs(), 300);
+        for attempt in 1..=40 {
+            for random in [0.0, 0.3, 0.999_999] {
+                let wait = backoff(initial, max, attempt, random);
+                assert!(wait >= Duration::from_secs(1) && wait <= max, "{wait:?}");
+            }
+        }
+        // Full jitter spreads over the whole range below the ceiling.
+        assert_eq!(backoff(initial, max, 20, 0.5), Duration::from_secs(150));
+        assert_eq!(backoff(initial, max, 20, 0.0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn jitter_stays_within_its_spread() {
+        for random in [0.0, 0.25, 0.5, 0.75, 0.999_999] {
+            let offset = jitter(Duration::from_secs(30), random);
+            assert!(offset.abs() <= time::Duration::seconds(30), "{offset}");
+        }
+        assert_eq!(
+            jitter(Duration::from_secs(30), 0.0),
+            time::Duration::seconds(-30)
+        );
+        assert_eq!(jitter(Duration::ZERO, 0.7), time::Duration::ZERO);
+    }
+
+    #[test]
+    fn plans_after_each_kind_of_attempt() {
+        let t = timing();
+        let now = at(0);
+        let held = |next: i64, target_failed: bool| Attempted::Held {
+            fingerprint: "3f9a1c07",
+            next_refresh: at(next),
+            target_failed,
+        };
+        let failed = |kind, retry_after: Option<u64>| Attempted::Failed {
+            kind,
+            retry_after: retry_after.map(Duration::from_secs),
+        };
+        let scheduled = Trigger::Scheduled {
+            fingerprint: "3f9a1c07".into(),
+        };
+        // (attempted, attempts so far, random) -> (at, attempt, trigger, backoff)
+        let cases = [
+            // A good token: its own schedule, the counter reset, that token's deadline.
+            (
+                held(3000, false),
+                4,
+                0.5,
+                (3000, 0, scheduled.clone(), None),
+            ),
+            // A target failed: back off from the first step (2 s · 0.5 = 1 s).
+            (
+                held(3000, true),
+                0,
+                0.5,
+                (1, 1, Trigger::IfDue, Some(Backoff::TargetFailed)),
+            ),
+            // Due again at once: back off instead of looping (third step: 8 s · 0.5).
+            (
+                held(1, false),
+                2,
+                0.5,
+                (4, 3, Trigger::IfDue, Some(Backoff::AlreadyDue)),
+            ),
+            // Transient: full-jitter backoff…
+            (
+                failed(FailureKind::Transient, None),
+                0,
+                0.5,
+                (
+                    1,
+                    1,
+                    Trigger::IfDue,
+                    Some(Backoff::Failed(FailureKind::Transient)),
+                ),
+            ),
+            // …but never sooner than Retry-After…
+            (
+                failed(FailureKind::Transient, Some(120)),
+                0,
+                0.5,
+                (
+                    120,
+                    1,
+                    Trigger::IfDue,
+                    Some(Backoff::Failed(FailureKind::Transient)),
+                ),
+            ),
+            // …which is capped at an hour.
+            (
+                failed(FailureKind::Transient, Some(86_400)),
+                0,
+                0.5,
+                (
+                    3600,
+                    1,
+                    Trigger::IfDue,
+                    Some(Backoff::Failed(FailureKind::Transient)),
+                ),
+            ),
+            // Permanent: look again rarely.
+            (
+                failed(FailureKind::Permanent, None),
+                7,
+                0.5,
+                (
+                    900,
+                    8,
+                    Trigger::IfDue,
+                    Some(Backoff::Failed(FailureKind::Permanent)),
+                ),
+            ),
+        ];
+        for (attempted, attempt, random, (when, next_attempt, trigger, why)) in cases {
+            let plan = plan(attempted, attempt, now, &t, &mut || random);
+            assert_eq!(
+                plan,
+                Plan {
+                    at: at(when),
+                    attempt: next_attempt,
+                    trigger,
+                    backoff: why,
+                },
+                "{attempted:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fetch_decisions_follow_the_trigger() {
+        let t = timing();
+        let token = crate::token::tests::token_at(at(0), at(3600));
+        let fp = token.fingerprint();
+        let other = Trigger::Scheduled {
+            fingerprint: "00000000".into(),
+        };
+        let cases = [
+            (None, None, Trigger::IfDue, 0, true),
+            (Some(&token), None, Trigger::IfDue, 100, false),
+            (Some(&token), None, Trigger::IfDue, 3000, true),
+            (Some(&token), None, Trigger::IfDue, 4000, true),
+            (
+                Some(&token),
+                None,
+                Trigger::Scheduled {
+                    fingerprint: fp.clone(),
+                },
+                2990,
+                true,
+            ),
+            (Some(&token), None, other, 2990, false),
+            (
+                Some(&token),
+                Some(at(50)),
+                Trigger::Force { since: at(40) },
+                60,
+                false,
+            ),
+            (
+                Some(&token),
+                Some(at(30)),
+                Trigger::Force { since: at(40) },
+                60,
+                true,
+            ),
+        ];
+        for (held, last, trigger, now, expected) in cases {
+            assert_eq!(
+                should_fetch(held, last, &trigger, at(now), &t),
+                expected,
+                "{trigger:?} at {now}"
+            );
+        }
+        assert!(bearer(Some(&token), at(3569)).is_ok());
+        assert!(
+            bearer(Some(&token), at(3570))
+                .unwrap_err()
+                .contains("expires at")
+        );
+        assert_eq!(bearer(None, at(0)).unwrap_err(), "it has none yet");
+    }
+}

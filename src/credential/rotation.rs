@@ -1,0 +1,541 @@
+//! One rotation of one credential, carried out: lock, decide (by [`policy`]), fetch,
+//! persist (by [`transition`]), write targets, run reloads, report. `refreshd once` calls
+//! it directly; the daemon calls it from each credential's task.
+//!
+//! The order is the invariant of design §1: the new token and any rotated refresh token are
+//! fsynced in the state directory before a target is touched. A failed fetch never changes
+//! a target. Nothing here logs a token: only fingerprints.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use time::OffsetDateTime;
+
+use super::policy::{self, Trigger};
+use super::transition::Spend;
+use crate::clock::SharedClock;
+use crate::config::{Credential, SourceConfig};
+use crate::reload::{self, ReloadError, Reloader};
+use crate::source::{self, BearerTokens, FailureKind, FetchContext, SourceError};
+use crate::state::{CredentialState, StateDir, StateError};
+use crate::target::{self, Outcome};
+use crate::token::{self, Token};
+
+/// What a rotation did, and the credential's state after it (what status shows).
+#[derive(Debug)]
+pub struct RotationResult {
+    pub outcome: RotationOutcome,
+    pub state: CredentialState,
+}
+
+#[derive(Debug)]
+pub enum RotationOutcome {
+    /// A new token was fetched, persisted and written.
+    Rotated(Report),
+    /// The held token is still good; targets were brought up to date with it.
+    Current(Report),
+    /// The fetch or persisting failed; targets hold what they held.
+    Failed {
+        error: RotationError,
+        kind: FailureKind,
+    },
+}
+
+/// Figures for the rotation log line and the caller.
+#[derive(Debug)]
+pub struct Report {
+    pub fingerprint: String,
+    pub issued_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub next_refresh: OffsetDateTime,
+    pub targets_written: usize,
+    pub targets_unchanged: usize,
+    pub target_errors: Vec<target::TargetError>,
+    pub reloads_run: usize,
+    pub reload_errors: Vec<ReloadError>,
+    pub took: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(
+        "no refresh token: {} and none is stored; run `refreshd login {credential}`{}",
+        reason.as_ref().map(|e| format!("the configured one cannot be read ({e})")).unwrap_or_else(|| "none is configured".to_owned()),
+        if reason.is_some() { " or fix the reference" } else { "" }
+    )]
+    NoRefreshToken {
+        credential: String,
+        reason: Option<crate::secret::SecretError>,
+    },
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl RotationResult {
+    /// A rotation whose targets were all written; a failed reload does not count against
+    /// it (it is reported, and never undoes the rotation).
+    pub fn is_ok(&self) -> bool {
+        match &self.outcome {
+            RotationOutcome::Rotated(report) | RotationOutcome::Current(report) => {
+                report.target_errors.is_empty()
+            }
+            RotationOutcome::Failed { .. } => false,
+        }
+    }
+
+    pub fn report(&self) -> Option<&Report> {
+        match &self.outcome {
+            RotationOutcome::Rotated(report) | RotationOutcome::Current(report) => Some(report),
+            RotationOutcome::Failed { .. } => None,
+        }
+    }
+
+    /// What the policy needs to plan the next attempt.
+    pub fn attempted(&self) -> policy::Attempted<'_> {
+        match &self.outcome {
+            RotationOutcome::Rotated(report) | RotationOutcome::Current(report) => {
+                policy::Attempted::Held {
+                    fingerprint: &report.fingerprint,
+                    next_refresh: report.next_refresh,
+                    target_failed: !report.target_errors.is_empty(),
+                }
+            }
+            RotationOutcome::Failed { error, kind } => policy::Attempted::Failed {
+                kind: *kind,
+                retry_after: error.retry_after(),
+            },
+        }
+    }
+}
+
+impl RotationError {
+    /// What the provider asked for with `Retry-After`, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RotationError::Source(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
+    fn kind(&self) -> FailureKind {
+        match self {
+            RotationError::Source(e) => e.kind(),
+            RotationError::NoRefreshToken { .. } => FailureKind::Permanent,
+            _ => FailureKind::Transient,
+        }
+    }
+}
+
+/// What a rotation does besides fetching and persisting.
+enum Effects {
+    /// Write the targets, then run reload actions when something changed.
+    WriteAndReload(Reloader),
+    /// `check --online`: fetch and persist, leave targets and processes alone.
+    FetchOnly,
+}
+
+/// What a rotation needs besides the credential.
+pub struct Engine {
+    http: reqwest::Client,
+    state: StateDir,
+    clock: SharedClock,
+    effects: Effects,
+}
+
+impl Engine {
+    /// The daemon's: reloads go through its shared, debouncing reloader.
+    pub fn daemon(state: StateDir, clock: SharedClock, reloader: Reloader) -> Engine {
+        Engine {
+            http: source::http_client(),
+            state,
+            clock,
+            effects: Effects::WriteAndReload(reloader),
+        }
+    }
+
+    /// A one-shot command's (`once`, `login`): one process, run in sequence, nothing to
+    /// merge, so reloads run at once.
+    pub fn once(state: StateDir) -> Engine {
+        Engine::daemon(
+            state,
+            crate::clock::system(),
+            Reloader::start(Duration::ZERO),
+        )
+    }
+
+    /// `check --online`'s: fetches and persists, but touches no target and no process.
+    pub fn check(state: StateDir) -> Engine {
+        Engine {
+            http: source::http_client(),
+            state,
+            clock: crate::clock::system(),
+            effects: Effects::FetchOnly,
+        }
+    }
+
+    pub fn state_dir(&self) -> &StateDir {
+        &self.state
+    }
+
+    /// One rotation without jitter, with bearer tokens read from the state directory
+    /// (one-shot commands; the daemon hands its own bearers to [`Engine::rotate_with`]).
+    pub async fn rotate(&self, credential: &Credential, trigger: Trigger) -> RotationResult {
+        let bearers = self.bearers_from_state(&credential.source);
+        self.rotate_with(credential, trigger, time::Duration::ZERO, &bearers)
+            .await
+    }
+
+    /// Runs one rotation of `credential`, waiting for its lock first, planning the next
+    /// refresh `jitter` away from the schedule, and sending `bearers` to an `http` source.
+    pub async fn rotate_with(
+        &self,
+        credential: &Credential,
+        trigger: Trigger,
+        jitter: time::Duration,
+        bearers: &BearerTokens,
+    ) -> RotationResult {
+        let started = tokio::time::Instant::now();
+        let state_dir = self.state.clone();
+        let name = credential.name.clone();
+        let locked = tokio::task::spawn_blocking(move || state_dir.lock(&name)).await;
+        let _lock = match locked {
+            Ok(Ok(lock)) => lock,
+            Ok(Err(e)) => return self.failed(credential, e.into()),
+            Err(e) => return self.failed(credential, RotationError::Internal(e.to_string())),
+        };
+        // Read under the lock: another process may have just rotated.
+        let mut state = match self.state.load(&credential.name) {
+            Ok(state) => state,
+            Err(e) => return self.failed(credential, e.into()),
+        };
+        let now = self.clock.now();
+        if state.token.is_none() && !matches!(trigger, Trigger::Force { .. }) {
+            self.adopt_from_targets(credential, &mut state, now);
+        }
+        let fetch = policy::should_fetch(
+            state.token.as_ref(),
+            state.last_rotation,
+            &trigger,
+            now,
+            &credential.timing,
+        );
+        if !fetch && let Some(token) = state.token.clone() {
+            let report = self
+                .write_targets(credential, &token, jitter, started)
+                .await;
+            log_current(credential, &token, &report);
+            return RotationResult {
+                outcome: RotationOutcome::Current(report),
+                state,
+            };
+        }
+        let outcome = match self
+            .refresh(credential, &mut state, jitter, started, bearers)
+            .await
+        {
+            Ok(report) => RotationOutcome::Rotated(report),
+            Err(error) => {
+                let kind = error.kind();
+                self.record_failure(credential, &mut state, &error, kind);
+                RotationOutcome::Failed { error, kind }
+            }
+        };
+        RotationResult { outcome, state }
+    }
+
+    async fn refresh(
+        &self,
+        credential: &Credential,
+        state: &mut CredentialState,
+        jitter: time::Duration,
+        started: tokio::time::Instant,
+        bearers: &BearerTokens,
+    ) -> Result<Report, RotationError> {
+        let spend = self.refresh_token_to_spend(credential, state)?;
+        let previous_expiry = state.token.as_ref().map(|t| t.expires_at);
+        let ctx = FetchContext {
+            credential: &credential.name,
+            http: &self.http,
+            timeout: credential.timing.timeout,
+            refresh_token: spend.refresh_token.as_ref(),
+            bearers,
+        };
+        let fetched = match source::fetch(&credential.source, &ctx).await {
+            Ok(fetched) => fetched,
+            Err(SourceError::Incomplete {
+                origin,
+                reason,
+                refresh_token,
+            }) => {
+                // The old refresh token is spent; the new one must survive the failure.
+                state.keep_refresh_token(refresh_token, spend);
+                return Err(SourceError::Malformed {
+                    origin,
+                    reason: format!("{reason} (its new refresh token was kept)"),
+                }
+                .into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let received_at = self.clock.now();
+        let (token, rotated_refresh) =
+            Token::from_fetched(fetched, received_at, credential.timing.default_lifetime);
+        let rotated = rotated_refresh.is_some();
+        state.record_success(token.clone(), rotated_refresh, spend, received_at);
+        // The invariant: durable before any target is touched.
+        if let Err(e) = self.state.save(&credential.name, state) {
+            if rotated {
+                tracing::error!(
+                    credential = %credential.name,
+                    "the provider rotated the refresh token but it could not be stored; if the provider allows each refresh token once, this credential needs a new login"
+                );
+            }
+            return Err(e.into());
+        }
+
+        if let Some(warning) = policy::clock_skew(
+            token.issued_at,
+            token.expires_at,
+            received_at,
+            &credential.timing,
+        ) {
+            tracing::warn!(credential = %credential.name, "clock skew: {warning}");
+        }
+        if previous_expiry.is_some_and(|before| token.expires_at < before) {
+            tracing::warn!(credential = %credential.name, expires_at = %token::rfc3339(token.expires_at), "the refreshed token expires earlier than the one it replaces");
+        }
+        let report = self
+            .write_targets(credential, &token, jitter, started)
+            .await;
+        if let Some(first) = report.target_errors.first() {
+            state.record_target_error(first.to_string(), self.clock.now());
+            if let Err(e) = self.state.save(&credential.name, state) {
+                tracing::error!(credential = %credential.name, "{e}");
+            }
+        }
+        tracing::info!(
+            credential = %credential.name,
+            expires_at = %token::rfc3339(token.expires_at),
+            next_refresh = %token::rfc3339(report.next_refresh),
+            targets = report.targets_written + report.targets_unchanged,
+            target_errors = report.target_errors.len(),
+            reloads = report.reloads_run,
+            reload_errors = report.reload_errors.len(),
+            took = %format!("{}ms", report.took.as_millis()),
+            fingerprint = %report.fingerprint,
+            refresh_token_rotated = rotated,
+            served_by = token.served.as_ref().map(|s| tracing::field::debug(&s.by)),
+            "rotated"
+        );
+        Ok(report)
+    }
+
+    /// For `oauth-refresh` (also in a chain): the refresh token to spend.
+    fn refresh_token_to_spend(
+        &self,
+        credential: &Credential,
+        state: &CredentialState,
+    ) -> Result<Spend, RotationError> {
+        let Some(source) = credential.source.oauth_refresh() else {
+            return Ok(Spend::default());
+        };
+        let configured = source.refresh_token.as_ref().map(|r| r.resolve());
+        let in_chain = matches!(credential.source, SourceConfig::Chain(_));
+        state
+            .refresh_token_to_spend(configured, in_chain)
+            .map_err(|reason| RotationError::NoRefreshToken {
+                credential: credential.name.clone(),
+                reason,
+            })
+    }
+
+    /// The current token of every credential this one's source uses as a bearer, or why it
+    /// has none. Read without the bearer's lock: state files are replaced atomically.
+    pub fn bearers_from_state(&self, source: &SourceConfig) -> BearerTokens {
+        let now = self.clock.now();
+        source
+            .bearers()
+            .into_iter()
+            .map(|name| {
+                let token = match self.state.load(name) {
+                    Ok(state) => policy::bearer(state.token.as_ref(), now),
+                    Err(e) => Err(e.to_string()),
+                };
+                (name.to_owned(), token)
+            })
+            .collect::<BTreeMap<String, Result<SecretString, String>>>()
+    }
+
+    /// With no token in state (a first start, or a state directory that was lost), a JWT
+    /// still valid and not yet due in one of the targets is taken over instead of being
+    /// replaced: starting refreshd does not force a rotation.
+    fn adopt_from_targets(
+        &self,
+        credential: &Credential,
+        state: &mut CredentialState,
+        now: OffsetDateTime,
+    ) {
+        for target in &credential.targets {
+            let Some(value) = target::read_current(target) else {
+                continue;
+            };
+            let fetched = token::Fetched::new(value);
+            let (found, _) = Token::from_fetched(fetched, now, credential.timing.default_lifetime);
+            if !policy::adoptable(&found, now, &credential.timing) {
+                continue;
+            }
+            tracing::info!(
+                credential = %credential.name,
+                target = %target.path.display(),
+                expires_at = %token::rfc3339(found.expires_at),
+                fingerprint = %found.fingerprint(),
+                "reusing the still-valid token found in a target"
+            );
+            state.token = Some(found);
+            if let Err(e) = self.state.save(&credential.name, state) {
+                tracing::warn!(credential = %credential.name, "{e}");
+            }
+            return;
+        }
+    }
+
+    /// Writes every target (on the blocking pool: a target on a slow filesystem must not
+    /// stall other credentials, and a started write finishes even if the caller goes away),
+    /// then runs the reload actions when something changed.
+    async fn write_targets(
+        &self,
+        credential: &Credential,
+        token: &Token,
+        jitter: time::Duration,
+        started: tokio::time::Instant,
+    ) -> Report {
+        let mut report = Report {
+            fingerprint: token.fingerprint(),
+            issued_at: token.issued_at,
+            expires_at: token.expires_at,
+            next_refresh: policy::next_refresh(
+                token.issued_at,
+                token.expires_at,
+                &credential.timing,
+                jitter,
+                self.clock.now(),
+            ),
+            targets_written: 0,
+            targets_unchanged: 0,
+            target_errors: Vec::new(),
+            reloads_run: 0,
+            reload_errors: Vec::new(),
+            took: Duration::ZERO,
+        };
+        let Effects::WriteAndReload(reloader) = &self.effects else {
+            report.took = started.elapsed();
+            return report;
+        };
+        let targets = credential.targets.clone();
+        let value = token.access_token.clone();
+        let expires_at = token.expires_at;
+        let outcomes = tokio::task::spawn_blocking(move || {
+            targets
+                .iter()
+                .map(|target| target::write(target, &value, expires_at))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for outcome in outcomes {
+            match outcome {
+                Ok(Outcome::Written) => report.targets_written += 1,
+                Ok(Outcome::Unchanged) => report.targets_unchanged += 1,
+                Err(e) => {
+                    tracing::error!(credential = %credential.name, "{e}");
+                    report.target_errors.push(e);
+                }
+            }
+        }
+        // A reload after a write that changed nothing would restart apps for no reason.
+        if report.targets_written > 0 {
+            let context = reload::Context {
+                credential: credential.name.clone(),
+                expires_at: token.expires_at,
+                targets: credential.targets.iter().map(|t| t.path.clone()).collect(),
+            };
+            for action in &credential.reload {
+                report.reloads_run += 1;
+                if let Err(e) = reloader.reload(action, context.clone()).await {
+                    tracing::warn!(credential = %credential.name, "reload failed (the new token stays in place): {e}");
+                    report.reload_errors.push(e);
+                }
+            }
+        }
+        report.took = started.elapsed();
+        report
+    }
+
+    fn record_failure(
+        &self,
+        credential: &Credential,
+        state: &mut CredentialState,
+        error: &RotationError,
+        kind: FailureKind,
+    ) {
+        let now = self.clock.now();
+        state.record_failure(kind, error.to_string(), now);
+        let held = state.token.as_ref().filter(|t| t.is_valid_at(now));
+        match kind {
+            FailureKind::Permanent => tracing::error!(
+                credential = %credential.name,
+                needs_login = true,
+                targets_keep = held.map(|t| token::rfc3339(t.expires_at)).unwrap_or_else(|| "nothing valid".into()),
+                "refresh failed: {error}"
+            ),
+            FailureKind::Transient => {
+                tracing::warn!(credential = %credential.name, failures = state.consecutive_failures, "refresh failed: {error}")
+            }
+        }
+        if !matches!(error, RotationError::State(_))
+            && let Err(e) = self.state.save(&credential.name, state)
+        {
+            tracing::error!(credential = %credential.name, "{e}");
+        }
+    }
+
+    /// The lock or the state file could not be had: nothing was fetched or changed. The
+    /// state is read again, without the lock, for the caller's status.
+    fn failed(&self, credential: &Credential, error: RotationError) -> RotationResult {
+        tracing::error!(credential = %credential.name, "{error}");
+        RotationResult {
+            state: self.state.load(&credential.name).unwrap_or_default(),
+            outcome: RotationOutcome::Failed {
+                error,
+                kind: FailureKind::Transient,
+            },
+        }
+    }
+}
+
+/// Only worth an operator's attention when a target had to be repaired.
+fn log_current(credential: &Credential, token: &Token, report: &Report) {
+    macro_rules! current {
+        ($level:ident) => {
+            tracing::$level!(
+                credential = %credential.name,
+                expires_at = %token::rfc3339(token.expires_at),
+                next_refresh = %token::rfc3339(report.next_refresh),
+                targets_written = report.targets_written,
+                reloads = report.reloads_run,
+                fingerprint = %report.fingerprint,
+                "current"
+            )
+        };
+    }
+    if report.targets_written > 0 {
+        current!(info);
+    } else {
+        current!(debug);
+    }
+}

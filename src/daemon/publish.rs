@@ -1,0 +1,174 @@
+//! What a credential task tells the rest of the daemon after each attempt, fed from the
+//! rotation's own result (never from a second read of the state file): the log line of
+//! its plan, the rotation counters, answers to waiting `rotate` requests, the `on_failure`
+//! hook when it turns unhealthy, its entry in the status snapshot, its current token for
+//! the credentials that send it as a bearer, and that its first attempt is done.
+//!
+//! Never rotates and never waits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::Credential;
+use crate::control::RotateOutcome;
+use crate::credential::policy::{Backoff, Plan};
+use crate::credential::{RotationOutcome, RotationResult};
+use crate::status::{Counters, CredentialStatus, Snapshot};
+use crate::token::{self, Token};
+
+/// A credential's current token, as its task last published it.
+pub type TokenWatch = watch::Receiver<Option<Token>>;
+
+/// One credential task's outlets.
+pub struct Publisher {
+    credential: Arc<Credential>,
+    snapshot: watch::Sender<Snapshot>,
+    settled: mpsc::UnboundedSender<String>,
+    token: watch::Sender<Option<Token>>,
+    counters: Counters,
+    was_healthy: Option<bool>,
+    settled_sent: bool,
+    /// `rotate` requests waiting for the next attempt's outcome.
+    pub replies: Vec<oneshot::Sender<RotateOutcome>>,
+}
+
+impl Publisher {
+    /// Counters carry on from an earlier task of the same credential (a reload restarts it).
+    pub fn new(
+        credential: Arc<Credential>,
+        snapshot: watch::Sender<Snapshot>,
+        settled: mpsc::UnboundedSender<String>,
+        token: watch::Sender<Option<Token>>,
+    ) -> Publisher {
+        let counters = snapshot
+            .borrow()
+            .get(&credential.name)
+            .map(|s| s.counters.clone())
+            .unwrap_or_default();
+        Publisher {
+            credential,
+            snapshot,
+            settled,
+            token,
+            counters,
+            was_healthy: None,
+            settled_sent: false,
+            replies: Vec::new(),
+        }
+    }
+
+    /// Publishes one attempt that took `took` and the plan made after it. A `stopped` task
+    /// no longer owns its status entry or token (it was removed or replaced): it only
+    /// answers its waiting requests.
+    pub fn publish(
+        &mut self,
+        result: &RotationResult,
+        plan: &Plan,
+        took: Duration,
+        now: OffsetDateTime,
+        stopped: bool,
+    ) {
+        let name = self.credential.name.clone();
+        if !matches!(result.outcome, RotationOutcome::Current(_)) {
+            self.counters.observe(result.is_ok(), took.as_secs_f64());
+        }
+        self.log_plan(result, plan, now);
+        let outcome = outcome(&name, result);
+        for reply in self.replies.drain(..) {
+            let _ = reply.send(outcome.clone());
+        }
+        if !stopped {
+            let mut status =
+                CredentialStatus::from_state(&self.credential, &result.state, Some(plan.at), now);
+            status.counters = self.counters.clone();
+            self.on_health(&status);
+            self.snapshot.send_modify(|snapshot| snapshot.set(status));
+            let current = result.state.token.clone();
+            self.token.send_if_modified(|held| {
+                let changed = held.as_ref().map(Token::fingerprint)
+                    != current.as_ref().map(Token::fingerprint);
+                if changed {
+                    *held = current;
+                }
+                changed
+            });
+        }
+        if !self.settled_sent {
+            self.settled_sent = true;
+            let _ = self.settled.send(name);
+        }
+    }
+
+    fn log_plan(&self, result: &RotationResult, plan: &Plan, now: OffsetDateTime) {
+        let name = &self.credential.name;
+        let wait = (plan.at - now).unsigned_abs();
+        let retry_in = format!("{}s", wait.as_secs());
+        match (plan.backoff, result.report()) {
+            (Some(Backoff::AlreadyDue), Some(report)) => tracing::warn!(
+                credential = %name,
+                expires_at = %token::rfc3339(report.expires_at),
+                retry_in = %retry_in,
+                "the new token is already due (its expiry did not move forward, or it lives shorter than min_remaining): backing off"
+            ),
+            (Some(Backoff::Failed(_)), _) => {
+                tracing::info!(credential = %name, retry_in = %retry_in, attempt = plan.attempt, "next attempt scheduled")
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs the `on_failure` hook when the credential turns unhealthy.
+    fn on_health(&mut self, status: &CredentialStatus) {
+        let healthy = status.health.is_healthy();
+        if self.was_healthy != Some(false)
+            && !healthy
+            && let Some(argv) = &self.credential.on_failure
+        {
+            let error = status
+                .last_error
+                .as_ref()
+                .map(|e| e.message.clone())
+                .unwrap_or_else(|| format!("{}: no valid token", status.health.as_str()));
+            crate::reload::on_failure(
+                argv,
+                &self.credential.name,
+                &error,
+                self.credential.timing.timeout,
+            );
+        }
+        self.was_healthy = Some(healthy);
+    }
+}
+
+fn outcome(name: &str, result: &RotationResult) -> RotateOutcome {
+    match &result.outcome {
+        RotationOutcome::Rotated(report) | RotationOutcome::Current(report) => {
+            let verb = if matches!(result.outcome, RotationOutcome::Rotated(_)) {
+                "rotated"
+            } else {
+                "current"
+            };
+            let message = match report.target_errors.first() {
+                Some(e) => format!("{verb}, but a target failed: {e}"),
+                None => verb.to_owned(),
+            };
+            RotateOutcome {
+                name: name.to_owned(),
+                ok: result.is_ok(),
+                message,
+                fingerprint: Some(report.fingerprint.clone()),
+                expires_at: Some(report.expires_at),
+            }
+        }
+        RotationOutcome::Failed { error, .. } => RotateOutcome {
+            name: name.to_owned(),
+            ok: false,
+            message: error.to_string(),
+            fingerprint: None,
+            expires_at: None,
+        },
+    }
+}

@@ -1,0 +1,483 @@
+//! The supervisor: owns the configuration, one task per credential ([`worker`]) and the
+//! channels that carry each credential's token to the credentials that send it as a
+//! bearer, the control socket, the metrics listener, the config-file watch, signals and
+//! the service manager's notifications ([`systemd`]).
+//!
+//! It never refreshes a token itself and never cancels a rotation in progress: reloads
+//! stop a credential's task between rotations, and SIGTERM waits for in-flight ones.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+
+use super::publish::TokenWatch;
+use super::{Signals, systemd, watch, worker};
+use crate::clock::{self, SharedClock};
+use crate::config::{Config, Credential};
+use crate::control::server::{self as control, RotateRequest};
+use crate::credential::Engine;
+use crate::reload::Reloader;
+use crate::state::{DaemonLock, StateDir};
+use crate::status::{CredentialStatus, Snapshot};
+use crate::token::Token;
+
+/// Requests for one reload action from several credentials within this window run once.
+const RELOAD_DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// A credential task silent for longer than this while idle is stuck (it wakes every
+/// [`clock::CHUNK`]); inside a rotation it may wait for a request timeout and target locks.
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
+const BUSY_LIMIT: Duration = Duration::from_secs(10 * 60);
+
+/// How long SIGTERM waits for rotations in progress (systemd's TimeoutStopSec is 90 s).
+const DRAIN_LIMIT: Duration = Duration::from_secs(80);
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StartError {
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
+    #[error("metrics_listen {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub(super) struct Daemon {
+    config: Config,
+    shared: worker::Shared,
+    workers: BTreeMap<String, worker::Handle>,
+    /// Each credential's current token, published by its task (kept across its restarts).
+    tokens: BTreeMap<String, tokio::sync::watch::Sender<Option<Token>>>,
+    /// Tasks of removed or replaced credentials, finishing a rotation.
+    retiring: Vec<JoinHandle<()>>,
+    signals: Signals,
+    settled: mpsc::UnboundedReceiver<String>,
+    unsettled: BTreeSet<String>,
+    ready: bool,
+    rotate_requests: mpsc::Receiver<RotateRequest>,
+    config_changes: Option<mpsc::UnboundedReceiver<()>>,
+    _watcher: Option<watch::Watcher>,
+    background: Vec<JoinHandle<()>>,
+    stuck_reported: BTreeSet<String>,
+    /// SHA-256 of the config file as last read.
+    config_digest: [u8; 32],
+    _lock: DaemonLock,
+}
+
+impl Daemon {
+    pub(super) async fn start(config: Config, signals: Signals) -> Result<Daemon, StartError> {
+        let state = StateDir::new(&config.daemon.state_dir);
+        let lock = state.lock_daemon()?;
+        let listener = control::bind(&config.daemon.control_socket).await?;
+        let metrics = match config.daemon.metrics_listen {
+            Some(addr) => Some(
+                crate::metrics::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Metrics { addr, source })?,
+            ),
+            None => None,
+        };
+
+        let clock: SharedClock = Arc::new(clock::SystemClock);
+        let now = clock.now();
+        // What the state directory holds: the first status, and the first token each
+        // credential offers the credentials that send it as a bearer.
+        let mut snapshot = Snapshot::new("daemon");
+        let mut tokens = BTreeMap::new();
+        for credential in &config.credentials {
+            let stored = state.load(&credential.name).unwrap_or_default();
+            snapshot.set(CredentialStatus::from_state(credential, &stored, None, now));
+            tokens.insert(
+                credential.name.clone(),
+                tokio::sync::watch::channel(stored.token).0,
+            );
+        }
+        let (snapshot_tx, snapshot_rx) = tokio::sync::watch::channel(snapshot);
+        let (settled_tx, settled) = mpsc::unbounded_channel();
+        let (rotate_tx, rotate_requests) = mpsc::channel(16);
+        let shared = worker::Shared {
+            engine: Arc::new(Engine::daemon(
+                state.clone(),
+                clock.clone(),
+                Reloader::start(RELOAD_DEBOUNCE),
+            )),
+            clock: clock.clone(),
+            permits: Arc::new(Semaphore::new(
+                config.daemon.max_concurrent_refreshes.max(1),
+            )),
+            snapshot: snapshot_tx,
+            settled: settled_tx,
+        };
+
+        let mut background = Vec::new();
+        let server = control::Server {
+            snapshot: snapshot_rx.clone(),
+            rotate: rotate_tx,
+            state,
+            clock: clock.clone(),
+        };
+        background.push(tokio::spawn(server.serve(listener)));
+        if let Some(listener) = metrics {
+            background.push(tokio::spawn(crate::metrics::serve(
+                listener,
+                snapshot_rx.clone(),
+                clock.clone(),
+            )));
+        }
+        // The status line follows every change of the snapshot.
+        background.push(tokio::spawn(follow_status(snapshot_rx, clock.clone())));
+
+        let (watcher, config_changes) = match watch::config_file(&config.path) {
+            Ok((watcher, changes)) => (Some(watcher), Some(changes)),
+            Err(e) => {
+                tracing::warn!(config = %config.path.display(), "cannot watch the config file ({e}); reload with SIGHUP");
+                (None, None)
+            }
+        };
+
+        let mut daemon = Daemon {
+            config,
+            shared,
+            workers: BTreeMap::new(),
+            tokens,
+            retiring: Vec::new(),
+            signals,
+            settled,
+            unsettled: BTreeSet::new(),
+            ready: false,
+            rotate_requests,
+            config_changes,
+            _watcher: watcher,
+            background,
+            stuck_reported: BTreeSet::new(),
+            config_digest: [0; 32],
+            _lock: lock,
+        };
+        daemon.config_text_changed();
+        for credential in daemon.config.credentials.clone() {
+            daemon.start_worker(credential);
+        }
+        tracing::info!(
+            config = %daemon.config.path.display(),
+            credentials = daemon.workers.len(),
+            state_dir = %daemon.config.daemon.state_dir.display(),
+            control_socket = %daemon.config.daemon.control_socket.display(),
+            metrics = %daemon.config.daemon.metrics_listen.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+            "started"
+        );
+        Ok(daemon)
+    }
+
+    fn start_worker(&mut self, credential: Credential) {
+        self.unsettled.insert(credential.name.clone());
+        let name = credential.name.clone();
+        let bearers: Vec<(String, TokenWatch)> = credential
+            .source
+            .bearers()
+            .into_iter()
+            .map(|bearer| (bearer.to_owned(), self.token_channel(bearer).subscribe()))
+            .collect();
+        let token = self.token_channel(&name).clone();
+        let handle = worker::spawn(credential, self.shared.clone(), token, bearers);
+        self.workers.insert(name, handle);
+    }
+
+    fn token_channel(&mut self, name: &str) -> &tokio::sync::watch::Sender<Option<Token>> {
+        self.tokens
+            .entry(name.to_owned())
+            .or_insert_with(|| tokio::sync::watch::channel(None).0)
+    }
+
+    fn stop_worker(&mut self, name: &str) {
+        if let Some(handle) = self.workers.remove(name) {
+            handle.stop();
+            self.retiring.push(handle.join);
+        }
+        self.unsettled.remove(name);
+    }
+
+    pub(super) async fn run(mut self) {
+        let mut tick = tokio::time::interval(
+            systemd::watchdog_interval()
+                .map(|d| d / 2)
+                .unwrap_or(Duration::from_secs(30))
+                .max(Duration::from_millis(100)),
+        );
+        loop {
+            tokio::select! {
+                _ = self.signals.terminate.recv() => {
+                    tracing::info!("SIGTERM: stopping once rotations in progress finish");
+                    break;
+                }
+                _ = self.signals.interrupt.recv() => {
+                    tracing::info!("SIGINT: stopping once rotations in progress finish");
+                    break;
+                }
+                _ = self.signals.hangup.recv() => self.reload("SIGHUP"),
+                Some(()) = recv_opt(&mut self.config_changes) => {
+                    if self.config_text_changed() {
+                        self.reload("the config file changed");
+                    }
+                }
+                Some(name) = self.settled.recv() => {
+                    self.unsettled.remove(&name);
+                    self.announce_ready();
+                }
+                Some(request) = self.rotate_requests.recv() => self.dispatch_rotate(request),
+                _ = tick.tick() => self.watchdog(),
+            }
+            self.retiring.retain(|join| !join.is_finished());
+        }
+        self.shutdown().await;
+    }
+
+    /// Whether the file differs from what was last loaded: saving an unchanged file, or a
+    /// `touch`, is not worth a reload.
+    fn config_text_changed(&mut self) -> bool {
+        let text = std::fs::read(&self.config.path).unwrap_or_default();
+        let digest = digest(&text);
+        let changed = digest != self.config_digest;
+        self.config_digest = digest;
+        changed
+    }
+
+    fn announce_ready(&mut self) {
+        if !self.ready && self.unsettled.is_empty() {
+            self.ready = true;
+            let summary = self
+                .shared
+                .snapshot
+                .borrow()
+                .summary(self.shared.clock.now());
+            systemd::ready(&summary);
+            tracing::info!(status = %summary, "ready");
+        }
+    }
+
+    /// Re-reads the config; an invalid one is logged and the running one kept.
+    fn reload(&mut self, why: &str) {
+        systemd::reloading();
+        self.config_text_changed();
+        match Config::load(&self.config.path) {
+            Err(e) => {
+                tracing::error!(
+                    "{why}: the new configuration is invalid, keeping the running one: {e}"
+                );
+            }
+            Ok(new) => self.apply(new, why),
+        }
+        let summary = self
+            .shared
+            .snapshot
+            .borrow()
+            .summary(self.shared.clock.now());
+        if self.ready {
+            systemd::ready(&summary);
+        } else {
+            systemd::status(&summary);
+        }
+    }
+
+    fn apply(&mut self, new: Config, why: &str) {
+        let old = &self.config;
+        let mut restart_needed = Vec::new();
+        if new.daemon.state_dir != old.daemon.state_dir {
+            restart_needed.push("daemon.state_dir");
+        }
+        if new.daemon.control_socket != old.daemon.control_socket {
+            restart_needed.push("daemon.control_socket");
+        }
+        if new.daemon.metrics_listen != old.daemon.metrics_listen {
+            restart_needed.push("daemon.metrics_listen");
+        }
+        if new.daemon.max_concurrent_refreshes != old.daemon.max_concurrent_refreshes {
+            restart_needed.push("daemon.max_concurrent_refreshes");
+        }
+        if new.log.level != old.log.level
+            || new.log.format != old.log.format
+            || new.log.file != old.log.file
+            || new.log.rotate != old.log.rotate
+            || new.log.keep != old.log.keep
+        {
+            restart_needed.push("log");
+        }
+        if !restart_needed.is_empty() {
+            tracing::warn!(
+                "{} changed: takes effect when refreshd restarts",
+                restart_needed.join(", ")
+            );
+        }
+
+        let mut added = Vec::new();
+        let mut removed = Vec::new();
+        let mut changed = Vec::new();
+        for credential in &old.credentials {
+            match new.credential(&credential.name) {
+                None => removed.push(credential.name.clone()),
+                Some(updated) if updated != credential => changed.push(credential.name.clone()),
+                Some(_) => {}
+            }
+        }
+        for credential in &new.credentials {
+            if old.credential(&credential.name).is_none() {
+                added.push(credential.name.clone());
+            }
+        }
+        for name in removed.iter().chain(&changed) {
+            self.stop_worker(name);
+        }
+        self.shared.snapshot.send_modify(|snapshot| {
+            for name in &removed {
+                snapshot.remove(name);
+            }
+        });
+        for name in &removed {
+            self.tokens.remove(name);
+        }
+        for name in added.iter().chain(&changed) {
+            let credential = new.credential(name).expect("listed from new").clone();
+            self.start_worker(credential);
+        }
+        tracing::info!(
+            added = %added.join(","),
+            removed = %removed.join(","),
+            changed = %changed.join(","),
+            "config reloaded ({why})"
+        );
+        self.config = new;
+    }
+
+    fn dispatch_rotate(&self, request: RotateRequest) {
+        let names: Vec<String> = if request.names.is_empty() {
+            self.workers.keys().cloned().collect()
+        } else {
+            request.names.clone()
+        };
+        let mut senders = Vec::new();
+        for name in &names {
+            match self.workers.get(name) {
+                Some(handle) => senders.push(handle.commands.clone()),
+                None => {
+                    let _ = request
+                        .reply
+                        .send(Err(format!("no credential named {name:?}")));
+                    return;
+                }
+            }
+        }
+        let if_due = request.if_due;
+        tokio::spawn(async move {
+            let mut pending = Vec::new();
+            for sender in senders {
+                let (reply, result) = tokio::sync::oneshot::channel();
+                if sender
+                    .send(worker::Command::Rotate { reply, if_due })
+                    .await
+                    .is_ok()
+                {
+                    pending.push(result);
+                }
+            }
+            let mut outcomes = Vec::new();
+            for result in pending {
+                if let Ok(outcome) = result.await {
+                    outcomes.push(outcome);
+                }
+            }
+            let _ = request.reply.send(Ok(outcomes));
+        });
+    }
+
+    /// `WATCHDOG=1` only while every credential task shows signs of life.
+    fn watchdog(&mut self) {
+        let mut stuck = Vec::new();
+        for (name, handle) in &self.workers {
+            let (silence, busy) = handle.heartbeat.silence();
+            let limit = if busy { BUSY_LIMIT } else { IDLE_LIMIT };
+            if silence > limit || handle.join.is_finished() {
+                stuck.push((name.clone(), silence));
+            }
+        }
+        if stuck.is_empty() {
+            self.stuck_reported.clear();
+            systemd::watchdog();
+        } else {
+            for (name, silence) in stuck {
+                if self.stuck_reported.insert(name.clone()) {
+                    tracing::error!(credential = %name, silent_for = %format!("{}s", silence.as_secs()), "credential task is not responding; withholding the watchdog ping so the service manager restarts refreshd");
+                }
+            }
+        }
+        let summary = self
+            .shared
+            .snapshot
+            .borrow()
+            .summary(self.shared.clock.now());
+        systemd::status(&summary);
+    }
+
+    async fn shutdown(mut self) {
+        systemd::stopping();
+        let mut joins = std::mem::take(&mut self.retiring);
+        for handle in self.workers.values() {
+            handle.stop();
+        }
+        joins.extend(
+            std::mem::take(&mut self.workers)
+                .into_values()
+                .map(|h| h.join),
+        );
+        let drain = async {
+            for join in joins {
+                let _ = join.await;
+            }
+        };
+        tokio::select! {
+            _ = drain => {}
+            _ = tokio::time::sleep(DRAIN_LIMIT) => tracing::warn!("rotations still running after {}s; exiting anyway", DRAIN_LIMIT.as_secs()),
+            _ = self.signals.terminate.recv() => tracing::warn!("second SIGTERM: exiting without waiting"),
+            _ = self.signals.interrupt.recv() => tracing::warn!("second SIGINT: exiting without waiting"),
+        }
+        for task in &self.background {
+            task.abort();
+        }
+        remove_socket(&self.config.daemon.control_socket);
+        tracing::info!("stopped");
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// A closed or absent channel never yields (the branch stays quiet instead of spinning).
+async fn recv_opt(rx: &mut Option<mpsc::UnboundedReceiver<()>>) -> Option<()> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Keeps systemd's `STATUS=` in step with the snapshot.
+async fn follow_status(mut snapshot: tokio::sync::watch::Receiver<Snapshot>, clock: SharedClock) {
+    while snapshot.changed().await.is_ok() {
+        let summary = snapshot.borrow_and_update().summary(clock.now());
+        systemd::status(&summary);
+    }
+}
+
+fn remove_socket(path: &PathBuf) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(control_socket = %path.display(), "cannot remove the control socket: {e}");
+    }
+}
