@@ -7,6 +7,7 @@
 //! [`control`] socket and [`metrics`] read; [`login`] seeds a refresh token into [`state`].
 //! The binary (`main.rs`) only calls [`cli::main`].
 
+pub mod child;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -441,12 +441,18 @@ fn open_browser(url: &Url) {
     } else {
         return;
     };
-    let _ = std::process::Command::new(program)
-        .arg(url.as_str())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
+    let argv = vec![program.to_owned(), url.to_string()];
+    // The opener needs the display; it hands the URL on and exits.
+    let display = ["DISPLAY", "WAYLAND_DISPLAY", "BROWSER"].map(str::to_owned);
+    tokio::spawn(async move {
+        let opened = crate::child::Child::new(&argv, Duration::from_secs(30))
+            .inherit(&display)
+            .run()
+            .await;
+        if let Err(e) = opened {
+            tracing::debug!("cannot open a browser: {e}");
+        }
+    });
 }
 
 async fn device_flow(

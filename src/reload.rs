@@ -2,14 +2,12 @@
 //! a pid file, `systemctl`, `launchctl kickstart`, or a command. Requests for the same
 //! action from several credentials within the debounce window run it once.
 //!
-//! A child never sees a token: not in its argv, not in its environment (children get a
-//! short allow-list of the daemon's variables plus `REFRESHD_*`, so a secret referenced as
-//! `{ env = … }` cannot leak, and `NOTIFY_SOCKET`/`WATCHDOG_*` stay with the daemon). A
+//! A child never sees a token: not in its argv, not in its environment (it starts through
+//! [`crate::child`], with an allow-list of the daemon's variables plus `REFRESHD_*`). A
 //! failed reload is reported; it never undoes a rotation.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
@@ -17,22 +15,9 @@ use nix::unistd::Pid;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::child::{Child, ChildError};
 use crate::config::{ReloadAction, ReloadConfig};
 use crate::token;
-
-/// Variables a reload or `on_failure` command inherits from the daemon.
-const INHERITED_ENV: &[&str] = &[
-    "PATH",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "LANG",
-    "LC_ALL",
-    "TZ",
-    "TMPDIR",
-    "XDG_RUNTIME_DIR",
-    "DBUS_SESSION_BUS_ADDRESS",
-];
 
 /// Default for an action without its own `timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -182,7 +167,7 @@ async fn execute(
         } => {
             let pid = read_pid_file(pid_file)?;
             if let Some(expected) = process_name {
-                check_process_name(pid, expected)?;
+                check_process_name(pid, expected).await?;
             }
             send_signal(*signal, pid)
         }
@@ -261,8 +246,8 @@ fn read_pid_file(path: &Path) -> Result<i32, ReloadError> {
 
 /// The process's name as `ps` shows it: `/proc/PID/comm` on Linux (cut at 15 bytes by the
 /// kernel, so the expected name is cut the same way), `ps -o comm=` elsewhere.
-fn check_process_name(pid: i32, expected: &str) -> Result<(), ReloadError> {
-    let actual = process_name(pid).unwrap_or_default();
+async fn check_process_name(pid: i32, expected: &str) -> Result<(), ReloadError> {
+    let actual = process_name(pid).await.unwrap_or_default();
     let short: String = expected.chars().take(15).collect();
     let matches = !actual.is_empty()
         && (actual == expected
@@ -285,15 +270,15 @@ fn check_process_name(pid: i32, expected: &str) -> Result<(), ReloadError> {
     }
 }
 
-fn process_name(pid: i32) -> Option<String> {
+async fn process_name(pid: i32) -> Option<String> {
     if let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
         return Some(comm.trim_end_matches('\n').to_owned());
     }
-    let output = std::process::Command::new("ps")
-        .args(["-o", "comm=", "-p", &pid.to_string()])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
+    let argv = ["ps", "-o", "comm=", "-p", &pid.to_string()].map(str::to_owned);
+    let output = Child::new(&argv, DEFAULT_TIMEOUT)
+        .capture_stdout()
+        .run()
+        .await
         .ok()?;
     let name = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     (!name.is_empty()).then_some(name)
@@ -310,54 +295,30 @@ fn send_signal(signal: Signal, pid: i32) -> Result<(), ReloadError> {
     })
 }
 
-/// Runs `argv` with a clean environment plus `env`, killing it after `timeout`.
+/// Runs `argv` (through [`crate::child`]) with `env` added, killing it after `timeout`.
 pub async fn run_command(
     argv: &[String],
     timeout: Duration,
     env: &[(String, String)],
 ) -> Result<(), ReloadError> {
-    let program = argv.first().cloned().unwrap_or_default();
-    let mut command = tokio::process::Command::new(&program);
-    command
-        .args(&argv[1..])
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for key in INHERITED_ENV {
-        if let Some(value) = std::env::var_os(key) {
-            command.env(key, value);
-        }
-    }
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let child = command.spawn().map_err(|e| ReloadError::Spawn {
-        program: program.clone(),
-        reason: e.to_string(),
+    let child = Child::new(argv, timeout).envs(env.iter().cloned());
+    let program = child.program();
+    let output = child.run().await.map_err(|e| match e {
+        ChildError::Spawn { program, reason } => ReloadError::Spawn { program, reason },
+        ChildError::Timeout { program, after } => ReloadError::Timeout {
+            program,
+            timeout: after,
+        },
     })?;
-    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(output)) => output,
-        Ok(Err(e)) => {
-            return Err(ReloadError::Spawn {
-                program,
-                reason: e.to_string(),
-            });
-        }
-        // Dropping the future drops the child: kill_on_drop ends it.
-        Err(_) => return Err(ReloadError::Timeout { program, timeout }),
-    };
     if output.status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let last_lines: Vec<&str> = stderr.lines().rev().take(3).collect();
-    let stderr = last_lines.into_iter().rev().collect::<Vec<_>>().join(" / ");
+    let lines = output.stderr_lines(None);
+    let last: Vec<String> = lines.into_iter().rev().take(3).collect();
     Err(ReloadError::Failed {
         program,
         status: output.status.to_string(),
-        stderr: crate::source::command::mask_token_like(&stderr),
+        stderr: last.into_iter().rev().collect::<Vec<_>>().join(" / "),
     })
 }
 
@@ -434,7 +395,7 @@ mod tests {
         for line in env.lines() {
             let key = line.split('=').next().unwrap();
             assert!(
-                INHERITED_ENV.contains(&key) || ["PWD", "SHLVL", "_"].contains(&key),
+                crate::child::inherited(key) || ["PWD", "SHLVL", "_"].contains(&key),
                 "a child inherited {key}"
             );
         }
@@ -449,8 +410,8 @@ mod tests {
         assert!(matches!(error, ReloadError::Timeout { .. }), "{error}");
     }
 
-    #[test]
-    fn pid_files_and_process_names_are_checked() {
+    #[tokio::test]
+    async fn pid_files_and_process_names_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("app.pid");
         std::fs::write(&pid_file, "1\n").unwrap();
@@ -463,9 +424,11 @@ mod tests {
         let me = std::process::id() as i32;
         std::fs::write(&pid_file, format!("{me}\n")).unwrap();
         assert_eq!(read_pid_file(&pid_file).unwrap(), me);
-        let err = check_process_name(me, "definitely-not-this").unwrap_err();
+        let err = check_process_name(me, "definitely-not-this")
+            .await
+            .unwrap_err();
         assert!(matches!(err, ReloadError::WrongProcess { .. }), "{err}");
-        let own = process_name(me).unwrap();
-        check_process_name(me, &own).unwrap();
+        let own = process_name(me).await.unwrap();
+        check_process_name(me, &own).await.unwrap();
     }
 }

@@ -2,16 +2,17 @@
 //! print-access-token`) and reads the token from its stdout, plain or JSON.
 //!
 //! stdout is the secret and is never logged; stderr is logged line by line, with the token
-//! cut out should the program print it there too. The child gets no `NOTIFY_SOCKET` or
-//! `WATCHDOG_*` (it must not talk to systemd for us) and is killed on timeout.
-
-use std::process::Stdio;
+//! cut out should the program print it there too. The child starts through
+//! [`crate::child`]: refreshd's allow-listed variables, plus the source's `env` and the
+//! variables it names in `inherit_env` (other credentials' secrets stay out), and it is
+//! killed on timeout.
 
 use secrecy::SecretString;
 use serde_json::Value;
 
 use super::fields::{self, Expiry};
 use super::{FetchContext, SourceError};
+use crate::child::{Child, ChildError};
 use crate::config::{CommandFormat, CommandSource};
 use crate::token::Fetched;
 
@@ -22,51 +23,23 @@ pub(super) async fn run(
     source: &CommandSource,
     ctx: &FetchContext<'_>,
 ) -> Result<Fetched, SourceError> {
-    let timeout = ctx.timeout;
-    let program = source.argv[0].clone();
-    let mut command = tokio::process::Command::new(&program);
-    command
-        .args(&source.argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_PID")
-        .env_remove("WATCHDOG_USEC")
-        .kill_on_drop(true);
-    let child = command.spawn().map_err(|e| SourceError::Spawn {
-        program: program.clone(),
-        message: e.to_string(),
+    let child = Child::new(&source.argv, ctx.timeout)
+        .envs(source.env.iter().map(|(k, v)| (k.clone(), v.clone())))
+        .inherit(&source.inherit_env)
+        .capture_stdout();
+    let program = child.program();
+    let output = child.run().await.map_err(|e| match e {
+        ChildError::Spawn { program, reason } => SourceError::Spawn {
+            program,
+            message: reason,
+        },
+        ChildError::Timeout { program, after } => SourceError::CommandTimeout { program, after },
     })?;
-    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(output)) => output,
-        Ok(Err(e)) => {
-            return Err(SourceError::Spawn {
-                program,
-                message: e.to_string(),
-            });
-        }
-        // Dropping the future drops the child, which kills it (kill_on_drop).
-        Err(_) => {
-            return Err(SourceError::CommandTimeout {
-                program,
-                after: timeout,
-            });
-        }
-    };
     let stdout =
         String::from_utf8_lossy(&output.stdout[..output.stdout.len().min(MAX_STDOUT)]).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     let parsed = parse_output(source, &stdout);
     let token_text = parsed.as_ref().ok().map(|(token, _)| token.as_str());
-    let stderr_lines: Vec<String> = stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| match token_text {
-            Some(token) if token.len() >= 4 => mask_token_like(&line.replace(token, "[redacted]")),
-            _ => mask_token_like(line),
-        })
-        .collect();
+    let stderr_lines = output.stderr_lines(token_text);
     for line in &stderr_lines {
         tracing::warn!(credential = %ctx.credential, program = %program, "stderr: {line}");
     }
@@ -86,26 +59,6 @@ pub(super) async fn run(
         expires_at: expiry.and_then(|e| e.expires_at),
         ..Fetched::new(SecretString::from(token))
     })
-}
-
-/// Hides runs of 32 or more token characters (JWT parts, base64, opaque tokens): when the
-/// program failed we do not know its token, and stderr ends up in logs and in status.
-pub fn mask_token_like(line: &str) -> String {
-    let is_token_char = |c: char| c.is_ascii_alphanumeric() || "._~+=-".contains(c);
-    let mut out = String::with_capacity(line.len());
-    let mut run = String::new();
-    for c in line.chars().chain(std::iter::once('\n')) {
-        if is_token_char(c) {
-            run.push(c);
-            continue;
-        }
-        out.push_str(if run.len() >= 32 { "[redacted]" } else { &run });
-        run.clear();
-        if c != '\n' {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The token and what the output says of its expiry. Errors describe the output's shape,
@@ -212,16 +165,6 @@ mod tests {
         .unwrap();
         assert_eq!(token, "s3");
         assert_eq!(expiry.unwrap().expires_in, Some(Duration::from_secs(120)));
-    }
-
-    #[test]
-    fn long_token_like_runs_in_stderr_are_masked() {
-        let line = "error: refresh eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9xxxxxxxxx.sig failed at /usr/bin/x";
-        assert_eq!(
-            mask_token_like(line),
-            "error: refresh [redacted] failed at /usr/bin/x"
-        );
-        assert_eq!(mask_token_like("short words stay"), "short words stay");
     }
 
     #[test]

@@ -232,3 +232,65 @@ fn the_shipped_example_config_is_valid() {
     let config = refreshd::config::Config::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
     assert!(!config.credentials.is_empty());
 }
+
+/// The `command` source's program starts with refreshd's allow-listed variables plus its
+/// own `env` and `inherit_env`: another credential's `{ env = … }` secret never reaches it.
+#[test]
+fn a_command_source_gets_a_clean_environment_plus_what_its_config_names() {
+    let mut r = Refreshd::new();
+    let dump = r.path("child-env.txt");
+    let script = r.path("dump-env.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nenv > '{}'\nprintf '%s' token-from-a-clean-child\n",
+            dump.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    r.write_config(&format!(
+        "[credentials.api]\nsource = {{ type = \"command\", argv = [\"{}\"], format = \"plain\", env = {{ API_REGION = \"eu-1\" }}, inherit_env = [\"DATABRICKS_CONFIG_PROFILE\"] }}\ntargets = [ {{ type = \"file\", path = \"{}\" }} ]\n\n[credentials.other]\nsource = {{ type = \"oauth-client-credentials\", token_url = \"https://idp.example.com/token\", client_id = \"c\", client_secret = {{ env = \"OTHER_CLIENT_SECRET\" }} }}\n",
+        script.display(),
+        r.path("token").display()
+    ));
+    let secret = "other-credentials-client-secret";
+    let output = r
+        .command(&["once", "api"])
+        .env("OTHER_CLIENT_SECRET", secret)
+        .env("DATABRICKS_CONFIG_PROFILE", "prod")
+        .env("NOTIFY_SOCKET", "/run/systemd/notify")
+        .output()
+        .unwrap();
+    r.record(&output);
+    assert_success(&output);
+    assert_eq!(
+        std::fs::read_to_string(r.path("token")).unwrap(),
+        "token-from-a-clean-child\n"
+    );
+    let env = std::fs::read_to_string(&dump).unwrap();
+    assert!(env.lines().any(|l| l == "API_REGION=eu-1"), "{env}");
+    assert!(
+        env.lines().any(|l| l == "DATABRICKS_CONFIG_PROFILE=prod"),
+        "{env}"
+    );
+    assert!(
+        !env.contains(secret),
+        "another credential's secret reached the child:\n{env}"
+    );
+    for line in env.lines() {
+        let key = line.split('=').next().unwrap_or_default();
+        let allowed = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR"].contains(&key)
+            || key.starts_with("LC_")
+            || key.starts_with("XDG_")
+            || [
+                "DBUS_SESSION_BUS_ADDRESS",
+                "API_REGION",
+                "DATABRICKS_CONFIG_PROFILE",
+            ]
+            .contains(&key)
+            || ["PWD", "SHLVL", "_"].contains(&key);
+        assert!(allowed, "the child inherited {key}:\n{env}");
+    }
+    r.assert_no_secrets(&[secret]);
+}
