@@ -12,124 +12,16 @@ use std::time::Duration;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
+use super::outcome::{Report, RotationError, RotationOutcome, RotationResult};
 use super::policy::{self, Trigger};
 use super::transition::Spend;
 use crate::clock::SharedClock;
 use crate::config::{Credential, SourceConfig};
-use crate::reload::{self, ReloadError, Reloader};
+use crate::reload::{self, Reloader};
 use crate::source::{self, BearerTokens, FailureKind, FetchContext, SourceError};
-use crate::state::{CredentialState, StateDir, StateError};
+use crate::state::{CredentialState, StateDir};
 use crate::target::{self, Outcome};
 use crate::token::{self, Token};
-
-/// What a rotation did, and the credential's state after it (what status shows).
-#[derive(Debug)]
-pub struct RotationResult {
-    pub outcome: RotationOutcome,
-    pub state: CredentialState,
-}
-
-#[derive(Debug)]
-pub enum RotationOutcome {
-    /// A new token was fetched, persisted and written.
-    Rotated(Report),
-    /// The held token is still good; targets were brought up to date with it.
-    Current(Report),
-    /// The fetch or persisting failed; targets hold what they held.
-    Failed {
-        error: RotationError,
-        kind: FailureKind,
-    },
-}
-
-/// Figures for the rotation log line and the caller.
-#[derive(Debug)]
-pub struct Report {
-    pub fingerprint: String,
-    pub issued_at: OffsetDateTime,
-    pub expires_at: OffsetDateTime,
-    pub next_refresh: OffsetDateTime,
-    pub targets_written: usize,
-    pub targets_unchanged: usize,
-    pub target_errors: Vec<target::TargetError>,
-    pub reloads_run: usize,
-    pub reload_errors: Vec<ReloadError>,
-    pub took: Duration,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RotationError {
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error(
-        "no refresh token: {} and none is stored; run `refreshd login {credential}`{}",
-        reason.as_ref().map(|e| format!("the configured one cannot be read ({e})")).unwrap_or_else(|| "none is configured".to_owned()),
-        if reason.is_some() { " or fix the reference" } else { "" }
-    )]
-    NoRefreshToken {
-        credential: String,
-        reason: Option<crate::secret::SecretError>,
-    },
-    #[error("internal: {0}")]
-    Internal(String),
-}
-
-impl RotationResult {
-    /// A rotation whose targets were all written; a failed reload does not count against
-    /// it (it is reported, and never undoes the rotation).
-    pub fn is_ok(&self) -> bool {
-        match &self.outcome {
-            RotationOutcome::Rotated(report) | RotationOutcome::Current(report) => {
-                report.target_errors.is_empty()
-            }
-            RotationOutcome::Failed { .. } => false,
-        }
-    }
-
-    pub fn report(&self) -> Option<&Report> {
-        match &self.outcome {
-            RotationOutcome::Rotated(report) | RotationOutcome::Current(report) => Some(report),
-            RotationOutcome::Failed { .. } => None,
-        }
-    }
-
-    /// What the policy needs to plan the next attempt.
-    pub fn attempted(&self) -> policy::Attempted<'_> {
-        match &self.outcome {
-            RotationOutcome::Rotated(report) | RotationOutcome::Current(report) => {
-                policy::Attempted::Held {
-                    fingerprint: &report.fingerprint,
-                    next_refresh: report.next_refresh,
-                    target_failed: !report.target_errors.is_empty(),
-                }
-            }
-            RotationOutcome::Failed { error, kind } => policy::Attempted::Failed {
-                kind: *kind,
-                retry_after: error.retry_after(),
-            },
-        }
-    }
-}
-
-impl RotationError {
-    /// What the provider asked for with `Retry-After`, if it did.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            RotationError::Source(e) => e.retry_after(),
-            _ => None,
-        }
-    }
-
-    fn kind(&self) -> FailureKind {
-        match self {
-            RotationError::Source(e) => e.kind(),
-            RotationError::NoRefreshToken { .. } => FailureKind::Permanent,
-            _ => FailureKind::Transient,
-        }
-    }
-}
 
 /// What a rotation does besides fetching and persisting.
 enum Effects {

@@ -1,0 +1,80 @@
+//! From the TOML parser's spans to what an error shows: the line of an offset, and the
+//! dotted key (`credentials.db.targets[0].colour`) that sits there.
+
+use std::path::Path;
+
+use super::ConfigError;
+
+/// The text being validated, for turning parser spans into lines.
+pub(super) struct Doc<'a> {
+    pub(super) path: &'a Path,
+    pub(super) text: &'a str,
+}
+
+impl Doc<'_> {
+    pub(super) fn line(&self, offset: usize) -> usize {
+        let before = &self.text.as_bytes()[..offset.min(self.text.len())];
+        before.iter().filter(|b| **b == b'\n').count() + 1
+    }
+
+    pub(super) fn error(
+        &self,
+        offset: usize,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: self.line(offset),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The dotted key (`credentials.db.targets[0].colour`) whose key or value holds `offset`:
+/// the innermost one, so a parser error names the field rather than its table.
+pub(super) fn key_at(text: &str, offset: usize) -> Option<String> {
+    use toml::de::{DeTable, DeValue};
+    type Best = Option<(usize, String)>;
+
+    fn consider(best: &mut Best, size: usize, key: &str) {
+        if best.as_ref().is_none_or(|(s, _)| size <= *s) {
+            *best = Some((size, key.to_owned()));
+        }
+    }
+    fn value(v: &toml::Spanned<DeValue<'_>>, key: &str, offset: usize, best: &mut Best) {
+        let span = v.span();
+        if span.contains(&offset) {
+            consider(best, span.len(), key);
+        }
+        match v.get_ref() {
+            DeValue::Table(t) => table(t, key, offset, best),
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    value(item, &format!("{key}[{i}]"), offset, best);
+                }
+            }
+            _ => {}
+        }
+    }
+    fn table(t: &DeTable<'_>, prefix: &str, offset: usize, best: &mut Best) {
+        for (k, v) in t.iter() {
+            let key = if prefix.is_empty() {
+                k.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", k.get_ref())
+            };
+            if k.span().contains(&offset) {
+                // The key itself (an unknown field): nothing is more precise.
+                consider(best, 0, &key);
+            }
+            value(v, &key, offset, best);
+        }
+    }
+
+    let (document, _) = DeTable::parse_recoverable(text);
+    let mut best = None;
+    table(document.get_ref(), "", offset, &mut best);
+    best.map(|(_, key)| key)
+}

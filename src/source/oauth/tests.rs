@@ -1,0 +1,82 @@
+use super::*;
+
+#[test]
+fn token_responses_with_string_expiry_and_rotation() {
+    let f = parse_token_response(&serde_json::json!({
+        "access_token": "at", "token_type": "Bearer", "expires_in": "3599", "refresh_token": "rt2", "scope": "a b"
+    }))
+    .unwrap();
+    assert_eq!(f.expires_in, Some(Duration::from_secs(3599)));
+    assert_eq!(f.refresh_token.unwrap().expose_secret(), "rt2");
+    assert_eq!(f.scopes.unwrap(), vec!["a", "b"]);
+    let f =
+        parse_token_response(&serde_json::json!({"access_token": "at", "expires_on": 1800000000}))
+            .unwrap();
+    assert_eq!(f.expires_at.unwrap().unix_timestamp(), 1_800_000_000);
+    assert!(f.refresh_token.is_none());
+    assert!(parse_token_response(&serde_json::json!({"token_type": "Bearer"})).is_err());
+    let odd = parse_token_response(&serde_json::json!({"access_token": "x", "expires_in": 1e300}))
+        .unwrap();
+    assert_eq!(
+        odd.expires_in, None,
+        "absurd lifetimes are ignored, not a panic"
+    );
+}
+
+#[test]
+fn retry_after_seconds_and_http_dates() {
+    assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+        Some(Duration::ZERO)
+    );
+    let future = crate::clock::system_now() + Duration::from_secs(600);
+    let text = future
+        .format(&time::format_description::well_known::Rfc2822)
+        .unwrap();
+    let wait = parse_retry_after(&text).unwrap();
+    assert!(
+        wait > Duration::from_secs(590) && wait <= Duration::from_secs(600),
+        "{wait:?}"
+    );
+    assert_eq!(parse_retry_after("soon"), None);
+}
+
+#[test]
+fn assertions_carry_kid_and_x5t_when_configured() {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .output()
+        .expect("openssl makes the test key");
+    let pem = SecretString::from(String::from_utf8(out.stdout).unwrap());
+    let jwt = client_assertion(
+        "app",
+        "https://idp/token",
+        Some("k1"),
+        Some("hOBcHZi846VCHSJbFAs26Go9VTQ"),
+        &pem,
+    )
+    .unwrap();
+    let header = jsonwebtoken::decode_header(jwt.expose_secret()).unwrap();
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
+    assert_eq!(header.kid.as_deref(), Some("k1"));
+    assert_eq!(header.x5t.as_deref(), Some("hOBcHZi846VCHSJbFAs26Go9VTQ"));
+    let jwt = client_assertion("app", "https://idp/token", None, None, &pem).unwrap();
+    let header = jsonwebtoken::decode_header(jwt.expose_secret()).unwrap();
+    assert!(header.kid.is_none() && header.x5t.is_none());
+}
+
+#[test]
+fn echoed_secrets_are_redacted() {
+    let secret = SecretString::from("rt-very-secret");
+    assert_eq!(
+        redact("bad token rt-very-secret", &[Some(&secret)]),
+        "bad token [redacted]"
+    );
+}
