@@ -2,27 +2,30 @@
 //! API-minted passwords before they expire, persists rotated refresh tokens first, and
 //! rewrites only the managed key or line of each `.env`, `.pgpass` or token file.
 //!
-//! Data flows one way: [`config`] → [`daemon`] (one task per credential) → [`rotation`] →
-//! [`source`] → [`token`] → [`state`] → [`target`] → [`reload`] → [`status`], which the
-//! [`control`] socket and [`metrics`] read; [`login`] seeds a refresh token into [`state`].
-//! The binary (`main.rs`) only calls [`cli::main`].
+//! Data flows one way (docs/design.md §5): [`config`] → [`credential`] (policy, transition,
+//! rotation; one task per credential in `daemon`) → `source` → `token` → `state` →
+//! [`target`] → `reload` → `status`, which the `control` socket and `metrics` read;
+//! `login` seeds a refresh token into `state`. Processes start only through `child`, the
+//! time comes only from `clock`. The binary (`main.rs`) only calls [`cli::main`].
+//!
+//! Public are the modules `main.rs` and the integration tests use; the rest is the crate's.
 
-pub mod child;
+pub(crate) mod child;
 pub mod cli;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
-pub mod control;
-pub mod credential;
-pub mod daemon;
-pub mod demo;
-pub mod durable;
-pub mod log;
-pub mod login;
-pub mod metrics;
-pub mod reload;
+pub(crate) mod control;
+pub(crate) mod credential;
+pub(crate) mod daemon;
+pub(crate) mod demo;
+pub(crate) mod durable;
+pub(crate) mod log;
+pub(crate) mod login;
+pub(crate) mod metrics;
+pub(crate) mod reload;
 pub mod secret;
-pub mod source;
-pub mod state;
-pub mod status;
+pub(crate) mod source;
+pub(crate) mod state;
+pub(crate) mod status;
 pub mod target;
-pub mod token;
+pub(crate) mod token;

@@ -8,7 +8,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::fcntl::{Flock, FlockArg};
 use secrecy::{ExposeSecret, SecretString};
@@ -169,10 +169,6 @@ pub struct CredentialLock {
 impl StateDir {
     pub fn new(path: impl Into<PathBuf>) -> StateDir {
         StateDir { path: path.into() }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn file(&self, credential: &str) -> PathBuf {

@@ -1,5 +1,5 @@
 //! Tokens: what a source hands back ([`Fetched`]), what refreshd keeps ([`Token`]), the
-//! unverified JWT claims it reads, and the expiry precedence of DESIGN §4.
+//! unverified JWT claims it reads, and the expiry precedence of design §4.
 //!
 //! Claims are decoded WITHOUT verifying a signature: refreshd only reads `exp`/`iat`/`sub`
 //! for scheduling and status, it never trusts a token for authorization. A token's value is
@@ -162,7 +162,7 @@ impl Claims {
 
 impl Token {
     /// Builds a token from a fetch received at `received_at`, with the expiry precedence of
-    /// DESIGN §4: an absolute expiry the source reported, the JWT `exp`, `expires_in`,
+    /// design §4: an absolute expiry the source reported, the JWT `exp`, `expires_in`,
     /// then `default_lifetime`. `issued_at` is the JWT `iat`, else the arrival time.
     pub fn from_fetched(
         fetched: Fetched,

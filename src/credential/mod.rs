@@ -10,7 +10,6 @@ pub mod policy;
 mod rotation;
 mod transition;
 
-pub use outcome::{Report, RotationError, RotationOutcome, RotationResult};
+pub use outcome::{RotationOutcome, RotationResult};
 pub use policy::Trigger;
 pub use rotation::Engine;
-pub use transition::Spend;

@@ -35,7 +35,6 @@ pub enum RotationOutcome {
 #[derive(Debug)]
 pub struct Report {
     pub fingerprint: String,
-    pub issued_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub next_refresh: OffsetDateTime,
     pub targets_written: usize,

@@ -70,10 +70,6 @@ impl Engine {
         }
     }
 
-    pub fn state_dir(&self) -> &StateDir {
-        &self.state
-    }
-
     /// One rotation without jitter, with bearer tokens read from the state directory
     /// (one-shot commands; the daemon hands its own bearers to [`Engine::rotate_with`]).
     pub async fn rotate(&self, credential: &Credential, trigger: Trigger) -> RotationResult {
@@ -308,7 +304,6 @@ impl Engine {
     ) -> Report {
         let mut report = Report {
             fingerprint: token.fingerprint(),
-            issued_at: token.issued_at,
             expires_at: token.expires_at,
             next_refresh: policy::next_refresh(
                 token.issued_at,

@@ -1,5 +1,5 @@
 //! Sources: obtain a fresh token from wherever a credential's tokens come from, and classify
-//! every failure as transient or permanent (DESIGN §4).
+//! every failure as transient or permanent (design §4).
 //!
 //! A source makes exactly one attempt per call: it never retries, never follows a redirect
 //! and never replays a token request (a replayed rotating refresh token can get the whole

@@ -1,6 +1,6 @@
 //! `.env` editing: sets one key's value and leaves every other byte of the file as it was.
 //!
-//! Quoting (DESIGN §3): bare when every character is in `[A-Za-z0-9._/+=:@%,^-]` and the
+//! Quoting (design §3): bare when every character is in `[A-Za-z0-9._/+=:@%,^-]` and the
 //! value does not start with `~`; else single quotes when it holds no `'`, `\`, `$` or
 //! control character; else refused. Those two forms are read back identically by
 //! python-dotenv, npm dotenv, docker compose, systemd `EnvironmentFile=` and bash `set -a; .`.

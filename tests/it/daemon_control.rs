@@ -1,4 +1,4 @@
-//! The running daemon as an operator talks to it (DESIGN §2 and §4): the control socket and
+//! The running daemon as an operator talks to it (design §2 and §4): the control socket and
 //! its clients `refreshd status`, `rotate` and `token`; `status` without a daemon; the
 //! socket's owner-only access; `/metrics` and `/healthz`; the rolling log file and JSON
 //! logs; and `refreshd demo` end to end.
@@ -41,7 +41,7 @@ fn field(line: &str, key: &str) -> String {
         .to_owned()
 }
 
-/// The first 8 hex digits of the token's SHA-256, as DESIGN §4 defines the fingerprint.
+/// The first 8 hex digits of the token's SHA-256, as design §4 defines the fingerprint.
 fn fingerprint(token: &str) -> String {
     use sha2::Digest as _;
     sha2::Sha256::digest(token.as_bytes())[..4]

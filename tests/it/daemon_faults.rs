@@ -1,4 +1,4 @@
-//! The running daemon (`refreshd run`) against a failing token endpoint (DESIGN §3–§4,
+//! The running daemon (`refreshd run`) against a failing token endpoint (design §3–§4,
 //! "Failures"): a fault-injecting stub sits in front of the real `oidc-provider` fixture
 //! and the tests switch it between forwarding and a fault while the daemon runs.
 //!
@@ -34,7 +34,7 @@ use crate::common::{Daemon, Grant, Oidc, Refreshd, jwt_claims, stderr};
 const TTL: u32 = 600;
 /// Generous: two shared cores, several daemons and providers at once.
 const WAIT: Duration = Duration::from_secs(30);
-/// The credential's request timeout, and its backoff bounds (DESIGN §3 `retry`).
+/// The credential's request timeout, and its backoff bounds (design §3 `retry`).
 const TIMEOUT: Duration = Duration::from_secs(2);
 const RETRY_INITIAL: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(4);

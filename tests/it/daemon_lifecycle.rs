@@ -1,4 +1,4 @@
-//! `refreshd run` as a whole process, from start to stop, with real peers (DESIGN §2, §4):
+//! `refreshd run` as a whole process, from start to stop, with real peers (design §2, §4):
 //!
 //! - **Supervision**: a real `NOTIFY_SOCKET` listener (a Unix datagram socket bound by the
 //!   test) sees `READY=1` with a `STATUS=` summary, `WATCHDOG=1` at the pace `WATCHDOG_USEC`
@@ -1072,7 +1072,7 @@ targets = [
     r.assert_no_issued_tokens(&oidc);
 }
 
-/// DESIGN §4: a refreshed token that is due again at once (its expiry did not move forward,
+/// design §4: a refreshed token that is due again at once (its expiry did not move forward,
 /// or it lives shorter than `min_remaining`) is backed off, not refreshed in a loop.
 #[test]
 fn a_token_due_as_soon_as_it_arrives_is_backed_off_not_looped() {

@@ -378,7 +378,7 @@ fn a_wrong_client_secret_is_invalid_client() {
         .assert_no_secrets(&[&grant.refresh_token, "not-the-secret"]);
 }
 
-/// DESIGN §4: on a first start (no state), a still-valid JWT already in a target is taken
+/// design §4: on a first start (no state), a still-valid JWT already in a target is taken
 /// over instead of spending the refresh token; an expired or opaque one is not.
 #[test]
 fn a_valid_token_already_in_a_target_is_reused_on_first_start() {

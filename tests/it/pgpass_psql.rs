@@ -208,7 +208,7 @@ impl Cluster {
                 show(&start)
             );
         }
-        unreachable!()
+        panic!("the loop returns a started cluster or fails its assertion")
     }
 
     /// A server-side tool (initdb, pg_ctl) as the server's user, with a clean environment.
