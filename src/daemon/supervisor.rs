@@ -248,6 +248,14 @@ impl Daemon {
         changed
     }
 
+    /// The one-line summary for the service manager and the log.
+    fn summary(&self) -> String {
+        self.shared
+            .snapshot
+            .borrow()
+            .summary(self.shared.clock.now())
+    }
+
     fn announce_ready(&mut self) {
         if !self.ready && self.unsettled.is_empty() {
             self.ready = true;
@@ -273,11 +281,7 @@ impl Daemon {
             }
             Ok(new) => self.apply(new, why),
         }
-        let summary = self
-            .shared
-            .snapshot
-            .borrow()
-            .summary(self.shared.clock.now());
+        let summary = self.summary();
         if self.ready {
             systemd::ready(&summary);
         } else {
@@ -415,11 +419,7 @@ impl Daemon {
                 }
             }
         }
-        let summary = self
-            .shared
-            .snapshot
-            .borrow()
-            .summary(self.shared.clock.now());
+        let summary = self.summary();
         systemd::status(&summary);
     }
 

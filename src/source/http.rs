@@ -64,11 +64,7 @@ pub(super) async fn fetch(
         .await
         .map_err(|e| oauth::transport_error(url, ctx.timeout, &e))?;
     let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(oauth::parse_retry_after);
+    let retry_after = oauth::retry_after(&response);
     let bytes = response
         .bytes()
         .await

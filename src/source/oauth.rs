@@ -223,11 +223,7 @@ pub(super) async fn post(
         .await
         .map_err(|e| transport_error(url, timeout, &e))?;
     let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
+    let retry_after = retry_after(&response);
     let location = response
         .headers()
         .get(reqwest::header::LOCATION)
@@ -433,6 +429,15 @@ pub(super) fn parse_token_response(json: &Value) -> Result<Fetched, String> {
 }
 
 /// `Retry-After` in seconds or as an HTTP date (RFC 9110 §10.2.3).
+/// What a response's `Retry-After` asks for, if it says anything usable.
+pub(super) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
 pub(super) fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {

@@ -36,6 +36,14 @@ pub(in crate::config) fn source(
             )),
         }
     };
+    // Both OAuth sources: a token endpoint we may talk to and a client to talk as.
+    let client = |token_url: &Url, client_id: &str| -> Result<(), ConfigError> {
+        http_url(token_url, "token_url")?;
+        if client_id.is_empty() {
+            return Err(err("client_id", "must not be empty".into()));
+        }
+        Ok(())
+    };
     Ok(match raw {
         RawSource::OauthRefresh(s) => {
             let RawOauthRefresh {
@@ -52,10 +60,7 @@ pub(in crate::config) fn source(
                 redirect_uri,
                 authorize_params,
             } = *s;
-            http_url(&token_url, "token_url")?;
-            if client_id.is_empty() {
-                return Err(err("client_id", "must not be empty".into()));
-            }
+            client(&token_url, &client_id)?;
             for (field, url) in [
                 ("authorize_url", &authorize_url),
                 ("device_authorization_url", &device_authorization_url),
@@ -103,10 +108,7 @@ pub(in crate::config) fn source(
                 auth,
                 params,
             } = s;
-            http_url(&token_url, "token_url")?;
-            if client_id.is_empty() {
-                return Err(err("client_id", "must not be empty".into()));
-            }
+            client(&token_url, &client_id)?;
             let client = match (client_secret, private_key) {
                 (Some(secret), None) => {
                     for (present, field) in [
