@@ -183,6 +183,15 @@ impl CredentialStatus {
     }
 }
 
+/// The whole snapshot in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Healthy,
+    Unhealthy,
+    /// No credentials, or none has finished its first attempt.
+    NoData,
+}
+
 /// Every credential's status, by name, with what the one-line summary needs kept up to
 /// date as statuses change (a rotation costs the same with ten credentials or ten
 /// thousand). Change it through [`Snapshot::set`] and [`Snapshot::remove`].
@@ -294,19 +303,19 @@ impl Snapshot {
         line
     }
 
-    /// The exit status of `refreshd status`: 0 all healthy, 1 any unhealthy, 3 no data.
-    pub fn exit_code(&self) -> u8 {
+    /// What `refreshd status` concludes (its exit status: 0, 1, 3).
+    pub fn verdict(&self) -> Verdict {
         if self.credentials.is_empty()
             || self
                 .credentials
                 .values()
                 .all(|c| c.health == Health::Pending)
         {
-            3
+            Verdict::NoData
         } else if self.credentials.values().all(|c| c.health.is_healthy()) {
-            0
+            Verdict::Healthy
         } else {
-            1
+            Verdict::Unhealthy
         }
     }
 
@@ -408,13 +417,13 @@ mod tests {
             snapshot.set(status(name, health, Some(next)));
         }
         assert_eq!(snapshot.summary(now), "3 credentials ok; next: a in 41m");
-        assert_eq!(snapshot.exit_code(), 0);
+        assert_eq!(snapshot.verdict(), Verdict::Healthy);
         let mut b = snapshot.get("b").unwrap().clone();
         b.health = Health::NeedsLogin;
         snapshot.set(b);
         assert_eq!(snapshot.summary(now), "1 of 3 unhealthy: b; next: a in 41m");
-        assert_eq!(snapshot.exit_code(), 1);
-        assert_eq!(Snapshot::default().exit_code(), 3);
+        assert_eq!(snapshot.verdict(), Verdict::Unhealthy);
+        assert_eq!(Snapshot::default().verdict(), Verdict::NoData);
     }
 
     #[test]

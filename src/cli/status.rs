@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::control::{Request, Response};
 use crate::credential::policy;
 use crate::state::StateDir;
-use crate::status::{CredentialStatus, Snapshot};
+use crate::status::{CredentialStatus, Snapshot, Verdict};
 
 pub async fn run(config: Config, json: bool) -> anyhow::Result<Exit> {
     let now = crate::clock::system_now();
@@ -26,10 +26,10 @@ pub async fn run(config: Config, json: bool) -> anyhow::Result<Exit> {
     } else {
         print!("{}", snapshot.render(now));
     }
-    Ok(match snapshot.exit_code() {
-        0 => Exit::Ok,
-        3 => Exit::NoData,
-        _ => Exit::Failed,
+    Ok(match snapshot.verdict() {
+        Verdict::Healthy => Exit::Ok,
+        Verdict::Unhealthy => Exit::Failed,
+        Verdict::NoData => Exit::NoData,
     })
 }
 
