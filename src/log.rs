@@ -27,7 +27,7 @@ pub fn init(level: &str, format: LogFormat) {
 
 /// Installs the global subscriber for the daemon: stderr plus the configured rolling file.
 pub fn init_daemon(config: &LogConfig) -> Result<(), LogError> {
-    install(&config.level, config.format, Some(config))
+    install(config.level.as_str(), config.format, Some(config))
 }
 
 fn install(level: &str, format: LogFormat, file: Option<&LogConfig>) -> Result<(), LogError> {

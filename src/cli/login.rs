@@ -20,7 +20,7 @@ pub struct Flags {
 }
 
 pub async fn run(config: Config, name: String, flags: Flags) -> anyhow::Result<Exit> {
-    crate::log::init(&config.log.level, config.log.format);
+    crate::log::init(config.log.level.as_str(), config.log.format);
     let Some(credential) = super::credential(&config, &name) else {
         return Ok(Exit::Invalid);
     };

@@ -6,7 +6,7 @@ use crate::credential::{Engine, Trigger};
 use crate::state::StateDir;
 
 pub async fn run(config: Config, force: bool, names: Vec<String>) -> anyhow::Result<Exit> {
-    crate::log::init(&config.log.level, config.log.format);
+    crate::log::init(config.log.level.as_str(), config.log.format);
     if names
         .iter()
         .any(|name| super::credential(&config, name).is_none())

@@ -71,12 +71,28 @@ pub struct DaemonConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
-    /// A tracing filter (`info`, `warn,refreshd=debug`), checked when loaded.
-    pub level: String,
+    pub level: LogLevel,
     pub format: LogFormat,
     pub file: Option<PathBuf>,
     pub rotate: LogRotate,
     pub keep: usize,
+}
+
+/// A tracing filter (`info`, `warn,refreshd=debug`) that parses: only [`LogLevel::new`]
+/// makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLevel(String);
+
+impl LogLevel {
+    pub fn new(filter: &str) -> Result<LogLevel, String> {
+        tracing_subscriber::EnvFilter::try_new(filter)
+            .map(|_| LogLevel(filter.to_owned()))
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -272,20 +288,17 @@ impl Doc<'_> {
 
     fn log(&self, raw: raw::RawLog) -> Result<LogConfig, ConfigError> {
         let level = match raw.level {
-            None => "info".to_owned(),
-            Some(level) => {
-                if let Err(e) = tracing_subscriber::EnvFilter::try_new(level.get_ref()) {
-                    return Err(self.error(
-                        level.span().start,
-                        "log.level",
-                        format!(
-                            "{:?} is not a level or filter such as \"info\" or \"warn,refreshd=debug\": {e}",
-                            level.get_ref()
-                        ),
-                    ));
-                }
-                level.into_inner()
-            }
+            None => LogLevel("info".to_owned()),
+            Some(level) => LogLevel::new(level.get_ref()).map_err(|e| {
+                self.error(
+                    level.span().start,
+                    "log.level",
+                    format!(
+                        "{:?} is not a level or filter such as \"info\" or \"warn,refreshd=debug\": {e}",
+                        level.get_ref()
+                    ),
+                )
+            })?,
         };
         Ok(LogConfig {
             level,
