@@ -29,3 +29,6 @@ pub(crate) mod state;
 pub(crate) mod status;
 pub mod target;
 pub(crate) mod token;
+
+#[cfg(test)]
+mod properties;

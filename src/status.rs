@@ -26,6 +26,9 @@ pub enum Health {
     NeedsLogin,
     /// No valid token: the targets hold an expired one or none.
     Expired,
+    /// The state could not be stored (a full or failing disk): it lives in refreshd's
+    /// memory, and is lost, newest refresh token and all, if refreshd stops before it is.
+    Unsaved,
     /// The daemon has not finished its first attempt yet.
     Pending,
 }
@@ -42,6 +45,7 @@ impl Health {
             Health::Retrying => "retrying",
             Health::NeedsLogin => "needs-login",
             Health::Expired => "expired",
+            Health::Unsaved => "unsaved",
             Health::Pending => "pending",
         }
     }
@@ -176,6 +180,16 @@ impl CredentialStatus {
             consecutive_failures: state.consecutive_failures,
             counters: Counters::default(),
         }
+    }
+
+    /// The daemon holds this credential's state in memory only: `reason` says why.
+    pub fn mark_unsaved(&mut self, reason: &str, at: OffsetDateTime) {
+        self.health = Health::Unsaved;
+        self.last_error = Some(LastError {
+            at,
+            kind: crate::state::FailureKind::Transient,
+            message: format!("the state could not be stored, it is kept in memory: {reason}"),
+        });
     }
 
     pub fn has_valid_token(&self, now: OffsetDateTime) -> bool {

@@ -90,6 +90,8 @@ impl std::fmt::Debug for Token {
 pub struct Claims {
     pub exp: Option<OffsetDateTime>,
     pub iat: Option<OffsetDateTime>,
+    /// An `exp` or `iat` that is there but is not a time refreshd can schedule by.
+    pub absurd: Option<&'static str>,
     pub sub: Option<String>,
     pub iss: Option<String>,
     pub client_id: Option<String>,
@@ -122,12 +124,16 @@ pub fn decode_unverified(token: &str) -> Option<Decoded> {
 
 impl Claims {
     pub fn from_json(claims: &Value) -> Claims {
-        let time = |key: &str| {
-            claims
-                .get(key)
-                .and_then(Value::as_f64)
-                .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs.floor() as i64).ok())
+        let mut absurd = None;
+        let mut time = |key: &'static str| {
+            let value = claims.get(key)?;
+            let at = value.as_f64().and_then(unix_time);
+            if at.is_none() {
+                absurd.get_or_insert(key);
+            }
+            at
         };
+        let (exp, iat) = (time("exp"), time("iat"));
         let text = |key: &str| claims.get(key).and_then(Value::as_str).map(str::to_owned);
         // `scope` (RFC 8693, space separated) or `scp` (Entra ID, Okta: string or array).
         let scopes = match claims.get("scope").or_else(|| claims.get("scp")) {
@@ -140,8 +146,9 @@ impl Claims {
             _ => Vec::new(),
         };
         Claims {
-            exp: time("exp"),
-            iat: time("iat"),
+            exp,
+            iat,
+            absurd,
             sub: text("sub"),
             iss: text("iss"),
             client_id: text("client_id")
@@ -160,16 +167,59 @@ impl Claims {
     }
 }
 
+/// The latest time refreshd schedules by (9000-01-01): ten years of `refresh_at` or jitter
+/// added to it still fit the calendar, so no date arithmetic can overflow.
+const LATEST_UNIX: i64 = 221_845_392_000;
+
+/// A Unix time from a provider or a claim, if it lies between 1970 and the year 9000.
+pub fn unix_time(seconds: f64) -> Option<OffsetDateTime> {
+    let whole = seconds.floor();
+    if !(0.0..LATEST_UNIX as f64).contains(&whole) {
+        return None;
+    }
+    OffsetDateTime::from_unix_timestamp(whole as i64).ok()
+}
+
+/// Whether `at` lies between 1970 and the year 9000.
+pub fn is_sane(at: OffsetDateTime) -> bool {
+    (0..LATEST_UNIX).contains(&at.unix_timestamp())
+}
+
+/// A token whose times cannot be scheduled by, with the refresh token that came with it
+/// (the old one may be spent: the new one must not be lost with the access token).
+#[derive(Debug)]
+pub struct Absurd {
+    pub reason: String,
+    pub refresh_token: Option<SecretString>,
+}
+
 impl Token {
     /// Builds a token from a fetch received at `received_at`, with the expiry precedence of
     /// design §4: an absolute expiry the source reported, the JWT `exp`, `expires_in`,
-    /// then `default_lifetime`. `issued_at` is the JWT `iat`, else the arrival time.
+    /// then `default_lifetime`. `issued_at` is the JWT `iat`, else the arrival time. Times
+    /// before 1970 or after 9000, and an `iat` after the expiry, are refused.
     pub fn from_fetched(
         fetched: Fetched,
         received_at: OffsetDateTime,
         default_lifetime: Duration,
-    ) -> (Token, Option<SecretString>) {
+    ) -> Result<(Token, Option<SecretString>), Absurd> {
         let claims = Claims::of(fetched.access_token.expose_secret());
+        let refuse = |reason: String, fetched: Fetched| Absurd {
+            reason,
+            refresh_token: fetched.refresh_token,
+        };
+        if let Some(key) = claims.absurd {
+            return Err(refuse(
+                format!("the token's `{key}` is not a time between 1970 and the year 9000"),
+                fetched,
+            ));
+        }
+        if fetched.expires_at.is_some_and(|at| !is_sane(at)) || !is_sane(received_at) {
+            return Err(refuse(
+                "the reported expiry is not a time between 1970 and the year 9000".to_owned(),
+                fetched,
+            ));
+        }
         let (expires_at, expiry_source) = if let Some(at) = fetched.expires_at {
             (at, ExpirySource::Reported)
         } else if let Some(exp) = claims.exp {
@@ -201,7 +251,17 @@ impl Token {
             scopes,
             served: fetched.served,
         };
-        (token, fetched.refresh_token)
+        if token.issued_at > token.expires_at {
+            return Err(Absurd {
+                reason: format!(
+                    "the token's `iat` ({}) is after its expiry ({})",
+                    rfc3339(token.issued_at),
+                    rfc3339(token.expires_at)
+                ),
+                refresh_token: fetched.refresh_token,
+            });
+        }
+        Ok((token, fetched.refresh_token))
     }
 
     pub fn fingerprint(&self) -> String {
@@ -272,6 +332,7 @@ pub(crate) mod tests {
             issued_at,
             Duration::from_secs(3600),
         )
+        .unwrap()
         .0
     }
 
@@ -297,22 +358,24 @@ pub(crate) mod tests {
         );
         let lifetime = Duration::from_secs(7200);
 
-        let (t, _) = Token::from_fetched(fetched(&token, Some(60), Some(reported)), now, lifetime);
+        let (t, _) =
+            Token::from_fetched(fetched(&token, Some(60), Some(reported)), now, lifetime).unwrap();
         assert_eq!(
             (t.expires_at, t.expiry_source),
             (reported, ExpirySource::Reported)
         );
-        let (t, _) = Token::from_fetched(fetched(&token, Some(60), None), now, lifetime);
+        let (t, _) = Token::from_fetched(fetched(&token, Some(60), None), now, lifetime).unwrap();
         assert_eq!((t.expires_at, t.expiry_source), (exp, ExpirySource::JwtExp));
         assert_eq!(t.issued_at.unix_timestamp(), now.unix_timestamp() - 5);
         assert_eq!(t.subject.as_deref(), Some("alice"));
-        let (t, _) = Token::from_fetched(fetched("ya29.opaque", Some(60), None), now, lifetime);
+        let (t, _) =
+            Token::from_fetched(fetched("ya29.opaque", Some(60), None), now, lifetime).unwrap();
         assert_eq!(
             (t.expires_at, t.expiry_source),
             (now + Duration::from_secs(60), ExpirySource::ExpiresIn)
         );
         assert_eq!(t.issued_at, now);
-        let (t, _) = Token::from_fetched(fetched("opaque", None, None), now, lifetime);
+        let (t, _) = Token::from_fetched(fetched("opaque", None, None), now, lifetime).unwrap();
         assert_eq!(
             (t.expires_at, t.expiry_source),
             (now + lifetime, ExpirySource::DefaultLifetime)
@@ -347,5 +410,34 @@ pub(crate) mod tests {
     fn rfc3339_round_trips_with_offsets() {
         let at = parse_rfc3339("2026-11-21T21:15:03.25+01:00").unwrap();
         assert_eq!(rfc3339(at), "2026-11-21T20:15:03Z");
+    }
+
+    #[test]
+    fn absurd_times_are_refused_with_the_refresh_token() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let lifetime = Duration::from_secs(3600);
+        for (claims, why) in [
+            (serde_json::json!({"exp": -62_200_000_000i64}), "`exp`"),
+            (serde_json::json!({"exp": 253_402_300_799i64}), "`exp`"),
+            (
+                serde_json::json!({"exp": 1_800_003_600, "iat": "yesterday"}),
+                "`iat`",
+            ),
+            (
+                serde_json::json!({"exp": 1_800_003_600, "iat": 1_800_007_200}),
+                "after its expiry",
+            ),
+        ] {
+            let mut fetched = Fetched::new(SecretString::from(jwt(claims.clone())));
+            fetched.refresh_token = Some(SecretString::from("rt-2".to_owned()));
+            let absurd = Token::from_fetched(fetched, now, lifetime)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {claims}"));
+            assert!(absurd.reason.contains(why), "{}", absurd.reason);
+            assert_eq!(absurd.refresh_token.unwrap().expose_secret(), "rt-2");
+        }
+        let mut fetched = Fetched::new(SecretString::from("opaque".to_owned()));
+        fetched.expires_at = OffsetDateTime::from_unix_timestamp(-1).ok();
+        assert!(Token::from_fetched(fetched, now, lifetime).is_err());
     }
 }

@@ -14,6 +14,9 @@ pub enum Exit {
     Invalid,
     /// `status` has no data yet.
     NoData,
+    /// `once` refreshed, but could not store the new state in the state directory: the
+    /// newest refresh token may exist nowhere else (free the disk, then run it again).
+    Unsaved,
     /// sysexits.h `EX_CONFIG`: the configuration is invalid, so a supervisor can tell "fix
     /// your config" from "crashed" (`RestartPreventExitStatus=78`).
     Config,
@@ -26,6 +29,7 @@ impl Exit {
             Exit::Failed => 1,
             Exit::Invalid => 2,
             Exit::NoData => 3,
+            Exit::Unsaved => 4,
             Exit::Config => 78,
         }
     }
@@ -68,6 +72,6 @@ mod tests {
         .iter()
         .map(|e| e.code())
         .collect();
-        assert_eq!(codes, [0, 1, 2, 3, 78]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 78]);
     }
 }

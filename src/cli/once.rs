@@ -1,5 +1,7 @@
 //! `refreshd once`: one pass over every (named) credential, bearers first.
 
+use std::time::Duration;
+
 use crate::cli::Exit;
 use crate::config::Config;
 use crate::credential::{Engine, Trigger};
@@ -22,12 +24,40 @@ pub async fn run(config: Config, force: bool, names: Vec<String>) -> anyhow::Res
     };
     let engine = Engine::once(StateDir::new(&config.daemon.state_dir));
     let mut all_ok = true;
+    let mut unsaved = Vec::new();
     // Bearers first: an `http` source sends its bearer's fresh token.
     for credential in config.dependency_order() {
         if !names.is_empty() && !names.contains(&credential.name) {
             continue;
         }
-        all_ok &= engine.rotate(credential, trigger.clone()).await.is_ok();
+        let result = engine.rotate(credential, trigger.clone()).await;
+        if result.unsaved.is_some() {
+            unsaved.push(credential);
+        } else {
+            all_ok &= result.is_ok();
+        }
+    }
+    // A new refresh token that exists only in this process's memory: keep trying to store
+    // it for a while rather than exit and lose it.
+    let mut wait = Duration::from_secs(1);
+    let give_up = tokio::time::Instant::now() + STORE_PATIENCE;
+    while !unsaved.is_empty() && tokio::time::Instant::now() < give_up {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(10));
+        unsaved.retain(|credential| engine.store_unsaved(credential).is_some());
+    }
+    if !unsaved.is_empty() {
+        let names: Vec<&str> = unsaved.iter().map(|c| c.name.as_str()).collect();
+        eprintln!(
+            "refreshd: the new state of {} could not be stored in {} within {}s: its newest refresh token is lost with this process; free space there and run `refreshd once` again (a provider that allows each refresh token once will want a new login)",
+            names.join(", "),
+            config.daemon.state_dir.display(),
+            STORE_PATIENCE.as_secs()
+        );
+        return Ok(Exit::Unsaved);
     }
     Ok(Exit::from_ok(all_ok))
 }
+
+/// How long `once` keeps trying to store a state the disk refused.
+const STORE_PATIENCE: Duration = Duration::from_secs(60);

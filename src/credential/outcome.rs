@@ -16,6 +16,8 @@ use crate::target;
 pub struct RotationResult {
     pub outcome: RotationOutcome,
     pub state: CredentialState,
+    /// Why `state` could not be stored, when it could not: it lives in memory until it can.
+    pub unsaved: Option<String>,
 }
 
 #[derive(Debug)]
@@ -70,7 +72,7 @@ impl RotationResult {
     pub fn is_ok(&self) -> bool {
         match &self.outcome {
             RotationOutcome::Rotated(report) | RotationOutcome::Current(report) => {
-                report.target_errors.is_empty()
+                report.target_errors.is_empty() && self.unsaved.is_none()
             }
             RotationOutcome::Failed { .. } => false,
         }
@@ -91,6 +93,7 @@ impl RotationResult {
                     fingerprint: &report.fingerprint,
                     next_refresh: report.next_refresh,
                     target_failed: !report.target_errors.is_empty(),
+                    unsaved: self.unsaved.is_some(),
                 }
             }
             RotationOutcome::Failed { error, kind } => policy::Attempted::Failed {

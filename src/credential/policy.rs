@@ -50,11 +50,27 @@ pub fn next_refresh(
     jitter_offset: time::Duration,
     now: OffsetDateTime,
 ) -> OffsetDateTime {
-    let by_age = issued_at + timing.refresh_at;
-    let by_remaining = expires_at - timing.min_remaining;
+    let by_age = add(issued_at, time::Duration::try_from(timing.refresh_at).ok());
+    let by_remaining = add(
+        expires_at,
+        time::Duration::try_from(timing.min_remaining)
+            .ok()
+            .map(|d| -d),
+    );
     let planned = by_age.min(by_remaining);
-    let jittered = (planned + jitter_offset).min(by_remaining.max(planned));
+    let jittered = add(planned, Some(jitter_offset)).min(by_remaining.max(planned));
     jittered.max(now)
+}
+
+/// `at + by`, held at the calendar's ends instead of overflowing (a state file written by
+/// an older refreshd may hold a time no provider should have sent).
+fn add(at: OffsetDateTime, by: Option<time::Duration>) -> OffsetDateTime {
+    let end = if by.is_some_and(|d| d.is_negative()) {
+        time::PrimitiveDateTime::MIN.assume_utc()
+    } else {
+        time::PrimitiveDateTime::MAX.assume_utc()
+    };
+    by.and_then(|by| at.checked_add(by)).unwrap_or(end)
 }
 
 /// Whether a token issued at `issued_at` and expiring at `expires_at` is due at `now`
@@ -139,11 +155,13 @@ pub fn bearer(held: Option<&Token>, now: OffsetDateTime) -> Result<SecretString,
 /// What an attempt left behind, as far as planning the next one is concerned.
 #[derive(Debug, Clone, Copy)]
 pub enum Attempted<'a> {
-    /// A token is held (new or current); `target_failed` when a target could not be written.
+    /// A token is held (new or current); `target_failed` when a target could not be written,
+    /// `unsaved` when the state could not be stored.
     Held {
         fingerprint: &'a str,
         next_refresh: OffsetDateTime,
         target_failed: bool,
+        unsaved: bool,
     },
     Failed {
         kind: FailureKind,
@@ -169,6 +187,8 @@ pub enum Backoff {
     AlreadyDue,
     /// A target could not be written.
     TargetFailed,
+    /// The state could not be stored: it is kept in memory and stored at the next attempt.
+    Unsaved,
     Failed(FailureKind),
 }
 
@@ -192,6 +212,9 @@ pub fn plan(
         backoff(timing.retry_initial, timing.retry_max, next, random())
     };
     match attempted {
+        Attempted::Held { unsaved: true, .. } => {
+            retry(next, Backoff::Unsaved, backoff_wait(random))
+        }
         Attempted::Held {
             target_failed: true,
             ..

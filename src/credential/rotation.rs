@@ -6,7 +6,8 @@
 //! fsynced in the state directory before a target is touched. A failed fetch never changes
 //! a target. Nothing here logs a token: only fingerprints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -19,7 +20,7 @@ use crate::clock::SharedClock;
 use crate::config::{Credential, SourceConfig};
 use crate::reload::{self, Reloader};
 use crate::source::{self, BearerTokens, FailureKind, FetchContext, SourceError};
-use crate::state::{CredentialState, StateDir};
+use crate::state::{CredentialLock, CredentialState, StateDir};
 use crate::target::{self, Outcome};
 use crate::token::{self, Token};
 
@@ -37,6 +38,10 @@ pub struct Engine {
     state: StateDir,
     clock: SharedClock,
     effects: Effects,
+    /// States that could not be stored (a full or failing disk): newer than their files, so
+    /// they are what the next rotation spends, and their credential's lock stays held so
+    /// that no other process (`once` from a timer) spends the older refresh token on file.
+    unsaved: Mutex<HashMap<String, (CredentialState, CredentialLock)>>,
 }
 
 impl Engine {
@@ -47,6 +52,7 @@ impl Engine {
             state,
             clock,
             effects: Effects::WriteAndReload(reloader),
+            unsaved: Mutex::default(),
         }
     }
 
@@ -67,6 +73,7 @@ impl Engine {
             state,
             clock: crate::clock::system(),
             effects: Effects::FetchOnly,
+            unsaved: Mutex::default(),
         }
     }
 
@@ -88,22 +95,37 @@ impl Engine {
         bearers: &BearerTokens,
     ) -> RotationResult {
         let started = tokio::time::Instant::now();
-        let state_dir = self.state.clone();
-        let name = credential.name.clone();
-        let locked = tokio::task::spawn_blocking(move || state_dir.lock(&name)).await;
-        let _lock = match locked {
-            Ok(Ok(lock)) => lock,
-            Ok(Err(e)) => return self.failed(credential, e.into()),
-            Err(e) => return self.failed(credential, RotationError::Internal(e.to_string())),
-        };
-        // Read under the lock: another process may have just rotated.
-        let mut state = match self.state.load(&credential.name) {
-            Ok(state) => state,
-            Err(e) => return self.failed(credential, e.into()),
+        let held = self.take_unsaved(&credential.name);
+        let (lock, mut state, mut unsaved) = match held {
+            // Newer than the file: store it first, and carry on from it either way.
+            Some((state, lock)) => {
+                let unsaved = self.store(credential, &state).err();
+                if unsaved.is_none() {
+                    tracing::info!(credential = %credential.name, "the state that could not be stored earlier is stored now");
+                }
+                (lock, state, unsaved)
+            }
+            None => {
+                let state_dir = self.state.clone();
+                let name = credential.name.clone();
+                let locked = tokio::task::spawn_blocking(move || state_dir.lock(&name)).await;
+                let lock = match locked {
+                    Ok(Ok(lock)) => lock,
+                    Ok(Err(e)) => return self.failed(credential, e.into()),
+                    Err(e) => {
+                        return self.failed(credential, RotationError::Internal(e.to_string()));
+                    }
+                };
+                // Read under the lock: another process may have just rotated.
+                match self.state.load(&credential.name) {
+                    Ok(state) => (lock, state, None),
+                    Err(e) => return self.failed(credential, e.into()),
+                }
+            }
         };
         let now = self.clock.now();
         if state.token.is_none() && !matches!(trigger, Trigger::Force { .. }) {
-            self.adopt_from_targets(credential, &mut state, now);
+            self.adopt_from_targets(credential, &mut state, now, &mut unsaved);
         }
         let fetch = policy::should_fetch(
             state.token.as_ref(),
@@ -112,28 +134,85 @@ impl Engine {
             now,
             &credential.timing,
         );
-        if !fetch && let Some(token) = state.token.clone() {
-            let report = self
-                .write_targets(credential, &token, jitter, started)
-                .await;
-            log_current(credential, &token, &report);
-            return RotationResult {
-                outcome: RotationOutcome::Current(report),
-                state,
-            };
-        }
-        let outcome = match self
-            .refresh(credential, &mut state, jitter, started, bearers)
-            .await
-        {
-            Ok(report) => RotationOutcome::Rotated(report),
-            Err(error) => {
-                let kind = error.kind();
-                self.record_failure(credential, &mut state, &error, kind);
-                RotationOutcome::Failed { error, kind }
+        let outcome = match state.token.clone() {
+            Some(token) if !fetch => {
+                let report = self
+                    .write_targets(credential, &token, jitter, started)
+                    .await;
+                log_current(credential, &token, &report);
+                RotationOutcome::Current(report)
             }
+            _ => match self
+                .refresh(
+                    credential,
+                    &mut state,
+                    jitter,
+                    started,
+                    bearers,
+                    &mut unsaved,
+                )
+                .await
+            {
+                Ok(report) => RotationOutcome::Rotated(report),
+                Err(error) => {
+                    let kind = error.kind();
+                    self.record_failure(credential, &mut state, &error, kind, &mut unsaved);
+                    RotationOutcome::Failed { error, kind }
+                }
+            },
         };
-        RotationResult { outcome, state }
+        if unsaved.is_some() {
+            self.keep_unsaved(&credential.name, state.clone(), lock);
+        }
+        RotationResult {
+            outcome,
+            state,
+            unsaved,
+        }
+    }
+
+    /// Tries to store what is still unsaved for `credential` (`once` retries this before it
+    /// gives up); the reason it still cannot be stored, if so.
+    pub fn store_unsaved(&self, credential: &Credential) -> Option<String> {
+        let (state, lock) = self.take_unsaved(&credential.name)?;
+        let reason = self.store(credential, &state).err()?;
+        self.keep_unsaved(&credential.name, state, lock);
+        Some(reason)
+    }
+
+    fn take_unsaved(&self, name: &str) -> Option<(CredentialState, CredentialLock)> {
+        self.unsaved
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(name)
+    }
+
+    fn keep_unsaved(&self, name: &str, state: CredentialState, lock: CredentialLock) {
+        self.unsaved
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(name.to_owned(), (state, lock));
+    }
+
+    /// Stores `state`; on failure says why and what is at risk, and the caller keeps it.
+    fn store(&self, credential: &Credential, state: &CredentialState) -> Result<(), String> {
+        self.state.save(&credential.name, state).map_err(|e| {
+            tracing::error!(
+                credential = %credential.name,
+                "{e}: the new state is kept in memory, and this credential's lock held, until it can be stored (retried with backoff); if refreshd stops before then, {}",
+                if state.refresh_token.is_some() {
+                    "the newest refresh token is lost and, where the provider allows each refresh token once, the credential needs a new login"
+                } else {
+                    "only its status history is lost"
+                }
+            );
+            e.to_string()
+        })
+    }
+
+    /// [`Engine::store`], remembering the outcome for the rotation's result.
+    fn save(&self, credential: &Credential, state: &CredentialState, unsaved: &mut Option<String>) {
+        *unsaved = self.store(credential, state).err();
     }
 
     async fn refresh(
@@ -143,6 +222,7 @@ impl Engine {
         jitter: time::Duration,
         started: tokio::time::Instant,
         bearers: &BearerTokens,
+        unsaved: &mut Option<String>,
     ) -> Result<Report, RotationError> {
         let spend = self.refresh_token_to_spend(credential, state)?;
         let previous_expiry = state.token.as_ref().map(|t| t.expires_at);
@@ -171,20 +251,33 @@ impl Engine {
             Err(e) => return Err(e.into()),
         };
         let received_at = self.clock.now();
-        let (token, rotated_refresh) =
-            Token::from_fetched(fetched, received_at, credential.timing.default_lifetime);
+        let lifetime = credential.timing.default_lifetime;
+        let (token, rotated_refresh) = match Token::from_fetched(fetched, received_at, lifetime) {
+            Ok(fetched) => fetched,
+            Err(absurd) => {
+                // Nothing to schedule by; but a rotated refresh token must survive.
+                let kept = absurd.refresh_token.is_some();
+                if let Some(refresh_token) = absurd.refresh_token {
+                    state.keep_refresh_token(refresh_token, spend);
+                }
+                let kept = if kept {
+                    " (its new refresh token was kept)"
+                } else {
+                    ""
+                };
+                return Err(SourceError::Malformed {
+                    origin: credential.source.kind().to_owned(),
+                    reason: format!("{}{kept}", absurd.reason),
+                }
+                .into());
+            }
+        };
         let rotated = rotated_refresh.is_some();
         state.record_success(token.clone(), rotated_refresh, spend, received_at);
-        // The invariant: durable before any target is touched.
-        if let Err(e) = self.state.save(&credential.name, state) {
-            if rotated {
-                tracing::error!(
-                    credential = %credential.name,
-                    "the provider rotated the refresh token but it could not be stored; if the provider allows each refresh token once, this credential needs a new login"
-                );
-            }
-            return Err(e.into());
-        }
+        // The invariant: durable before any target is touched. When the disk refuses, the
+        // state lives on in memory (and is what the next attempt spends), and the targets
+        // still get the new token: it is valid, and the old one may not be for long.
+        self.save(credential, state, unsaved);
 
         if let Some(warning) = policy::clock_skew(
             token.issued_at,
@@ -202,9 +295,7 @@ impl Engine {
             .await;
         if let Some(first) = report.target_errors.first() {
             state.record_target_error(first.to_string(), self.clock.now());
-            if let Err(e) = self.state.save(&credential.name, state) {
-                tracing::error!(credential = %credential.name, "{e}");
-            }
+            self.save(credential, state, unsaved);
         }
         tracing::info!(
             credential = %credential.name,
@@ -267,13 +358,18 @@ impl Engine {
         credential: &Credential,
         state: &mut CredentialState,
         now: OffsetDateTime,
+        unsaved: &mut Option<String>,
     ) {
         for target in &credential.targets {
             let Some(value) = target::read_current(target) else {
                 continue;
             };
             let fetched = token::Fetched::new(value);
-            let (found, _) = Token::from_fetched(fetched, now, credential.timing.default_lifetime);
+            let Ok((found, _)) =
+                Token::from_fetched(fetched, now, credential.timing.default_lifetime)
+            else {
+                continue;
+            };
             if !policy::adoptable(&found, now, &credential.timing) {
                 continue;
             }
@@ -285,9 +381,7 @@ impl Engine {
                 "reusing the still-valid token found in a target"
             );
             state.token = Some(found);
-            if let Err(e) = self.state.save(&credential.name, state) {
-                tracing::warn!(credential = %credential.name, "{e}");
-            }
+            self.save(credential, state, unsaved);
             return;
         }
     }
@@ -369,6 +463,7 @@ impl Engine {
         state: &mut CredentialState,
         error: &RotationError,
         kind: FailureKind,
+        unsaved: &mut Option<String>,
     ) {
         let now = self.clock.now();
         state.record_failure(kind, error.to_string(), now);
@@ -384,11 +479,7 @@ impl Engine {
                 tracing::warn!(credential = %credential.name, failures = state.consecutive_failures, "refresh failed: {error}")
             }
         }
-        if !matches!(error, RotationError::State(_))
-            && let Err(e) = self.state.save(&credential.name, state)
-        {
-            tracing::error!(credential = %credential.name, "{e}");
-        }
+        self.save(credential, state, unsaved);
     }
 
     /// The lock or the state file could not be had: nothing was fetched or changed. The
@@ -397,6 +488,7 @@ impl Engine {
         tracing::error!(credential = %credential.name, "{error}");
         RotationResult {
             state: self.state.load(&credential.name).unwrap_or_default(),
+            unsaved: None,
             outcome: RotationOutcome::Failed {
                 error,
                 kind: FailureKind::Transient,

@@ -84,6 +84,9 @@ impl Publisher {
             let mut status =
                 CredentialStatus::from_state(&self.credential, &result.state, Some(plan.at), now);
             status.counters = self.counters.clone();
+            if let Some(reason) = &result.unsaved {
+                status.mark_unsaved(reason, now);
+            }
             self.on_health(&status);
             self.snapshot.send_modify(|snapshot| snapshot.set(status));
             let current = result.state.token.clone();
@@ -151,9 +154,12 @@ fn outcome(name: &str, result: &RotationResult) -> RotateOutcome {
             } else {
                 "current"
             };
-            let message = match report.target_errors.first() {
-                Some(e) => format!("{verb}, but a target failed: {e}"),
-                None => verb.to_owned(),
+            let message = match (&result.unsaved, report.target_errors.first()) {
+                (Some(reason), _) => {
+                    format!("{verb}, but the state could not be stored (kept in memory): {reason}")
+                }
+                (None, Some(e)) => format!("{verb}, but a target failed: {e}"),
+                (None, None) => verb.to_owned(),
             };
             RotateOutcome {
                 name: name.to_owned(),

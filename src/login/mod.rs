@@ -40,6 +40,8 @@ pub struct Options {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
+    #[error("the provider's token cannot be scheduled by: {0}")]
+    Absurd(String),
     #[error(
         "credential `{0}` has no oauth-refresh source: only those need a login (the others get their tokens without a person)"
     )]
@@ -216,7 +218,8 @@ async fn store(
 ) -> Result<LoggedIn, LoginError> {
     let now = crate::clock::system_now();
     let (token, refresh_token) =
-        Token::from_fetched(fetched, now, credential.timing.default_lifetime);
+        Token::from_fetched(fetched, now, credential.timing.default_lifetime)
+            .map_err(|absurd| LoginError::Absurd(absurd.reason))?;
     let refresh_token = refresh_token.ok_or(LoginError::NoRefreshToken)?;
     // The configured bootstrap token (if any) must not take over from this newer login.
     let bootstrap_fingerprint = source

@@ -67,6 +67,11 @@ pub(super) fn read_expiry(value: &Value, field: &str) -> Result<Expiry, String> 
     let seconds = match value {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => match parse_rfc3339(s) {
+            Some(at) if !crate::token::is_sane(at) => {
+                return Err(format!(
+                    "{field:?} is not a time between 1970 and the year 9000"
+                ));
+            }
             Some(at) => {
                 return Ok(Expiry {
                     expires_at: Some(at),
@@ -87,8 +92,8 @@ pub(super) fn read_expiry(value: &Value, field: &str) -> Result<Expiry, String> 
             expires_at: None,
         })
     } else {
-        let at = time::OffsetDateTime::from_unix_timestamp(seconds as i64)
-            .map_err(|_| format!("{field:?} is out of range"))?;
+        let at = crate::token::unix_time(seconds)
+            .ok_or_else(|| format!("{field:?} is not a time between 1970 and the year 9000"))?;
         Ok(Expiry {
             expires_at: Some(at),
             expires_in: None,

@@ -405,10 +405,28 @@ pub(super) fn parse_token_response(json: &Value) -> Result<Fetched, String> {
             _ => None,
         }
     };
-    let expires_in = seconds("expires_in").and_then(crate::token::seconds);
-    let expires_at = seconds("expires_on")
-        .or_else(|| seconds("expires_at"))
-        .and_then(|epoch| OffsetDateTime::from_unix_timestamp(epoch as i64).ok());
+    // Present but unusable (negative, zero, NaN, centuries) is an error, not a default.
+    let expires_in = match json.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(
+            seconds("expires_in")
+                .and_then(crate::token::seconds)
+                .ok_or("`expires_in` is not a usable number of seconds (more than 0, at most ten years)")?,
+        ),
+    };
+    let absolute = ["expires_on", "expires_at"]
+        .into_iter()
+        .find(|key| json.get(key).is_some_and(|v| !v.is_null()));
+    let expires_at = match absolute {
+        None => None,
+        Some(key) => Some(
+            seconds(key)
+                .and_then(crate::token::unix_time)
+                .ok_or_else(|| {
+                    format!("`{key}` is not a Unix time between 1970 and the year 9000")
+                })?,
+        ),
+    };
     let refresh_token = json
         .get("refresh_token")
         .and_then(Value::as_str)

@@ -6,8 +6,8 @@
 //! for a file bind-mounted on its own into a container, in place. A symlinked target keeps
 //! its link. It never logs or returns a token, and every error names the target's path.
 
-mod dotenv;
-mod pgpass;
+pub(crate) mod dotenv;
+pub(crate) mod pgpass;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};

@@ -598,6 +598,74 @@ fn malformed_responses_are_transient_and_a_rotated_refresh_token_in_one_is_kept(
     s.finish(daemon);
 }
 
+/// Times no schedule can be built on (an `exp` before year 0, an `iat` near year 10000)
+/// arriving with a rotated refresh token: refused as a transient error, never a crash, the
+/// new refresh token kept; the next answer is used and no refresh token is spent twice.
+#[test]
+fn absurd_token_times_are_refused_and_the_rotated_refresh_token_kept() {
+    const BEFORE_YEAR_ZERO: i64 = -62_200_000_000;
+    // Within a refresh_at of the calendar's end (9999-12-31T23:59:59Z is 253_402_300_799).
+    const NEAR_YEAR_10000: i64 = 253_402_300_000;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut s = setup(
+        Mode::AbsurdJwt {
+            exp: BEFORE_YEAR_ZERO,
+            iat: now,
+        },
+        "",
+    );
+    let env_before = fingerprint(&s.refreshd.path("app/.env"));
+    let daemon = s.refreshd.spawn(&["run"]);
+    s.stub.wait_for("absurd_jwt", 1, WAIT);
+    let warning = wait_line(
+        &daemon,
+        &["WARN", "refresh failed", "`exp` is not a time between 1970"],
+        WAIT,
+    );
+    assert!(
+        warning.contains("its new refresh token was kept"),
+        "{warning}"
+    );
+    s.stub.set_mode(Mode::AbsurdJwt {
+        exp: NEAR_YEAR_10000 + 700,
+        iat: NEAR_YEAR_10000,
+    });
+    let warning = wait_line(
+        &daemon,
+        &[
+            "WARN",
+            "refresh failed",
+            "`exp` is not a time between 1970",
+            "kept",
+        ],
+        WAIT,
+    );
+    assert!(warning.contains("credential=api"), "{warning}");
+    let json = s.status_json();
+    assert_eq!(json["credentials"]["api"]["health"], "expired", "{json}");
+    assert_eq!(
+        json["credentials"]["api"]["last_error"]["kind"],
+        "transient"
+    );
+    assert_eq!(fingerprint(&s.refreshd.path("app/.env")), env_before);
+    assert!(!s.refreshd.path("app/token").exists());
+
+    s.stub.set_mode(Mode::Forward);
+    wait_line(&daemon, &["INFO", "rotated", "credential=api"], WAIT);
+    s.target_token();
+    assert_eq!(
+        s.oidc.count("by_error", "invalid_grant"),
+        0,
+        "a refresh token was spent twice: {}",
+        s.oidc.stats()
+    );
+    assert!(!daemon.output().contains("panicked"), "{}", daemon.output());
+    s.finish(daemon);
+}
+
 #[test]
 fn no_fault_ever_touches_a_target() {
     let mut s = setup(Mode::Forward, "");

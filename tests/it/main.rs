@@ -21,3 +21,4 @@ mod oauth_flow;
 mod pgpass_psql;
 mod readme_examples;
 mod service_units;
+mod storage;

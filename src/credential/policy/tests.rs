@@ -111,6 +111,13 @@ fn plans_after_each_kind_of_attempt() {
         fingerprint: "3f9a1c07",
         next_refresh: at(next),
         target_failed,
+        unsaved: false,
+    };
+    let unsaved = Attempted::Held {
+        fingerprint: "3f9a1c07",
+        next_refresh: at(3000),
+        target_failed: false,
+        unsaved: true,
     };
     let failed = |kind, retry_after: Option<u64>| Attempted::Failed {
         kind,
@@ -127,6 +134,13 @@ fn plans_after_each_kind_of_attempt() {
             4,
             0.5,
             (3000, 0, scheduled.clone(), None),
+        ),
+        // The state could not be stored: try again soon, never wait for the schedule.
+        (
+            unsaved,
+            3,
+            0.5,
+            (8, 4, Trigger::IfDue, Some(Backoff::Unsaved)),
         ),
         // A target failed: back off from the first step (2 s · 0.5 = 1 s).
         (

@@ -15,12 +15,28 @@ fn token_responses_with_string_expiry_and_rotation() {
     assert_eq!(f.expires_at.unwrap().unix_timestamp(), 1_800_000_000);
     assert!(f.refresh_token.is_none());
     assert!(parse_token_response(&serde_json::json!({"token_type": "Bearer"})).is_err());
-    let odd = parse_token_response(&serde_json::json!({"access_token": "x", "expires_in": 1e300}))
+    // An unusable lifetime is an error that names the field, not a silent default (and
+    // never a panic): -5, 0, "NaN", 1e300; likewise an absolute expiry before 1970.
+    for odd in [
+        serde_json::json!(-5),
+        serde_json::json!(0),
+        serde_json::json!("NaN"),
+        serde_json::json!(1e300),
+        serde_json::json!("soon"),
+    ] {
+        let err =
+            parse_token_response(&serde_json::json!({"access_token": "x", "expires_in": odd}))
+                .err()
+                .unwrap_or_else(|| panic!("accepted expires_in {odd}"));
+        assert!(err.contains("`expires_in`"), "{err}");
+    }
+    let err = parse_token_response(&serde_json::json!({"access_token": "x", "expires_on": -1}))
+        .err()
         .unwrap();
-    assert_eq!(
-        odd.expires_in, None,
-        "absurd lifetimes are ignored, not a panic"
-    );
+    assert!(err.contains("`expires_on`"), "{err}");
+    let null = parse_token_response(&serde_json::json!({"access_token": "x", "expires_in": null}))
+        .unwrap();
+    assert_eq!(null.expires_in, None, "null is as good as absent");
 }
 
 #[test]

@@ -43,6 +43,10 @@ pub enum Mode {
     /// Forward to the real provider (which rotates the refresh token), then drop
     /// `access_token` from its successful answer, keeping the new `refresh_token`.
     StripAccessToken,
+    /// Forward to the real provider (which rotates the refresh token), then replace its
+    /// access token by an unsigned JWT with these `exp` and `iat` (Unix seconds, which may
+    /// lie before year 0 or near year 10000).
+    AbsurdJwt { exp: i64, iat: i64 },
 }
 
 /// The description the `InvalidGrant` mode sends, for tests to look for.
@@ -61,6 +65,7 @@ impl Mode {
             Mode::Malformed => "malformed",
             Mode::MalformedJson => "malformed_json",
             Mode::StripAccessToken => "strip_access_token",
+            Mode::AbsurdJwt { .. } => "absurd_jwt",
         }
     }
 }
@@ -288,8 +293,16 @@ fn serve(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
             std::thread::sleep(*duration);
             return Ok(()); // Dropping the stream closes it without an answer.
         }
-        Mode::Forward => forward(inner, &request, false),
-        Mode::StripAccessToken => forward(inner, &request, true),
+        Mode::Forward => forward(inner, &request, Damage::None),
+        Mode::StripAccessToken => forward(inner, &request, Damage::Strip),
+        Mode::AbsurdJwt { exp, iat } => forward(
+            inner,
+            &request,
+            Damage::Jwt {
+                exp: *exp,
+                iat: *iat,
+            },
+        ),
         Mode::Unavailable { retry_after_secs } => Answer::new(
             503,
             "text/plain",
@@ -338,7 +351,14 @@ fn record(inner: &Inner, at: Instant, mode: &Mode, request: &Request, status: u1
 
 /// Sends `request` to the real token endpoint; with `strip`, removes `access_token` from a
 /// successful JSON answer.
-fn forward(inner: &Inner, request: &Request, strip: bool) -> Answer {
+/// What `forward` does to a successful answer.
+enum Damage {
+    None,
+    Strip,
+    Jwt { exp: i64, iat: i64 },
+}
+
+fn forward(inner: &Inner, request: &Request, damage: Damage) -> Answer {
     let mut upstream = inner
         .client
         .post(&inner.upstream)
@@ -366,19 +386,31 @@ fn forward(inner: &Inner, request: &Request, strip: bool) -> Answer {
         }
     }
     answer.body = response.bytes().map(|b| b.to_vec()).unwrap_or_default();
-    if strip && (200..300).contains(&status) {
-        let mut json: serde_json::Value =
-            serde_json::from_slice(&answer.body).expect("the provider answered JSON");
-        let removed = json
-            .as_object_mut()
-            .and_then(|o| o.remove("access_token"))
-            .is_some();
-        assert!(
-            removed,
-            "the provider's answer had no access_token to strip"
-        );
-        answer.body = json.to_string().into_bytes();
+    if matches!(damage, Damage::None) || !(200..300).contains(&status) {
+        return answer;
     }
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&answer.body).expect("the provider answered JSON");
+    let object = json
+        .as_object_mut()
+        .expect("the provider answered an object");
+    let removed = object.remove("access_token").is_some();
+    assert!(
+        removed,
+        "the provider's answer had no access_token to damage"
+    );
+    if let Damage::Jwt { exp, iat } = damage {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let claims = serde_json::json!({"exp": exp, "iat": iat, "sub": "absurd"});
+        let jwt = format!(
+            "{}.{}.c2lnbmF0dXJl",
+            b64.encode(br#"{"alg":"RS256","typ":"JWT"}"#),
+            b64.encode(claims.to_string())
+        );
+        object.insert("access_token".into(), jwt.into());
+    }
+    answer.body = json.to_string().into_bytes();
     answer
 }
 
