@@ -22,6 +22,7 @@ pub(crate) mod durable;
 pub(crate) mod log;
 pub(crate) mod login;
 pub(crate) mod metrics;
+pub(crate) mod redact;
 pub(crate) mod reload;
 pub mod secret;
 pub(crate) mod source;

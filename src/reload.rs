@@ -36,6 +36,16 @@ pub enum ReloadError {
     },
     #[error("refusing to signal pid {0}: it would reach a whole process group")]
     BadPid(i32),
+    #[error(
+        "pid file {pid_file} can be written by uid {file_owner}, but pid {pid} belongs to {}: not signalled (only a pid file root or refreshd's user alone can write may name another user's process)",
+        process_owner.map(|u| format!("uid {u}")).unwrap_or_else(|| "no running process".to_owned())
+    )]
+    ForeignProcess {
+        pid: i32,
+        pid_file: PathBuf,
+        file_owner: u32,
+        process_owner: Option<u32>,
+    },
     #[error("{signal} to pid {pid}: {reason}")]
     Signal {
         signal: String,
@@ -165,7 +175,18 @@ async fn execute(
             pid_file,
             process_name,
         } => {
-            let pid = read_pid_file(pid_file)?;
+            let (pid, required_owner) = read_pid_file(pid_file)?;
+            if let Some(uid) = required_owner {
+                let actual = process_owner(pid).await;
+                if actual != Some(uid) {
+                    return Err(ReloadError::ForeignProcess {
+                        pid,
+                        pid_file: pid_file.clone(),
+                        file_owner: uid,
+                        process_owner: actual,
+                    });
+                }
+            }
             if let Some(expected) = process_name {
                 check_process_name(pid, expected).await?;
             }
@@ -228,20 +249,44 @@ fn environment(contexts: &[Context]) -> Vec<(String, String)> {
     env
 }
 
-fn read_pid_file(path: &Path) -> Result<i32, ReloadError> {
+/// The pid in `path`, and the uid that must own that process when the pid file is not
+/// refreshd's own: anyone who can write the file could otherwise aim refreshd's signals at
+/// any process. Read safely (no one else's symlinks, no FIFO, at most 32 bytes); the
+/// content is never shown.
+fn read_pid_file(path: &Path) -> Result<(i32, Option<u32>), ReloadError> {
     let err = |reason: String| ReloadError::PidFile {
         path: path.to_owned(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let pid: i32 = text
-        .trim()
-        .parse()
-        .map_err(|_| err(format!("does not hold a pid ({:?})", text.trim())))?;
+    let (bytes, place) = crate::durable::read_file(path, 32)
+        .map_err(|e| err(e.to_string()))?
+        .ok_or_else(|| err("does not exist (is the process running?)".to_owned()))?;
+    let pid: i32 = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .ok_or_else(|| err("does not hold a pid".to_owned()))?;
     if pid <= 1 {
         return Err(ReloadError::BadPid(pid));
     }
-    Ok(pid)
+    let owner = place.existing.as_ref().map(|stat| stat.st_uid);
+    let required = (!crate::durable::chase::only_trusted_can_write(&place))
+        .then_some(owner.unwrap_or(u32::MAX));
+    Ok((pid, required))
+}
+
+/// The uid that runs `pid` (`/proc/PID`'s owner on Linux, `ps -o uid=` elsewhere).
+async fn process_owner(pid: i32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = std::fs::metadata(format!("/proc/{pid}")) {
+        return Some(meta.uid());
+    }
+    let argv = ["ps", "-o", "uid=", "-p", &pid.to_string()].map(str::to_owned);
+    let output = Child::new(&argv, DEFAULT_TIMEOUT)
+        .capture_stdout()
+        .run()
+        .await
+        .ok()?;
+    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
 }
 
 /// The process's name as `ps` shows it: `/proc/PID/comm` on Linux (cut at 15 bytes by the
@@ -420,10 +465,14 @@ mod tests {
             Err(ReloadError::BadPid(1))
         ));
         std::fs::write(&pid_file, "not a pid").unwrap();
-        assert!(read_pid_file(&pid_file).is_err());
+        let err = read_pid_file(&pid_file).unwrap_err().to_string();
+        assert!(
+            !err.contains("not a pid\""),
+            "the content is never shown: {err}"
+        );
         let me = std::process::id() as i32;
         std::fs::write(&pid_file, format!("{me}\n")).unwrap();
-        assert_eq!(read_pid_file(&pid_file).unwrap(), me);
+        assert_eq!(read_pid_file(&pid_file).unwrap(), (me, None));
         let err = check_process_name(me, "definitely-not-this")
             .await
             .unwrap_err();

@@ -22,6 +22,9 @@ use crate::token::{ExpirySource, Served, Token};
 /// ones are refused.
 pub const VERSION: u32 = 1;
 
+/// A state file is well under a KiB; anything near this is not one.
+const MAX_STATE: u64 = 1 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("state directory {path}: {source}")]
@@ -262,6 +265,18 @@ impl StateDir {
         Ok(DaemonLock { _lock: lock })
     }
 
+    /// Removes the temp files a crash left beside the credential's state file; how many.
+    pub fn remove_litter(&self, credential: &str, before: i64) -> usize {
+        durable::chase(&self.file(credential))
+            .map(|place| durable::remove_litter(&place, before))
+            .unwrap_or(0)
+    }
+
+    /// Where refreshd's own locks on targets live: no app user can hold one.
+    pub fn locks(&self) -> PathBuf {
+        self.path.join("locks")
+    }
+
     /// The credential's access token, if it holds one valid at `now`: what `refreshd token`
     /// prints, whether the daemon or the CLI answers.
     pub fn current_token(
@@ -282,17 +297,27 @@ impl StateDir {
     /// The credential's state; the default (empty) state when it has none yet.
     pub fn load(&self, credential: &str) -> Result<CredentialState, StateError> {
         let path = self.file(credential);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(CredentialState::default()),
+        let bytes = match durable::read_file(&path, MAX_STATE) {
+            Ok(Some((bytes, _))) => bytes,
+            Ok(None) => return Ok(CredentialState::default()),
             Err(source) => return Err(StateError::Io { path, source }),
         };
         let invalid = |reason: String| StateError::Invalid {
             path: path.clone(),
             reason,
         };
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| invalid(format!("not JSON ({e})")))?;
+        // A serde message can quote the text it choked on, and this text holds tokens:
+        // say where, never what.
+        let shape = |e: serde_json::Error| {
+            format!(
+                "{:?} at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            )
+        };
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(format!("not JSON ({})", shape(e))))?;
         match value.get("version").and_then(serde_json::Value::as_u64) {
             Some(1) => {}
             Some(found) if found > u64::from(VERSION) => {
@@ -301,7 +326,12 @@ impl StateDir {
             Some(found) => return Err(invalid(format!("unknown version {found}"))),
             None => return Err(invalid("no `version` field".to_owned())),
         }
-        let file: FileV1 = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+        let file: FileV1 = serde_json::from_value(value).map_err(|e| {
+            invalid(format!(
+                "not a state file refreshd wrote ({:?} data in a field)",
+                e.classify()
+            ))
+        })?;
         if file.credential != credential {
             return Err(invalid(format!(
                 "it belongs to credential {:?}",

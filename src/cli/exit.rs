@@ -67,6 +67,7 @@ mod tests {
             Exit::Failed,
             Exit::Invalid,
             Exit::NoData,
+            Exit::Unsaved,
             Exit::Config,
         ]
         .iter()

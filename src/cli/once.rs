@@ -25,6 +25,9 @@ pub async fn run(config: Config, force: bool, names: Vec<String>) -> anyhow::Res
     let engine = Engine::once(StateDir::new(&config.daemon.state_dir));
     let mut all_ok = true;
     let mut unsaved = Vec::new();
+    for credential in &config.credentials {
+        engine.remove_litter(credential);
+    }
     // Bearers first: an `http` source sends its bearer's fresh token.
     for credential in config.dependency_order() {
         if !names.is_empty() && !names.contains(&credential.name) {

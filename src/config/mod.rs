@@ -110,6 +110,10 @@ pub enum LogRotate {
     Never,
 }
 
+/// The longest `timeout` a credential may have: SIGTERM waits for a request in flight
+/// (design §4), and the shipped units give the daemon this long plus a margin to stop.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
 /// When and how patiently a credential is refreshed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timing {
@@ -432,6 +436,16 @@ impl Doc<'_> {
                     "must be longer than zero",
                 ));
             }
+        }
+        if timing.timeout > MAX_TIMEOUT {
+            return Err(self.error(
+                start,
+                format!("{key}.timeout"),
+                format!(
+                    "at most {}s: a token request that takes longer is not coming back, and SIGTERM waits this long for one in flight (systemd's TimeoutStopSec is set for it)",
+                    MAX_TIMEOUT.as_secs()
+                ),
+            ));
         }
         if timing.retry_initial.is_zero() || timing.retry_initial > timing.retry_max {
             return Err(self.error(

@@ -33,6 +33,15 @@ pub async fn request(
         }
         Err(e) => return Err(err(e)),
     };
+    // Only root or this user may answer: a socket someone else put there could lie.
+    let server = stream.peer_cred().map_err(err)?.uid();
+    let own = nix::unistd::geteuid().as_raw();
+    if server != 0 && server != own {
+        return Err(ControlError::Impostor {
+            path: path.to_owned(),
+            uid: server,
+        });
+    }
     let exchange = async {
         let mut text = serde_json::to_string(request).map_err(io::Error::other)?;
         text.push('\n');

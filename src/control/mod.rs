@@ -27,4 +27,10 @@ pub enum ControlError {
     BadResponse { path: PathBuf, reason: String },
     #[error("control socket {path}: no answer within {}s", timeout.as_secs())]
     Timeout { path: PathBuf, timeout: Duration },
+    #[error("control socket directory {dir}: {why}")]
+    UnsafeDir { dir: PathBuf, why: String },
+    #[error(
+        "control socket {path} is served by uid {uid}, neither root nor this user: not asking it (another user may have put it there)"
+    )]
+    Impostor { path: PathBuf, uid: u32 },
 }

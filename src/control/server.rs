@@ -3,7 +3,7 @@
 //! `token`). The peer's uid is checked on every connection.
 
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -43,14 +43,32 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
         path: path.to_owned(),
         source,
     };
-    if let Some(dir) = path.parent()
-        && !dir.exists()
-    {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(err)?;
+    }
+    // Whoever can write the socket's directory can replace the socket and answer for
+    // refreshd (`token` included): only refreshd's own directory will do.
+    let meta = std::fs::symlink_metadata(dir).map_err(err)?;
+    let own = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != own || meta.mode() & 0o022 != 0 {
+        return Err(ControlError::UnsafeDir {
+            dir: dir.to_owned(),
+            why: format!(
+                "it is {}owned by uid {} with mode {:04o}; the socket's directory must be refreshd's own and writable by nobody else: use a directory of its own (`mkdir -m 0700`), or the default",
+                if meta.file_type().is_symlink() {
+                    "a symlink, "
+                } else {
+                    ""
+                },
+                meta.uid(),
+                meta.mode() & 0o7777
+            ),
+        });
     }
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {

@@ -133,10 +133,15 @@ pub fn should_fetch(
 }
 
 /// Whether a token found in a target may be taken over instead of fetching one: a JWT
-/// (an opaque token's expiry cannot be known), valid, and not yet due.
+/// (an opaque token's expiry cannot be known), valid, not yet due, and claiming no longer
+/// a life than `default_lifetime` (a planted token that says it lives for centuries is
+/// refreshed, not trusted).
 pub fn adoptable(found: &Token, now: OffsetDateTime, timing: &Timing) -> bool {
+    let longest = time::Duration::try_from(timing.default_lifetime).unwrap_or(time::Duration::MAX);
     found.expiry_source == ExpirySource::JwtExp
         && found.is_valid_at(now)
+        && found.expires_at - found.issued_at <= longest
+        && found.expires_at - now <= longest
         && !is_due(found.issued_at, found.expires_at, timing, now)
 }
 

@@ -77,6 +77,19 @@ impl Engine {
         }
     }
 
+    /// Removes the temp files an earlier crash left beside `credential`'s state file and
+    /// targets (only refreshd's own, by name and owner); how many.
+    pub fn remove_litter(&self, credential: &Credential) -> usize {
+        // A minute old at least: another refreshd process may be writing one right now.
+        let before = (self.clock.now() - time::Duration::MINUTE).unix_timestamp();
+        self.state.remove_litter(&credential.name, before)
+            + credential
+                .targets
+                .iter()
+                .map(|target| target::remove_litter(target, before))
+                .sum::<usize>()
+    }
+
     /// One rotation without jitter, with bearer tokens read from the state directory
     /// (one-shot commands; the daemon hands its own bearers to [`Engine::rotate_with`]).
     pub async fn rotate(&self, credential: &Credential, trigger: Trigger) -> RotationResult {
@@ -125,7 +138,8 @@ impl Engine {
         };
         let now = self.clock.now();
         if state.token.is_none() && !matches!(trigger, Trigger::Force { .. }) {
-            self.adopt_from_targets(credential, &mut state, now, &mut unsaved);
+            self.adopt_from_targets(credential, &mut state, now, &mut unsaved)
+                .await;
         }
         let fetch = policy::should_fetch(
             state.token.as_ref(),
@@ -353,37 +367,39 @@ impl Engine {
     /// With no token in state (a first start, or a state directory that was lost), a JWT
     /// still valid and not yet due in one of the targets is taken over instead of being
     /// replaced: starting refreshd does not force a rotation.
-    fn adopt_from_targets(
+    async fn adopt_from_targets(
         &self,
         credential: &Credential,
         state: &mut CredentialState,
         now: OffsetDateTime,
         unsaved: &mut Option<String>,
     ) {
-        for target in &credential.targets {
-            let Some(value) = target::read_current(target) else {
-                continue;
-            };
-            let fetched = token::Fetched::new(value);
-            let Ok((found, _)) =
-                Token::from_fetched(fetched, now, credential.timing.default_lifetime)
-            else {
-                continue;
-            };
-            if !policy::adoptable(&found, now, &credential.timing) {
-                continue;
-            }
-            tracing::info!(
-                credential = %credential.name,
-                target = %target.path.display(),
-                expires_at = %token::rfc3339(found.expires_at),
-                fingerprint = %found.fingerprint(),
-                "reusing the still-valid token found in a target"
-            );
-            state.token = Some(found);
-            self.save(credential, state, unsaved);
+        // Off the async workers: a target is a file someone else may control.
+        let targets = credential.targets.clone();
+        let timing = credential.timing.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            targets.iter().find_map(|target| {
+                let value = target::read_current(target)?;
+                let fetched = token::Fetched::new(value);
+                let (found, _) = Token::from_fetched(fetched, now, timing.default_lifetime).ok()?;
+                policy::adoptable(&found, now, &timing).then(|| (found, target.path.clone()))
+            })
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some((found, path)) = found else {
             return;
-        }
+        };
+        tracing::info!(
+            credential = %credential.name,
+            target = %path.display(),
+            expires_at = %token::rfc3339(found.expires_at),
+            fingerprint = %found.fingerprint(),
+            "reusing the still-valid token found in a target"
+        );
+        state.token = Some(found);
+        self.save(credential, state, unsaved);
     }
 
     /// Writes every target (on the blocking pool: a target on a slow filesystem must not
@@ -420,10 +436,11 @@ impl Engine {
         let targets = credential.targets.clone();
         let value = token.access_token.clone();
         let expires_at = token.expires_at;
+        let locks = self.state.locks();
         let outcomes = tokio::task::spawn_blocking(move || {
             targets
                 .iter()
-                .map(|target| target::write(target, &value, expires_at))
+                .map(|target| target::write(target, &value, expires_at, &locks))
                 .collect::<Vec<_>>()
         })
         .await

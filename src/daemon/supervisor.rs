@@ -33,8 +33,10 @@ const RELOAD_DEBOUNCE: Duration = Duration::from_secs(1);
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
 const BUSY_LIMIT: Duration = Duration::from_secs(10 * 60);
 
-/// How long SIGTERM waits for rotations in progress (systemd's TimeoutStopSec is 90 s).
-const DRAIN_LIMIT: Duration = Duration::from_secs(80);
+/// What SIGTERM waits for rotations in progress beyond the longest request timeout: the
+/// state save, the target writes and reloads after the answer. The units' TimeoutStopSec
+/// (400 s) covers config::MAX_TIMEOUT plus this.
+const DRAIN_MARGIN: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum StartError {
@@ -116,6 +118,17 @@ impl Daemon {
             settled: settled_tx,
         };
 
+        let removed: usize = config
+            .credentials
+            .iter()
+            .map(|c| shared.engine.remove_litter(c))
+            .sum();
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed temp files an earlier crash left beside state and targets"
+            );
+        }
         let mut background = Vec::new();
         let server = control::Server {
             snapshot: snapshot_rx.clone(),
@@ -425,6 +438,16 @@ impl Daemon {
 
     async fn shutdown(mut self) {
         systemd::stopping();
+        // Long enough for the slowest request in flight to answer and be stored: dropping
+        // that answer could lose a rotated refresh token.
+        let drain_limit = self
+            .config
+            .credentials
+            .iter()
+            .map(|c| c.timing.timeout)
+            .max()
+            .unwrap_or_default()
+            + DRAIN_MARGIN;
         let mut joins = std::mem::take(&mut self.retiring);
         for handle in self.workers.values() {
             handle.stop();
@@ -441,7 +464,7 @@ impl Daemon {
         };
         tokio::select! {
             _ = drain => {}
-            _ = tokio::time::sleep(DRAIN_LIMIT) => tracing::warn!("rotations still running after {}s; exiting anyway", DRAIN_LIMIT.as_secs()),
+            _ = tokio::time::sleep(drain_limit) => tracing::warn!("rotations still running after {}s; exiting anyway", drain_limit.as_secs()),
             _ = self.signals.terminate.recv() => tracing::warn!("second SIGTERM: exiting without waiting"),
             _ = self.signals.interrupt.recv() => tracing::warn!("second SIGINT: exiting without waiting"),
         }

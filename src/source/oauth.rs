@@ -378,16 +378,15 @@ pub fn transport_error(url: &str, timeout: Duration, e: &reqwest::Error) -> Sour
     }
 }
 
-/// A provider should never echo a secret back, but if it does it stops here.
+/// A provider should never echo a secret back, but if it does, in whatever shape, it
+/// stops here.
 pub(super) fn redact(text: &str, secrets: &[Option<&SecretString>]) -> String {
-    let mut out = text.to_owned();
-    for secret in secrets.iter().flatten() {
-        let value = secret.expose_secret();
-        if value.len() >= 4 {
-            out = out.replace(value, "[redacted]");
-        }
-    }
-    out
+    let secrets: Vec<&str> = secrets
+        .iter()
+        .flatten()
+        .map(|s| s.expose_secret())
+        .collect();
+    crate::redact::redact(text, &secrets)
 }
 
 /// RFC 6749 §5.1, tolerant of what real providers send: `expires_in` as a number or a

@@ -1,20 +1,25 @@
 //! Targets: put a token into the files applications read (`.env` key, `.pgpass` line, raw
 //! token file), changing nothing else in them.
 //!
-//! Under an advisory lock on the target, it reads the file, computes the new content, and
+//! The path is resolved safely ([`durable::chase`]: nobody else's symlinks, no step from an
+//! app user's directory into what that user did not make), the file opened without
+//! blocking and refused unless regular, and read with a size limit. Under a lock in
+//! refreshd's own lock directory (an app cannot hold it), it computes the new content and
 //! writes only when it differs: atomically (temp file, fsync, rename, fsync directory) or,
-//! for a file bind-mounted on its own into a container, in place. A symlinked target keeps
-//! its link. It never logs or returns a token, and every error names the target's path.
+//! for a file bind-mounted on its own into a container, in place with the space reserved
+//! first. A trusted symlink keeps its link. It never logs or returns a token, and every
+//! error names the target's path.
 
 pub(crate) mod dotenv;
 pub(crate) mod pgpass;
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::Flock;
+use nix::fcntl::{AtFlags, Flock};
+use nix::sys::stat::FileStat;
 use nix::unistd::{Gid, Group, Uid, User};
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
@@ -61,30 +66,43 @@ fn io_failed(path: &Path, what: &str, e: io::Error) -> TargetError {
     failed(path, format!("cannot {what}: {e}{hint}"))
 }
 
-/// How long a target's lock may be held by someone else before refreshd gives up.
+/// How long another refreshd process (`once` beside the daemon) may hold a target's lock.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Attempts before giving up on a file that keeps changing under us.
 const MAX_ATTEMPTS: usize = 8;
 
-/// Writes `token` (and its expiry, for an `expires_at_key`) into `target`.
+/// The largest target file refreshd reads: a `.env` or `.pgpass` is a few KiB.
+const MAX_TARGET: u64 = 4 << 20;
+
+/// The longest token written to a target: anything longer is not a credential.
+pub const MAX_TOKEN: usize = 64 << 10;
+
+/// Writes `token` (and its expiry, for an `expires_at_key`) into `target`, queueing with
+/// other refreshd processes on a lock file in `locks` (refreshd's own directory).
 pub fn write(
     target: &TargetConfig,
     token: &SecretString,
     expires_at: OffsetDateTime,
+    locks: &Path,
 ) -> Result<Outcome, TargetError> {
     let value = token.expose_secret();
+    if value.len() > MAX_TOKEN {
+        return Err(failed(
+            &target.path,
+            format!(
+                "the token is {} bytes long, more than the {MAX_TOKEN} a credential can be: not written",
+                value.len()
+            ),
+        ));
+    }
     // Refuse before touching the file: a value the format cannot hold.
     render(target, b"", value, expires_at).map_err(|reason| failed(&target.path, reason))?;
     let owner = resolve_owner(target)?;
-    let real = durable::resolve_link(&target.path)
-        .map_err(|e| io_failed(&target.path, "resolve the symlink", e))?;
-    // The file's own lock is on an inode that the next atomic write replaces, so a waiter
-    // would wake on a dead file; writers of one directory queue on the directory instead.
-    // The file lock is still taken, for tools that `flock` the file themselves.
-    let _dir_lock = lock_dir(&real);
+    let _lock = lock(locks, &target.path)?;
     for _ in 0..MAX_ATTEMPTS {
-        match write_once(target, &real, value, expires_at, owner)? {
+        let place = durable::chase(&target.path).map_err(|e| chase_failed(&target.path, e))?;
+        match write_once(target, &place, value, expires_at, owner)? {
             Some(outcome) => return Ok(outcome),
             None => continue,
         }
@@ -95,11 +113,46 @@ pub fn write(
     ))
 }
 
-/// An exclusive lock on the directory holding `path`; `None` when the directory cannot be
-/// opened for reading (the file lock and the inode check still apply).
-fn lock_dir(path: &Path) -> Option<Flock<File>> {
-    let dir = File::open(path.parent().unwrap_or(Path::new("/"))).ok()?;
-    durable::lock_exclusive(dir, LOCK_WAIT).ok()
+fn chase_failed(path: &Path, e: durable::ChaseError) -> TargetError {
+    match e {
+        durable::ChaseError::Io { source, .. } => io_failed(path, "resolve the path", source),
+        durable::ChaseError::Unsafe { path: at, why } => {
+            failed(path, format!("{}: refused: {why}", at.display()))
+        }
+    }
+}
+
+/// The lock for one target: a file in refreshd's lock directory named after the target's
+/// path, so no app can hold it (an app that `flock`s its own file blocks nothing).
+fn lock(locks: &Path, target: &Path) -> Result<Flock<File>, TargetError> {
+    use sha2::Digest as _;
+    let key: String = sha2::Sha256::digest(target.as_os_str().as_encoded_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let err = |what: &str, e: io::Error| io_failed(target, what, e);
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(locks)
+        .map_err(|e| err("create the lock directory", e))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(locks.join(format!("target-{key}.lock")))
+        .map_err(|e| err("open its lock", e))?;
+    durable::lock_exclusive(file, LOCK_WAIT).map_err(|e| err("lock", e))
+}
+
+/// Removes refreshd's temp files left beside `target` by a crash, changed before the Unix
+/// time `before`; how many.
+pub fn remove_litter(target: &TargetConfig, before: i64) -> usize {
+    durable::chase(&target.path)
+        .map(|place| durable::remove_litter(&place, before))
+        .unwrap_or(0)
 }
 
 /// The file's new content given its current content.
@@ -152,10 +205,17 @@ fn render(
     }
 }
 
-/// The token the target holds now, read the way refreshd writes it; `None` when the file
-/// is missing, unreadable or holds the value in another form. Never logged.
+/// The token the target holds now, read the way refreshd writes it, when only root and
+/// refreshd's user can write the file (a token anyone else could have planted is never
+/// taken over); `None` when the file is missing, unreadable, writable by others or holds
+/// the value in another form. Never logged.
 pub fn read_current(target: &TargetConfig) -> Option<SecretString> {
-    let content = std::fs::read(&target.path).ok()?;
+    let place = durable::chase(&target.path).ok()?;
+    if !durable::chase::only_trusted_can_write(&place) {
+        return None;
+    }
+    let (mut file, _) = durable::open_existing(&place, false).ok()?;
+    let content = durable::read_bounded(&mut file, MAX_TARGET).ok()?;
     let value = match &target.kind {
         TargetKind::Dotenv { key, .. } => dotenv::get(&content, key)?,
         TargetKind::Pgpass {
@@ -236,49 +296,45 @@ fn resolve_owner(target: &TargetConfig) -> Result<Option<OwnerOverride>, TargetE
 /// One locked read-compute-write. `Ok(None)`: the file changed under us; try again.
 fn write_once(
     target: &TargetConfig,
-    real: &Path,
+    place: &durable::Place,
     value: &str,
     expires_at: OffsetDateTime,
     owner: Option<OwnerOverride>,
 ) -> Result<Option<Outcome>, TargetError> {
     let path = &target.path;
+    if place.existing.is_none() {
+        return create(target, place, value, expires_at, owner);
+    }
     let in_place = target.write == WriteMode::InPlace;
-    let opened = OpenOptions::new().read(true).write(in_place).open(real);
-    let file = match opened {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return create(target, real, value, expires_at, owner);
+    let (mut file, before) = match durable::open_existing(place, in_place) {
+        Ok(opened) => opened,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::Interrupted
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+            return Err(failed(path, e.to_string()));
         }
         Err(e) => return Err(io_failed(path, "open", e)),
     };
-    let mut file =
-        durable::lock_exclusive(file, LOCK_WAIT).map_err(|e| io_failed(path, "lock", e))?;
-    let before = file.metadata().map_err(|e| io_failed(path, "stat", e))?;
-    // Another writer may have renamed a new file over the path while we waited for the lock.
-    match std::fs::metadata(real) {
-        Ok(now) if now.dev() == before.dev() && now.ino() == before.ino() => {}
-        Ok(_) => return Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_failed(path, "stat", e)),
-    }
-    if !before.is_file() {
-        return Err(failed(path, "is not a regular file"));
-    }
-    let mut current = Vec::with_capacity(before.len() as usize);
-    file.read_to_end(&mut current)
-        .map_err(|e| io_failed(path, "read", e))?;
+    let current = durable::read_bounded(&mut file, MAX_TARGET)
+        .map_err(|e| failed(path, format!("cannot read it: {e}")))?;
     let content =
         render(target, &current, value, expires_at).map_err(|reason| failed(path, reason))?;
-    let existing_mode = before.mode() & 0o7777;
+    let existing_mode = before.st_mode & 0o7777;
     let mode = mode_for(target, Some(existing_mode));
     let uid = owner
         .and_then(|(u, _)| u)
-        .unwrap_or(Uid::from_raw(before.uid()));
+        .unwrap_or(Uid::from_raw(before.st_uid));
     let gid = owner
         .and_then(|(_, g)| g)
-        .unwrap_or(Gid::from_raw(before.gid()));
+        .unwrap_or(Gid::from_raw(before.st_gid));
     let attributes_match =
-        mode == existing_mode && uid.as_raw() == before.uid() && gid.as_raw() == before.gid();
+        mode == existing_mode && uid.as_raw() == before.st_uid && gid.as_raw() == before.st_gid;
     if content == current {
         if !attributes_match {
             apply_attributes(&file, mode, owner.map(|_| (uid, gid)))
@@ -287,21 +343,36 @@ fn write_once(
         return Ok(Some(Outcome::Unchanged));
     }
     if in_place {
+        // A second name for the same inode may be anywhere (a hard link to a file of
+        // someone else's): an in-place write would change every one of them.
+        if before.st_nlink > 1 {
+            return Err(failed(
+                path,
+                format!(
+                    "has {} hard links: an in-place write would change the file behind every one of them; remove the extra links or use write = \"atomic\"",
+                    before.st_nlink
+                ),
+            ));
+        }
         // Tighten the mode before the new secret lands, never after.
         if !attributes_match {
             apply_attributes(&file, mode, owner.map(|_| (uid, gid)))
                 .map_err(|e| io_failed(path, "set mode/owner", e))?;
         }
         // Same inode, so a container that bind-mounted this one file sees the change.
-        if let Err(e) = rewrite(&mut file, &content) {
-            // Put the old content back rather than leave a truncated file (best effort).
-            let _ = rewrite(&mut file, &current);
+        if let Err(e) = durable::rewrite_in_place(&file, &content) {
+            // Space is reserved first, so this is rare; put the old content back.
+            let _ = durable::rewrite_in_place(&file, &current);
             return Err(io_failed(path, "rewrite in place", e));
         }
         return Ok(Some(Outcome::Written));
     }
     // A writer that does not lock (an editor) may have changed the file since we read it.
-    match std::fs::metadata(real) {
+    match nix::sys::stat::fstatat(
+        &place.dir,
+        place.name.as_os_str(),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    ) {
         Ok(now) if same_version(&now, &before) => {}
         _ => return Ok(None),
     }
@@ -311,30 +382,19 @@ fn write_once(
         mode,
         owner: keep_owner.then_some((uid, gid)),
     };
-    durable::replace(real, &content, attributes).map_err(|e| {
+    durable::replace_at(place, &content, attributes).map_err(|e| {
         if e.kind() == io::ErrorKind::PermissionDenied && keep_owner {
             failed(path, format!("cannot keep the file's owner {}:{} without root: run refreshd as that user, or set write = \"in-place\"", uid, gid))
         } else {
             io_failed(path, "replace", e)
         }
     })?;
-    drop(file);
     Ok(Some(Outcome::Written))
 }
 
-fn rewrite(file: &mut File, content: &[u8]) -> io::Result<()> {
-    file.set_len(0)?;
-    file.rewind()?;
-    file.write_all(content)?;
-    file.sync_all()
-}
-
-fn same_version(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
-    a.dev() == b.dev()
-        && a.ino() == b.ino()
-        && a.len() == b.len()
-        && a.mtime() == b.mtime()
-        && a.mtime_nsec() == b.mtime_nsec()
+fn same_version(a: &FileStat, b: &FileStat) -> bool {
+    (a.st_dev, a.st_ino, a.st_size, a.st_mtime, a.st_mtime_nsec)
+        == (b.st_dev, b.st_ino, b.st_size, b.st_mtime, b.st_mtime_nsec)
 }
 
 fn apply_attributes(file: &File, mode: u32, owner: Option<(Uid, Gid)>) -> io::Result<()> {
@@ -347,7 +407,7 @@ fn apply_attributes(file: &File, mode: u32, owner: Option<(Uid, Gid)>) -> io::Re
 
 fn create(
     target: &TargetConfig,
-    real: &Path,
+    place: &durable::Place,
     value: &str,
     expires_at: OffsetDateTime,
     owner: Option<OwnerOverride>,
@@ -364,7 +424,7 @@ fn create(
         mode: mode_for(target, None),
         owner,
     };
-    match durable::create_new(real, &content, attributes) {
+    match durable::create_at(place, &content, attributes) {
         Ok(true) => Ok(Some(Outcome::Written)),
         // Someone created it meanwhile: edit theirs.
         Ok(false) => Ok(None),
@@ -377,19 +437,10 @@ fn create(
 pub fn check(target: &TargetConfig) -> Result<(), TargetError> {
     let path = &target.path;
     resolve_owner(target)?;
-    let real =
-        durable::resolve_link(path).map_err(|e| io_failed(path, "resolve the symlink", e))?;
-    let dir = real.parent().unwrap_or(Path::new("/"));
-    let dir_meta = std::fs::metadata(dir)
-        .map_err(|e| io_failed(path, &format!("use directory {}", dir.display()), e))?;
-    if !dir_meta.is_dir() {
-        return Err(failed(
-            path,
-            format!("{} is not a directory", dir.display()),
-        ));
-    }
+    let place = durable::chase(path).map_err(|e| chase_failed(path, e))?;
+    let dir = place.path.parent().unwrap_or(Path::new("/"));
     use nix::unistd::{AccessFlags, access};
-    if target.write == WriteMode::Atomic || !real.exists() {
+    if target.write == WriteMode::Atomic || place.existing.is_none() {
         access(dir, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|e| {
             failed(
                 path,
@@ -400,27 +451,22 @@ pub fn check(target: &TargetConfig) -> Result<(), TargetError> {
             )
         })?;
     }
-    match std::fs::metadata(&real) {
-        Ok(meta) if !meta.is_file() => Err(failed(path, "is not a regular file")),
-        Ok(meta) => {
-            access(
-                &real,
-                AccessFlags::R_OK
-                    | if target.write == WriteMode::InPlace {
-                        AccessFlags::W_OK
-                    } else {
-                        AccessFlags::R_OK
-                    },
-            )
-            .map_err(|e| failed(path, format!("not accessible to refreshd's user: {e}")))?;
-            if matches!(target.kind, TargetKind::Pgpass { .. }) && meta.mode() & 0o077 != 0 {
-                tracing::warn!(target_path = %path.display(), "mode {:04o}: libpq ignores this file until refreshd tightens it to 0600 on the next write", meta.mode() & 0o7777);
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_failed(path, "stat", e)),
+    let Some(stat) = &place.existing else {
+        return Ok(());
+    };
+    let (file, _) = durable::open_existing(&place, false).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidInput => failed(path, e.to_string()),
+        _ => io_failed(path, "open", e),
+    })?;
+    drop(file);
+    if target.write == WriteMode::InPlace {
+        access(&place.path, AccessFlags::W_OK)
+            .map_err(|e| failed(path, format!("not writable by refreshd's user: {e}")))?;
     }
+    if matches!(target.kind, TargetKind::Pgpass { .. }) && stat.st_mode & 0o077 != 0 {
+        tracing::warn!(target_path = %path.display(), "mode {:04o}: libpq ignores this file until refreshd tightens it to 0600 on the next write", stat.st_mode & 0o7777);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,4 +1,12 @@
+use std::os::unix::fs::MetadataExt;
+
 use super::*;
+
+/// Where these tests' target locks go (as the state directory's `locks/` would).
+fn locks() -> &'static Path {
+    static LOCKS: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    LOCKS.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
 
 fn target(path: PathBuf, kind: TargetKind) -> TargetConfig {
     TargetConfig::new(path, kind)
@@ -23,13 +31,16 @@ fn creates_a_new_file_0600_then_skips_an_identical_write() {
     let dir = tempfile::tempdir().unwrap();
     let t = dotenv(dir.path().join(".env"));
     let token = SecretString::from("abc.def");
-    assert_eq!(write(&t, &token, now()).unwrap(), Outcome::Written);
+    assert_eq!(write(&t, &token, now(), locks()).unwrap(), Outcome::Written);
     assert_eq!(
         std::fs::read_to_string(&t.path).unwrap(),
         "TOKEN=abc.def\nTOKEN_EXPIRES_AT=2027-01-15T08:00:00Z\n"
     );
     assert_eq!(std::fs::metadata(&t.path).unwrap().mode() & 0o777, 0o600);
-    assert_eq!(write(&t, &token, now()).unwrap(), Outcome::Unchanged);
+    assert_eq!(
+        write(&t, &token, now(), locks()).unwrap(),
+        Outcome::Unchanged
+    );
 }
 
 #[test]
@@ -40,7 +51,13 @@ fn existing_mode_is_kept_and_a_symlink_stays_a_link() {
     std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
     let link = dir.path().join(".env");
     std::os::unix::fs::symlink("real.env", &link).unwrap();
-    write(&dotenv(link.clone()), &SecretString::from("v"), now()).unwrap();
+    write(
+        &dotenv(link.clone()),
+        &SecretString::from("v"),
+        now(),
+        locks(),
+    )
+    .unwrap();
     assert!(
         std::fs::symlink_metadata(&link)
             .unwrap()
@@ -68,7 +85,7 @@ fn in_place_keeps_the_inode() {
     let inode = std::fs::metadata(&path).unwrap().ino();
     let mut t = dotenv(path.clone());
     t.write = WriteMode::InPlace;
-    write(&t, &SecretString::from("v"), now()).unwrap();
+    write(&t, &SecretString::from("v"), now(), locks()).unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
     assert!(
         std::fs::read_to_string(&path)
@@ -82,7 +99,13 @@ fn an_unquotable_value_is_refused_and_the_file_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(".env");
     std::fs::write(&path, "TOKEN=old\n").unwrap();
-    let err = write(&dotenv(path.clone()), &SecretString::from("a'b c"), now()).unwrap_err();
+    let err = write(
+        &dotenv(path.clone()),
+        &SecretString::from("a'b c"),
+        now(),
+        locks(),
+    )
+    .unwrap_err();
     assert!(
         err.to_string()
             .starts_with(&format!("target {}:", path.display())),
@@ -106,7 +129,7 @@ fn pgpass_is_tightened_to_0600() {
             username: "u".into(),
         },
     );
-    write(&t, &SecretString::from("p:w"), now()).unwrap();
+    write(&t, &SecretString::from("p:w"), now(), locks()).unwrap();
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
         "h:5432:d:u:p\\:w\n"
@@ -121,10 +144,10 @@ fn raw_file_target() {
         dir.path().join("token"),
         TargetKind::File { newline: false },
     );
-    write(&t, &SecretString::from("tok"), now()).unwrap();
+    write(&t, &SecretString::from("tok"), now(), locks()).unwrap();
     assert_eq!(std::fs::read(&t.path).unwrap(), b"tok");
     t.kind = TargetKind::File { newline: true };
-    write(&t, &SecretString::from("tok"), now()).unwrap();
+    write(&t, &SecretString::from("tok"), now(), locks()).unwrap();
     assert_eq!(std::fs::read(&t.path).unwrap(), b"tok\n");
 }
 
@@ -147,7 +170,7 @@ fn the_current_value_reads_back_from_every_kind() {
     ];
     for target in &targets {
         assert!(read_current(target).is_none());
-        write(target, &token, now()).unwrap();
+        write(target, &token, now(), locks()).unwrap();
         assert_eq!(
             read_current(target).unwrap().expose_secret(),
             token.expose_secret(),
@@ -167,7 +190,7 @@ fn the_current_value_reads_back_from_every_kind() {
 #[test]
 fn a_missing_directory_is_named() {
     let t = dotenv(PathBuf::from("/nonexistent-refreshd-dir/.env"));
-    let err = write(&t, &SecretString::from("v"), now())
+    let err = write(&t, &SecretString::from("v"), now(), locks())
         .unwrap_err()
         .to_string();
     assert!(err.contains("/nonexistent-refreshd-dir/.env"), "{err}");

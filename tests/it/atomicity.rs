@@ -19,6 +19,7 @@ fn write(target: &TargetConfig, value: &str) {
         target,
         &SecretString::from(value),
         OffsetDateTime::now_utc(),
+        crate::common::target_locks(),
     )
     .unwrap();
 }

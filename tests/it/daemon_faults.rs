@@ -666,6 +666,69 @@ fn absurd_token_times_are_refused_and_the_rotated_refresh_token_kept() {
     s.finish(daemon);
 }
 
+/// A provider that echoes the refresh token back in its error, in any shape: the shape
+/// never reaches the log, the state file, status, or the `on_failure` hook.
+#[test]
+fn a_refresh_token_echoed_in_any_shape_is_redacted_everywhere() {
+    let mut s = setup(Mode::Forward, ON_FAILURE);
+    let hook = s.refreshd.path("on_failure.log");
+    let mut daemon = s.refreshd.spawn(&["run"]);
+    wait_line(&daemon, &["INFO", "rotated", "credential=api"], WAIT);
+    s.stub.set_mode(Mode::EchoRefreshToken);
+    let rotate = s.refreshd.run(&["rotate", "api"]);
+    assert!(
+        stdout(&rotate).contains("invalid_grant"),
+        "{}",
+        stdout(&rotate)
+    );
+    s.stub.wait_for("echo_refresh_token", 1, WAIT);
+    daemon.wait_for("needs_login=true", WAIT);
+    let json = s.status_json();
+    let error = json["credentials"]["api"]["last_error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.contains("[redacted]"), "{error}");
+    crate::common::eventually("the on_failure hook to run", WAIT, || {
+        std::fs::read_to_string(&hook)
+            .ok()
+            .filter(|t| !t.is_empty())
+    });
+    s.refreshd.record_file(&hook);
+    s.refreshd.record_daemon(&daemon);
+    // The state file holds the raw refresh token by design: look at its last error only.
+    let stored = s.refreshd.state("api")["last_error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(stored.contains("[redacted]"), "{stored}");
+    // Every refresh token the fixture issued, in every shape the stub echoes it in.
+    let issued = s.oidc.issued();
+    let mut shapes: Vec<String> = Vec::new();
+    for token in &issued {
+        let echo = crate::common::stub::echoed(token);
+        shapes.extend(
+            echo.split([' ', '(', ')', ',', '"'])
+                // The raw token is in the state file by design; its other shapes are not.
+                .filter(|part| part.len() >= 16 && part != token)
+                .map(str::to_owned),
+        );
+    }
+    assert!(shapes.len() >= issued.len() * 2, "{shapes:?}");
+    s.refreshd.assert_no_secrets(&shapes);
+    for shape in shapes.iter().chain(&issued) {
+        assert!(
+            !stored.contains(shape.as_str()),
+            "a shape of a token is in state: {stored}"
+        );
+        assert!(
+            !error.contains(shape.as_str()),
+            "a shape of a token is in status: {error}"
+        );
+    }
+    s.finish(daemon);
+}
+
 #[test]
 fn no_fault_ever_touches_a_target() {
     let mut s = setup(Mode::Forward, "");

@@ -204,6 +204,7 @@ fn write_with(
         &dotenv_target(path, key, mode),
         &SecretString::from(value),
         OffsetDateTime::now_utc(),
+        crate::common::target_locks(),
     )
 }
 

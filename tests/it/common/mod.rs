@@ -14,6 +14,13 @@ use serde_json::Value;
 
 pub const INSTALL: &str = "run `scripts/install-test-peers` (or the README's test command) first";
 
+/// The lock directory the library-level target writes of the tests share (the daemon uses
+/// its state directory's `locks/`): writers of one file queue on it.
+pub fn target_locks() -> &'static Path {
+    static LOCKS: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    LOCKS.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }

@@ -47,6 +47,9 @@ pub enum Mode {
     /// access token by an unsigned JWT with these `exp` and `iat` (Unix seconds, which may
     /// lie before year 0 or near year 10000).
     AbsurdJwt { exp: i64, iat: i64 },
+    /// 400 `invalid_grant` whose description echoes the refresh token it was sent, in
+    /// the shapes a careless provider might: URL-encoded, base64, JSON-escaped, upper case.
+    EchoRefreshToken,
 }
 
 /// The description the `InvalidGrant` mode sends, for tests to look for.
@@ -66,6 +69,7 @@ impl Mode {
             Mode::MalformedJson => "malformed_json",
             Mode::StripAccessToken => "strip_access_token",
             Mode::AbsurdJwt { .. } => "absurd_jwt",
+            Mode::EchoRefreshToken => "echo_refresh_token",
         }
     }
 }
@@ -315,6 +319,21 @@ fn serve(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
             r#"{"error":"rate_limit_exceeded","error_description":"stub: too many requests"}"#,
         )
         .header("Retry-After", retry_after_secs),
+        Mode::EchoRefreshToken => {
+            let sent = url::form_urlencoded::parse(&request.body)
+                .find(|(k, _)| k == "refresh_token")
+                .map(|(_, v)| v.into_owned())
+                .expect("a refresh grant carries its refresh token");
+            Answer::new(
+                400,
+                "application/json",
+                serde_json::json!({
+                    "error": "invalid_grant",
+                    "error_description": echoed(&sent),
+                })
+                .to_string(),
+            )
+        }
         Mode::InvalidGrant => Answer::new(
             400,
             "application/json",
@@ -351,6 +370,18 @@ fn record(inner: &Inner, at: Instant, mode: &Mode, request: &Request, status: u1
 
 /// Sends `request` to the real token endpoint; with `strip`, removes `access_token` from a
 /// successful JSON answer.
+/// The shapes `Mode::EchoRefreshToken` puts a refresh token in, as one description.
+pub fn echoed(token: &str) -> String {
+    use base64::Engine as _;
+    let url: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(token);
+    let json = serde_json::to_string(token).unwrap();
+    format!(
+        "refresh token {url} (base64 {b64}, as JSON {json}, shouting {}) is unknown",
+        token.to_ascii_uppercase()
+    )
+}
+
 /// What `forward` does to a successful answer.
 enum Damage {
     None,
