@@ -35,6 +35,8 @@ pub enum ChildError {
     Spawn { program: String, reason: String },
     #[error("{program} did not finish within {}s and was killed", after.as_secs())]
     Timeout { program: String, after: Duration },
+    #[error("{program} printed more than {limit} bytes on stdout: that is not a token")]
+    TooMuchOutput { program: String, limit: usize },
 }
 
 /// A process to run.
@@ -113,19 +115,35 @@ impl<'a> Child<'a> {
             }
         }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
-        let child = command.spawn().map_err(|e| ChildError::Spawn {
+        let mut child = command.spawn().map_err(|e| ChildError::Spawn {
             program: program.clone(),
             reason: e.to_string(),
         })?;
-        match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
-            Ok(Ok(output)) => Ok(Output {
-                status: output.status,
-                stdout: output.stdout,
-                stderr: output.stderr,
-            }),
-            Ok(Err(e)) => Err(ChildError::Spawn {
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let run = async {
+            // Both pipes drained at once (a child blocked on a full stderr never exits), each
+            // read only up to its limit: a runaway program cannot fill refreshd's memory.
+            let (stdout, stderr, status) = tokio::join!(
+                read_limited(stdout, MAX_STDOUT),
+                read_limited(stderr, MAX_STDERR),
+                child.wait()
+            );
+            (stdout, stderr, status)
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok((_, _, Err(e))) => Err(ChildError::Spawn {
                 program,
                 reason: e.to_string(),
+            }),
+            Ok((Err(()), _, _)) => Err(ChildError::TooMuchOutput {
+                program,
+                limit: MAX_STDOUT,
+            }),
+            Ok((Ok(stdout), stderr, Ok(status))) => Ok(Output {
+                status,
+                stdout,
+                stderr: stderr.unwrap_or_else(|()| b"(more stderr than refreshd keeps)".to_vec()),
             }),
             // Dropping the future drops the child, which kills it (kill_on_drop).
             Err(_) => Err(ChildError::Timeout {
@@ -136,6 +154,40 @@ impl<'a> Child<'a> {
     }
 }
 
+/// What a program may print on stdout (a token, or JSON holding one).
+const MAX_STDOUT: usize = 1 << 20;
+/// What refreshd keeps of a program's stderr (the rest is read and dropped).
+const MAX_STDERR: usize = 64 << 10;
+/// The stderr lines logged of one run; the others are counted.
+pub const MAX_STDERR_LINES: usize = 20;
+
+/// Reads `pipe` to its end, keeping at most `limit` bytes: `Err(())` when there was more
+/// (the rest is still read, so the child is never blocked on a full pipe).
+async fn read_limited(
+    pipe: Option<impl tokio::io::AsyncRead + Unpin>,
+    limit: usize,
+) -> Result<Vec<u8>, ()> {
+    use tokio::io::AsyncReadExt;
+    let Some(mut pipe) = pipe else {
+        return Ok(Vec::new());
+    };
+    let mut kept = Vec::new();
+    let mut over = false;
+    let mut buf = [0u8; 8192];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) if kept.len() + n <= limit => kept.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                let room = limit - kept.len();
+                kept.extend_from_slice(&buf[..room.min(n)]);
+                over = true;
+            }
+        }
+    }
+    if over { Err(()) } else { Ok(kept) }
+}
+
 impl Output {
     /// The non-empty lines of stderr, with `also_hide` (a token the caller knows) and any
     /// run of token-like characters masked.
@@ -144,10 +196,8 @@ impl Output {
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|line| match also_hide {
-                Some(token) if token.len() >= 4 => {
-                    mask_token_like(&line.replace(token, "[redacted]"))
-                }
-                _ => mask_token_like(line),
+                Some(token) => mask_token_like(&crate::redact::redact(line, &[token])),
+                None => mask_token_like(line),
             })
             .collect()
     }

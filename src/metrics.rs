@@ -21,8 +21,16 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// Connections served at once; more are closed at once (a flood of idle connections must
+/// not take the daemon's file descriptors).
+const MAX_CONNECTIONS: usize = 64;
+
+/// How long one connection may take, headers included (slow clients are cut off).
+const CONNECTION_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves until the task is dropped.
 pub async fn serve(listener: TcpListener, snapshot: watch::Receiver<Snapshot>, clock: SharedClock) {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -32,16 +40,22 @@ pub async fn serve(listener: TcpListener, snapshot: watch::Receiver<Snapshot>, c
                 continue;
             }
         };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!("metrics: {MAX_CONNECTIONS} connections open, closing another");
+            continue;
+        };
         let snapshot = snapshot.clone();
         let clock = clock.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 let response = respond(&request, &snapshot.borrow(), clock.now());
                 async move { Ok::<_, Infallible>(response) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIMIT, connection).await;
         });
     }
 }

@@ -354,6 +354,10 @@ pub async fn run_command(
             program,
             timeout: after,
         },
+        e @ ChildError::TooMuchOutput { .. } => ReloadError::Spawn {
+            program: argv.first().cloned().unwrap_or_default(),
+            reason: e.to_string(),
+        },
     })?;
     if output.status.success() {
         return Ok(());

@@ -192,6 +192,16 @@ impl CredentialStatus {
         });
     }
 
+    /// The health as of `now`: one that was healthy when published is `expired` once its
+    /// token's time is up, whether or not anything happened since.
+    pub fn health_at(&self, now: OffsetDateTime) -> Health {
+        if self.health.is_healthy() && !self.has_valid_token(now) {
+            Health::Expired
+        } else {
+            self.health
+        }
+    }
+
     pub fn has_valid_token(&self, now: OffsetDateTime) -> bool {
         self.expires_at.is_some_and(|at| at > now)
     }
@@ -267,6 +277,21 @@ impl Snapshot {
             from: from.to_owned(),
             ..Snapshot::default()
         }
+    }
+
+    /// This snapshot as it stands at `now` (see [`CredentialStatus::health_at`]), for
+    /// whoever asks: status is computed when asked, not when last published.
+    pub fn as_of(&self, now: OffsetDateTime) -> Snapshot {
+        let mut current = self.clone();
+        for status in self.credentials.values() {
+            let health = status.health_at(now);
+            if health != status.health {
+                let mut changed = status.clone();
+                changed.health = health;
+                current.set(changed);
+            }
+        }
+        current
     }
 
     pub fn credentials(&self) -> &BTreeMap<String, CredentialStatus> {

@@ -160,16 +160,23 @@ pub(super) fn target(
                 ));
             }
             let need = |value: Option<String>, field: &str| {
-                value.filter(|v| !v.is_empty()).ok_or_else(|| {
+                let value = value.filter(|v| !v.is_empty()).ok_or_else(|| {
                     err(
                         field,
                         format!("a pgpass target needs `{field}` (use \"*\" to match any)"),
                     )
-                })
+                })?;
+                if value.chars().any(char::is_control) {
+                    return Err(err(
+                        field,
+                        "must not hold a line break or other control character: a .pgpass line is one line".into(),
+                    ));
+                }
+                Ok(value)
             };
             let port = match raw.port {
                 Some(RawPort::Number(n)) => n.to_string(),
-                Some(RawPort::Text(t)) => t,
+                Some(RawPort::Text(t)) => need(Some(t), "port")?,
                 None => "5432".to_owned(),
             };
             TargetKind::Pgpass {

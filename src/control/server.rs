@@ -20,6 +20,12 @@ use crate::status::Snapshot;
 /// A request is one line of JSON; nothing legitimate comes near this.
 const MAX_REQUEST: u64 = 64 * 1024;
 
+/// Connections answered at once; more are closed (they must not take all descriptors).
+const MAX_CONNECTIONS: usize = 64;
+
+/// How long a client may take to send its request line.
+const REQUEST_WAIT: Duration = Duration::from_secs(10);
+
 /// A `rotate` request handed to the supervisor.
 pub struct RotateRequest {
     pub names: Vec<String>,
@@ -85,6 +91,7 @@ impl Server {
     /// Serves connections until the listener fails or the task is dropped.
     pub async fn serve(self, listener: UnixListener) {
         let own_uid = nix::unistd::geteuid().as_raw();
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
@@ -99,8 +106,15 @@ impl Server {
                 tracing::warn!(peer_uid = ?peer.ok(), "control socket: refused a connection from another user");
                 continue;
             }
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                tracing::debug!(
+                    "control socket: {MAX_CONNECTIONS} connections open, closing another"
+                );
+                continue;
+            };
             let server = self.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 if let Err(e) = server.answer(stream).await {
                     tracing::debug!("control socket: {e}");
                 }
@@ -111,9 +125,10 @@ impl Server {
     async fn answer(&self, stream: UnixStream) -> io::Result<()> {
         let (read, mut write) = stream.into_split();
         let mut line = String::new();
-        BufReader::new(read.take(MAX_REQUEST))
-            .read_line(&mut line)
-            .await?;
+        let mut reader = BufReader::new(read.take(MAX_REQUEST));
+        tokio::time::timeout(REQUEST_WAIT, reader.read_line(&mut line))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request line in time"))??;
         let response = match serde_json::from_str::<Request>(&line) {
             Ok(request) => self.handle(request).await,
             Err(e) => Response::Error(format!("not a valid request: {e}")),
@@ -126,7 +141,10 @@ impl Server {
 
     async fn handle(&self, request: Request) -> Response {
         match request {
-            Request::Status => Response::Status(Box::new(self.snapshot.borrow().clone())),
+            Request::Status => {
+                let now = self.clock.now();
+                Response::Status(Box::new(self.snapshot.borrow().as_of(now)))
+            }
             Request::Rotate { names, if_due } => {
                 let (reply, result) = oneshot::channel();
                 let request = RotateRequest {

@@ -483,17 +483,30 @@ impl Engine {
         unsaved: &mut Option<String>,
     ) {
         let now = self.clock.now();
-        state.record_failure(kind, error.to_string(), now);
+        // A refresh whose answer never came may have been spent: the provider then refuses
+        // the token we still hold. Say so rather than leave a bare invalid_grant.
+        let after_timeout = state
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.message.contains(" timed out after "));
+        let mut message = error.to_string();
+        if kind == FailureKind::Permanent
+            && after_timeout
+            && credential.source.oauth_refresh().is_some()
+        {
+            message.push_str(" (the refresh before this one timed out: the provider may have rotated the refresh token in an answer that never arrived; log in again)");
+        }
+        state.record_failure(kind, message.clone(), now);
         let held = state.token.as_ref().filter(|t| t.is_valid_at(now));
         match kind {
             FailureKind::Permanent => tracing::error!(
                 credential = %credential.name,
                 needs_login = true,
                 targets_keep = held.map(|t| token::rfc3339(t.expires_at)).unwrap_or_else(|| "nothing valid".into()),
-                "refresh failed: {error}"
+                "refresh failed: {message}"
             ),
             FailureKind::Transient => {
-                tracing::warn!(credential = %credential.name, failures = state.consecutive_failures, "refresh failed: {error}")
+                tracing::warn!(credential = %credential.name, failures = state.consecutive_failures, "refresh failed: {message}")
             }
         }
         self.save(credential, state, unsaved);

@@ -191,10 +191,16 @@ async fn discover(
             .send()
             .await;
         match response {
-            Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-                Ok(json) if json.is_object() => return Ok(json),
-                _ => reasons.push(format!("{url}: not a JSON object")),
-            },
+            Ok(r) if r.status().is_success() => {
+                let body = oauth::read_body(r, url, timeout).await;
+                match body
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                {
+                    Some(json) if json.is_object() => return Ok(json),
+                    _ => reasons.push(format!("{url}: not a JSON object")),
+                }
+            }
             Ok(r) => reasons.push(format!("{url}: HTTP {}", r.status().as_u16())),
             Err(e) => reasons.push(format!(
                 "{url}: {}",

@@ -12,12 +12,9 @@ use serde_json::Value;
 
 use super::fields::{self, Expiry};
 use super::{FetchContext, SourceError};
-use crate::child::{Child, ChildError};
+use crate::child::{Child, ChildError, MAX_STDERR_LINES};
 use crate::config::{CommandFormat, CommandSource};
 use crate::token::Fetched;
-
-/// Output beyond this is not a token.
-const MAX_STDOUT: usize = 1 << 20;
 
 pub(super) async fn run(
     source: &CommandSource,
@@ -34,14 +31,26 @@ pub(super) async fn run(
             message: reason,
         },
         ChildError::Timeout { program, after } => SourceError::CommandTimeout { program, after },
+        e @ ChildError::TooMuchOutput { .. } => SourceError::Malformed {
+            origin: source.argv[0].clone(),
+            reason: e.to_string(),
+        },
     })?;
-    let stdout =
-        String::from_utf8_lossy(&output.stdout[..output.stdout.len().min(MAX_STDOUT)]).into_owned();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let parsed = parse_output(source, &stdout);
     let token_text = parsed.as_ref().ok().map(|(token, _)| token.as_str());
     let stderr_lines = output.stderr_lines(token_text);
-    for line in &stderr_lines {
+    // A chatty program gets a few log lines, not one per line it printed.
+    for line in stderr_lines.iter().take(MAX_STDERR_LINES) {
         tracing::warn!(credential = %ctx.credential, program = %program, "stderr: {line}");
+    }
+    if stderr_lines.len() > MAX_STDERR_LINES {
+        tracing::warn!(
+            credential = %ctx.credential,
+            program = %program,
+            "stderr: {} more lines not shown",
+            stderr_lines.len() - MAX_STDERR_LINES
+        );
     }
     if !output.status.success() {
         return Err(SourceError::CommandFailed {

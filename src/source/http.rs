@@ -65,10 +65,7 @@ pub(super) async fn fetch(
         .map_err(|e| oauth::transport_error(url, ctx.timeout, &e))?;
     let status = response.status();
     let retry_after = oauth::retry_after(&response);
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| oauth::transport_error(url, ctx.timeout, &e))?;
+    let bytes = oauth::read_body(response, url, ctx.timeout).await?;
     let json: Option<Value> = serde_json::from_slice(&bytes).ok();
     let secrets: Vec<Option<&SecretString>> = secrets.iter().map(Some).collect();
     let redact = |text: &str| oauth::redact(text, &secrets);

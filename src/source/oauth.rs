@@ -229,10 +229,7 @@ pub(super) async fn post(
         .get(reqwest::header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| transport_error(url, timeout, &e))?;
+    let body = read_body(response, url, timeout).await?;
     let json: Option<Value> = serde_json::from_slice(&body).ok();
 
     if status.is_success() {
@@ -339,10 +336,7 @@ pub async fn device_authorization(
         .await
         .map_err(|e| transport_error(url.as_str(), timeout, &e))?;
     let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| transport_error(url.as_str(), timeout, &e))?;
+    let body = read_body(response, url.as_str(), timeout).await?;
     let json: Option<Value> = serde_json::from_slice(&body).ok();
     match json {
         Some(json) if status.is_success() => Ok(json),
@@ -446,6 +440,32 @@ pub(super) fn parse_token_response(json: &Value) -> Result<Fetched, String> {
 }
 
 /// `Retry-After` in seconds or as an HTTP date (RFC 9110 §10.2.3).
+/// The largest answer read from a token endpoint or an API: a token response is a few KiB.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// A response's body, refused (not cut) when larger than [`MAX_BODY`].
+pub async fn read_body(
+    mut response: reqwest::Response,
+    url: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>, SourceError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| transport_error(url, timeout, &e))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(SourceError::Malformed {
+                origin: url.to_owned(),
+                reason: format!("the answer is larger than {MAX_BODY} bytes: not a token response"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// What a response's `Retry-After` asks for, if it says anything usable.
 pub(super) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     response

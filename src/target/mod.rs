@@ -196,6 +196,11 @@ fn render(
             Ok(edited.content)
         }
         TargetKind::File { newline } => {
+            if value.contains(['\n', '\r', '\0']) {
+                return Err(
+                    "the value holds a line break or a NUL: a reader of the file would see two values, or a cut one; not written".to_owned(),
+                );
+            }
             let mut content = value.as_bytes().to_vec();
             if *newline {
                 content.push(b'\n');

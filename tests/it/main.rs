@@ -15,6 +15,7 @@ mod daemon_faults;
 mod daemon_lifecycle;
 mod dotenv_interop;
 mod google;
+mod hardening;
 mod http_chain;
 mod login;
 mod oauth_flow;

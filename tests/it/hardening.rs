@@ -1,0 +1,410 @@
+//! What a user who owns a target's directory, a provider or a program could do to a root
+//! refreshd (design §7), each tried against the real binary: planted symlinks, FIFOs, pid
+//! files aimed at other users' processes, planted tokens, an impostor on the control
+//! socket, floods of output and connections, the litter of a crash. Needs root: it plants
+//! files as uid 65534 (nobody) and runs processes as that user.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::common::{Refreshd, eventually, stderr};
+
+const WAIT: Duration = Duration::from_secs(30);
+const NOBODY: u32 = 65534;
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: it plants files as uid 65534 (run it as root, as CI does)"
+    );
+}
+
+fn chown(path: &Path, uid: u32) {
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(uid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+}
+
+/// A directory of the test's that uid 65534 owns (the app user's), reachable by it.
+fn app_dir(r: &Refreshd) -> PathBuf {
+    std::fs::set_permissions(r.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let app = r.path("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+    chown(&app, NOBODY);
+    app
+}
+
+/// A `command` credential `NAME` printing `token`, with `targets` (TOML array items).
+fn command_credential(r: &Refreshd, name: &str, token: &str, targets: &str) -> String {
+    let script = r.path(&format!("{name}.sh"));
+    std::fs::write(&script, format!("#!/bin/sh\nprintf '%s' '{token}'\n")).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "[credentials.{name}]\nsource = {{ type = \"command\", argv = [\"{}\"], format = \"plain\" }}\ntargets = [ {targets} ]\n",
+        script.display()
+    )
+}
+
+fn out(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(output)
+    )
+}
+
+#[test]
+fn symlinks_an_app_user_planted_are_refused_and_nothing_outside_is_touched() {
+    require_root();
+    let mut r = Refreshd::new();
+    let app = app_dir(&r);
+    let root_file = r.path("root-owned.conf");
+    std::fs::write(&root_file, "root's own\n").unwrap();
+    let root_dir = r.path("root-only");
+    std::fs::create_dir(&root_dir).unwrap();
+    std::fs::set_permissions(&root_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // The app user points its .env at a root file, and its token file into a root-only
+    // directory (dangling), and sets an owner and mode refreshd would apply.
+    std::os::unix::fs::symlink(&root_file, app.join(".env")).unwrap();
+    chown(&app.join(".env"), NOBODY);
+    std::os::unix::fs::symlink(root_dir.join("token"), app.join("token")).unwrap();
+    chown(&app.join("token"), NOBODY);
+    r.write_config(&command_credential(
+        &r,
+        "api",
+        "planted-link-test-token-value",
+        &format!(
+            "{{ type = \"dotenv\", path = \"{}/.env\", key = \"TOKEN\", owner = \"nobody\", mode = \"0644\" }}, {{ type = \"file\", path = \"{}/token\" }}",
+            app.display(),
+            app.display()
+        ),
+    ));
+    let once = r.run(&["once"]);
+    let said = out(&once);
+    assert_eq!(once.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("refused: a symlink owned by uid 65534"),
+        "{said}"
+    );
+    assert!(said.contains(&format!("{}/.env", app.display())), "{said}");
+    assert_eq!(std::fs::read_to_string(&root_file).unwrap(), "root's own\n");
+    let meta = std::fs::metadata(&root_file).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o644));
+    assert!(
+        !root_dir.join("token").exists(),
+        "a file was created in a root-only directory"
+    );
+    // `check` says the same before anything runs.
+    let check = r.run(&["check"]);
+    assert_eq!(check.status.code(), Some(2));
+    assert!(out(&check).contains("refused"), "{}", out(&check));
+}
+
+#[test]
+fn fifo_targets_never_block_the_daemon() {
+    let mut r = Refreshd::new();
+    std::fs::create_dir(r.path("app")).unwrap();
+    for name in ["a.env", "b.token"] {
+        nix::unistd::mkfifo(
+            &r.path(&format!("app/{name}")),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+    }
+    let blocked = command_credential(
+        &r,
+        "blocked",
+        "fifo-test-token-value-1",
+        &format!(
+            "{{ type = \"dotenv\", path = \"{}\", key = \"T\" }}, {{ type = \"file\", path = \"{}\" }}",
+            r.path("app/a.env").display(),
+            r.path("app/b.token").display()
+        ),
+    );
+    let fine = command_credential(
+        &r,
+        "fine",
+        "fifo-test-token-value-2",
+        &format!(
+            "{{ type = \"file\", path = \"{}\" }}",
+            r.path("app/fine").display()
+        ),
+    );
+    r.write_config(&format!(
+        "control_socket = \"{}\"\n\n{blocked}\n{fine}",
+        r.path("run/control.sock").display()
+    ));
+    let mut daemon = r.spawn(&["run"]);
+    daemon.wait_for("rotated credential=fine", WAIT);
+    daemon.wait_for("is not a regular file", WAIT);
+    let status = r.run(&["status"]);
+    assert!(out(&status).contains("fine: ok"), "{}", out(&status));
+    daemon.signal(Signal::SIGTERM);
+    assert!(daemon.wait_exit(WAIT).success());
+    r.record_daemon(&daemon);
+}
+
+#[test]
+fn a_pid_file_others_can_write_cannot_aim_at_another_users_process() {
+    require_root();
+    let mut r = Refreshd::new();
+    let app = app_dir(&r);
+    // A root process the app user would like to see killed.
+    let mut victim = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid_file = app.join("app.pid");
+    std::fs::write(&pid_file, format!("{}\n", victim.id())).unwrap();
+    chown(&pid_file, NOBODY);
+    let mut credential = command_credential(
+        &r,
+        "api",
+        "pid-file-test-token-value",
+        &format!(
+            "{{ type = \"file\", path = \"{}\" }}",
+            r.path("token").display()
+        ),
+    );
+    credential.push_str(&format!(
+        "reload = [ {{ signal = \"SIGTERM\", pid_file = \"{}\" }} ]\n",
+        pid_file.display()
+    ));
+    r.write_config(&credential);
+    let once = r.run(&["once"]);
+    let said = out(&once);
+    assert!(said.contains("not signalled"), "{said}");
+    assert!(said.contains("can be written by uid 65534"), "{said}");
+    assert!(
+        !said.contains(&victim.id().to_string()) || said.contains("pid"),
+        "{said}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        victim.try_wait().unwrap().is_none(),
+        "root's process was signalled"
+    );
+    victim.kill().unwrap();
+    let _ = victim.wait();
+}
+
+#[test]
+fn a_token_planted_in_a_target_others_can_write_is_not_adopted() {
+    require_root();
+    let mut r = Refreshd::new();
+    let app = app_dir(&r);
+    // An unsigned JWT for `mallory`, valid for half an hour, planted by the app user.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let planted = crate::common::jwt_unsigned(
+        serde_json::json!({"sub": "mallory", "iat": now, "exp": now + 1800}),
+    );
+    let env = app.join(".env");
+    std::fs::write(&env, format!("TOKEN={planted}\n")).unwrap();
+    chown(&env, NOBODY);
+    r.write_config(&command_credential(
+        &r,
+        "api",
+        "the-real-token-from-the-source",
+        &format!(
+            "{{ type = \"dotenv\", path = \"{}\", key = \"TOKEN\" }}",
+            env.display()
+        ),
+    ));
+    let once = r.run(&["once"]);
+    assert!(once.status.success(), "{}", out(&once));
+    assert_eq!(
+        std::fs::read_to_string(&env).unwrap(),
+        "TOKEN=the-real-token-from-the-source\n",
+        "the planted token was adopted instead of refreshed"
+    );
+    let status = r.run(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(json["credentials"]["api"]["subject"].is_null(), "{json}");
+}
+
+#[test]
+fn the_control_socket_needs_a_directory_of_its_own_and_clients_check_who_answers() {
+    require_root();
+    let mut r = Refreshd::new();
+    std::fs::set_permissions(r.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let shared = r.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let credential = command_credential(
+        &r,
+        "api",
+        "socket-test-token-value",
+        &format!(
+            "{{ type = \"file\", path = \"{}\" }}",
+            r.path("token").display()
+        ),
+    );
+    r.write_config(&format!(
+        "control_socket = \"{}/control.sock\"\n\n{credential}",
+        shared.display()
+    ));
+    let run = r.run(&["run"]);
+    assert_eq!(run.status.code(), Some(1), "{}", out(&run));
+    assert!(
+        out(&run).contains("must be refreshd's own"),
+        "{}",
+        out(&run)
+    );
+
+    // Another user serves a socket where refreshd's would be: `token` never asks it.
+    let theirs = r.path("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    chown(&theirs, NOBODY);
+    let socket = theirs.join("control.sock");
+    let mut impostor = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import socket,sys,os\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\nos.chmod(sys.argv[1],0o777)\ns.listen(4)\nprint('listening',flush=True)\nwhile True:\n  c,_=s.accept()\n  try:\n    c.sendall(b'{\"ok\":true,\"token\":\"impostor-token-value\"}\\n')\n  except OSError:\n    pass\n  c.close()\n",
+        ])
+        .arg(&socket)
+        .current_dir("/")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = [0u8; 9];
+    impostor
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut ready)
+        .unwrap();
+    r.write_config(&format!(
+        "control_socket = \"{}\"\n\n{credential}",
+        socket.display()
+    ));
+    let token = r.command(&["token", "api"]).output().unwrap();
+    let status = r.run(&["status"]);
+    impostor.kill().unwrap();
+    let _ = impostor.wait();
+    assert!(
+        !String::from_utf8_lossy(&token.stdout).contains("impostor"),
+        "the impostor's answer was printed"
+    );
+    assert!(
+        out(&status).contains("neither root nor this user"),
+        "{}",
+        out(&status)
+    );
+}
+
+#[test]
+fn floods_of_output_and_connections_are_bounded() {
+    let mut r = Refreshd::new();
+    // A program that prints 2 MiB where a token belongs, and 1,000 lines on stderr.
+    let script = r.path("flood.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nhead -c 2097152 /dev/zero | tr '\\0' a\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    r.write_config(&(format!(
+        "control_socket = \"{}\"\nmetrics_listen = \"127.0.0.1:{port}\"\n\n[credentials.flood]\nsource = {{ type = \"command\", argv = [\"{}\"], format = \"plain\" }}\ntargets = [ {{ type = \"file\", path = \"{}\" }} ]\n\n{}",
+        r.path("run/control.sock").display(),
+        script.display(),
+        r.path("flood.token").display(),
+        command_credential(&r, "fine", "flood-test-token-value", &format!("{{ type = \"file\", path = \"{}\" }}", r.path("fine.token").display())),
+    ) + &chatty(&r)));
+    let mut daemon = r.spawn(&["run"]);
+    daemon.wait_for("printed more than 1048576 bytes on stdout", WAIT);
+    daemon.wait_for("more lines not shown", WAIT);
+    assert!(
+        daemon.count("noise line") <= 20,
+        "{} stderr lines logged",
+        daemon.count("noise line")
+    );
+    assert!(!r.path("flood.token").exists());
+    // 300 idle connections to the metrics port: the daemon keeps answering its owner.
+    let idle: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert!(idle.len() >= 64, "only {} connections", idle.len());
+    let status = r.run(&["status"]);
+    assert!(out(&status).contains("fine: ok"), "{}", out(&status));
+    let rotate = r.run(&["rotate", "fine"]);
+    assert!(rotate.status.success(), "{}", out(&rotate));
+    drop(idle);
+    let metrics = eventually("/metrics answering again", WAIT, || {
+        reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+            .ok()
+            .and_then(|r| r.text().ok())
+    });
+    assert!(metrics.contains("refreshd_credential_healthy"), "{metrics}");
+    daemon.signal(Signal::SIGTERM);
+    assert!(daemon.wait_exit(WAIT).success());
+    r.record_daemon(&daemon);
+}
+
+/// A credential whose program prints 1,000 lines on stderr, then a good token.
+fn chatty(r: &Refreshd) -> String {
+    let script = r.path("chatty.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ni=0; while [ $i -lt 1000 ]; do echo \"noise line $i\" >&2; i=$((i+1)); done\nprintf '%s' chatty-test-token-value\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "\n[credentials.chatty]\nsource = {{ type = \"command\", argv = [\"{}\"], format = \"plain\" }}\ntargets = [ {{ type = \"file\", path = \"{}\" }} ]\n",
+        script.display(),
+        r.path("chatty.token").display()
+    )
+}
+
+#[test]
+fn the_litter_of_a_crash_is_removed_at_start() {
+    let mut r = Refreshd::new();
+    std::fs::create_dir(r.path("app")).unwrap();
+    let litter = r.path("app/.token.0a1b2c3d4e5f.refreshd-tmp");
+    std::fs::write(&litter, "a token a crash left").unwrap();
+    let fresh = r.path("app/.token.ffeeddccbbaa.refreshd-tmp");
+    std::fs::write(&fresh, "another process is writing this one").unwrap();
+    // An hour old: an earlier crash's, not a concurrent writer's.
+    let old =
+        nix::sys::time::TimeSpec::new(time::OffsetDateTime::now_utc().unix_timestamp() - 3600, 0);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &litter,
+        &old,
+        &old,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+    r.write_config(&command_credential(
+        &r,
+        "api",
+        "litter-test-token-value",
+        &format!(
+            "{{ type = \"file\", path = \"{}\" }}",
+            r.path("app/token").display()
+        ),
+    ));
+    let once = r.run(&["once"]);
+    assert!(once.status.success(), "{}", out(&once));
+    assert!(!litter.exists(), "the crash's temp file is still there");
+    assert!(
+        fresh.exists(),
+        "a temp file too young to be litter was removed"
+    );
+}
