@@ -10,6 +10,7 @@ mod common;
 
 mod atomicity;
 mod cli;
+mod crash;
 mod daemon_control;
 mod daemon_faults;
 mod daemon_lifecycle;

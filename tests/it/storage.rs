@@ -194,3 +194,88 @@ fn fingerprint(token: &str) -> String {
     let digest = sha2::Sha256::digest(token.as_bytes());
     digest[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// `write = "in-place"` on a full disk: the space for the new content is reserved before a
+/// byte changes, so the file keeps its old content whole instead of ending truncated.
+#[test]
+fn an_in_place_write_on_a_full_disk_leaves_the_old_file_whole() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: it mounts a small tmpfs for the target (run it as root, as CI does)"
+    );
+    let mut r = Refreshd::new();
+    let disk = Tmpfs::mount(&r.path("mnt"), "64k");
+    let target = r.path("mnt/app.env");
+    let old = format!("# settings\nLONG={}\nTOKEN=old\n", "x".repeat(6000));
+    std::fs::write(&target, &old).unwrap();
+    // A token far longer than what is left once the disk is full.
+    let token = "t".repeat(40_000);
+    let script = r.path("token.sh");
+    std::fs::write(&script, format!("#!/bin/sh\nprintf '%s' '{token}'\n")).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    r.write_config(&format!(
+        "[credentials.api]\nsource = {{ type = \"command\", argv = [\"{}\"], format = \"plain\" }}\ntargets = [ {{ type = \"dotenv\", path = \"{}\", key = \"TOKEN\", write = \"in-place\" }} ]\n",
+        script.display(),
+        target.display()
+    ));
+    disk.fill();
+    let once = r.run(&["once"]);
+    assert_eq!(once.status.code(), Some(1), "{}", stderr(&once));
+    assert!(
+        stderr(&once).contains("rewrite in place"),
+        "{}",
+        stderr(&once)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        old,
+        "the file was damaged"
+    );
+    disk.free();
+    let once = r.run(&["once", "--force"]);
+    assert_success(&once);
+    assert!(
+        std::fs::read_to_string(&target)
+            .unwrap()
+            .ends_with(&format!("TOKEN={token}\n"))
+    );
+    drop(disk);
+}
+
+/// `once` on a full state disk after the provider rotated: it keeps trying to store the
+/// state for a minute, then exits 4 and says what is lost, and the targets have the token.
+#[test]
+fn once_on_a_full_state_disk_retries_then_exits_4() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: it mounts a small tmpfs as the state directory (run it as root, as CI does)"
+    );
+    let mut r = Refreshd::new();
+    let oidc = Oidc::start(r.dir.path(), 600);
+    let dir = r.dir.path().display().to_string();
+    let grant = oidc.grant("rt-basic");
+    std::fs::write(r.path("bootstrap.refresh"), &grant.refresh_token).unwrap();
+    std::fs::write(r.path("client.secret"), "rt-basic-secret").unwrap();
+    let tmpfs = Tmpfs::mount(&r.state_dir(), "64k");
+    r.write_config(&format!(
+        r#"[credentials.api]
+source = {{ type = "oauth-refresh", token_url = "{url}", client_id = "rt-basic", auth = "basic", client_secret = {{ file = "{dir}/client.secret" }}, refresh_token = {{ file = "{dir}/bootstrap.refresh" }}, scopes = ["openid", "offline_access", "api"] }}
+targets = [ {{ type = "file", path = "{dir}/token" }} ]
+"#,
+        url = oidc.token_endpoint,
+    ));
+    // The lock file exists before the disk fills (locks need no space afterwards).
+    std::fs::create_dir_all(r.state_dir()).unwrap();
+    std::fs::write(r.state_dir().join("api.lock"), "").unwrap();
+    tmpfs.fill();
+    let once = r.run(&["once"]);
+    assert_eq!(once.status.code(), Some(4), "{}", stderr(&once));
+    assert!(
+        stderr(&once).contains("could not be stored"),
+        "{}",
+        stderr(&once)
+    );
+    assert!(r.path("token").exists(), "the target did not get the token");
+    r.assert_no_secrets(&[grant.refresh_token.as_str(), "rt-basic-secret"]);
+    drop(tmpfs);
+}
