@@ -280,13 +280,19 @@ async fn process_owner(pid: i32) -> Option<u32> {
     if let Ok(meta) = std::fs::metadata(format!("/proc/{pid}")) {
         return Some(meta.uid());
     }
-    let argv = ["ps", "-o", "uid=", "-p", &pid.to_string()].map(str::to_owned);
+    ps_field(pid, "uid=").await?.parse().ok()
+}
+
+/// One field of `ps -o FIELD -p PID` (where there is no /proc).
+async fn ps_field(pid: i32, field: &str) -> Option<String> {
+    let argv = ["ps", "-o", field, "-p", &pid.to_string()].map(str::to_owned);
     let output = Child::new(&argv, DEFAULT_TIMEOUT)
         .capture_stdout()
         .run()
         .await
         .ok()?;
-    String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+    let value = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    (!value.is_empty()).then_some(value)
 }
 
 /// The process's name as `ps` shows it: `/proc/PID/comm` on Linux (cut at 15 bytes by the
@@ -319,14 +325,7 @@ async fn process_name(pid: i32) -> Option<String> {
     if let Ok(comm) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
         return Some(comm.trim_end_matches('\n').to_owned());
     }
-    let argv = ["ps", "-o", "comm=", "-p", &pid.to_string()].map(str::to_owned);
-    let output = Child::new(&argv, DEFAULT_TIMEOUT)
-        .capture_stdout()
-        .run()
-        .await
-        .ok()?;
-    let name = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    (!name.is_empty()).then_some(name)
+    ps_field(pid, "comm=").await
 }
 
 fn send_signal(signal: Signal, pid: i32) -> Result<(), ReloadError> {

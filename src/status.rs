@@ -466,6 +466,20 @@ mod tests {
     }
 
     #[test]
+    fn health_is_as_of_asking() {
+        let now = OffsetDateTime::from_unix_timestamp(1_000_000).unwrap();
+        let mut ok = status("a", Health::Ok, None);
+        ok.expires_at = Some(now + time::Duration::minutes(5));
+        let mut snapshot = Snapshot::default();
+        snapshot.set(ok);
+        assert_eq!(snapshot.as_of(now).verdict(), Verdict::Healthy);
+        // Nothing happened since, but the token's time is up.
+        let later = snapshot.as_of(now + time::Duration::minutes(6));
+        assert_eq!(later.get("a").unwrap().health, Health::Expired);
+        assert_eq!(later.verdict(), Verdict::Unhealthy);
+    }
+
+    #[test]
     fn histogram_buckets_are_cumulative() {
         let mut counters = Counters::default();
         counters.observe(true, 0.07);

@@ -204,6 +204,16 @@ fn inline_secrets_need_a_private_config_file() {
     Config::load(&path).unwrap();
 }
 
+#[test]
+fn a_pgpass_field_with_a_line_break_is_refused() {
+    let text = MINIMAL.replace("host = \"db.example.com\"", "host = \"db.example.com\\n*\"");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("credentials.db.targets[1].host") && err.contains("line break"),
+        "{err}"
+    );
+}
+
 mod shape {
     use super::super::*;
 

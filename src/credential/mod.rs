@@ -5,6 +5,7 @@
 //!
 //! Nothing here waits for a deadline or owns a task: that is the daemon's worker.
 
+mod apply;
 mod outcome;
 pub mod policy;
 mod rotation;

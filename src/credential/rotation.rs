@@ -13,19 +13,20 @@ use std::time::Duration;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
+use super::apply::log_current;
 use super::outcome::{Report, RotationError, RotationOutcome, RotationResult};
 use super::policy::{self, Trigger};
 use super::transition::Spend;
 use crate::clock::SharedClock;
 use crate::config::{Credential, SourceConfig};
-use crate::reload::{self, Reloader};
+use crate::reload::Reloader;
 use crate::source::{self, BearerTokens, FailureKind, FetchContext, SourceError};
 use crate::state::{CredentialLock, CredentialState, StateDir};
-use crate::target::{self, Outcome};
+use crate::target;
 use crate::token::{self, Token};
 
 /// What a rotation does besides fetching and persisting.
-enum Effects {
+pub(super) enum Effects {
     /// Write the targets, then run reload actions when something changed.
     WriteAndReload(Reloader),
     /// `check --online`: fetch and persist, leave targets and processes alone.
@@ -35,9 +36,9 @@ enum Effects {
 /// What a rotation needs besides the credential.
 pub struct Engine {
     http: reqwest::Client,
-    state: StateDir,
-    clock: SharedClock,
-    effects: Effects,
+    pub(super) state: StateDir,
+    pub(super) clock: SharedClock,
+    pub(super) effects: Effects,
     /// States that could not be stored (a full or failing disk): newer than their files, so
     /// they are what the next rotation spends, and their credential's lock stays held so
     /// that no other process (`once` from a timer) spends the older refresh token on file.
@@ -402,78 +403,6 @@ impl Engine {
         self.save(credential, state, unsaved);
     }
 
-    /// Writes every target (on the blocking pool: a target on a slow filesystem must not
-    /// stall other credentials, and a started write finishes even if the caller goes away),
-    /// then runs the reload actions when something changed.
-    async fn write_targets(
-        &self,
-        credential: &Credential,
-        token: &Token,
-        jitter: time::Duration,
-        started: tokio::time::Instant,
-    ) -> Report {
-        let mut report = Report {
-            fingerprint: token.fingerprint(),
-            expires_at: token.expires_at,
-            next_refresh: policy::next_refresh(
-                token.issued_at,
-                token.expires_at,
-                &credential.timing,
-                jitter,
-                self.clock.now(),
-            ),
-            targets_written: 0,
-            targets_unchanged: 0,
-            target_errors: Vec::new(),
-            reloads_run: 0,
-            reload_errors: Vec::new(),
-            took: Duration::ZERO,
-        };
-        let Effects::WriteAndReload(reloader) = &self.effects else {
-            report.took = started.elapsed();
-            return report;
-        };
-        let targets = credential.targets.clone();
-        let value = token.access_token.clone();
-        let expires_at = token.expires_at;
-        let locks = self.state.locks();
-        let outcomes = tokio::task::spawn_blocking(move || {
-            targets
-                .iter()
-                .map(|target| target::write(target, &value, expires_at, &locks))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        for outcome in outcomes {
-            match outcome {
-                Ok(Outcome::Written) => report.targets_written += 1,
-                Ok(Outcome::Unchanged) => report.targets_unchanged += 1,
-                Err(e) => {
-                    tracing::error!(credential = %credential.name, "{e}");
-                    report.target_errors.push(e);
-                }
-            }
-        }
-        // A reload after a write that changed nothing would restart apps for no reason.
-        if report.targets_written > 0 {
-            let context = reload::Context {
-                credential: credential.name.clone(),
-                expires_at: token.expires_at,
-                targets: credential.targets.iter().map(|t| t.path.clone()).collect(),
-            };
-            for action in &credential.reload {
-                report.reloads_run += 1;
-                if let Err(e) = reloader.reload(action, context.clone()).await {
-                    tracing::warn!(credential = %credential.name, "reload failed (the new token stays in place): {e}");
-                    report.reload_errors.push(e);
-                }
-            }
-        }
-        report.took = started.elapsed();
-        report
-    }
-
     fn record_failure(
         &self,
         credential: &Credential,
@@ -524,27 +453,5 @@ impl Engine {
                 kind: FailureKind::Transient,
             },
         }
-    }
-}
-
-/// Only worth an operator's attention when a target had to be repaired.
-fn log_current(credential: &Credential, token: &Token, report: &Report) {
-    macro_rules! current {
-        ($level:ident) => {
-            tracing::$level!(
-                credential = %credential.name,
-                expires_at = %token::rfc3339(token.expires_at),
-                next_refresh = %token::rfc3339(report.next_refresh),
-                targets_written = report.targets_written,
-                reloads = report.reloads_run,
-                fingerprint = %report.fingerprint,
-                "current"
-            )
-        };
-    }
-    if report.targets_written > 0 {
-        current!(info);
-    } else {
-        current!(debug);
     }
 }

@@ -6,6 +6,7 @@
 //! stop a credential's task between rotations, and SIGTERM waits for in-flight ones.
 
 mod publish;
+mod reconfigure;
 mod supervisor;
 mod systemd;
 mod watch;

@@ -15,6 +15,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use super::publish::TokenWatch;
+use super::reconfigure::ConfigChanges;
 use super::{Signals, systemd, watch, worker};
 use crate::clock::{self, SharedClock};
 use crate::config::{Config, Credential};
@@ -303,49 +304,17 @@ impl Daemon {
     }
 
     fn apply(&mut self, new: Config, why: &str) {
-        let old = &self.config;
-        let mut restart_needed = Vec::new();
-        if new.daemon.state_dir != old.daemon.state_dir {
-            restart_needed.push("daemon.state_dir");
-        }
-        if new.daemon.control_socket != old.daemon.control_socket {
-            restart_needed.push("daemon.control_socket");
-        }
-        if new.daemon.metrics_listen != old.daemon.metrics_listen {
-            restart_needed.push("daemon.metrics_listen");
-        }
-        if new.daemon.max_concurrent_refreshes != old.daemon.max_concurrent_refreshes {
-            restart_needed.push("daemon.max_concurrent_refreshes");
-        }
-        if new.log.level != old.log.level
-            || new.log.format != old.log.format
-            || new.log.file != old.log.file
-            || new.log.rotate != old.log.rotate
-            || new.log.keep != old.log.keep
-        {
-            restart_needed.push("log");
-        }
+        let ConfigChanges {
+            restart_needed,
+            added,
+            removed,
+            changed,
+        } = ConfigChanges::between(&self.config, &new);
         if !restart_needed.is_empty() {
             tracing::warn!(
                 "{} changed: takes effect when refreshd restarts",
                 restart_needed.join(", ")
             );
-        }
-
-        let mut added = Vec::new();
-        let mut removed = Vec::new();
-        let mut changed = Vec::new();
-        for credential in &old.credentials {
-            match new.credential(&credential.name) {
-                None => removed.push(credential.name.clone()),
-                Some(updated) if updated != credential => changed.push(credential.name.clone()),
-                Some(_) => {}
-            }
-        }
-        for credential in &new.credentials {
-            if old.credential(&credential.name).is_none() {
-                added.push(credential.name.clone());
-            }
         }
         for name in removed.iter().chain(&changed) {
             self.stop_worker(name);

@@ -146,6 +146,10 @@ fn a_fifo_is_refused_without_blocking_and_reads_are_bounded() {
     assert!(err.to_string().contains("larger than 1024 bytes"), "{err}");
     assert_eq!(read_file(&big, 4096).unwrap().unwrap().0.len(), 2048);
     assert!(read_file(&dir.path().join("none"), 10).unwrap().is_none());
+    // A pid file pointing at /dev/zero is not read until memory runs out.
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.pid")).unwrap();
+    let err = read_file(&dir.path().join("zero.pid"), 32).unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
 }
 
 #[test]

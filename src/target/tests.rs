@@ -196,3 +196,39 @@ fn a_missing_directory_is_named() {
     assert!(err.contains("/nonexistent-refreshd-dir/.env"), "{err}");
     assert!(check(&t).is_err());
 }
+
+#[test]
+fn a_token_over_64_kib_and_a_file_value_with_a_line_break_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = target(dir.path().join("token"), TargetKind::File { newline: true });
+    let huge = SecretString::from("t".repeat(MAX_TOKEN + 1));
+    let err = write(&t, &huge, now(), locks()).unwrap_err().to_string();
+    assert!(err.contains("more than the 65536"), "{err}");
+    let split = SecretString::from("first\nsecond".to_owned());
+    let err = write(&t, &split, now(), locks()).unwrap_err().to_string();
+    assert!(err.contains("line break or a NUL"), "{err}");
+    assert!(!t.path.exists(), "nothing was written");
+}
+
+#[test]
+fn an_app_holding_a_flock_on_its_file_blocks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dotenv(dir.path().join(".env"));
+    std::fs::write(&t.path, "A=1\n").unwrap();
+    // The app locks its own file and never lets go.
+    let held = nix::fcntl::Flock::lock(
+        std::fs::File::open(&t.path).unwrap(),
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    )
+    .unwrap();
+    assert_eq!(
+        write(&t, &SecretString::from("v"), now(), locks()).unwrap(),
+        Outcome::Written
+    );
+    drop(held);
+    assert!(
+        std::fs::read_to_string(&t.path)
+            .unwrap()
+            .contains("TOKEN=v\n")
+    );
+}

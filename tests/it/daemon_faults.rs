@@ -729,6 +729,52 @@ fn a_refresh_token_echoed_in_any_shape_is_redacted_everywhere() {
     s.finish(daemon);
 }
 
+/// SIGTERM while a token request takes longer than the fixed 80 s the drain used to allow:
+/// the daemon waits for the answer (its `timeout` plus 60 s), stores the rotated refresh
+/// token, writes the targets, exits 0, and the next run spends that stored token.
+#[test]
+fn sigterm_waits_for_an_answer_slower_than_80_seconds() {
+    let mut s = setup(Mode::Forward, "");
+    let config = std::fs::read_to_string(&s.refreshd.config).unwrap();
+    std::fs::write(
+        &s.refreshd.config,
+        config.replace(
+            &format!("timeout = \"{}s\"", TIMEOUT.as_secs()),
+            "timeout = \"120s\"",
+        ),
+    )
+    .unwrap();
+    let mut daemon = s.refreshd.spawn(&["run"]);
+    daemon.wait_for("rotated credential=api", WAIT);
+    s.stub.set_mode(Mode::Slow(Duration::from_secs(85)));
+    let mut rotate = s.refreshd.command(&["rotate", "api"]).spawn().unwrap();
+    // The stub counts a request once answered: give the rotation time to send its own.
+    std::thread::sleep(Duration::from_secs(3));
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = daemon.wait_exit(Duration::from_secs(150));
+    assert!(status.success(), "{status}:\n{}", daemon.output());
+    assert_eq!(
+        daemon.count("rotated credential=api"),
+        2,
+        "{}",
+        daemon.output()
+    );
+    let _ = rotate.wait();
+    s.stub.set_mode(Mode::Forward);
+    let once = s.refreshd.run(&["once", "--force"]);
+    assert!(once.status.success(), "{}", stderr(&once));
+    assert_eq!(
+        s.oidc.count("by_error", "invalid_grant"),
+        0,
+        "the slow answer's refresh token was lost: {}",
+        s.oidc.stats()
+    );
+    s.refreshd.record_daemon(&daemon);
+    s.refreshd
+        .assert_no_secrets(&[s.grant.refresh_token.as_str(), "rt-basic-secret"]);
+    s.refreshd.assert_no_issued_tokens(&s.oidc);
+}
+
 #[test]
 fn no_fault_ever_touches_a_target() {
     let mut s = setup(Mode::Forward, "");

@@ -47,6 +47,8 @@ pub enum Mode {
     /// access token by an unsigned JWT with these `exp` and `iat` (Unix seconds, which may
     /// lie before year 0 or near year 10000).
     AbsurdJwt { exp: i64, iat: i64 },
+    /// Wait this long, then forward to the real provider (an answer that takes its time).
+    Slow(Duration),
     /// 400 `invalid_grant` whose description echoes the refresh token it was sent, in
     /// the shapes a careless provider might: URL-encoded, base64, JSON-escaped, upper case.
     EchoRefreshToken,
@@ -70,6 +72,7 @@ impl Mode {
             Mode::StripAccessToken => "strip_access_token",
             Mode::AbsurdJwt { .. } => "absurd_jwt",
             Mode::EchoRefreshToken => "echo_refresh_token",
+            Mode::Slow(_) => "slow",
         }
     }
 }
@@ -319,6 +322,10 @@ fn serve(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
             r#"{"error":"rate_limit_exceeded","error_description":"stub: too many requests"}"#,
         )
         .header("Retry-After", retry_after_secs),
+        Mode::Slow(delay) => {
+            std::thread::sleep(*delay);
+            forward(inner, &request, Damage::None)
+        }
         Mode::EchoRefreshToken => {
             let sent = url::form_urlencoded::parse(&request.body)
                 .find(|(k, _)| k == "refresh_token")

@@ -1,0 +1,110 @@
+//! What a rotation does with a token once it holds one: writes every target and runs the
+//! reload actions when something changed, and says so. Targets are written on the blocking
+//! pool (a target on a slow filesystem must not stall other credentials, and a started
+//! write finishes even if the caller goes away).
+
+use std::time::Duration;
+
+use super::outcome::Report;
+use super::policy;
+use super::rotation::{Effects, Engine};
+use crate::config::Credential;
+use crate::reload;
+use crate::target::{self, Outcome};
+use crate::token::{self, Token};
+
+impl Engine {
+    /// Writes every target (on the blocking pool: a target on a slow filesystem must not
+    /// stall other credentials, and a started write finishes even if the caller goes away),
+    /// then runs the reload actions when something changed.
+    pub(super) async fn write_targets(
+        &self,
+        credential: &Credential,
+        token: &Token,
+        jitter: time::Duration,
+        started: tokio::time::Instant,
+    ) -> Report {
+        let mut report = Report {
+            fingerprint: token.fingerprint(),
+            expires_at: token.expires_at,
+            next_refresh: policy::next_refresh(
+                token.issued_at,
+                token.expires_at,
+                &credential.timing,
+                jitter,
+                self.clock.now(),
+            ),
+            targets_written: 0,
+            targets_unchanged: 0,
+            target_errors: Vec::new(),
+            reloads_run: 0,
+            reload_errors: Vec::new(),
+            took: Duration::ZERO,
+        };
+        let Effects::WriteAndReload(reloader) = &self.effects else {
+            report.took = started.elapsed();
+            return report;
+        };
+        let targets = credential.targets.clone();
+        let value = token.access_token.clone();
+        let expires_at = token.expires_at;
+        let locks = self.state.locks();
+        let outcomes = tokio::task::spawn_blocking(move || {
+            targets
+                .iter()
+                .map(|target| target::write(target, &value, expires_at, &locks))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for outcome in outcomes {
+            match outcome {
+                Ok(Outcome::Written) => report.targets_written += 1,
+                Ok(Outcome::Unchanged) => report.targets_unchanged += 1,
+                Err(e) => {
+                    tracing::error!(credential = %credential.name, "{e}");
+                    report.target_errors.push(e);
+                }
+            }
+        }
+        // A reload after a write that changed nothing would restart apps for no reason.
+        if report.targets_written > 0 {
+            let context = reload::Context {
+                credential: credential.name.clone(),
+                expires_at: token.expires_at,
+                targets: credential.targets.iter().map(|t| t.path.clone()).collect(),
+            };
+            for action in &credential.reload {
+                report.reloads_run += 1;
+                if let Err(e) = reloader.reload(action, context.clone()).await {
+                    tracing::warn!(credential = %credential.name, "reload failed (the new token stays in place): {e}");
+                    report.reload_errors.push(e);
+                }
+            }
+        }
+        report.took = started.elapsed();
+        report
+    }
+}
+
+/// Only worth an operator's attention when a target had to be repaired.
+pub(super) fn log_current(credential: &Credential, token: &Token, report: &Report) {
+    macro_rules! current {
+        ($level:ident) => {
+            tracing::$level!(
+                credential = %credential.name,
+                expires_at = %token::rfc3339(token.expires_at),
+                next_refresh = %token::rfc3339(report.next_refresh),
+                targets_written = report.targets_written,
+                reloads = report.reloads_run,
+                fingerprint = %report.fingerprint,
+                "current"
+            )
+        };
+    }
+    if report.targets_written > 0 {
+        current!(info);
+    } else {
+        current!(debug);
+    }
+}
