@@ -266,9 +266,24 @@ impl StateDir {
     }
 
     /// Removes the temp files a crash left beside the credential's state file; how many.
-    pub fn remove_litter(&self, credential: &str, before: i64) -> usize {
+    /// Only under the credential's lock, taken without waiting: every writer of the state
+    /// file holds it, so whoever holds it now may have a temp file in flight.
+    pub fn remove_litter(&self, credential: &str) -> usize {
+        let path = self.path.join(format!("{credential}.lock"));
+        let Ok(file) = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+        else {
+            return 0;
+        };
+        let Ok(_lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {
+            return 0;
+        };
         durable::chase(&self.file(credential))
-            .map(|place| durable::remove_litter(&place, before))
+            .map(|place| durable::remove_litter(&place))
             .unwrap_or(0)
     }
 

@@ -81,13 +81,12 @@ impl Engine {
     /// Removes the temp files an earlier crash left beside `credential`'s state file and
     /// targets (only refreshd's own, by name and owner); how many.
     pub fn remove_litter(&self, credential: &Credential) -> usize {
-        // A minute old at least: another refreshd process may be writing one right now.
-        let before = (self.clock.now() - time::Duration::MINUTE).unix_timestamp();
-        self.state.remove_litter(&credential.name, before)
+        let locks = self.state.locks();
+        self.state.remove_litter(&credential.name)
             + credential
                 .targets
                 .iter()
-                .map(|target| target::remove_litter(target, before))
+                .map(|target| target::remove_litter(target, &locks))
                 .sum::<usize>()
     }
 

@@ -244,10 +244,9 @@ fn sync(dir: &OwnedFd) -> io::Result<()> {
 }
 
 /// Removes refreshd's own temp files for the file at `place` left by a crash: only names
-/// of its pattern, only regular files owned by refreshd's user, only those last changed
-/// before the Unix time `before` (another refreshd process may be writing one right now).
-/// How many it removed.
-pub fn remove_litter(place: &Place, before: i64) -> usize {
+/// of its pattern, only regular files owned by refreshd's user. The caller holds the lock
+/// every writer of that file takes, so none is being written. How many it removed.
+pub fn remove_litter(place: &Place) -> usize {
     let Some(dir) = place.path.parent() else {
         return 0;
     };
@@ -270,7 +269,6 @@ pub fn remove_litter(place: &Place, before: i64) -> usize {
         let regular = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
         if regular
             && stat.st_uid == own
-            && stat.st_mtime < before
             && nix::unistd::unlinkat(&place.dir, name.as_os_str(), UnlinkatFlags::NoRemoveDir)
                 .is_ok()
         {

@@ -125,6 +125,14 @@ fn chase_failed(path: &Path, e: durable::ChaseError) -> TargetError {
 /// The lock for one target: a file in refreshd's lock directory named after the target's
 /// path, so no app can hold it (an app that `flock`s its own file blocks nothing).
 fn lock(locks: &Path, target: &Path) -> Result<Flock<File>, TargetError> {
+    lock_within(locks, target, LOCK_WAIT)
+}
+
+fn lock_within(
+    locks: &Path,
+    target: &Path,
+    wait: std::time::Duration,
+) -> Result<Flock<File>, TargetError> {
     use sha2::Digest as _;
     let key: String = sha2::Sha256::digest(target.as_os_str().as_encoded_bytes())[..8]
         .iter()
@@ -144,14 +152,17 @@ fn lock(locks: &Path, target: &Path) -> Result<Flock<File>, TargetError> {
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(locks.join(format!("target-{key}.lock")))
         .map_err(|e| err("open its lock", e))?;
-    durable::lock_exclusive(file, LOCK_WAIT).map_err(|e| err("lock", e))
+    durable::lock_exclusive(file, wait).map_err(|e| err("lock", e))
 }
 
-/// Removes refreshd's temp files left beside `target` by a crash, changed before the Unix
-/// time `before`; how many.
-pub fn remove_litter(target: &TargetConfig, before: i64) -> usize {
+/// Removes refreshd's temp files left beside `target` by a crash; how many. Only under the
+/// target's lock, taken without waiting: whoever holds it may have a temp file in flight.
+pub fn remove_litter(target: &TargetConfig, locks: &Path) -> usize {
+    let Ok(_lock) = lock_within(locks, &target.path, std::time::Duration::ZERO) else {
+        return 0;
+    };
     durable::chase(&target.path)
-        .map(|place| durable::remove_litter(&place, before))
+        .map(|place| durable::remove_litter(&place))
         .unwrap_or(0)
 }
 

@@ -378,19 +378,8 @@ fn the_litter_of_a_crash_is_removed_at_start() {
     std::fs::create_dir(r.path("app")).unwrap();
     let litter = r.path("app/.token.0a1b2c3d4e5f.refreshd-tmp");
     std::fs::write(&litter, "a token a crash left").unwrap();
-    let fresh = r.path("app/.token.ffeeddccbbaa.refreshd-tmp");
-    std::fs::write(&fresh, "another process is writing this one").unwrap();
-    // An hour old: an earlier crash's, not a concurrent writer's.
-    let old =
-        nix::sys::time::TimeSpec::new(time::OffsetDateTime::now_utc().unix_timestamp() - 3600, 0);
-    nix::sys::stat::utimensat(
-        nix::fcntl::AT_FDCWD,
-        &litter,
-        &old,
-        &old,
-        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
-    )
-    .unwrap();
+    let theirs = r.path("app/.token.notours.tmp");
+    std::fs::write(&theirs, "a file of the app's").unwrap();
     r.write_config(&command_credential(
         &r,
         "api",
@@ -404,7 +393,7 @@ fn the_litter_of_a_crash_is_removed_at_start() {
     assert!(once.status.success(), "{}", out(&once));
     assert!(!litter.exists(), "the crash's temp file is still there");
     assert!(
-        fresh.exists(),
-        "a temp file too young to be litter was removed"
+        theirs.exists(),
+        "a file not of refreshd's pattern was removed"
     );
 }
