@@ -130,6 +130,20 @@ impl Setup {
         token
     }
 
+    /// Lets answers through again: the next rotation must spend the refresh token refreshd
+    /// kept, which the provider would refuse (and revoke the grant for) were it a spent one.
+    fn forward_spends_the_kept_refresh_token(&self, daemon: &Daemon, why: &str) {
+        self.stub.set_mode(Mode::Forward);
+        wait_line(daemon, &["INFO", "rotated", "credential=api"], WAIT);
+        self.target_token();
+        assert_eq!(
+            self.oidc.count("by_error", "invalid_grant"),
+            0,
+            "{why}: {}",
+            self.oidc.stats()
+        );
+    }
+
     /// `refreshd status [--json]`, recorded for the leak check.
     fn status(&mut self) -> (Option<i32>, String) {
         let output = self.refreshd.run(&["status"]);
@@ -566,14 +580,9 @@ fn malformed_responses_are_transient_and_a_rotated_refresh_token_in_one_is_kept(
     assert_eq!(fingerprint(&s.refreshd.path("app/.env")), env_before);
     assert!(!s.refreshd.path("app/token").exists());
 
-    s.stub.set_mode(Mode::Forward);
-    wait_line(&daemon, &["INFO", "rotated", "credential=api"], WAIT);
-    s.target_token();
-    assert_eq!(
-        s.oidc.count("by_error", "invalid_grant"),
-        0,
-        "the refresh token rotated in the malformed answer was spent, not the old one: {}",
-        s.oidc.stats()
+    s.forward_spends_the_kept_refresh_token(
+        &daemon,
+        "the refresh token rotated in the malformed answer was spent, not the old one",
     );
     let spent = s.stub.count("strip_access_token") + s.stub.count("forward");
     assert_eq!(
@@ -653,15 +662,7 @@ fn absurd_token_times_are_refused_and_the_rotated_refresh_token_kept() {
     assert_eq!(fingerprint(&s.refreshd.path("app/.env")), env_before);
     assert!(!s.refreshd.path("app/token").exists());
 
-    s.stub.set_mode(Mode::Forward);
-    wait_line(&daemon, &["INFO", "rotated", "credential=api"], WAIT);
-    s.target_token();
-    assert_eq!(
-        s.oidc.count("by_error", "invalid_grant"),
-        0,
-        "a refresh token was spent twice: {}",
-        s.oidc.stats()
-    );
+    s.forward_spends_the_kept_refresh_token(&daemon, "a refresh token was spent twice");
     assert!(!daemon.output().contains("panicked"), "{}", daemon.output());
     s.finish(daemon);
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::common::{Oidc, Refreshd, assert_success, stderr};
+use crate::common::{Grant, Oidc, Refreshd, assert_success, stderr};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -61,6 +61,27 @@ impl Drop for Tmpfs {
     }
 }
 
+fn require_root(what: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: it mounts a small tmpfs as {what} (run it as root, as CI does)"
+    );
+}
+
+/// A new grant for client rt-basic, its bootstrap and secret files, and the `source = …`
+/// line of a credential that uses them.
+fn rt_basic_source(r: &Refreshd, oidc: &Oidc) -> (Grant, String) {
+    let dir = r.dir.path().display().to_string();
+    let grant = oidc.grant("rt-basic");
+    std::fs::write(r.path("bootstrap.refresh"), &grant.refresh_token).unwrap();
+    std::fs::write(r.path("client.secret"), "rt-basic-secret").unwrap();
+    let source = format!(
+        r#"source = {{ type = "oauth-refresh", token_url = "{url}", client_id = "rt-basic", auth = "basic", client_secret = {{ file = "{dir}/client.secret" }}, refresh_token = {{ file = "{dir}/bootstrap.refresh" }}, scopes = ["openid", "offline_access", "api"] }}"#,
+        url = oidc.token_endpoint
+    );
+    (grant, source)
+}
+
 fn status_json(r: &mut Refreshd) -> (Option<i32>, Value) {
     let output = r.run(&["status", "--json"]);
     let json = serde_json::from_slice(&output.stdout)
@@ -70,17 +91,12 @@ fn status_json(r: &mut Refreshd) -> (Option<i32>, Value) {
 
 #[test]
 fn a_full_state_directory_loses_no_grant() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root: it mounts a small tmpfs as the state directory (run it as root, as CI does)"
-    );
+    require_root("the state directory");
     let mut r = Refreshd::new();
     let oidc = Oidc::start(r.dir.path(), 600);
     let dir = r.dir.path().display().to_string();
     std::fs::create_dir(r.path("app")).unwrap();
-    let grant = oidc.grant("rt-basic");
-    std::fs::write(r.path("bootstrap.refresh"), &grant.refresh_token).unwrap();
-    std::fs::write(r.path("client.secret"), "rt-basic-secret").unwrap();
+    let (grant, source) = rt_basic_source(&r, &oidc);
     let tmpfs = Tmpfs::mount(&r.state_dir(), "256k");
     r.write_config(&format!(
         r#"control_socket = "{dir}/run/control.sock"
@@ -90,10 +106,9 @@ refresh_at = "9m"
 min_remaining = "1m"
 jitter = "0s"
 retry = {{ initial = "1s", max = "2s" }}
-source = {{ type = "oauth-refresh", token_url = "{url}", client_id = "rt-basic", auth = "basic", client_secret = {{ file = "{dir}/client.secret" }}, refresh_token = {{ file = "{dir}/bootstrap.refresh" }}, scopes = ["openid", "offline_access", "api"] }}
+{source}
 targets = [ {{ type = "file", path = "{dir}/app/token" }} ]
 "#,
-        url = oidc.token_endpoint,
     ));
     let mut daemon = r.spawn(&["run"]);
     daemon.wait_for("rotated credential=api", WAIT);
@@ -199,10 +214,7 @@ fn fingerprint(token: &str) -> String {
 /// byte changes, so the file keeps its old content whole instead of ending truncated.
 #[test]
 fn an_in_place_write_on_a_full_disk_leaves_the_old_file_whole() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root: it mounts a small tmpfs for the target (run it as root, as CI does)"
-    );
+    require_root("the target's disk");
     let mut r = Refreshd::new();
     let disk = Tmpfs::mount(&r.path("mnt"), "64k");
     let target = r.path("mnt/app.env");
@@ -246,23 +258,14 @@ fn an_in_place_write_on_a_full_disk_leaves_the_old_file_whole() {
 /// state for a minute, then exits 4 and says what is lost, and the targets have the token.
 #[test]
 fn once_on_a_full_state_disk_retries_then_exits_4() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root: it mounts a small tmpfs as the state directory (run it as root, as CI does)"
-    );
+    require_root("the state directory");
     let mut r = Refreshd::new();
     let oidc = Oidc::start(r.dir.path(), 600);
     let dir = r.dir.path().display().to_string();
-    let grant = oidc.grant("rt-basic");
-    std::fs::write(r.path("bootstrap.refresh"), &grant.refresh_token).unwrap();
-    std::fs::write(r.path("client.secret"), "rt-basic-secret").unwrap();
+    let (grant, source) = rt_basic_source(&r, &oidc);
     let tmpfs = Tmpfs::mount(&r.state_dir(), "64k");
     r.write_config(&format!(
-        r#"[credentials.api]
-source = {{ type = "oauth-refresh", token_url = "{url}", client_id = "rt-basic", auth = "basic", client_secret = {{ file = "{dir}/client.secret" }}, refresh_token = {{ file = "{dir}/bootstrap.refresh" }}, scopes = ["openid", "offline_access", "api"] }}
-targets = [ {{ type = "file", path = "{dir}/token" }} ]
-"#,
-        url = oidc.token_endpoint,
+        "[credentials.api]\n{source}\ntargets = [ {{ type = \"file\", path = \"{dir}/token\" }} ]\n"
     ));
     // The lock file exists before the disk fills (locks need no space afterwards).
     std::fs::create_dir_all(r.state_dir()).unwrap();
