@@ -139,19 +139,29 @@ fn lock_within(
         .map(|b| format!("{b:02x}"))
         .collect();
     let err = |what: &str, e: io::Error| io_failed(target, what, e);
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(locks)
-        .map_err(|e| err("create the lock directory", e))?;
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(locks.join(format!("target-{key}.lock")))
-        .map_err(|e| err("open its lock", e))?;
+    let path = locks.join(format!("target-{key}.lock"));
+    let open = || {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)
+    };
+    // The directory exists after the first write: make it only when it is missing.
+    let file = match open() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(locks)
+                .map_err(|e| err("create the lock directory", e))?;
+            open()
+        }
+        opened => opened,
+    }
+    .map_err(|e| err("open its lock", e))?;
     durable::lock_exclusive(file, wait).map_err(|e| err("lock", e))
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::common::{Oidc, Refreshd, jwt_claims};
+use crate::common::{Oidc, Refreshd, jwt_claims, rt_basic_source};
 
 const KILLS: usize = 200;
 const WAIT: Duration = Duration::from_secs(30);
@@ -34,12 +34,7 @@ fn sigkill_at_random_moments_never_tears_a_target_or_loses_a_grant_it_stored() {
     let dir = r.dir.path().display().to_string();
     std::fs::create_dir(r.path("app")).unwrap();
     std::fs::write(r.path("app/.env"), "# app\n").unwrap();
-    std::fs::write(r.path("client.secret"), "rt-basic-secret").unwrap();
-    let bootstrap = |r: &Refreshd| {
-        let grant = oidc.grant("rt-basic");
-        std::fs::write(r.path("bootstrap.refresh"), &grant.refresh_token).unwrap();
-    };
-    bootstrap(&r);
+    let (_, source) = rt_basic_source(&r, &oidc);
     // Refresh about every two seconds, so that most runs are killed near a refresh.
     r.write_config(&format!(
         r#"control_socket = "{dir}/run/control.sock"
@@ -49,13 +44,12 @@ refresh_at = "2s"
 min_remaining = "1s"
 jitter = "0s"
 retry = {{ initial = "1s", max = "1s" }}
-source = {{ type = "oauth-refresh", token_url = "{url}", client_id = "rt-basic", auth = "basic", client_secret = {{ file = "{dir}/client.secret" }}, refresh_token = {{ file = "{dir}/bootstrap.refresh" }}, scopes = ["openid", "offline_access", "api"] }}
+{source}
 targets = [
   {{ type = "dotenv", path = "{dir}/app/.env", key = "API_TOKEN" }},
   {{ type = "file", path = "{dir}/app/token" }},
 ]
 "#,
-        url = oidc.token_endpoint,
     ));
     let seed = std::process::id() as u64;
     let mut moments = Lcg(seed);
@@ -80,7 +74,7 @@ targets = [
             // The refresh token on file was spent by an answer that never arrived: the
             // grant is gone. Count it, and carry on with a new one (it takes over).
             lost += 1;
-            bootstrap(&r);
+            rt_basic_source(&r, &oidc);
         }
         r.record_daemon(&daemon);
         assert_whole(&r, kill);

@@ -7,34 +7,16 @@
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::common::{Refreshd, eventually, stderr};
+use crate::common::{Refreshd, chown, eventually, require_root, stderr};
 
 const WAIT: Duration = Duration::from_secs(30);
 const NOBODY: u32 = 65534;
-
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root: it plants files as uid 65534 (run it as root, as CI does)"
-    );
-}
-
-fn chown(path: &Path, uid: u32) {
-    nix::unistd::fchownat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        Some(nix::unistd::Uid::from_raw(uid)),
-        Some(nix::unistd::Gid::from_raw(uid)),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .unwrap();
-}
 
 /// A directory of the test's that uid 65534 owns (the app user's), reachable by it.
 fn app_dir(r: &Refreshd) -> PathBuf {
@@ -67,7 +49,7 @@ fn out(output: &std::process::Output) -> String {
 
 #[test]
 fn symlinks_an_app_user_planted_are_refused_and_nothing_outside_is_touched() {
-    require_root();
+    require_root("it plants files as uid 65534");
     let mut r = Refreshd::new();
     let app = app_dir(&r);
     let root_file = r.path("root-owned.conf");
@@ -159,7 +141,7 @@ fn fifo_targets_never_block_the_daemon() {
 
 #[test]
 fn a_pid_file_others_can_write_cannot_aim_at_another_users_process() {
-    require_root();
+    require_root("it plants files as uid 65534");
     let mut r = Refreshd::new();
     let app = app_dir(&r);
     // A root process the app user would like to see killed.
@@ -200,7 +182,7 @@ fn a_pid_file_others_can_write_cannot_aim_at_another_users_process() {
 
 #[test]
 fn a_token_planted_in_a_target_others_can_write_is_not_adopted() {
-    require_root();
+    require_root("it plants files as uid 65534");
     let mut r = Refreshd::new();
     let app = app_dir(&r);
     // An unsigned JWT for `mallory`, valid for half an hour, planted by the app user.
@@ -234,7 +216,7 @@ fn a_token_planted_in_a_target_others_can_write_is_not_adopted() {
 
 #[test]
 fn the_control_socket_needs_a_directory_of_its_own_and_clients_check_who_answers() {
-    require_root();
+    require_root("it plants files as uid 65534");
     let mut r = Refreshd::new();
     std::fs::set_permissions(r.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let shared = r.path("shared");

@@ -12,7 +12,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::common::{Grant, Oidc, Refreshd, assert_success, stderr};
+use crate::common::{Oidc, Refreshd, assert_success, require_root, rt_basic_source, stderr};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -61,27 +61,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn require_root(what: &str) {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root: it mounts a small tmpfs as {what} (run it as root, as CI does)"
-    );
-}
-
-/// A new grant for client rt-basic, its bootstrap and secret files, and the `source = …`
-/// line of a credential that uses them.
-fn rt_basic_source(r: &Refreshd, oidc: &Oidc) -> (Grant, String) {
-    let dir = r.dir.path().display().to_string();
-    let grant = oidc.grant("rt-basic");
-    std::fs::write(r.path("bootstrap.refresh"), &grant.refresh_token).unwrap();
-    std::fs::write(r.path("client.secret"), "rt-basic-secret").unwrap();
-    let source = format!(
-        r#"source = {{ type = "oauth-refresh", token_url = "{url}", client_id = "rt-basic", auth = "basic", client_secret = {{ file = "{dir}/client.secret" }}, refresh_token = {{ file = "{dir}/bootstrap.refresh" }}, scopes = ["openid", "offline_access", "api"] }}"#,
-        url = oidc.token_endpoint
-    );
-    (grant, source)
-}
-
 fn status_json(r: &mut Refreshd) -> (Option<i32>, Value) {
     let output = r.run(&["status", "--json"]);
     let json = serde_json::from_slice(&output.stdout)
@@ -91,7 +70,7 @@ fn status_json(r: &mut Refreshd) -> (Option<i32>, Value) {
 
 #[test]
 fn a_full_state_directory_loses_no_grant() {
-    require_root("the state directory");
+    require_root("it mounts a small tmpfs as the state directory");
     let mut r = Refreshd::new();
     let oidc = Oidc::start(r.dir.path(), 600);
     let dir = r.dir.path().display().to_string();
@@ -214,7 +193,7 @@ fn fingerprint(token: &str) -> String {
 /// byte changes, so the file keeps its old content whole instead of ending truncated.
 #[test]
 fn an_in_place_write_on_a_full_disk_leaves_the_old_file_whole() {
-    require_root("the target's disk");
+    require_root("it mounts a small tmpfs for the target");
     let mut r = Refreshd::new();
     let disk = Tmpfs::mount(&r.path("mnt"), "64k");
     let target = r.path("mnt/app.env");
@@ -258,7 +237,7 @@ fn an_in_place_write_on_a_full_disk_leaves_the_old_file_whole() {
 /// state for a minute, then exits 4 and says what is lost, and the targets have the token.
 #[test]
 fn once_on_a_full_state_disk_retries_then_exits_4() {
-    require_root("the state directory");
+    require_root("it mounts a small tmpfs as the state directory");
     let mut r = Refreshd::new();
     let oidc = Oidc::start(r.dir.path(), 600);
     let dir = r.dir.path().display().to_string();

@@ -483,3 +483,38 @@ pub fn jwt_unsigned(claims: Value) -> String {
         b64.encode(claims.to_string())
     )
 }
+
+/// Fails, saying why, unless the tests run as root (CI does): `needs` is what for.
+pub fn require_root(needs: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: {needs} (run it as root, as CI does)"
+    );
+}
+
+/// Gives `path` (a symlink itself, not its target) to `uid`, as root can.
+pub fn chown(path: &Path, uid: u32) {
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(uid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+}
+
+/// A new grant for client rt-basic written as `bootstrap.refresh` (a new one takes over
+/// from a spent one), its secret as `client.secret`, and the `source = …` line of a
+/// credential that uses both.
+pub fn rt_basic_source(r: &Refreshd, oidc: &Oidc) -> (Grant, String) {
+    let dir = r.dir.path().display().to_string();
+    let grant = oidc.grant("rt-basic");
+    std::fs::write(r.path("bootstrap.refresh"), &grant.refresh_token).unwrap();
+    std::fs::write(r.path("client.secret"), "rt-basic-secret").unwrap();
+    let source = format!(
+        r#"source = {{ type = "oauth-refresh", token_url = "{url}", client_id = "rt-basic", auth = "basic", client_secret = {{ file = "{dir}/client.secret" }}, refresh_token = {{ file = "{dir}/bootstrap.refresh" }}, scopes = ["openid", "offline_access", "api"] }}"#,
+        url = oidc.token_endpoint
+    );
+    (grant, source)
+}
