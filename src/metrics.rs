@@ -49,7 +49,10 @@ pub async fn serve(listener: TcpListener, snapshot: watch::Receiver<Snapshot>, c
         tokio::spawn(async move {
             let _permit = permit;
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let response = respond(&request, &snapshot.borrow(), clock.now());
+                // Copied under the lock (a pointer per credential), so rendering thousands
+                // of credentials never holds up a rotation that publishes.
+                let current = snapshot.borrow().clone();
+                let response = respond(&request, &current, clock.now());
                 async move { Ok::<_, Infallible>(response) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -88,7 +91,6 @@ fn respond<B>(
         "/healthz" => {
             let stale: Vec<&str> = snapshot
                 .credentials()
-                .values()
                 .filter(|c| !c.has_valid_token(now))
                 .map(|c| c.name.as_str())
                 .collect();
@@ -117,7 +119,7 @@ fn label(value: &str) -> String {
 /// The Prometheus text exposition of `snapshot`.
 pub fn render(snapshot: &Snapshot, now: OffsetDateTime) -> String {
     let mut out = String::new();
-    let credentials = || snapshot.credentials().values();
+    let credentials = || snapshot.credentials();
 
     out.push_str("# HELP refreshd_token_expiry_timestamp_seconds When the credential's current token expires (Unix time).\n");
     out.push_str("# TYPE refreshd_token_expiry_timestamp_seconds gauge\n");

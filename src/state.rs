@@ -174,7 +174,8 @@ impl StateDir {
         StateDir { path: path.into() }
     }
 
-    fn file(&self, credential: &str) -> PathBuf {
+    /// Where `credential`'s state is stored.
+    pub fn file(&self, credential: &str) -> PathBuf {
         self.path.join(format!("{credential}.json"))
     }
 

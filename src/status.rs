@@ -5,6 +5,7 @@
 //! A status never holds a token or a refresh token: only fingerprints, times and errors.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -224,7 +225,8 @@ pub enum Verdict {
 pub struct Snapshot {
     /// `daemon` when a running daemon answered, `state` when read from the state directory.
     pub from: String,
-    credentials: BTreeMap<String, CredentialStatus>,
+    /// Shared, so a copy for a reader costs a pointer per credential, not a status.
+    credentials: BTreeMap<Arc<str>, Arc<CredentialStatus>>,
     #[serde(skip)]
     index: SummaryIndex,
 }
@@ -249,24 +251,24 @@ impl From<Wire> for Snapshot {
 /// The unhealthy credentials and the next refreshes, by time.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct SummaryIndex {
-    unhealthy: BTreeSet<String>,
-    next: BTreeSet<(OffsetDateTime, String)>,
+    unhealthy: BTreeSet<Arc<str>>,
+    next: BTreeSet<(OffsetDateTime, Arc<str>)>,
 }
 
 impl SummaryIndex {
-    fn add(&mut self, status: &CredentialStatus) {
+    fn add(&mut self, name: &Arc<str>, status: &CredentialStatus) {
         if !status.health.is_healthy() && status.health != Health::Pending {
-            self.unhealthy.insert(status.name.clone());
+            self.unhealthy.insert(name.clone());
         }
         if let Some(at) = status.next_refresh {
-            self.next.insert((at, status.name.clone()));
+            self.next.insert((at, name.clone()));
         }
     }
 
-    fn remove(&mut self, status: &CredentialStatus) {
-        self.unhealthy.remove(&status.name);
+    fn remove(&mut self, name: &Arc<str>, status: &CredentialStatus) {
+        self.unhealthy.remove(name);
         if let Some(at) = status.next_refresh {
-            self.next.remove(&(at, status.name.clone()));
+            self.next.remove(&(at, name.clone()));
         }
     }
 }
@@ -281,39 +283,53 @@ impl Snapshot {
 
     /// This snapshot as it stands at `now` (see [`CredentialStatus::health_at`]), for
     /// whoever asks: status is computed when asked, not when last published.
-    pub fn as_of(&self, now: OffsetDateTime) -> Snapshot {
-        let mut current = self.clone();
-        for status in self.credentials.values() {
-            let health = status.health_at(now);
-            if health != status.health {
-                let mut changed = status.clone();
-                changed.health = health;
-                current.set(changed);
-            }
+    pub fn at(mut self, now: OffsetDateTime) -> Snapshot {
+        let changed: Vec<CredentialStatus> = self
+            .credentials
+            .values()
+            .filter_map(|status| {
+                let health = status.health_at(now);
+                (health != status.health).then(|| CredentialStatus {
+                    health,
+                    ..CredentialStatus::clone(status)
+                })
+            })
+            .collect();
+        for status in changed {
+            self.set(status);
         }
-        current
+        self
     }
 
-    pub fn credentials(&self) -> &BTreeMap<String, CredentialStatus> {
-        &self.credentials
+    pub fn credentials(&self) -> impl ExactSizeIterator<Item = &CredentialStatus> {
+        self.credentials.values().map(|status| &**status)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.credentials.is_empty()
     }
 
     pub fn get(&self, name: &str) -> Option<&CredentialStatus> {
-        self.credentials.get(name)
+        self.credentials.get(name).map(|status| &**status)
     }
 
     /// Sets the status of `status.name`, replacing any earlier one.
     pub fn set(&mut self, status: CredentialStatus) {
-        if let Some(old) = self.credentials.get(&status.name) {
-            self.index.remove(old);
-        }
-        self.index.add(&status);
-        self.credentials.insert(status.name.clone(), status);
+        let name = match self.credentials.get_key_value(status.name.as_str()) {
+            Some((name, old)) => {
+                let name = name.clone();
+                self.index.remove(&name, old);
+                name
+            }
+            None => Arc::from(status.name.as_str()),
+        };
+        self.index.add(&name, &status);
+        self.credentials.insert(name, Arc::new(status));
     }
 
     pub fn remove(&mut self, name: &str) {
-        if let Some(old) = self.credentials.remove(name) {
-            self.index.remove(&old);
+        if let Some((name, old)) = self.credentials.remove_entry(name) {
+            self.index.remove(&name, &old);
         }
     }
 
@@ -331,7 +347,7 @@ impl Snapshot {
                 unhealthy.len(),
                 unhealthy
                     .iter()
-                    .map(String::as_str)
+                    .map(|name| &**name)
                     .collect::<Vec<_>>()
                     .join(", ")
             )
@@ -472,9 +488,9 @@ mod tests {
         ok.expires_at = Some(now + time::Duration::minutes(5));
         let mut snapshot = Snapshot::default();
         snapshot.set(ok);
-        assert_eq!(snapshot.as_of(now).verdict(), Verdict::Healthy);
+        assert_eq!(snapshot.clone().at(now).verdict(), Verdict::Healthy);
         // Nothing happened since, but the token's time is up.
-        let later = snapshot.as_of(now + time::Duration::minutes(6));
+        let later = snapshot.at(now + time::Duration::minutes(6));
         assert_eq!(later.get("a").unwrap().health, Health::Expired);
         assert_eq!(later.verdict(), Verdict::Unhealthy);
     }

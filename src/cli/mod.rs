@@ -111,7 +111,7 @@ fn credential<'a>(config: &'a Config, name: &str) -> Option<&'a Credential> {
             config.path.display()
         );
     }
-    found
+    found.map(|credential| &**credential)
 }
 
 /// One request to the running daemon; `None` when no daemon listens.

@@ -25,8 +25,9 @@ pub async fn run(config: Config, force: bool, names: Vec<String>) -> anyhow::Res
     let engine = Engine::once(StateDir::new(&config.daemon.state_dir));
     let mut all_ok = true;
     let mut unsaved = Vec::new();
+    let mut litter = crate::durable::LitterIndex::default();
     for credential in &config.credentials {
-        engine.remove_litter(credential);
+        engine.remove_litter(credential, &mut litter);
     }
     // Bearers first: an `http` source sends its bearer's fresh token.
     for credential in config.dependency_order() {

@@ -21,7 +21,7 @@ pub async fn run(config: Config, json: bool) -> anyhow::Result<Exit> {
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&snapshot)?);
-    } else if snapshot.credentials().is_empty() {
+    } else if snapshot.is_empty() {
         println!("no credentials configured in {}", config.path.display());
     } else {
         print!("{}", snapshot.render(now));

@@ -3,10 +3,12 @@
 //! would wait for the other's token forever); `once` and `check --online` visit bearers
 //! before the credentials that use them.
 
+use std::sync::Arc;
+
 use super::{ConfigError, Credential, Doc};
 
 /// Refuses unknown bearers and bearer cycles.
-pub(super) fn check(doc: &Doc<'_>, credentials: &[Credential]) -> Result<(), ConfigError> {
+pub(super) fn check(doc: &Doc<'_>, credentials: &[Arc<Credential>]) -> Result<(), ConfigError> {
     let error = |credential: &Credential, message: String| ConfigError::Invalid {
         path: doc.path.to_path_buf(),
         line: credential.line,
@@ -37,7 +39,10 @@ pub(super) fn check(doc: &Doc<'_>, credentials: &[Credential]) -> Result<(), Con
 }
 
 /// A bearer cycle through the last credential of `path`, as the list of names that closes it.
-fn find_cycle<'a>(credentials: &'a [Credential], path: &mut Vec<&'a str>) -> Option<Vec<String>> {
+fn find_cycle<'a>(
+    credentials: &'a [Arc<Credential>],
+    path: &mut Vec<&'a str>,
+) -> Option<Vec<String>> {
     let last = *path.last()?;
     let credential = credentials.iter().find(|c| c.name == last)?;
     for bearer in credential.source.bearers() {
@@ -62,9 +67,9 @@ fn find_cycle<'a>(credentials: &'a [Credential], path: &mut Vec<&'a str>) -> Opt
 
 /// The credentials in an order where every bearer comes before the credentials that use
 /// its token (the config was checked for cycles), otherwise as configured.
-pub(super) fn dependency_order(credentials: &[Credential]) -> Vec<&Credential> {
+pub(super) fn dependency_order(credentials: &[Arc<Credential>]) -> Vec<&Credential> {
     fn visit<'a>(
-        all: &'a [Credential],
+        all: &'a [Arc<Credential>],
         credential: &'a Credential,
         done: &mut Vec<&'a Credential>,
         depth: usize,

@@ -18,6 +18,7 @@ mod target;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -58,7 +59,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub log: LogConfig,
     /// Sorted by name.
-    pub credentials: Vec<Credential>,
+    pub credentials: Vec<Arc<Credential>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,7 +191,7 @@ impl Config {
         doc.config(raw)
     }
 
-    pub fn credential(&self, name: &str) -> Option<&Credential> {
+    pub fn credential(&self, name: &str) -> Option<&Arc<Credential>> {
         self.credentials.iter().find(|c| c.name == name)
     }
 
@@ -226,7 +227,12 @@ impl Doc<'_> {
         let mut credentials = Vec::with_capacity(raw.credentials.len());
         for (name, spanned) in raw.credentials {
             let start = spanned.span().start;
-            credentials.push(self.credential(name, start, spanned.into_inner(), &defaults)?);
+            credentials.push(Arc::new(self.credential(
+                name,
+                start,
+                spanned.into_inner(),
+                &defaults,
+            )?));
         }
         graph::check(self, &credentials)?;
         Ok(Config {

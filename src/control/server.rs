@@ -143,7 +143,11 @@ impl Server {
         match request {
             Request::Status => {
                 let now = self.clock.now();
-                Response::Status(Box::new(self.snapshot.borrow().as_of(now)))
+                {
+                    // Copied under the lock (a pointer per credential), worked on outside it.
+                    let current = self.snapshot.borrow().clone();
+                    Response::Status(Box::new(current.at(now)))
+                }
             }
             Request::Rotate { names, if_due } => {
                 let (reply, result) = oneshot::channel();

@@ -19,6 +19,7 @@ use super::policy::{self, Trigger};
 use super::transition::Spend;
 use crate::clock::SharedClock;
 use crate::config::{Credential, SourceConfig};
+use crate::durable::LitterIndex;
 use crate::reload::Reloader;
 use crate::source::{self, BearerTokens, FailureKind, FetchContext, SourceError};
 use crate::state::{CredentialLock, CredentialState, StateDir};
@@ -79,13 +80,20 @@ impl Engine {
     }
 
     /// Removes the temp files an earlier crash left beside `credential`'s state file and
-    /// targets (only refreshd's own, by name and owner); how many.
-    pub fn remove_litter(&self, credential: &Credential) -> usize {
+    /// targets (only refreshd's own, by name and owner); how many. `index` lists each
+    /// directory once for every credential, so only files with litter are locked and looked at.
+    pub fn remove_litter(&self, credential: &Credential, index: &mut LitterIndex) -> usize {
         let locks = self.state.locks();
-        self.state.remove_litter(&credential.name)
+        let state = if index.may_have(&self.state.file(&credential.name)) {
+            self.state.remove_litter(&credential.name)
+        } else {
+            0
+        };
+        state
             + credential
                 .targets
                 .iter()
+                .filter(|target| index.may_have(&target.path))
                 .map(|target| target::remove_litter(target, &locks))
                 .sum::<usize>()
     }
@@ -119,20 +127,22 @@ impl Engine {
                 (lock, state, unsaved)
             }
             None => {
+                // On the blocking pool: the lock may be held by another process, and the
+                // disk may be slow. Read under the lock: another process may have just rotated.
                 let state_dir = self.state.clone();
                 let name = credential.name.clone();
-                let locked = tokio::task::spawn_blocking(move || state_dir.lock(&name)).await;
-                let lock = match locked {
-                    Ok(Ok(lock)) => lock,
-                    Ok(Err(e)) => return self.failed(credential, e.into()),
+                let locked = tokio::task::spawn_blocking(move || {
+                    let lock = state_dir.lock(&name)?;
+                    let state = state_dir.load(&name)?;
+                    Ok::<_, RotationError>((lock, state))
+                })
+                .await;
+                match locked {
+                    Ok(Ok((lock, state))) => (lock, state, None),
+                    Ok(Err(e)) => return self.failed(credential, e),
                     Err(e) => {
                         return self.failed(credential, RotationError::Internal(e.to_string()));
                     }
-                };
-                // Read under the lock: another process may have just rotated.
-                match self.state.load(&credential.name) {
-                    Ok(state) => (lock, state, None),
-                    Err(e) => return self.failed(credential, e.into()),
                 }
             }
         };
@@ -170,7 +180,8 @@ impl Engine {
                 Ok(report) => RotationOutcome::Rotated(report),
                 Err(error) => {
                     let kind = error.kind();
-                    self.record_failure(credential, &mut state, &error, kind, &mut unsaved);
+                    self.record_failure(credential, &mut state, &error, kind, &mut unsaved)
+                        .await;
                     RotationOutcome::Failed { error, kind }
                 }
             },
@@ -210,23 +221,47 @@ impl Engine {
 
     /// Stores `state`; on failure says why and what is at risk, and the caller keeps it.
     fn store(&self, credential: &Credential, state: &CredentialState) -> Result<(), String> {
-        self.state.save(&credential.name, state).map_err(|e| {
-            tracing::error!(
-                credential = %credential.name,
-                "{e}: the new state is kept in memory, and this credential's lock held, until it can be stored (retried with backoff); if refreshd stops before then, {}",
-                if state.refresh_token.is_some() {
-                    "the newest refresh token is lost and, where the provider allows each refresh token once, the credential needs a new login"
-                } else {
-                    "only its status history is lost"
-                }
-            );
-            e.to_string()
-        })
+        self.state
+            .save(&credential.name, state)
+            .map_err(|e| self.unsaved_because(credential, state, e))
     }
 
-    /// [`Engine::store`], remembering the outcome for the rotation's result.
-    fn save(&self, credential: &Credential, state: &CredentialState, unsaved: &mut Option<String>) {
-        *unsaved = self.store(credential, state).err();
+    /// Says why `state` could not be stored and what is at risk; the reason.
+    fn unsaved_because(
+        &self,
+        credential: &Credential,
+        state: &CredentialState,
+        e: impl std::fmt::Display,
+    ) -> String {
+        tracing::error!(
+            credential = %credential.name,
+            "{e}: the new state is kept in memory, and this credential's lock held, until it can be stored (retried with backoff); if refreshd stops before then, {}",
+            if state.refresh_token.is_some() {
+                "the newest refresh token is lost and, where the provider allows each refresh token once, the credential needs a new login"
+            } else {
+                "only its status history is lost"
+            }
+        );
+        e.to_string()
+    }
+
+    /// [`Engine::store`] on the blocking pool (an fsync must not stall other credentials'
+    /// timers), remembering the outcome for the rotation's result.
+    async fn save(
+        &self,
+        credential: &Credential,
+        state: &CredentialState,
+        unsaved: &mut Option<String>,
+    ) {
+        let state_dir = self.state.clone();
+        let name = credential.name.clone();
+        let copy = state.clone();
+        let saved = tokio::task::spawn_blocking(move || state_dir.save(&name, &copy)).await;
+        *unsaved = match saved {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(self.unsaved_because(credential, state, e)),
+            Err(e) => Some(self.unsaved_because(credential, state, e)),
+        };
     }
 
     async fn refresh(
@@ -291,7 +326,7 @@ impl Engine {
         // The invariant: durable before any target is touched. When the disk refuses, the
         // state lives on in memory (and is what the next attempt spends), and the targets
         // still get the new token: it is valid, and the old one may not be for long.
-        self.save(credential, state, unsaved);
+        self.save(credential, state, unsaved).await;
 
         if let Some(warning) = policy::clock_skew(
             token.issued_at,
@@ -309,7 +344,7 @@ impl Engine {
             .await;
         if let Some(first) = report.target_errors.first() {
             state.record_target_error(first.to_string(), self.clock.now());
-            self.save(credential, state, unsaved);
+            self.save(credential, state, unsaved).await;
         }
         tracing::info!(
             credential = %credential.name,
@@ -399,10 +434,10 @@ impl Engine {
             "reusing the still-valid token found in a target"
         );
         state.token = Some(found);
-        self.save(credential, state, unsaved);
+        self.save(credential, state, unsaved).await;
     }
 
-    fn record_failure(
+    async fn record_failure(
         &self,
         credential: &Credential,
         state: &mut CredentialState,
@@ -437,7 +472,7 @@ impl Engine {
                 tracing::warn!(credential = %credential.name, failures = state.consecutive_failures, "refresh failed: {message}")
             }
         }
-        self.save(credential, state, unsaved);
+        self.save(credential, state, unsaved).await;
     }
 
     /// The lock or the state file could not be had: nothing was fetched or changed. The

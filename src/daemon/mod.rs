@@ -5,10 +5,12 @@
 //! It never refreshes a token itself and never cancels a rotation in progress: reloads
 //! stop a credential's task between rotations, and SIGTERM waits for in-flight ones.
 
+mod liveness;
 mod publish;
 mod reconfigure;
 mod supervisor;
 mod systemd;
+mod timers;
 mod watch;
 mod worker;
 

@@ -89,14 +89,19 @@ impl Publisher {
             }
             self.on_health(&status);
             self.snapshot.send_modify(|snapshot| snapshot.set(status));
-            let current = result.state.token.clone();
-            self.token.send_if_modified(|held| {
-                let changed = held.as_ref().map(Token::fingerprint)
-                    != current.as_ref().map(Token::fingerprint);
+            // Held in memory only while another credential sends it as a bearer (the
+            // supervisor fills it in from the state directory for a new follower).
+            let current = result.state.token.as_ref();
+            let token = &self.token;
+            token.send_if_modified(|held| {
+                let wanted = current.filter(|_| token.receiver_count() > 0);
+                let changed =
+                    held.as_ref().map(Token::fingerprint) != wanted.map(Token::fingerprint);
                 if changed {
-                    *held = current;
+                    *held = wanted.cloned();
                 }
-                changed
+                // Dropping the token nobody follows is no news to anyone.
+                changed && held.is_some()
             });
         }
         if !self.settled_sent {

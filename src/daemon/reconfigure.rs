@@ -44,7 +44,7 @@ impl ConfigChanges {
         for credential in &old.credentials {
             match new.credential(&credential.name) {
                 None => changes.removed.push(credential.name.clone()),
-                Some(updated) if updated != credential => {
+                Some(updated) if **updated != **credential => {
                     changes.changed.push(credential.name.clone())
                 }
                 Some(_) => {}

@@ -14,13 +14,15 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
+use super::liveness::Liveness;
 use super::publish::TokenWatch;
 use super::reconfigure::ConfigChanges;
+use super::timers::Timers;
 use super::{Signals, systemd, watch, worker};
 use crate::clock::{self, SharedClock};
 use crate::config::{Config, Credential};
 use crate::control::server::{self as control, RotateRequest};
-use crate::credential::Engine;
+use crate::credential::{Engine, policy};
 use crate::reload::Reloader;
 use crate::state::{DaemonLock, StateDir};
 use crate::status::{CredentialStatus, Snapshot};
@@ -29,10 +31,14 @@ use crate::token::Token;
 /// Requests for one reload action from several credentials within this window run once.
 const RELOAD_DEBOUNCE: Duration = Duration::from_secs(1);
 
-/// A credential task silent for longer than this while idle is stuck (it wakes every
-/// [`clock::CHUNK`]); inside a rotation it may wait for a request timeout and target locks.
-const IDLE_LIMIT: Duration = Duration::from_secs(60);
-const BUSY_LIMIT: Duration = Duration::from_secs(10 * 60);
+/// The timer queue looks at the clock every [`clock::CHUNK`]: silent for longer than this,
+/// the runtime is stuck. A rotation may wait for a request timeout and target locks, but
+/// not for longer than this.
+const TIMERS_LIMIT: Duration = Duration::from_secs(60);
+const ROTATION_LIMIT: Duration = Duration::from_secs(10 * 60);
+
+/// The shortest time between two `STATUS=` lines that follow rotations.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What SIGTERM waits for rotations in progress beyond the longest request timeout: the
 /// state save, the target writes and reloads after the answer. The units' TimeoutStopSec
@@ -58,6 +64,8 @@ pub(super) struct Daemon {
     workers: BTreeMap<String, worker::Handle>,
     /// Each credential's current token, published by its task (kept across its restarts).
     tokens: BTreeMap<String, tokio::sync::watch::Sender<Option<Token>>>,
+    /// How the first refreshes after start are getting on.
+    first_round: FirstRound,
     /// Tasks of removed or replaced credentials, finishing a rotation.
     retiring: Vec<JoinHandle<()>>,
     signals: Signals,
@@ -93,18 +101,28 @@ impl Daemon {
         // What the state directory holds: the first status, and the first token each
         // credential offers the credentials that send it as a bearer.
         let mut snapshot = Snapshot::new("daemon");
-        let mut tokens = BTreeMap::new();
+        let mut due = 0;
         for credential in &config.credentials {
             let stored = state.load(&credential.name).unwrap_or_default();
+            let trigger = policy::Trigger::IfDue;
+            due += usize::from(policy::should_fetch(
+                stored.token.as_ref(),
+                stored.last_rotation,
+                &trigger,
+                now,
+                &credential.timing,
+            ));
             snapshot.set(CredentialStatus::from_state(credential, &stored, None, now));
-            tokens.insert(
-                credential.name.clone(),
-                tokio::sync::watch::channel(stored.token).0,
-            );
         }
+        let first_round = FirstRound::new(
+            config.credentials.len(),
+            due,
+            config.daemon.max_concurrent_refreshes.max(1),
+        );
         let (snapshot_tx, snapshot_rx) = tokio::sync::watch::channel(snapshot);
         let (settled_tx, settled) = mpsc::unbounded_channel();
         let (rotate_tx, rotate_requests) = mpsc::channel(16);
+        let (timers, timer_task) = Timers::start(clock.clone());
         let shared = worker::Shared {
             engine: Arc::new(Engine::daemon(
                 state.clone(),
@@ -112,6 +130,8 @@ impl Daemon {
                 Reloader::start(RELOAD_DEBOUNCE),
             )),
             clock: clock.clone(),
+            timers,
+            liveness: Arc::new(Liveness::default()),
             permits: Arc::new(Semaphore::new(
                 config.daemon.max_concurrent_refreshes.max(1),
             )),
@@ -119,10 +139,11 @@ impl Daemon {
             settled: settled_tx,
         };
 
+        let mut litter = crate::durable::LitterIndex::default();
         let removed: usize = config
             .credentials
             .iter()
-            .map(|c| shared.engine.remove_litter(c))
+            .map(|c| shared.engine.remove_litter(c, &mut litter))
             .sum();
         if removed > 0 {
             tracing::info!(
@@ -130,7 +151,7 @@ impl Daemon {
                 "removed temp files an earlier crash left beside state and targets"
             );
         }
-        let mut background = Vec::new();
+        let mut background = vec![timer_task];
         let server = control::Server {
             snapshot: snapshot_rx.clone(),
             rotate: rotate_tx,
@@ -160,7 +181,8 @@ impl Daemon {
             config,
             shared,
             workers: BTreeMap::new(),
-            tokens,
+            tokens: BTreeMap::new(),
+            first_round,
             retiring: Vec::new(),
             signals,
             settled,
@@ -189,18 +211,39 @@ impl Daemon {
         Ok(daemon)
     }
 
-    fn start_worker(&mut self, credential: Credential) {
+    fn start_worker(&mut self, credential: Arc<Credential>) {
         self.unsettled.insert(credential.name.clone());
         let name = credential.name.clone();
         let bearers: Vec<(String, TokenWatch)> = credential
             .source
             .bearers()
             .into_iter()
-            .map(|bearer| (bearer.to_owned(), self.token_channel(bearer).subscribe()))
+            .map(|bearer| (bearer.to_owned(), self.follow_token(bearer)))
             .collect();
         let token = self.token_channel(&name).clone();
         let handle = worker::spawn(credential, self.shared.clone(), token, bearers);
         self.workers.insert(name, handle);
+    }
+
+    /// A receiver of `bearer`'s token. A credential's task keeps its token in memory only
+    /// while another follows it: for the first follower, the stored one is filled in.
+    fn follow_token(&mut self, bearer: &str) -> TokenWatch {
+        // Subscribed first: from now on the task publishes its token here, so what is read
+        // from the state directory next can only be as new or older.
+        let channel = self.token_channel(bearer).clone();
+        let follower = channel.subscribe();
+        let stored = StateDir::new(&self.config.daemon.state_dir)
+            .load(bearer)
+            .ok()
+            .and_then(|s| s.token);
+        channel.send_if_modified(|held| {
+            if held.is_none() {
+                *held = stored;
+            }
+            // What was on file is no change to react to.
+            false
+        });
+        follower
     }
 
     fn token_channel(&mut self, name: &str) -> &tokio::sync::watch::Sender<Option<Token>> {
@@ -241,7 +284,9 @@ impl Daemon {
                     }
                 }
                 Some(name) = self.settled.recv() => {
-                    self.unsettled.remove(&name);
+                    if self.unsettled.remove(&name) {
+                        self.first_round.settled();
+                    }
                     self.announce_ready();
                 }
                 Some(request) = self.rotate_requests.recv() => self.dispatch_rotate(request),
@@ -328,7 +373,7 @@ impl Daemon {
             self.tokens.remove(name);
         }
         for name in added.iter().chain(&changed) {
-            let credential = new.credential(name).expect("listed from new").clone();
+            let credential = Arc::clone(new.credential(name).expect("listed from new"));
             self.start_worker(credential);
         }
         tracing::info!(
@@ -381,23 +426,32 @@ impl Daemon {
         });
     }
 
-    /// `WATCHDOG=1` only while every credential task shows signs of life.
+    /// `WATCHDOG=1` only while the timer queue runs, no rotation has been in progress for
+    /// too long and no credential task has died. Each look costs the same whatever the
+    /// number of credentials.
     fn watchdog(&mut self) {
         let mut stuck = Vec::new();
-        for (name, handle) in &self.workers {
-            let (silence, busy) = handle.heartbeat.silence();
-            let limit = if busy { BUSY_LIMIT } else { IDLE_LIMIT };
-            if silence > limit || handle.join.is_finished() {
-                stuck.push((name.clone(), silence));
+        let silence = self.shared.timers.silence();
+        if silence > TIMERS_LIMIT {
+            stuck.push(("the timer queue".to_owned(), silence));
+        }
+        if let Some((name, took)) = self.shared.liveness.oldest_rotation()
+            && took > ROTATION_LIMIT
+        {
+            stuck.push((format!("credential {name}"), took));
+        }
+        for name in self.shared.liveness.dead() {
+            if self.workers.contains_key(&name) {
+                stuck.push((format!("credential {name}"), Duration::ZERO));
             }
         }
         if stuck.is_empty() {
             self.stuck_reported.clear();
             systemd::watchdog();
         } else {
-            for (name, silence) in stuck {
-                if self.stuck_reported.insert(name.clone()) {
-                    tracing::error!(credential = %name, silent_for = %format!("{}s", silence.as_secs()), "credential task is not responding; withholding the watchdog ping so the service manager restarts refreshd");
+            for (what, silence) in stuck {
+                if self.stuck_reported.insert(what.clone()) {
+                    tracing::error!(task = %what, silent_for = %format!("{}s", silence.as_secs()), "a task is not responding or has died; withholding the watchdog ping so the service manager restarts refreshd");
                 }
             }
         }
@@ -445,6 +499,50 @@ impl Daemon {
     }
 }
 
+/// The first attempts after start: with more credentials due than may refresh at once, it
+/// says how many there are and, once the first batch is done, how long the rest should take.
+struct FirstRound {
+    started: tokio::time::Instant,
+    /// Every credential's first attempt takes a permit, due or not.
+    total: usize,
+    due: usize,
+    at_once: usize,
+    settled: usize,
+}
+
+impl FirstRound {
+    fn new(total: usize, due: usize, at_once: usize) -> FirstRound {
+        if due > at_once {
+            tracing::info!(
+                due,
+                max_concurrent_refreshes = at_once,
+                "credentials need a refresh before refreshd is ready; refreshing {at_once} at a time"
+            );
+        }
+        FirstRound {
+            started: tokio::time::Instant::now(),
+            total,
+            due,
+            at_once,
+            settled: 0,
+        }
+    }
+
+    /// One more credential had its first attempt.
+    fn settled(&mut self) {
+        self.settled += 1;
+        if self.due > self.at_once && self.settled == self.at_once {
+            let took = self.started.elapsed().as_secs_f64();
+            let rest = self.total.saturating_sub(self.settled) as f64;
+            tracing::info!(
+                "the first {} credentials took {took:.1}s: expect the other {rest} in about {:.0}s",
+                self.settled,
+                (took * rest / self.settled as f64).ceil()
+            );
+        }
+    }
+}
+
 fn digest(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(bytes).into()
@@ -458,11 +556,13 @@ async fn recv_opt(rx: &mut Option<mpsc::UnboundedReceiver<()>>) -> Option<()> {
     }
 }
 
-/// Keeps systemd's `STATUS=` in step with the snapshot.
+/// Keeps systemd's `STATUS=` in step with the snapshot, at most once a second: changes in
+/// between are folded into the next line (hundreds of rotations a second make one line).
 async fn follow_status(mut snapshot: tokio::sync::watch::Receiver<Snapshot>, clock: SharedClock) {
     while snapshot.changed().await.is_ok() {
         let summary = snapshot.borrow_and_update().summary(clock.now());
         systemd::status(&summary);
+        tokio::time::sleep(STATUS_INTERVAL).await;
     }
 }
 

@@ -1,21 +1,21 @@
 //! One task per credential: it only waits, rotates, plans and publishes. It rotates when
 //! due (through [`crate::credential`]), asks [`policy::plan`] when to try next, hands the
-//! result to its [`Publisher`], and waits (on the wall clock) for that moment, a `rotate`
-//! request, a change of a bearer's token, or a stop.
+//! result to its [`Publisher`], and waits for that moment (in the daemon's one timer queue,
+//! [`Timers`]), a `rotate` request, a change of a bearer's token, or a stop.
 //!
 //! A rotation that has started is never cancelled: a stop waits for it, because dropping a
 //! token response on the floor can lose a rotated refresh token, and a target write must
 //! finish rather than leave a half-done edit.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::liveness::Liveness;
 use super::publish::{Publisher, TokenWatch};
-use crate::clock::{self, SharedClock};
+use super::timers::Timers;
+use crate::clock::SharedClock;
 use crate::config::Credential;
 use crate::control::RotateOutcome;
 use crate::credential::policy::{self, Trigger};
@@ -34,48 +34,13 @@ pub enum Command {
     },
 }
 
-/// Proof of life for the watchdog: when the task last woke, and whether it is inside a
-/// rotation (which may legitimately take a request timeout or a target lock wait).
-pub struct Heartbeat {
-    base: tokio::time::Instant,
-    last_ms: AtomicU64,
-    busy: AtomicBool,
-}
-
-impl Heartbeat {
-    fn new() -> Heartbeat {
-        Heartbeat {
-            base: tokio::time::Instant::now(),
-            last_ms: AtomicU64::new(0),
-            busy: AtomicBool::new(false),
-        }
-    }
-
-    fn beat(&self) {
-        let ms = self.base.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    fn set_busy(&self, busy: bool) {
-        self.busy.store(busy, Ordering::Relaxed);
-        self.beat();
-    }
-
-    /// How long the task has been silent, and whether it is inside a rotation.
-    pub fn silence(&self) -> (Duration, bool) {
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        (
-            self.base.elapsed().saturating_sub(last),
-            self.busy.load(Ordering::Relaxed),
-        )
-    }
-}
-
 /// What every credential task shares.
 #[derive(Clone)]
 pub struct Shared {
     pub engine: Arc<Engine>,
     pub clock: SharedClock,
+    pub timers: Timers,
+    pub liveness: Arc<Liveness>,
     pub permits: Arc<Semaphore>,
     pub snapshot: watch::Sender<Snapshot>,
     /// Receives a credential's name after its first attempt (for `READY=1`).
@@ -85,7 +50,6 @@ pub struct Shared {
 /// The supervisor's side of a running credential task.
 pub struct Handle {
     pub commands: mpsc::Sender<Command>,
-    pub heartbeat: Arc<Heartbeat>,
     stop: watch::Sender<bool>,
     pub join: JoinHandle<()>,
 }
@@ -100,15 +64,13 @@ impl Handle {
 /// Starts the task of `credential`: it publishes its token on `token` and follows the
 /// tokens of its `bearers`.
 pub fn spawn(
-    credential: Credential,
+    credential: Arc<Credential>,
     shared: Shared,
     token: watch::Sender<Option<Token>>,
     bearers: Vec<(String, TokenWatch)>,
 ) -> Handle {
-    let credential = Arc::new(credential);
     let (commands, commands_rx) = mpsc::channel(16);
     let (stop, stop_rx) = watch::channel(false);
-    let heartbeat = Arc::new(Heartbeat::new());
     let publisher = Publisher::new(
         credential.clone(),
         shared.snapshot.clone(),
@@ -120,13 +82,11 @@ pub fn spawn(
         shared,
         commands: commands_rx,
         stop: stop_rx,
-        heartbeat: heartbeat.clone(),
         bearers,
         publisher,
     };
     Handle {
         commands,
-        heartbeat,
         stop,
         join: tokio::spawn(run(task)),
     }
@@ -137,7 +97,6 @@ struct Task {
     shared: Shared,
     commands: mpsc::Receiver<Command>,
     stop: watch::Receiver<bool>,
-    heartbeat: Arc<Heartbeat>,
     bearers: Vec<(String, TokenWatch)>,
     publisher: Publisher,
 }
@@ -151,14 +110,17 @@ enum Wake {
 }
 
 async fn run(mut task: Task) {
+    let alive = task.shared.liveness.alive(&task.credential.name);
     if !task.wait_for_bearers().await {
-        return;
+        return alive.stopped();
     }
     let mut trigger = Trigger::IfDue;
     let mut attempt = 0;
     loop {
         let started = tokio::time::Instant::now();
-        let result = task.rotate(trigger).await;
+        // Boxed: a waiting task then holds only what waiting needs, not the space of a
+        // rotation in progress (with ten thousand credentials, that is most of their memory).
+        let result = Box::pin(task.rotate(trigger)).await;
         let now = task.shared.clock.now();
         let timing = &task.credential.timing;
         let plan = policy::plan(result.attempted(), attempt, now, timing, &mut unit_random);
@@ -176,23 +138,21 @@ async fn run(mut task: Task) {
         };
     }
     tracing::debug!(credential = %task.credential.name, "stopped");
+    alive.stopped();
 }
 
 impl Task {
-    /// One rotation under a permit, with the bearers' current tokens.
+    /// One rotation under a permit, with the bearers' current tokens; the watchdog sees it
+    /// in progress from the moment it holds the permit.
     async fn rotate(&mut self, trigger: Trigger) -> RotationResult {
-        self.heartbeat.set_busy(true);
         let bearers = self.bearer_tokens();
         let jitter = policy::jitter(self.credential.timing.jitter, unit_random());
-        let result = {
-            let _permit = self.shared.permits.acquire().await;
-            self.shared
-                .engine
-                .rotate_with(&self.credential, trigger, jitter, &bearers)
-                .await
-        };
-        self.heartbeat.set_busy(false);
-        result
+        let _permit = self.shared.permits.acquire().await;
+        let _rotating = self.shared.liveness.rotating(&self.credential.name);
+        self.shared
+            .engine
+            .rotate_with(&self.credential, trigger, jitter, &bearers)
+            .await
     }
 
     /// The bearers' tokens as now published; what is read counts as seen.
@@ -212,10 +172,8 @@ impl Task {
     /// Waits for `deadline`, a `rotate` request (answered after the next attempt), a new
     /// token of a bearer, or a stop.
     async fn wait(&mut self, deadline: time::OffsetDateTime) -> Wake {
-        let heartbeat = self.heartbeat.clone();
-        let beat = || heartbeat.beat();
         tokio::select! {
-            _ = clock::sleep_until(self.shared.clock.as_ref(), deadline, clock::CHUNK, beat) => Wake::Deadline,
+            _ = self.shared.timers.sleep_until(deadline) => Wake::Deadline,
             Some(command) = self.commands.recv() => {
                 let Command::Rotate { reply, mut if_due } = command;
                 self.publisher.replies.push(reply);

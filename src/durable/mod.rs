@@ -13,6 +13,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -241,6 +242,43 @@ pub fn lock_exclusive(
 fn sync(dir: &OwnedFd) -> io::Result<()> {
     nix::unistd::fsync(dir.as_fd())?;
     Ok(())
+}
+
+/// Which directories hold any of refreshd's temp files, each listed once: a start with
+/// thousands of state files and targets in a few directories then lists each directory
+/// once, instead of once per file, and takes the writers' lock only where a crash left
+/// something. Only a hint: removal itself goes through [`remove_litter`].
+#[derive(Debug, Default)]
+pub struct LitterIndex {
+    /// A directory's temp files' names; `None` when it cannot be listed.
+    dirs: std::collections::HashMap<std::path::PathBuf, Option<Vec<OsString>>>,
+}
+
+impl LitterIndex {
+    /// Whether a crash may have left a temp file of `file` (`true` when unsure: the path
+    /// is a symlink, whose temp files lie beside its target, or the directory is unreadable).
+    pub fn may_have(&mut self, file: &Path) -> bool {
+        let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+            return true;
+        };
+        if std::fs::symlink_metadata(file).is_ok_and(|m| m.file_type().is_symlink()) {
+            return true;
+        }
+        let listed = self.dirs.entry(dir.to_owned()).or_insert_with(|| {
+            let entries = std::fs::read_dir(dir).ok()?;
+            Some(
+                entries
+                    .flatten()
+                    .map(|entry| entry.file_name())
+                    .filter(|n| n.as_bytes().ends_with(TEMP_SUFFIX.as_bytes()))
+                    .collect(),
+            )
+        });
+        match listed {
+            Some(names) => names.iter().any(|n| chase::is_temp_of(n, name)),
+            None => true,
+        }
+    }
 }
 
 /// Removes refreshd's own temp files for the file at `place` left by a crash: only names

@@ -189,3 +189,24 @@ fn in_place_rewrites_keep_the_inode() {
     assert_eq!(std::fs::read(&path).unwrap(), b"short\n");
     assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
 }
+
+#[test]
+fn the_litter_index_points_only_at_files_with_litter() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [".env", "other", "linked-to"] {
+        std::fs::write(dir.path().join(name), "A=1\n").unwrap();
+    }
+    std::fs::write(dir.path().join("..env.0a1b2c3d4e5f.refreshd-tmp"), "x").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("linked-to"), dir.path().join("link")).unwrap();
+    let mut index = LitterIndex::default();
+    assert!(index.may_have(&dir.path().join(".env")));
+    assert!(!index.may_have(&dir.path().join("other")));
+    // A temp file written after the directory was listed is not seen: the index is for
+    // the one look at start.
+    std::fs::write(dir.path().join(".other.0a1b2c3d4e5f.refreshd-tmp"), "x").unwrap();
+    assert!(!index.may_have(&dir.path().join("other")));
+    // Unsure means yes: a symlink's temp files lie beside its target; an unreadable
+    // directory cannot be ruled out.
+    assert!(index.may_have(&dir.path().join("link")));
+    assert!(index.may_have(&dir.path().join("missing-dir/file")));
+}

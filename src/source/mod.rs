@@ -250,19 +250,29 @@ pub fn check_files(source: &SourceConfig) -> Vec<SourceError> {
     }
 }
 
-/// The HTTP client for token requests: no redirects, no automatic retries, rustls.
+/// How long an idle connection to a provider may serve the next token request: below the
+/// 5 s keep-alive of Node and many proxies, so a request never races the server's close.
+pub const IDLE_CONNECTION: Duration = Duration::from_secs(4);
+
+/// The HTTP client for token requests: no redirects, rustls, connections kept for
+/// [`IDLE_CONNECTION`] (with many credentials on one provider, one TLS handshake serves
+/// many rotations). No request is ever replayed: reqwest's retries are off, and hyper
+/// re-sends a request on another connection only when the pooled one was found closed
+/// before any byte of the request was written to it (so a token POST the provider may
+/// have received, and answered with a rotated refresh token, is never sent twice).
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .retry(reqwest::retry::never())
         .user_agent(concat!("refreshd/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
-        // A fresh connection per request: refreshes are minutes apart, and a pooled
-        // connection the server closed meanwhile would fail a token request for nothing.
-        .pool_max_idle_per_host(0)
+        .pool_idle_timeout(IDLE_CONNECTION)
         .build()
         .expect("the HTTP client's fixed settings are valid")
 }
+
+#[cfg(test)]
+mod connection_tests;
 
 #[cfg(test)]
 mod tests {
