@@ -27,7 +27,8 @@ pub struct Publisher {
     credential: Arc<Credential>,
     snapshot: watch::Sender<Snapshot>,
     settled: mpsc::UnboundedSender<String>,
-    token: watch::Sender<Option<Token>>,
+    /// Only for a credential another one sends as a bearer.
+    token: Option<watch::Sender<Option<Token>>>,
     counters: Counters,
     was_healthy: Option<bool>,
     settled_sent: bool,
@@ -41,7 +42,7 @@ impl Publisher {
         credential: Arc<Credential>,
         snapshot: watch::Sender<Snapshot>,
         settled: mpsc::UnboundedSender<String>,
-        token: watch::Sender<Option<Token>>,
+        token: Option<watch::Sender<Option<Token>>>,
     ) -> Publisher {
         let counters = snapshot
             .borrow()
@@ -89,20 +90,17 @@ impl Publisher {
             }
             self.on_health(&status);
             self.snapshot.send_modify(|snapshot| snapshot.set(status));
-            // Held in memory only while another credential sends it as a bearer (the
-            // supervisor fills it in from the state directory for a new follower).
-            let current = result.state.token.as_ref();
-            let token = &self.token;
-            token.send_if_modified(|held| {
-                let wanted = current.filter(|_| token.receiver_count() > 0);
-                let changed =
-                    held.as_ref().map(Token::fingerprint) != wanted.map(Token::fingerprint);
-                if changed {
-                    *held = wanted.cloned();
-                }
-                // Dropping the token nobody follows is no news to anyone.
-                changed && held.is_some()
-            });
+            if let Some(token) = &self.token {
+                let current = result.state.token.as_ref();
+                token.send_if_modified(|held| {
+                    let changed = held.as_ref().map(Token::fingerprint)
+                        != current.map(Token::fingerprint);
+                    if changed {
+                        *held = current.cloned();
+                    }
+                    changed
+                });
+            }
         }
         if !self.settled_sent {
             self.settled_sent = true;

@@ -220,7 +220,14 @@ impl Daemon {
             .into_iter()
             .map(|bearer| (bearer.to_owned(), self.follow_token(bearer)))
             .collect();
-        let token = self.token_channel(&name).clone();
+        // Only a credential another one sends as a bearer publishes its token (a watch
+        // channel per credential is half a kilobyte; ten thousand of them add up).
+        let followed = self
+            .config
+            .credentials
+            .iter()
+            .any(|c| c.source.bearers().contains(&name.as_str()));
+        let token = followed.then(|| self.token_channel(&name).clone());
         let handle = worker::spawn(credential, self.shared.clone(), token, bearers);
         self.workers.insert(name, handle);
     }
@@ -361,7 +368,21 @@ impl Daemon {
                 restart_needed.join(", ")
             );
         }
-        for name in removed.iter().chain(&changed) {
+        // A running credential that another one now sends as a bearer restarts, so that it
+        // publishes its token (only followed credentials do).
+        let newly_followed: BTreeSet<String> = new
+            .credentials
+            .iter()
+            .flat_map(|c| c.source.bearers())
+            .filter(|bearer| {
+                !self.tokens.contains_key(*bearer)
+                    && self.workers.contains_key(*bearer)
+                    && !changed.iter().chain(&removed).any(|name| name == bearer)
+            })
+            .map(str::to_owned)
+            .collect();
+        self.config = new;
+        for name in removed.iter().chain(&changed).chain(&newly_followed) {
             self.stop_worker(name);
         }
         self.shared.snapshot.send_modify(|snapshot| {
@@ -372,8 +393,8 @@ impl Daemon {
         for name in &removed {
             self.tokens.remove(name);
         }
-        for name in added.iter().chain(&changed) {
-            let credential = Arc::clone(new.credential(name).expect("listed from new"));
+        for name in added.iter().chain(&changed).chain(&newly_followed) {
+            let credential = Arc::clone(self.config.credential(name).expect("listed from new"));
             self.start_worker(credential);
         }
         tracing::info!(
@@ -382,7 +403,6 @@ impl Daemon {
             changed = %changed.join(","),
             "config reloaded ({why})"
         );
-        self.config = new;
     }
 
     fn dispatch_rotate(&self, request: RotateRequest) {
@@ -391,10 +411,10 @@ impl Daemon {
         } else {
             request.names.clone()
         };
-        let mut senders = Vec::new();
+        let mut handles = Vec::new();
         for name in &names {
             match self.workers.get(name) {
-                Some(handle) => senders.push(handle.commands.clone()),
+                Some(handle) => handles.push(handle),
                 None => {
                     let _ = request
                         .reply
@@ -403,19 +423,15 @@ impl Daemon {
                 }
             }
         }
-        let if_due = request.if_due;
-        tokio::spawn(async move {
-            let mut pending = Vec::new();
-            for sender in senders {
+        let pending: Vec<_> = handles
+            .into_iter()
+            .map(|handle| {
                 let (reply, result) = tokio::sync::oneshot::channel();
-                if sender
-                    .send(worker::Command::Rotate { reply, if_due })
-                    .await
-                    .is_ok()
-                {
-                    pending.push(result);
-                }
-            }
+                handle.rotate(reply, request.if_due);
+                result
+            })
+            .collect();
+        tokio::spawn(async move {
             let mut outcomes = Vec::new();
             for result in pending {
                 if let Ok(outcome) = result.await {

@@ -9,7 +9,9 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use std::sync::Mutex;
+
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::liveness::Liveness;
@@ -24,14 +26,30 @@ use crate::source::BearerTokens;
 use crate::status::Snapshot;
 use crate::token::Token;
 
-/// What another task can ask of a credential task.
-pub enum Command {
-    /// Refresh now (unless another process just did) and report; with `if_due`, only
-    /// when the stored token is due (after another process stored a new one).
-    Rotate {
-        reply: oneshot::Sender<RotateOutcome>,
-        if_due: bool,
-    },
+/// What other tasks ask of a credential task: a few words, not a channel's buffers (with
+/// ten thousand credentials, every idle byte counts ten thousand times).
+#[derive(Default)]
+struct Inbox {
+    asked: Mutex<Asked>,
+    knock: Notify,
+}
+
+#[derive(Default)]
+struct Asked {
+    /// `rotate` requests waiting for the next attempt's outcome.
+    replies: Vec<oneshot::Sender<RotateOutcome>>,
+    /// Rotate now; `Some(true)` only when every request asked for `if_due`.
+    rotate: Option<bool>,
+    stop: bool,
+}
+
+impl Inbox {
+    fn asked(&self) -> std::sync::MutexGuard<'_, Asked> {
+        // Plain fields, never left half-changed: a poisoned lock is usable.
+        self.asked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// What every credential task shares.
@@ -49,28 +67,38 @@ pub struct Shared {
 
 /// The supervisor's side of a running credential task.
 pub struct Handle {
-    pub commands: mpsc::Sender<Command>,
-    stop: watch::Sender<bool>,
+    inbox: Arc<Inbox>,
     pub join: JoinHandle<()>,
 }
 
 impl Handle {
     /// Asks the task to stop once any rotation in progress has finished.
     pub fn stop(&self) {
-        let _ = self.stop.send(true);
+        self.inbox.asked().stop = true;
+        self.inbox.knock.notify_one();
+    }
+
+    /// Asks for a rotation now (unless another process just did one), answered on `reply`
+    /// after the attempt; with `if_due`, only when the stored token is due (another process
+    /// stored a new one).
+    pub fn rotate(&self, reply: oneshot::Sender<RotateOutcome>, if_due: bool) {
+        let mut asked = self.inbox.asked();
+        asked.replies.push(reply);
+        asked.rotate = Some(asked.rotate.unwrap_or(true) && if_due);
+        drop(asked);
+        self.inbox.knock.notify_one();
     }
 }
 
-/// Starts the task of `credential`: it publishes its token on `token` and follows the
-/// tokens of its `bearers`.
+/// Starts the task of `credential`: it publishes its token on `token` (when another
+/// credential follows it) and follows the tokens of its `bearers`.
 pub fn spawn(
     credential: Arc<Credential>,
     shared: Shared,
-    token: watch::Sender<Option<Token>>,
+    token: Option<watch::Sender<Option<Token>>>,
     bearers: Vec<(String, TokenWatch)>,
 ) -> Handle {
-    let (commands, commands_rx) = mpsc::channel(16);
-    let (stop, stop_rx) = watch::channel(false);
+    let inbox = Arc::new(Inbox::default());
     let publisher = Publisher::new(
         credential.clone(),
         shared.snapshot.clone(),
@@ -80,14 +108,12 @@ pub fn spawn(
     let task = Task {
         credential,
         shared,
-        commands: commands_rx,
-        stop: stop_rx,
+        inbox: inbox.clone(),
         bearers,
         publisher,
     };
     Handle {
-        commands,
-        stop,
+        inbox,
         join: tokio::spawn(run(task)),
     }
 }
@@ -95,8 +121,7 @@ pub fn spawn(
 struct Task {
     credential: Arc<Credential>,
     shared: Shared,
-    commands: mpsc::Receiver<Command>,
-    stop: watch::Receiver<bool>,
+    inbox: Arc<Inbox>,
     bearers: Vec<(String, TokenWatch)>,
     publisher: Publisher,
 }
@@ -117,19 +142,25 @@ async fn run(mut task: Task) {
     let mut trigger = Trigger::IfDue;
     let mut attempt = 0;
     loop {
-        let started = tokio::time::Instant::now();
-        // Boxed: a waiting task then holds only what waiting needs, not the space of a
-        // rotation in progress (with ten thousand credentials, that is most of their memory).
-        let result = Box::pin(task.rotate(trigger)).await;
-        let now = task.shared.clock.now();
-        let timing = &task.credential.timing;
-        let plan = policy::plan(result.attempted(), attempt, now, timing, &mut unit_random);
-        let stopped = *task.stop.borrow();
-        task.publisher
-            .publish(&result, &plan, started.elapsed(), now, stopped);
-        attempt = plan.attempt;
-        trigger = match task.wait(plan.at).await {
-            Wake::Deadline => plan.trigger,
+        let (at, planned) = {
+            let started = tokio::time::Instant::now();
+            let permits = task.shared.permits.clone();
+            let _permit = permits.acquire().await;
+            // Boxed, and only once it holds a permit: a waiting task then holds only what
+            // waiting needs, not the ~16 KiB of a rotation in progress (with ten thousand
+            // credentials, that was most of their memory).
+            let result = Box::pin(task.rotate(trigger)).await;
+            let now = task.shared.clock.now();
+            let timing = &task.credential.timing;
+            let plan = policy::plan(result.attempted(), attempt, now, timing, &mut unit_random);
+            let stopped = task.inbox.asked().stop;
+            task.publisher
+                .publish(&result, &plan, started.elapsed(), now, stopped);
+            attempt = plan.attempt;
+            (plan.at, plan.trigger)
+        };
+        trigger = match task.wait(at).await {
+            Wake::Deadline => planned,
             Wake::Rotate { if_due: true } => Trigger::IfDue,
             Wake::Rotate { if_due: false } | Wake::BearerChanged => Trigger::Force {
                 since: task.shared.clock.now(),
@@ -142,12 +173,10 @@ async fn run(mut task: Task) {
 }
 
 impl Task {
-    /// One rotation under a permit, with the bearers' current tokens; the watchdog sees it
-    /// in progress from the moment it holds the permit.
+    /// One rotation (the caller holds a permit), with the bearers' current tokens.
     async fn rotate(&mut self, trigger: Trigger) -> RotationResult {
         let bearers = self.bearer_tokens();
         let jitter = policy::jitter(self.credential.timing.jitter, unit_random());
-        let _permit = self.shared.permits.acquire().await;
         let _rotating = self.shared.liveness.rotating(&self.credential.name);
         self.shared
             .engine
@@ -174,21 +203,18 @@ impl Task {
     async fn wait(&mut self, deadline: time::OffsetDateTime) -> Wake {
         tokio::select! {
             _ = self.shared.timers.sleep_until(deadline) => Wake::Deadline,
-            Some(command) = self.commands.recv() => {
-                let Command::Rotate { reply, mut if_due } = command;
-                self.publisher.replies.push(reply);
-                while let Ok(Command::Rotate { reply, if_due: also }) = self.commands.try_recv() {
-                    self.publisher.replies.push(reply);
-                    if_due &= also;
+            knock = knocked(&self.inbox, true) => match knock {
+                Knock::Stop => Wake::Stop,
+                Knock::Rotate { if_due, mut replies } => {
+                    self.publisher.replies.append(&mut replies);
+                    Wake::Rotate { if_due }
                 }
-                Wake::Rotate { if_due }
-            }
+            },
             _ = bearer_changed(&mut self.bearers) => {
                 let names: Vec<&str> = self.bearers.iter().map(|(n, _)| n.as_str()).collect();
                 tracing::info!(credential = %self.credential.name, bearers = %names.join(","), "a bearer credential's token changed: refreshing");
                 Wake::BearerChanged
             }
-            _ = self.stop.changed() => Wake::Stop,
         }
     }
 
@@ -211,9 +237,35 @@ impl Task {
             tokio::select! {
                 _ = bearer_changed(&mut self.bearers) => {}
                 _ = &mut patience => return true,
-                _ = self.stop.changed() => return false,
+                _ = knocked(&self.inbox, false) => return false,
             }
         }
+    }
+}
+
+/// What the inbox held.
+enum Knock {
+    Stop,
+    Rotate {
+        if_due: bool,
+        replies: Vec<oneshot::Sender<RotateOutcome>>,
+    },
+}
+
+/// Resolves when the inbox holds a stop, or (with `rotate_too`) a rotate request.
+async fn knocked(inbox: &Inbox, rotate_too: bool) -> Knock {
+    loop {
+        {
+            let mut asked = inbox.asked();
+            if asked.stop {
+                return Knock::Stop;
+            }
+            if rotate_too && let Some(if_due) = asked.rotate.take() {
+                let replies = std::mem::take(&mut asked.replies);
+                return Knock::Rotate { if_due, replies };
+            }
+        }
+        inbox.knock.notified().await;
     }
 }
 
