@@ -9,12 +9,15 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::durable::chase::Dir;
 use crate::durable::{self, Attributes};
 use crate::token::{ExpirySource, Served, Token};
 
@@ -157,6 +160,9 @@ struct TokenV1 {
 #[derive(Debug, Clone)]
 pub struct StateDir {
     path: PathBuf,
+    /// Resolved once and held open (shared by clones): a rotation then finds its state file,
+    /// lock and temp file with one look each rather than a walk from `/` per step.
+    resolved: Arc<Mutex<Option<Arc<Dir>>>>,
 }
 
 /// Held for the life of a daemon; released on drop (or by the kernel when it dies).
@@ -171,7 +177,48 @@ pub struct CredentialLock {
 
 impl StateDir {
     pub fn new(path: impl Into<PathBuf>) -> StateDir {
-        StateDir { path: path.into() }
+        StateDir {
+            path: path.into(),
+            resolved: Arc::default(),
+        }
+    }
+
+    /// The directory, resolved and held open; made (0700) when missing if `create`, else
+    /// `None` when missing. Resolved again if it was removed since.
+    fn dir(&self, create: bool) -> Result<Option<Arc<Dir>>, StateError> {
+        let mut held = self
+            .resolved
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(dir) = held.as_ref()
+            && !dir.is_removed()
+        {
+            return Ok(Some(dir.clone()));
+        }
+        if create {
+            self.ensure()?;
+        }
+        let dir = match Dir::open(&self.path) {
+            Ok(dir) => Arc::new(dir),
+            Err(e) if !create && e.is_not_found() => return Ok(None),
+            Err(e) => {
+                return Err(StateError::Dir {
+                    path: self.path.clone(),
+                    source: e.into(),
+                });
+            }
+        };
+        *held = Some(dir.clone());
+        Ok(Some(dir))
+    }
+
+    /// Where `name` sits in the directory (made if missing).
+    fn place(&self, name: &str) -> Result<durable::Place, StateError> {
+        let dir = self.dir(true)?.expect("made when missing");
+        dir.place(name.as_ref()).map_err(|e| StateError::Io {
+            path: self.path.join(name),
+            source: e.into(),
+        })
     }
 
     /// Where `credential`'s state is stored.
@@ -210,18 +257,20 @@ impl StateDir {
 
     /// Waits for and takes the credential's refresh lock.
     pub fn lock(&self, credential: &str) -> Result<CredentialLock, StateError> {
-        self.ensure()?;
-        let path = self.path.join(format!("{credential}.lock"));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|source| StateError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let name = format!("{credential}.lock");
+        let path = self.path.join(&name);
+        let dir = self.dir(true)?.expect("made when missing");
+        let file = nix::fcntl::openat(
+            dir.fd(),
+            name.as_str(),
+            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map(File::from)
+        .map_err(|errno| StateError::Io {
+            path: path.clone(),
+            source: errno.into(),
+        })?;
         let lock =
             Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| StateError::Io {
                 path,
@@ -313,8 +362,21 @@ impl StateDir {
     /// The credential's state; the default (empty) state when it has none yet.
     pub fn load(&self, credential: &str) -> Result<CredentialState, StateError> {
         let path = self.file(credential);
-        let bytes = match durable::read_file(&path, MAX_STATE) {
-            Ok(Some((bytes, _))) => bytes,
+        let Some(dir) = self.dir(false)? else {
+            return Ok(CredentialState::default());
+        };
+        let read = dir
+            .place(format!("{credential}.json").as_ref())
+            .map_err(io::Error::from)
+            .and_then(|place| match place.existing {
+                None => Ok(None),
+                Some(_) => {
+                    let (mut file, _) = durable::open_existing(&place, false)?;
+                    durable::read_bounded(&mut file, MAX_STATE).map(Some)
+                }
+            });
+        let bytes = match read {
+            Ok(Some(bytes)) => bytes,
             Ok(None) => return Ok(CredentialState::default()),
             Err(source) => return Err(StateError::Io { path, source }),
         };
@@ -377,7 +439,6 @@ impl StateDir {
 
     /// Writes the credential's state durably (fsynced file and directory) before returning.
     pub fn save(&self, credential: &str, state: &CredentialState) -> Result<(), StateError> {
-        self.ensure()?;
         let path = self.file(credential);
         let file = FileV1 {
             version: VERSION,
@@ -406,8 +467,9 @@ impl StateDir {
         };
         let mut bytes = serde_json::to_vec_pretty(&file).expect("state serializes");
         bytes.push(b'\n');
-        durable::replace(
-            &path,
+        let place = self.place(&format!("{credential}.json"))?;
+        durable::replace_at(
+            &place,
             &bytes,
             Attributes {
                 mode: 0o600,

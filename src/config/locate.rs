@@ -9,12 +9,29 @@ use super::ConfigError;
 pub(super) struct Doc<'a> {
     pub(super) path: &'a Path,
     pub(super) text: &'a str,
+    /// Where each line after the first starts: a line is found by binary search, not by
+    /// counting from the top (ten thousand credentials each look up their line).
+    line_starts: Vec<usize>,
 }
 
-impl Doc<'_> {
+impl<'a> Doc<'a> {
+    pub(super) fn new(path: &'a Path, text: &'a str) -> Doc<'a> {
+        let line_starts = text
+            .bytes()
+            .enumerate()
+            .filter(|(_, b)| *b == b'\n')
+            .map(|(i, _)| i + 1)
+            .collect();
+        Doc {
+            path,
+            text,
+            line_starts,
+        }
+    }
+
     pub(super) fn line(&self, offset: usize) -> usize {
-        let before = &self.text.as_bytes()[..offset.min(self.text.len())];
-        before.iter().filter(|b| **b == b'\n').count() + 1
+        let offset = offset.min(self.text.len());
+        self.line_starts.partition_point(|start| *start <= offset) + 1
     }
 
     pub(super) fn error(

@@ -182,7 +182,7 @@ impl Config {
 
     /// Validates configuration text; `path` is used only in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let doc = Doc { path, text };
+        let doc = Doc::new(path, text);
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let offset = e.span().map(|span| span.start).unwrap_or(0);
             let key = key_at(text, offset).unwrap_or_else(|| "syntax".to_owned());

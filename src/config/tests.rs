@@ -267,3 +267,17 @@ mod shape {
         }
     }
 }
+
+#[test]
+fn lines_are_found_by_offset_as_counting_from_the_top_would() {
+    let text = "a = 1\n\n[b]\r\nc = \"x\ny\"\nlast";
+    let doc = super::locate::Doc::new(Path::new("c.toml"), text);
+    for offset in 0..=text.len() + 3 {
+        let counted = text.as_bytes()[..offset.min(text.len())]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
+        assert_eq!(doc.line(offset), counted, "offset {offset}");
+    }
+}

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use super::outcome::Report;
-use super::policy;
+use super::outcome::{Report, RotationOutcome, RotationResult};
+use super::policy::{self, Trigger};
 use super::rotation::{Effects, Engine};
 use crate::config::Credential;
 use crate::reload;
@@ -24,23 +24,7 @@ impl Engine {
         jitter: time::Duration,
         started: tokio::time::Instant,
     ) -> Report {
-        let mut report = Report {
-            fingerprint: token.fingerprint(),
-            expires_at: token.expires_at,
-            next_refresh: policy::next_refresh(
-                token.issued_at,
-                token.expires_at,
-                &credential.timing,
-                jitter,
-                self.clock.now(),
-            ),
-            targets_written: 0,
-            targets_unchanged: 0,
-            target_errors: Vec::new(),
-            reloads_run: 0,
-            reload_errors: Vec::new(),
-            took: Duration::ZERO,
-        };
+        let mut report = self.report(credential, token, jitter);
         let Effects::WriteAndReload(reloader) = &self.effects else {
             report.took = started.elapsed();
             return report;
@@ -84,6 +68,82 @@ impl Engine {
         }
         report.took = started.elapsed();
         report
+    }
+}
+
+impl Engine {
+    /// A report of `token` with nothing written yet, its next refresh `jitter` away.
+    pub(super) fn report(
+        &self,
+        credential: &Credential,
+        token: &Token,
+        jitter: time::Duration,
+    ) -> Report {
+        Report {
+            fingerprint: token.fingerprint(),
+            expires_at: token.expires_at,
+            next_refresh: policy::next_refresh(
+                token.issued_at,
+                token.expires_at,
+                &credential.timing,
+                jitter,
+                self.clock.now(),
+            ),
+            targets_written: 0,
+            targets_unchanged: 0,
+            target_errors: Vec::new(),
+            reloads_run: 0,
+            reload_errors: Vec::new(),
+            took: Duration::ZERO,
+        }
+    }
+
+    /// When the stored token is valid and not due and every target already holds it (the
+    /// usual first attempt after a restart), that result, found by reading alone: no lock
+    /// is taken and nothing written. `None` sends the caller down the locked path.
+    pub(super) async fn already_current(
+        &self,
+        credential: &Credential,
+        jitter: time::Duration,
+        started: tokio::time::Instant,
+    ) -> Option<RotationResult> {
+        if !matches!(self.effects, Effects::WriteAndReload(_)) {
+            return None;
+        }
+        let state_dir = self.state.clone();
+        let name = credential.name.clone();
+        let targets = credential.targets.clone();
+        let timing = credential.timing.clone();
+        let now = self.clock.now();
+        let state = tokio::task::spawn_blocking(move || {
+            // Replaced whole by rename, so read without the lock it is never torn.
+            let state = state_dir.load(&name).ok()?;
+            let token = state.token.as_ref()?;
+            let due = policy::should_fetch(
+                Some(token),
+                state.last_rotation,
+                &Trigger::IfDue,
+                now,
+                &timing,
+            );
+            let current = !due
+                && targets
+                    .iter()
+                    .all(|t| target::is_current(t, &token.access_token, token.expires_at));
+            current.then_some(state)
+        })
+        .await
+        .ok()??;
+        let token = state.token.as_ref()?;
+        let mut report = self.report(credential, token, jitter);
+        report.targets_unchanged = credential.targets.len();
+        report.took = started.elapsed();
+        log_current(credential, token, &report);
+        Some(RotationResult {
+            outcome: RotationOutcome::Current(report),
+            state,
+            unsaved: None,
+        })
     }
 }
 

@@ -93,8 +93,8 @@ impl Publisher {
             if let Some(token) = &self.token {
                 let current = result.state.token.as_ref();
                 token.send_if_modified(|held| {
-                    let changed = held.as_ref().map(Token::fingerprint)
-                        != current.map(Token::fingerprint);
+                    let changed =
+                        held.as_ref().map(Token::fingerprint) != current.map(Token::fingerprint);
                     if changed {
                         *held = current.cloned();
                     }

@@ -64,6 +64,8 @@ pub(super) struct Daemon {
     workers: BTreeMap<String, worker::Handle>,
     /// Each credential's current token, published by its task (kept across its restarts).
     tokens: BTreeMap<String, tokio::sync::watch::Sender<Option<Token>>>,
+    /// The credentials another one sends as a bearer (in the running config).
+    followed: BTreeSet<String>,
     /// How the first refreshes after start are getting on.
     first_round: FirstRound,
     /// Tasks of removed or replaced credentials, finishing a rotation.
@@ -182,6 +184,7 @@ impl Daemon {
             shared,
             workers: BTreeMap::new(),
             tokens: BTreeMap::new(),
+            followed: BTreeSet::new(),
             first_round,
             retiring: Vec::new(),
             signals,
@@ -197,6 +200,7 @@ impl Daemon {
             _lock: lock,
         };
         daemon.config_text_changed();
+        daemon.followed = followed(&daemon.config);
         for credential in daemon.config.credentials.clone() {
             daemon.start_worker(credential);
         }
@@ -222,12 +226,10 @@ impl Daemon {
             .collect();
         // Only a credential another one sends as a bearer publishes its token (a watch
         // channel per credential is half a kilobyte; ten thousand of them add up).
-        let followed = self
-            .config
-            .credentials
-            .iter()
-            .any(|c| c.source.bearers().contains(&name.as_str()));
-        let token = followed.then(|| self.token_channel(&name).clone());
+        let token = self
+            .followed
+            .contains(&name)
+            .then(|| self.token_channel(&name).clone());
         let handle = worker::spawn(credential, self.shared.clone(), token, bearers);
         self.workers.insert(name, handle);
     }
@@ -382,6 +384,7 @@ impl Daemon {
             .map(str::to_owned)
             .collect();
         self.config = new;
+        self.followed = followed(&self.config);
         for name in removed.iter().chain(&changed).chain(&newly_followed) {
             self.stop_worker(name);
         }
@@ -516,7 +519,8 @@ impl Daemon {
 }
 
 /// The first attempts after start: with more credentials due than may refresh at once, it
-/// says how many there are and, once the first batch is done, how long the rest should take.
+/// says how many there are and, once a tenth of them (at least one batch) is done, how long
+/// the rest should take at the pace so far.
 struct FirstRound {
     started: tokio::time::Instant,
     /// Every credential's first attempt takes a permit, due or not.
@@ -547,7 +551,7 @@ impl FirstRound {
     /// One more credential had its first attempt.
     fn settled(&mut self) {
         self.settled += 1;
-        if self.due > self.at_once && self.settled == self.at_once {
+        if self.due > self.at_once && self.settled == (self.due / 10).max(self.at_once) {
             let took = self.started.elapsed().as_secs_f64();
             let rest = self.total.saturating_sub(self.settled) as f64;
             tracing::info!(
@@ -557,6 +561,16 @@ impl FirstRound {
             );
         }
     }
+}
+
+/// The credentials some credential of `config` sends as a bearer.
+fn followed(config: &Config) -> BTreeSet<String> {
+    config
+        .credentials
+        .iter()
+        .flat_map(|c| c.source.bearers())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {

@@ -185,6 +185,93 @@ pub fn chase(path: &Path) -> Result<Place, ChaseError> {
     })
 }
 
+/// A directory resolved once by [`chase`] and held open: files in it are then found with
+/// one look each, instead of a walk from `/` (refreshd's own state directory, where only
+/// root and refreshd's user can change anything).
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Dir {
+    /// Resolves the directory at `path` as [`chase`] resolves a file's.
+    pub fn open(path: &Path) -> Result<Dir, ChaseError> {
+        let place = chase(path)?;
+        let Some(stat) = place.existing else {
+            return Err(io(path, Errno::ENOENT));
+        };
+        if kind(&stat) != SFlag::S_IFDIR {
+            return Err(io(path, Errno::ENOTDIR));
+        }
+        let fd = open_dir(&place.dir, &place.name).map_err(|e| io(path, e))?;
+        let opened = nix::sys::stat::fstat(&fd).map_err(|e| io(path, e))?;
+        if (opened.st_dev, opened.st_ino) != (stat.st_dev, stat.st_ino) {
+            return Err(ChaseError::Unsafe {
+                path: path.to_owned(),
+                why: "it was replaced while refreshd looked at it".to_owned(),
+            });
+        }
+        Ok(Dir {
+            fd,
+            path: place.path,
+        })
+    }
+
+    /// Whether the directory was removed since it was opened (files made in it now would be
+    /// lost with it).
+    pub fn is_removed(&self) -> bool {
+        nix::sys::stat::fstat(&self.fd).map_or(true, |stat| stat.st_nlink == 0)
+    }
+
+    /// The file `name` in this directory; a symlink or a directory there is refused.
+    pub fn place(&self, name: &OsStr) -> Result<Place, ChaseError> {
+        let here = self.path.join(name);
+        let dir_stat = nix::sys::stat::fstat(&self.fd).map_err(|e| io(&here, e))?;
+        let dir = self.fd.try_clone().map_err(|source| ChaseError::Io {
+            path: here.clone(),
+            source,
+        })?;
+        let existing = match nix::sys::stat::fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) => Some(stat),
+            Err(Errno::ENOENT) => None,
+            Err(e) => return Err(io(&here, e)),
+        };
+        if let Some(stat) = &existing {
+            let refuse = |why: String| ChaseError::Unsafe {
+                path: here.clone(),
+                why,
+            };
+            match kind(stat) {
+                SFlag::S_IFLNK => {
+                    return Err(refuse(
+                        "a symlink, in a directory where refreshd makes none".into(),
+                    ));
+                }
+                SFlag::S_IFDIR => return Err(io(&here, Errno::EISDIR)),
+                _ if unsafe_step(&dir_stat, stat) => {
+                    return Err(refuse(format!(
+                        "owned by uid {}, inside a directory of uid {}",
+                        stat.st_uid, dir_stat.st_uid
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(Place {
+            dir,
+            dir_stat,
+            name: name.to_owned(),
+            existing,
+            path: here,
+        })
+    }
+
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+}
+
 /// The path's names, without `.` and the root.
 fn components(path: &Path) -> VecDeque<OsString> {
     path.components()

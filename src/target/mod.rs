@@ -113,6 +113,41 @@ pub fn write(
     ))
 }
 
+/// Whether `target` already holds exactly what [`write`] would leave there (content, mode
+/// and owner), found by reading alone, without the writers' lock: a start with thousands of
+/// credentials whose targets are current then takes no lock and writes nothing. Any doubt
+/// is `false`, and the caller writes under the lock.
+pub fn is_current(target: &TargetConfig, token: &SecretString, expires_at: OffsetDateTime) -> bool {
+    let Ok(owner) = resolve_owner(target) else {
+        return false;
+    };
+    let Ok(place) = durable::chase(&target.path) else {
+        return false;
+    };
+    if place.existing.is_none() {
+        return false;
+    }
+    let Ok((mut file, before)) = durable::open_existing(&place, false) else {
+        return false;
+    };
+    let Ok(current) = durable::read_bounded(&mut file, MAX_TARGET) else {
+        return false;
+    };
+    let Ok(content) = render(target, &current, token.expose_secret(), expires_at) else {
+        return false;
+    };
+    let existing_mode = before.st_mode & 0o7777;
+    let uid = owner
+        .and_then(|(u, _)| u)
+        .map_or(before.st_uid, Uid::as_raw);
+    let gid = owner
+        .and_then(|(_, g)| g)
+        .map_or(before.st_gid, Gid::as_raw);
+    content == current
+        && mode_for(target, Some(existing_mode)) == existing_mode
+        && (uid, gid) == (before.st_uid, before.st_gid)
+}
+
 fn chase_failed(path: &Path, e: durable::ChaseError) -> TargetError {
     match e {
         durable::ChaseError::Io { source, .. } => io_failed(path, "resolve the path", source),
