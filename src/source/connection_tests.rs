@@ -17,6 +17,9 @@ enum Behaviour {
     KeepAlive,
     /// Reads a whole request, then closes without a word.
     CloseAfterReading,
+    /// Answers the first request and keeps the connection; reads the second whole, then
+    /// drops the connection (the provider may have acted on it).
+    AnswerOnceThenHangUp,
 }
 
 #[derive(Default)]
@@ -55,9 +58,11 @@ async fn connection(mut stream: TcpStream, behaviour: Behaviour, counts: Arc<Cou
             }
         };
         buffer.drain(..request_end);
-        counts.requests.fetch_add(1, Ordering::SeqCst);
-        if behaviour == Behaviour::CloseAfterReading {
-            return;
+        let seen = counts.requests.fetch_add(1, Ordering::SeqCst);
+        match behaviour {
+            Behaviour::CloseAfterReading => return,
+            Behaviour::AnswerOnceThenHangUp if seen > 0 => return,
+            _ => {}
         }
         let body = r#"{"access_token":"a","token_type":"Bearer","expires_in":60}"#;
         let response = format!(
@@ -121,45 +126,7 @@ async fn a_token_post_the_server_read_is_never_sent_again() {
 
 #[tokio::test]
 async fn a_post_on_a_reused_connection_the_server_then_drops_is_not_replayed() {
-    // The server answers the first request, keeps the connection, then reads the second
-    // one whole and drops the connection: the provider may have acted on it.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/token", listener.local_addr().unwrap());
-    let counts = Arc::new(Counts::default());
-    let shared = counts.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            shared.connections.fetch_add(1, Ordering::SeqCst);
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let mut buffer = Vec::new();
-                let mut answered = false;
-                loop {
-                    let mut chunk = [0u8; 4096];
-                    let Ok(n) = stream.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buffer.extend_from_slice(&chunk[..n]);
-                    let Some(end) = complete_request(&buffer) else {
-                        continue;
-                    };
-                    buffer.drain(..end);
-                    shared.requests.fetch_add(1, Ordering::SeqCst);
-                    if answered {
-                        return;
-                    }
-                    answered = true;
-                    let body = "{}";
-                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
-                    let _ = stream.write_all(format!("{head}{body}").as_bytes()).await;
-                }
-            });
-        }
-    });
+    let (url, counts) = serve(Behaviour::AnswerOnceThenHangUp).await;
     let client = http_client();
     assert_eq!(token_request(&client, &url).await.unwrap(), 200);
     assert!(token_request(&client, &url).await.is_err());
