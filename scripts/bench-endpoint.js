@@ -2,7 +2,7 @@
 // A fast OAuth token endpoint for scripts/bench, with Node built-ins only.
 //
 //   node scripts/bench-endpoint.js --port 0 [--tls cert.pem key.pem] --lifetime 300 \
-//        --refresh-at 150 [--out stats.json]
+//        --refresh-at 150 [--spread] [--out stats.json]
 //
 // Prints the token port on the first line of stdout and the admin port on the second.
 //
@@ -12,7 +12,10 @@
 // (an RS256 header with a dummy signature, the form refreshd decodes) with sub = client_id,
 // iat = floor(now) and exp = iat + lifetime. Refresh tokens rotate: only a client's current
 // one is accepted (the first one of client X is `r-X`, accepted once); any other answers
-// 400 invalid_grant and is counted (refreshd must never spend a stale one).
+// 400 invalid_grant and is counted (refreshd must never spend a stale one). With --spread, a
+// client's first token is issued as if at a random second of the last refresh_at (iat moved
+// back, exp with it), so the refreshes that follow a cold start come evenly spread, as in a
+// fleet whose tokens were issued at different times, instead of in one burst.
 //
 // Admin server (plain http on 127.0.0.1, a port of its own so that the bench's own requests
 // are not counted as the daemon's connections):
@@ -39,6 +42,7 @@ function parseArgs(argv) {
     else if (a === '--lifetime') opts.lifetime = Number(argv[++i]);
     else if (a === '--refresh-at') opts.refreshAt = Number(argv[++i]);
     else if (a === '--out') opts.out = argv[++i];
+    else if (a === '--spread') opts.spread = true;
     else if (a === '--tls') opts.tls = { cert: argv[++i], key: argv[++i] };
     else {
       process.stderr.write(`bench-endpoint: unknown argument ${a}\n`);
@@ -96,7 +100,9 @@ function token(req, res, body) {
     return answer(res, 400, { error: 'invalid_grant', error_description: 'refresh token is not the current one' });
   }
   if (prevIat !== null) win.lateness.push(arrival / 1000 - (prevIat + opts.refreshAt));
-  const iat = Math.floor(arrival / 1000);
+  const now = Math.floor(arrival / 1000);
+  const back = opts.spread && prevIat === null ? crypto.randomInt(opts.refreshAt) : 0;
+  const iat = now - back;
   const exp = iat + lifetime;
   const payload = b64(JSON.stringify({ sub: client, iat, exp }));
   const next = crypto.randomBytes(18).toString('base64url');
@@ -106,7 +112,7 @@ function token(req, res, body) {
   answer(res, 200, {
     access_token: `${JWT_HEADER}.${payload}.c2lnbmF0dXJl`,
     token_type: 'Bearer',
-    expires_in: lifetime,
+    expires_in: exp - now,
     refresh_token: next,
   });
 }

@@ -20,7 +20,12 @@ pub async fn run(config: Config, json: bool) -> anyhow::Result<Exit> {
         None => from_state(&config, now),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&snapshot)?);
+        // Streamed: ten thousand credentials make megabytes of JSON.
+        use std::io::Write as _;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut out, &snapshot)?;
+        writeln!(out)?;
+        out.flush()?;
     } else if snapshot.is_empty() {
         println!("no credentials configured in {}", config.path.display());
     } else {
