@@ -21,7 +21,7 @@
 // are not counted as the daemon's connections):
 //   GET  /admin/stats          totals, and since the last reset: requests, connections,
 //                              invalid_grant and lateness samples (arrival − (previous iat +
-//                              refresh_at), seconds, for requests whose client had a token)
+//                              refresh_at), seconds, for requests scheduled since the reset)
 //   POST /admin/reset          starts a new sample window
 //   POST /admin/lifetime?s=N   lifetime of the tokens issued from now on
 // On SIGTERM/SIGINT it writes the totals and every request record (client, arrival ms,
@@ -99,7 +99,10 @@ function token(req, res, body) {
     win.invalid_grant++;
     return answer(res, 400, { error: 'invalid_grant', error_description: 'refresh token is not the current one' });
   }
-  if (prevIat !== null) win.lateness.push(arrival / 1000 - (prevIat + opts.refreshAt));
+  // Only refreshes scheduled inside the window: one that came due before it (during a cold
+  // start, with --spread) measures the start, not the schedule.
+  const scheduled = prevIat === null ? null : prevIat + opts.refreshAt;
+  if (scheduled !== null && scheduled * 1000 >= win.since_ms) win.lateness.push(arrival / 1000 - scheduled);
   const now = Math.floor(arrival / 1000);
   const back = opts.spread && prevIat === null ? crypto.randomInt(opts.refreshAt) : 0;
   const iat = now - back;
