@@ -116,18 +116,13 @@ impl Engine {
         bearers: &BearerTokens,
     ) -> RotationResult {
         let started = tokio::time::Instant::now();
-        let unsaved_held = self
-            .unsaved
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .contains_key(&credential.name);
-        if matches!(trigger, Trigger::IfDue)
-            && !unsaved_held
+        let held = self.take_unsaved(&credential.name);
+        if held.is_none()
+            && matches!(trigger, Trigger::IfDue)
             && let Some(result) = self.already_current(credential, jitter, started).await
         {
             return result;
         }
-        let held = self.take_unsaved(&credential.name);
         let (lock, mut state, mut unsaved) = match held {
             // Newer than the file: store it first, and carry on from it either way.
             Some((state, lock)) => {

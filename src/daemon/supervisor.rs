@@ -60,6 +60,8 @@ pub(super) enum StartError {
 
 pub(super) struct Daemon {
     config: Config,
+    /// The state directory, held open (shared with the engine's copy).
+    state: StateDir,
     shared: worker::Shared,
     workers: BTreeMap<String, worker::Handle>,
     /// Each credential's current token, published by its task (kept across its restarts).
@@ -157,7 +159,7 @@ impl Daemon {
         let server = control::Server {
             snapshot: snapshot_rx.clone(),
             rotate: rotate_tx,
-            state,
+            state: state.clone(),
             clock: clock.clone(),
         };
         background.push(tokio::spawn(server.serve(listener)));
@@ -181,6 +183,7 @@ impl Daemon {
 
         let mut daemon = Daemon {
             config,
+            state,
             shared,
             workers: BTreeMap::new(),
             tokens: BTreeMap::new(),
@@ -241,10 +244,7 @@ impl Daemon {
         // from the state directory next can only be as new or older.
         let channel = self.token_channel(bearer).clone();
         let follower = channel.subscribe();
-        let stored = StateDir::new(&self.config.daemon.state_dir)
-            .load(bearer)
-            .ok()
-            .and_then(|s| s.token);
+        let stored = self.state.load(bearer).ok().and_then(|s| s.token);
         channel.send_if_modified(|held| {
             if held.is_none() {
                 *held = stored;

@@ -136,16 +136,27 @@ pub fn is_current(target: &TargetConfig, token: &SecretString, expires_at: Offse
     let Ok(content) = render(target, &current, token.expose_secret(), expires_at) else {
         return false;
     };
+    content == current && wanted_attributes(target, owner, &before).3
+}
+
+/// The mode, owner and group a write leaves on the file found as `before`, and whether it
+/// has them already.
+fn wanted_attributes(
+    target: &TargetConfig,
+    owner: Option<OwnerOverride>,
+    before: &FileStat,
+) -> (u32, Uid, Gid, bool) {
     let existing_mode = before.st_mode & 0o7777;
+    let mode = mode_for(target, Some(existing_mode));
     let uid = owner
         .and_then(|(u, _)| u)
-        .map_or(before.st_uid, Uid::as_raw);
+        .unwrap_or(Uid::from_raw(before.st_uid));
     let gid = owner
         .and_then(|(_, g)| g)
-        .map_or(before.st_gid, Gid::as_raw);
-    content == current
-        && mode_for(target, Some(existing_mode)) == existing_mode
-        && (uid, gid) == (before.st_uid, before.st_gid)
+        .unwrap_or(Gid::from_raw(before.st_gid));
+    let matching =
+        mode == existing_mode && uid.as_raw() == before.st_uid && gid.as_raw() == before.st_gid;
+    (mode, uid, gid, matching)
 }
 
 fn chase_failed(path: &Path, e: durable::ChaseError) -> TargetError {
@@ -386,16 +397,7 @@ fn write_once(
         .map_err(|e| failed(path, format!("cannot read it: {e}")))?;
     let content =
         render(target, &current, value, expires_at).map_err(|reason| failed(path, reason))?;
-    let existing_mode = before.st_mode & 0o7777;
-    let mode = mode_for(target, Some(existing_mode));
-    let uid = owner
-        .and_then(|(u, _)| u)
-        .unwrap_or(Uid::from_raw(before.st_uid));
-    let gid = owner
-        .and_then(|(_, g)| g)
-        .unwrap_or(Gid::from_raw(before.st_gid));
-    let attributes_match =
-        mode == existing_mode && uid.as_raw() == before.st_uid && gid.as_raw() == before.st_gid;
+    let (mode, uid, gid, attributes_match) = wanted_attributes(target, owner, &before);
     if content == current {
         if !attributes_match {
             apply_attributes(&file, mode, owner.map(|_| (uid, gid)))
