@@ -60,6 +60,11 @@ pub const DURATION_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 pub struct Counters {
     pub rotations_ok: u64,
     pub rotations_failed: u64,
+    /// Reload actions run after a rotation, by result.
+    #[serde(default)]
+    pub reloads_ok: u64,
+    #[serde(default)]
+    pub reloads_failed: u64,
     /// Cumulative counts per bucket of [`DURATION_BUCKETS`], then the total count.
     pub duration_buckets: [u64; 9],
     pub duration_count: u64,
@@ -81,6 +86,25 @@ impl Counters {
         self.duration_count += 1;
         self.duration_sum += seconds;
     }
+
+    /// `run` reload actions ran after a rotation; `failed` of them failed.
+    pub fn observe_reloads(&mut self, run: usize, failed: usize) {
+        self.reloads_ok += run.saturating_sub(failed) as u64;
+        self.reloads_failed += failed as u64;
+    }
+}
+
+/// The daemon itself, for `status --json` and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// Whether the last attempt to load the config file (at start, on SIGHUP or on an edit)
+    /// worked; a failed one keeps the running config.
+    pub config_reload_ok: bool,
+    /// When the config was last loaded successfully.
+    #[serde(with = "time::serde::rfc3339")]
+    pub config_loaded_at: OffsetDateTime,
 }
 
 /// One credential's status line.
@@ -225,6 +249,9 @@ pub enum Verdict {
 pub struct Snapshot {
     /// `daemon` when a running daemon answered, `state` when read from the state directory.
     pub from: String,
+    /// Set by a running daemon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonStatus>,
     /// Shared, so a copy for a reader costs a pointer per credential, not a status.
     credentials: BTreeMap<Arc<str>, Arc<CredentialStatus>>,
     #[serde(skip)]
@@ -235,12 +262,15 @@ pub struct Snapshot {
 #[derive(Deserialize)]
 struct Wire {
     from: String,
+    #[serde(default)]
+    daemon: Option<DaemonStatus>,
     credentials: BTreeMap<String, CredentialStatus>,
 }
 
 impl From<Wire> for Snapshot {
     fn from(wire: Wire) -> Snapshot {
         let mut snapshot = Snapshot::new(&wire.from);
+        snapshot.daemon = wire.daemon;
         for (_, status) in wire.credentials {
             snapshot.set(status);
         }

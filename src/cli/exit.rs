@@ -17,6 +17,9 @@ pub enum Exit {
     /// `once` refreshed, but could not store the new state in the state directory: the
     /// newest refresh token may exist nowhere else (free the disk, then run it again).
     Unsaved,
+    /// `once`: every refresh worked and every target was written, but a reload action
+    /// failed (the app may still hold the old token), as certbot users asked of `renew`.
+    ReloadFailed,
     /// sysexits.h `EX_CONFIG`: the configuration is invalid, so a supervisor can tell "fix
     /// your config" from "crashed" (`RestartPreventExitStatus=78`).
     Config,
@@ -30,6 +33,7 @@ impl Exit {
             Exit::Invalid => 2,
             Exit::NoData => 3,
             Exit::Unsaved => 4,
+            Exit::ReloadFailed => 5,
             Exit::Config => 78,
         }
     }
@@ -68,11 +72,12 @@ mod tests {
             Exit::Invalid,
             Exit::NoData,
             Exit::Unsaved,
+            Exit::ReloadFailed,
             Exit::Config,
         ]
         .iter()
         .map(|e| e.code())
         .collect();
-        assert_eq!(codes, [0, 1, 2, 3, 4, 78]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 78]);
     }
 }

@@ -24,6 +24,7 @@ pub async fn run(config: Config, force: bool, names: Vec<String>) -> anyhow::Res
     };
     let engine = Engine::once(StateDir::new(&config.daemon.state_dir));
     let mut all_ok = true;
+    let mut reload_failed = false;
     let mut unsaved = Vec::new();
     let mut litter = crate::durable::LitterIndex::default();
     for credential in &config.credentials {
@@ -35,6 +36,9 @@ pub async fn run(config: Config, force: bool, names: Vec<String>) -> anyhow::Res
             continue;
         }
         let result = engine.rotate(credential, trigger.clone()).await;
+        reload_failed |= result
+            .report()
+            .is_some_and(|report| !report.reload_errors.is_empty());
         if result.unsaved.is_some() {
             unsaved.push(credential);
         } else {
@@ -60,7 +64,11 @@ pub async fn run(config: Config, force: bool, names: Vec<String>) -> anyhow::Res
         );
         return Ok(Exit::Unsaved);
     }
-    Ok(Exit::from_ok(all_ok))
+    Ok(match (all_ok, reload_failed) {
+        (false, _) => Exit::Failed,
+        (true, true) => Exit::ReloadFailed,
+        (true, false) => Exit::Ok,
+    })
 }
 
 /// How long `once` keeps trying to store a state the disk refused.

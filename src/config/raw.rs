@@ -209,10 +209,37 @@ pub(super) struct RawCommand {
 pub(super) struct RawHttp {
     pub url: Url,
     pub method: Option<String>,
-    pub body: Option<String>,
+    pub body: Option<RawBody>,
     pub bearer: Option<RawBearer>,
     pub token_field: String,
     pub expiry_field: Option<String>,
+}
+
+/// An `http` source's `body`: JSON text, or a TOML table sent as JSON.
+#[derive(Debug, Clone)]
+pub(super) enum RawBody {
+    Json(String),
+    Table(toml::Table),
+}
+
+impl<'de> Deserialize<'de> for RawBody {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RawBody, D::Error> {
+        struct Body;
+        impl<'de> serde::de::Visitor<'de> for Body {
+            type Value = RawBody;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON string or a table")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RawBody, E> {
+                Ok(RawBody::Json(text.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawBody, A::Error> {
+                toml::Table::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawBody::Table)
+            }
+        }
+        deserializer.deserialize_any(Body)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

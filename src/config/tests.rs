@@ -281,3 +281,42 @@ fn lines_are_found_by_offset_as_counting_from_the_top_would() {
         assert_eq!(doc.line(offset), counted, "offset {offset}");
     }
 }
+
+#[test]
+fn an_http_body_may_be_a_toml_table_sent_as_json() {
+    let with_body = |body: &str| {
+        format!(
+            "[credentials.db]\nsource = {{ type = \"http\", url = \"https://x.example.com/api\", body = {body}, token_field = \"/token\" }}\ntargets = [ {{ type = \"file\", path = \"/run/app/token\" }} ]\n"
+        )
+    };
+    let rendered = |text: &str| {
+        let config = parse(text).unwrap();
+        let SourceConfig::Http(http) = &config.credentials[0].source else {
+            panic!("not an http source");
+        };
+        let body = http.body.as_ref().expect("a body").render(|| "U".into());
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let table = rendered(&with_body(
+        r#"{ request_id = "{{uuid}}", instance_names = ["instance-1"], n = 2, nested = { on = true, at = 1979-05-27T07:32:00Z } }"#,
+    ));
+    assert_eq!(
+        table,
+        serde_json::json!({
+            "request_id": "U",
+            "instance_names": ["instance-1"],
+            "n": 2,
+            "nested": { "on": true, "at": "1979-05-27T07:32:00Z" },
+        })
+    );
+    let string = rendered(&with_body(
+        r#"'{"request_id": "{{uuid}}", "instance_names": ["instance-1"], "n": 2, "nested": {"on": true, "at": "1979-05-27T07:32:00Z"}}'"#,
+    ));
+    assert_eq!(table, string, "the two forms send the same JSON");
+
+    let err = parse(&with_body("42")).unwrap_err().to_string();
+    assert!(
+        err.starts_with("/etc/refreshd/config.toml:2:") && err.contains("a JSON string or a table"),
+        "{err}"
+    );
+}

@@ -14,6 +14,8 @@ mod timers;
 mod watch;
 mod worker;
 
+pub(crate) use liveness::Vitals;
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -76,6 +76,10 @@ impl Publisher {
         if !matches!(result.outcome, RotationOutcome::Current(_)) {
             self.counters.observe(result.is_ok(), took.as_secs_f64());
         }
+        if let Some(report) = result.report() {
+            self.counters
+                .observe_reloads(report.reloads_run, report.reload_errors.len());
+        }
         self.log_plan(result, plan, now);
         let outcome = outcome(&name, result);
         for reply in self.replies.drain(..) {

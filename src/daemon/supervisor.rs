@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-use super::liveness::Liveness;
+use super::liveness::{Liveness, Vitals};
 use super::publish::TokenWatch;
 use super::reconfigure::ConfigChanges;
 use super::timers::Timers;
@@ -25,7 +25,7 @@ use crate::control::server::{self as control, RotateRequest};
 use crate::credential::{Engine, policy};
 use crate::reload::Reloader;
 use crate::state::{DaemonLock, StateDir};
-use crate::status::{CredentialStatus, Snapshot};
+use crate::status::{CredentialStatus, DaemonStatus, Snapshot};
 use crate::token::Token;
 
 /// Requests for one reload action from several credentials within this window run once.
@@ -76,6 +76,10 @@ pub(super) struct Daemon {
     settled: mpsc::UnboundedReceiver<String>,
     unsettled: BTreeSet<String>,
     ready: bool,
+    /// The watchdog's verdicts, for `/livez` and `/readyz`.
+    vitals: Arc<Vitals>,
+    /// How often the watchdog looks.
+    watchdog_every: Duration,
     rotate_requests: mpsc::Receiver<RotateRequest>,
     config_changes: Option<mpsc::UnboundedReceiver<()>>,
     _watcher: Option<watch::Watcher>,
@@ -105,6 +109,11 @@ impl Daemon {
         // What the state directory holds: the first status, and the first token each
         // credential offers the credentials that send it as a bearer.
         let mut snapshot = Snapshot::new("daemon");
+        snapshot.daemon = Some(DaemonStatus {
+            started_at: now,
+            config_reload_ok: true,
+            config_loaded_at: now,
+        });
         let mut due = 0;
         for credential in &config.credentials {
             let stored = state.load(&credential.name).unwrap_or_default();
@@ -155,6 +164,11 @@ impl Daemon {
                 "removed temp files an earlier crash left beside state and targets"
             );
         }
+        let watchdog_every = systemd::watchdog_interval()
+            .map(|d| d / 2)
+            .unwrap_or(Duration::from_secs(30))
+            .max(Duration::from_millis(100));
+        let vitals = Arc::new(Vitals::new(watchdog_every));
         let mut background = vec![timer_task];
         let server = control::Server {
             snapshot: snapshot_rx.clone(),
@@ -166,8 +180,11 @@ impl Daemon {
         if let Some(listener) = metrics {
             background.push(tokio::spawn(crate::metrics::serve(
                 listener,
-                snapshot_rx.clone(),
-                clock.clone(),
+                crate::metrics::Sources {
+                    snapshot: snapshot_rx.clone(),
+                    vitals: vitals.clone(),
+                    clock: clock.clone(),
+                },
             )));
         }
         // The status line follows every change of the snapshot.
@@ -194,6 +211,8 @@ impl Daemon {
             settled,
             unsettled: BTreeSet::new(),
             ready: false,
+            vitals,
+            watchdog_every,
             rotate_requests,
             config_changes,
             _watcher: watcher,
@@ -207,6 +226,9 @@ impl Daemon {
         for credential in daemon.config.credentials.clone() {
             daemon.start_worker(credential);
         }
+        // With no credentials there is nothing to wait for: ready at once (an empty config
+        // idles until it is edited; a package starts it that way).
+        daemon.announce_ready();
         tracing::info!(
             config = %daemon.config.path.display(),
             credentials = daemon.workers.len(),
@@ -270,12 +292,7 @@ impl Daemon {
     }
 
     pub(super) async fn run(mut self) {
-        let mut tick = tokio::time::interval(
-            systemd::watchdog_interval()
-                .map(|d| d / 2)
-                .unwrap_or(Duration::from_secs(30))
-                .max(Duration::from_millis(100)),
-        );
+        let mut tick = tokio::time::interval(self.watchdog_every);
         loop {
             tokio::select! {
                 _ = self.signals.terminate.recv() => {
@@ -327,6 +344,7 @@ impl Daemon {
     fn announce_ready(&mut self) {
         if !self.ready && self.unsettled.is_empty() {
             self.ready = true;
+            self.vitals.set_ready();
             let summary = self
                 .shared
                 .snapshot
@@ -346,8 +364,14 @@ impl Daemon {
                 tracing::error!(
                     "{why}: the new configuration is invalid, keeping the running one: {e}"
                 );
+                self.config_loaded(false);
             }
-            Ok(new) => self.apply(new, why),
+            Ok(new) => {
+                self.apply(new, why);
+                self.config_loaded(true);
+                // Removing the last credentials still waiting for a first attempt is ready.
+                self.announce_ready();
+            }
         }
         let summary = self.summary();
         if self.ready {
@@ -355,6 +379,19 @@ impl Daemon {
         } else {
             systemd::status(&summary);
         }
+    }
+
+    /// Records the outcome of loading the config file for status and metrics.
+    fn config_loaded(&self, ok: bool) {
+        let now = self.shared.clock.now();
+        self.shared.snapshot.send_modify(|snapshot| {
+            if let Some(daemon) = &mut snapshot.daemon {
+                daemon.config_reload_ok = ok;
+                if ok {
+                    daemon.config_loaded_at = now;
+                }
+            }
+        });
     }
 
     fn apply(&mut self, new: Config, why: &str) {
@@ -464,6 +501,8 @@ impl Daemon {
                 stuck.push((format!("credential {name}"), Duration::ZERO));
             }
         }
+        self.vitals
+            .beat(stuck.iter().map(|(what, _)| what.clone()).collect());
         if stuck.is_empty() {
             self.stuck_reported.clear();
             systemd::watchdog();

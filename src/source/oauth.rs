@@ -472,17 +472,19 @@ pub(super) fn retry_after(response: &reqwest::Response) -> Option<Duration> {
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after)
+        .and_then(|v| parse_retry_after(v, crate::clock::system_now()))
 }
 
-pub(super) fn parse_retry_after(value: &str) -> Option<Duration> {
+/// `Retry-After` (RFC 9110 §10.2.3): delay seconds, or an HTTP-date in any of its three
+/// forms (IMF-fixdate, the obsolete RFC 850 and asctime forms), as a wait from `now`. A date
+/// in the past means "now".
+pub(super) fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
-    let wait = at - crate::clock::system_now();
-    Some(Duration::from_secs(wait.whole_seconds().max(0) as u64))
+    let at = OffsetDateTime::from(httpdate::parse_http_date(value).ok()?);
+    Some(Duration::from_secs((at - now).whole_seconds().max(0) as u64))
 }
 
 #[cfg(test)]

@@ -145,6 +145,34 @@ fn a_failing_command_is_reported_and_exits_1() {
 }
 
 #[test]
+fn once_exits_5_when_only_a_reload_failed() {
+    let mut r = Refreshd::new();
+    let config = command_credential(&r, "db", "tok-1234567890", "");
+    r.write_config(&format!(
+        "{config}reload = [ {{ command = [\"/bin/sh\", \"-c\", \"echo reload broke >&2; exit 7\"] }} ]\n"
+    ));
+    let output = r.run(&["once"]);
+    assert_eq!(
+        output.status.code(),
+        Some(5),
+        "the token was written, the reload failed: {}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.path(".env")).unwrap(),
+        "TOKEN=tok-1234567890\n",
+        "the rotation stands"
+    );
+    // Nothing changed on the second pass, so no reload ran and nothing failed.
+    assert_success(&r.run(&["once"]));
+    // A failed refresh outranks a failed reload.
+    let script = r.path("db.sh");
+    let body = std::fs::read_to_string(&script).unwrap();
+    std::fs::write(&script, format!("{body}exit 3\n")).unwrap();
+    assert_eq!(r.run(&["once", "--force"]).status.code(), Some(1));
+}
+
+#[test]
 fn token_and_once_exit_statuses() {
     let mut r = Refreshd::new();
     let config = command_credential(&r, "db", "tok-1234567890", "");

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::common::{Daemon, Oidc, Refreshd, assert_success, eventually, jwt_claims, stderr};
+use crate::common::{
+    Daemon, Oidc, Refreshd, assert_success, eventually, jwt_claims, promtool, stderr,
+};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -541,7 +543,7 @@ fn free_port() -> u16 {
 }
 
 #[test]
-fn metrics_and_healthz_follow_the_credentials() {
+fn metrics_and_probes_follow_the_credentials_and_pass_promtool() {
     let mut s = Setup::new();
     let port = free_port();
     s.write_config(&format!("metrics_listen = \"127.0.0.1:{port}\""), "");
@@ -578,9 +580,44 @@ fn metrics_and_healthz_follow_the_credentials() {
         "refreshd_rotation_duration_seconds_count{credential=\"api\"} 1".to_owned(),
         "refreshd_credential_healthy{credential=\"api\"} 1".to_owned(),
         "# TYPE refreshd_rotation_duration_seconds histogram".to_owned(),
+        format!(
+            "refreshd_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "refreshd_config_last_reload_successful 1".to_owned(),
+        "refreshd_consecutive_failures{credential=\"api\"} 0".to_owned(),
+        "refreshd_reloads_total{credential=\"api\",result=\"failure\"} 0".to_owned(),
     ] {
         assert!(has(&body, &line), "no line {line:?} in /metrics:\n{body}");
     }
+    let value = |body: &str, prefix: &str| -> i64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(prefix)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{body}"))
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let started = value(&body, "refreshd_start_time_seconds");
+    assert!(now - 120 < started && started <= now, "{started} vs {now}");
+    assert_eq!(
+        value(
+            &body,
+            "refreshd_config_last_reload_success_timestamp_seconds"
+        ),
+        started
+    );
+    let success = value(
+        &body,
+        "refreshd_last_success_timestamp_seconds{credential=\"api\"}",
+    );
+    assert!(started <= success && success <= now, "{success}");
+    let next = value(
+        &body,
+        "refreshd_next_refresh_timestamp_seconds{credential=\"api\"}",
+    );
+    assert!(success < next && next < exp, "{success} < {next} < {exp}");
+    promtool(&["check", "metrics"], &body);
+    assert_eq!(get("/livez"), (200, "text/plain".into(), "ok\n".into()));
+    assert_eq!(get("/readyz"), (200, "text/plain".into(), "ok\n".into()));
     let sum: f64 = body
         .lines()
         .find_map(|l| l.strip_prefix("refreshd_rotation_duration_seconds_sum{credential=\"api\"} "))
@@ -636,8 +673,23 @@ fn metrics_and_healthz_follow_the_credentials() {
     });
     assert_eq!(status, 503, "{body}");
     assert_eq!(body, "no valid token: broken\n");
+    assert_eq!(
+        get("/readyz"),
+        (503, "text/plain".into(), "no valid token: broken\n".into())
+    );
+    // A source that fails is not refreshd being stuck: a liveness probe must not restart it.
+    assert_eq!(get("/livez").0, 200);
     let (_, _, body) = get("/metrics");
+    promtool(&["check", "metrics"], &body);
+    assert!(
+        value(
+            &body,
+            "refreshd_consecutive_failures{credential=\"broken\"}"
+        ) >= 1,
+        "{body}"
+    );
     for line in [
+        "refreshd_config_last_reload_successful 1",
         "refreshd_credential_healthy{credential=\"broken\"} 0",
         "refreshd_credential_healthy{credential=\"api\"} 1",
         "refreshd_rotations_total{credential=\"api\",result=\"success\"} 2",
@@ -647,6 +699,22 @@ fn metrics_and_healthz_follow_the_credentials() {
     assert!(
         !body.contains("refreshd_token_expiry_timestamp_seconds{credential=\"broken\"}"),
         "{body}"
+    );
+    s.r.record_text(&body);
+
+    // A config that does not parse is refused, the running one kept, and the gauge says so.
+    std::fs::write(&s.r.config, "[credentials.api\n").unwrap();
+    daemon.signal(Signal::SIGHUP);
+    let body = eventually("the refused reload shows in /metrics", WAIT, || {
+        let (_, _, body) = get("/metrics");
+        has(&body, "refreshd_config_last_reload_successful 0").then_some(body)
+    });
+    assert!(
+        has(
+            &body,
+            "refreshd_rotations_total{credential=\"api\",result=\"success\"} 2"
+        ),
+        "the running config stays: {body}"
     );
     s.r.record_text(&body);
 

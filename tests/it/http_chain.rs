@@ -24,8 +24,11 @@ use serde_json::Value;
 /// Far more than any step needs on an idle machine.
 const WAIT: Duration = Duration::from_secs(20);
 
-/// The request body of the http credential: a fresh `request_id` per request.
-const DB_BODY: &str = r#"{"request_id": "{{uuid}}", "instance_names": ["instance-1"]}"#;
+/// The request body of the http credential: a fresh `request_id` per request. As a JSON
+/// string (in single quotes in the config)…
+const DB_BODY: &str = r#"'{"request_id": "{{uuid}}", "instance_names": ["instance-1"]}'"#;
+/// …or the same as a TOML table, sent as JSON.
+const DB_BODY_TABLE: &str = r#"{ request_id = "{{uuid}}", instance_names = ["instance-1"] }"#;
 
 /// The `.pgpass` line fields of the http credential's target.
 const PG_LINE: &str = "instance-1.database.example.com:5432:databricks_postgres:alice@example.com:";
@@ -158,7 +161,7 @@ targets = [ { type = "dotenv", path = "@DIR@/app/.env", key = "DATABRICKS_TOKEN"
 const PG: &str = r#"
 [credentials.pg]
 jitter = "1s"
-source = { type = "http", url = "@DB_URL@", body = '@BODY@', bearer = { credential = "@BEARER@" }, token_field = "/token", expiry_field = "/expiration_time" }
+source = { type = "http", url = "@DB_URL@", body = @BODY@, bearer = { credential = "@BEARER@" }, token_field = "/token", expiry_field = "/expiration_time" }
 targets = [ { type = "pgpass", path = "@DIR@/app/.pgpass", host = "instance-1.database.example.com", port = 5432, database = "databricks_postgres", username = "alice@example.com" } ]
 "#;
 
@@ -192,8 +195,12 @@ impl Setup {
     /// Fills the placeholders of `template` and writes it as the config, with the control
     /// socket in the test's directory (tests run as root).
     fn write_config(&self, template: &str) {
+        self.write_config_with_body(template, DB_BODY);
+    }
+
+    fn write_config_with_body(&self, template: &str, db_body: &str) {
         let body = template
-            .replace("@BODY@", DB_BODY)
+            .replace("@BODY@", db_body)
             .replace("@DB_URL@", &self.db.credentials_url())
             .replace("@TOKEN_URL@", &self.oidc.token_endpoint)
             .replace("@DIR@", &self.r.dir.path().display().to_string());
@@ -246,8 +253,12 @@ impl Setup {
 fn once_fetches_the_bearer_first_and_sends_its_current_token() {
     let mut s = Setup::new();
     s.grant_ws();
-    // `pg` comes first in the file: only dependency order gets `ws` a token in time.
-    s.write_config(&format!("{}{WS}", PG.replace("@BEARER@", "ws")));
+    // `pg` comes first in the file: only dependency order gets `ws` a token in time. Its
+    // body is a TOML table here; the same JSON must arrive.
+    s.write_config_with_body(
+        &format!("{}{WS}", PG.replace("@BEARER@", "ws")),
+        DB_BODY_TABLE,
+    );
 
     let output = s.r.run(&["once"]);
     assert_success(&output);

@@ -416,3 +416,67 @@ fn readme_examples_cover_every_source_type() {
         "no README ```toml example uses source type(s) {missing:?}; covered: {kinds:?}"
     );
 }
+
+/// The README's ```yaml block that starts with `# NAME`.
+fn readme_yaml(name: &str) -> String {
+    let readme = std::fs::read_to_string(crate::common::repo().join("README.md")).unwrap();
+    let marker = format!("```yaml\n# {name}\n");
+    let start = readme
+        .find(&marker)
+        .unwrap_or_else(|| panic!("README.md has no ```yaml block starting with `# {name}`"))
+        + "```yaml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    readme[start..end].to_owned()
+}
+
+/// Feeds the alert rules series and says when each must fire: a credential unhealthy for
+/// 10 minutes, and a token within `min_remaining` (600 s) of its expiry. promtool's clock
+/// starts at Unix time 0.
+const ALERT_TESTS: &str = r#"
+rule_files: [refreshd-alerts.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'refreshd_credential_healthy{credential="db", instance="web-1:9813", job="refreshd"}'
+        values: '1 1 0x20'
+      - series: 'refreshd_token_expiry_timestamp_seconds{credential="db", instance="web-1:9813", job="refreshd"}'
+        values: '3600x60'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: RefreshdCredentialUnhealthy
+        exp_alerts: []
+      - eval_time: 13m
+        alertname: RefreshdCredentialUnhealthy
+        exp_alerts:
+          - exp_labels: { severity: warning, credential: db, instance: "web-1:9813", job: refreshd }
+            exp_annotations:
+              summary: "refreshd credential db has been unhealthy for 10 minutes"
+              description: "Run `refreshd status` on web-1:9813: it shows the last error."
+      - eval_time: 50m
+        alertname: RefreshdTokenExpiringUnrefreshed
+        exp_alerts: []
+      - eval_time: 55m
+        alertname: RefreshdTokenExpiringUnrefreshed
+        exp_alerts:
+          - exp_labels: { severity: critical, credential: db, instance: "web-1:9813", job: refreshd }
+            exp_annotations:
+              summary: "refreshd credential db's token expires in 5m 0s and no refresh has succeeded"
+              description: "The apps reading its targets lose access when it expires. `refreshd status` on web-1:9813 shows why."
+"#;
+
+#[test]
+fn readme_prometheus_config_and_alert_rules_pass_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    let rules = dir.path().join("refreshd-alerts.yml");
+    let tests = dir.path().join("refreshd-alerts.test.yml");
+    std::fs::write(&config, readme_yaml("prometheus.yml")).unwrap();
+    std::fs::write(&rules, readme_yaml("refreshd-alerts.yml")).unwrap();
+    std::fs::write(&tests, ALERT_TESTS).unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    let checked = crate::common::promtool(&["check", "config", &path(&config)], "");
+    assert!(checked.contains("2 rules found"), "{checked}");
+    crate::common::promtool(&["check", "rules", &path(&rules)], "");
+    crate::common::promtool(&["test", "rules", &path(&tests)], "");
+}

@@ -4,8 +4,8 @@
 use url::Url;
 
 use super::super::raw::{
-    RawChain, RawClientCredentials, RawCommand, RawCommandFormat, RawHttp, RawOauthRefresh,
-    RawSecretAuth, RawSource,
+    RawBody, RawChain, RawClientCredentials, RawCommand, RawCommandFormat, RawHttp,
+    RawOauthRefresh, RawSecretAuth, RawSource,
 };
 use super::super::{Doc, valid_env_key};
 use super::*;
@@ -246,7 +246,10 @@ pub(in crate::config) fn source(
             };
             let body = match body {
                 None => None,
-                Some(body) => {
+                Some(RawBody::Table(table)) => Some(BodyTemplate(
+                    serde_json::Value::Object(json_object(table)).to_string(),
+                )),
+                Some(RawBody::Json(body)) => {
                     let template = BodyTemplate(body);
                     if let Err(e) =
                         serde_json::from_str::<serde_json::Value>(&template.render(|| "0".into()))
@@ -350,6 +353,23 @@ fn is_loopback_url(url: &Url) -> bool {
         Some(url::Host::Domain(domain)) => domain == "localhost",
         None => false,
     }
+}
+
+/// A TOML table as the JSON object it stands for; a date or time becomes its RFC 3339 text.
+/// `{{uuid}}` inside a string survives as it is (JSON escapes no brace).
+fn json_object(table: toml::Table) -> serde_json::Map<String, serde_json::Value> {
+    fn json(value: toml::Value) -> serde_json::Value {
+        match value {
+            toml::Value::String(s) => s.into(),
+            toml::Value::Integer(i) => i.into(),
+            toml::Value::Float(f) => f.into(),
+            toml::Value::Boolean(b) => b.into(),
+            toml::Value::Datetime(d) => d.to_string().into(),
+            toml::Value::Array(items) => items.into_iter().map(json).collect(),
+            toml::Value::Table(table) => serde_json::Value::Object(json_object(table)),
+        }
+    }
+    table.into_iter().map(|(k, v)| (k, json(v))).collect()
 }
 
 #[cfg(test)]

@@ -40,22 +40,35 @@ fn token_responses_with_string_expiry_and_rotation() {
 }
 
 #[test]
-fn retry_after_seconds_and_http_dates() {
-    assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+fn retry_after_seconds_and_all_three_http_date_forms() {
+    // 2015-10-21T07:28:00Z, ten minutes before the date in the header.
+    let now = OffsetDateTime::from_unix_timestamp(1_445_412_480 - 600).unwrap();
     assert_eq!(
-        parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-        Some(Duration::ZERO)
+        parse_retry_after("120", now),
+        Some(Duration::from_secs(120))
     );
-    let future = crate::clock::system_now() + Duration::from_secs(600);
-    let text = future
-        .format(&time::format_description::well_known::Rfc2822)
-        .unwrap();
-    let wait = parse_retry_after(&text).unwrap();
-    assert!(
-        wait > Duration::from_secs(590) && wait <= Duration::from_secs(600),
-        "{wait:?}"
+    for form in [
+        "Wed, 21 Oct 2015 07:28:00 GMT",
+        "Wednesday, 21-Oct-15 07:28:00 GMT",
+        "Wed Oct 21 07:28:00 2015",
+    ] {
+        assert_eq!(
+            parse_retry_after(form, now),
+            Some(Duration::from_secs(600)),
+            "{form}"
+        );
+    }
+    let later = now + Duration::from_secs(3600);
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", later),
+        Some(Duration::ZERO),
+        "a date in the past means now"
     );
-    assert_eq!(parse_retry_after("soon"), None);
+    assert_eq!(parse_retry_after("soon", now), None);
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:28:00 CET", now),
+        None
+    );
 }
 
 #[test]

@@ -34,6 +34,42 @@ pub fn require(path: &Path, what: &str) {
     );
 }
 
+/// Runs Prometheus' `promtool` with `args` and `input` on stdin; panics with its output
+/// unless it succeeds without a word of failure, warning or error.
+pub fn promtool(args: &[&str], input: &str) -> String {
+    use std::io::Write as _;
+    let promtool = repo().join(".test-peers/prometheus/usr/bin/promtool");
+    require(&promtool, "promtool");
+    let mut child = Command::new(&promtool)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success()
+            && !["fail", "warn", "error"]
+                .iter()
+                .any(|word| text.to_lowercase().contains(word)),
+        "promtool {args:?} refused it ({}):\n{text}\n--- input:\n{input}",
+        output.status
+    );
+    text
+}
+
 /// A running oidc-provider: JWT access tokens, rotating refresh tokens, client credentials.
 /// Exits with the test (its stdin is our pipe) or when dropped.
 pub struct Oidc {
