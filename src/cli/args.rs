@@ -58,7 +58,7 @@ pub enum Command {
         #[arg(long, conflicts_with = "names")]
         all: bool,
         /// Credentials to refresh
-        #[arg(required_unless_present = "all")]
+        #[arg(required_unless_present = "all", value_name = "NAME")]
         names: Vec<String>,
     },
     /// Refresh every (named) credential that is due, write its targets, and exit
@@ -69,6 +69,7 @@ pub enum Command {
         #[arg(long)]
         force: bool,
         /// Credentials to refresh [default: all]
+        #[arg(value_name = "NAME")]
         names: Vec<String>,
     },
     /// Validate the config, secret references, target paths and permissions
@@ -83,12 +84,14 @@ pub enum Command {
     Token {
         #[command(flatten)]
         config: ConfigArg,
+        /// The credential
         name: String,
     },
     /// Get an oauth-refresh credential its first refresh token: a browser login (authorization code + PKCE, loopback redirect) or the device flow
     Login {
         #[command(flatten)]
         config: ConfigArg,
+        /// The credential (an oauth-refresh source)
         name: String,
         /// The device flow (RFC 8628): a code to enter on another device, no redirect
         #[arg(long)]

@@ -29,6 +29,11 @@ use args::{Cli, Command, ConfigArg};
 /// How long `status` and `token` wait for the daemon; `rotate` waits for the refreshes.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The command line's definition, for the man page and shell completions generated from it.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli.command) {

@@ -14,6 +14,7 @@ mod crash;
 mod daemon_control;
 mod daemon_faults;
 mod daemon_lifecycle;
+mod docs;
 mod dotenv_interop;
 mod google;
 mod hardening;

@@ -1,0 +1,72 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_refreshd_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_refreshd_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_refreshd_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_refreshd_using_subcommand
+    set -l cmd (__fish_refreshd_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c refreshd -n "__fish_refreshd_needs_command" -s h -l help -d 'Print help'
+complete -c refreshd -n "__fish_refreshd_needs_command" -s V -l version -d 'Print version'
+complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "run" -d 'Run the daemon in the foreground (systemd and launchd supervise it)'
+complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "status" -d 'Show each credential\'s health, expiry, last rotation, last error and next refresh'
+complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "rotate" -d 'Ask the running daemon to refresh now, and wait for the result'
+complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "once" -d 'Refresh every (named) credential that is due, write its targets, and exit'
+complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "check" -d 'Validate the config, secret references, target paths and permissions'
+complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "token" -d 'Print a credential\'s current access token (for `$(refreshd token NAME)`)'
+complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "login" -d 'Get an oauth-refresh credential its first refresh token: a browser login (authorization code + PKCE, loopback redirect) or the device flow'
+complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "demo" -d 'Try refreshd: a built-in token issuer on loopback and a daemon rotating 30-second JWTs into ./refreshd-demo/, until Ctrl-C'
+complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "inspect" -d 'Decode a JWT without verifying it: header, claims, expiry and time left'
+complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c refreshd -n "__fish_refreshd_using_subcommand run" -s c -l config -d 'Configuration file [default: /etc/refreshd/config.toml for root, else $XDG_CONFIG_HOME/refreshd/config.toml]' -r -F
+complete -c refreshd -n "__fish_refreshd_using_subcommand run" -s h -l help -d 'Print help'
+complete -c refreshd -n "__fish_refreshd_using_subcommand status" -s c -l config -d 'Configuration file [default: /etc/refreshd/config.toml for root, else $XDG_CONFIG_HOME/refreshd/config.toml]' -r -F
+complete -c refreshd -n "__fish_refreshd_using_subcommand status" -l json -d 'Machine-readable output'
+complete -c refreshd -n "__fish_refreshd_using_subcommand status" -s h -l help -d 'Print help'
+complete -c refreshd -n "__fish_refreshd_using_subcommand rotate" -s c -l config -d 'Configuration file [default: /etc/refreshd/config.toml for root, else $XDG_CONFIG_HOME/refreshd/config.toml]' -r -F
+complete -c refreshd -n "__fish_refreshd_using_subcommand rotate" -l all -d 'Every credential'
+complete -c refreshd -n "__fish_refreshd_using_subcommand rotate" -s h -l help -d 'Print help'
+complete -c refreshd -n "__fish_refreshd_using_subcommand once" -s c -l config -d 'Configuration file [default: /etc/refreshd/config.toml for root, else $XDG_CONFIG_HOME/refreshd/config.toml]' -r -F
+complete -c refreshd -n "__fish_refreshd_using_subcommand once" -l force -d 'Refresh even credentials whose token is still good'
+complete -c refreshd -n "__fish_refreshd_using_subcommand once" -s h -l help -d 'Print help'
+complete -c refreshd -n "__fish_refreshd_using_subcommand check" -s c -l config -d 'Configuration file [default: /etc/refreshd/config.toml for root, else $XDG_CONFIG_HOME/refreshd/config.toml]' -r -F
+complete -c refreshd -n "__fish_refreshd_using_subcommand check" -l online -d 'Also fetch each token once (persisted in the state directory, targets untouched)'
+complete -c refreshd -n "__fish_refreshd_using_subcommand check" -s h -l help -d 'Print help'
+complete -c refreshd -n "__fish_refreshd_using_subcommand token" -s c -l config -d 'Configuration file [default: /etc/refreshd/config.toml for root, else $XDG_CONFIG_HOME/refreshd/config.toml]' -r -F
+complete -c refreshd -n "__fish_refreshd_using_subcommand token" -s h -l help -d 'Print help'
+complete -c refreshd -n "__fish_refreshd_using_subcommand login" -s c -l config -d 'Configuration file [default: /etc/refreshd/config.toml for root, else $XDG_CONFIG_HOME/refreshd/config.toml]' -r -F
+complete -c refreshd -n "__fish_refreshd_using_subcommand login" -l port -d 'Listen for the redirect on this loopback port (e.g. one forwarded with `ssh -L`)' -r
+complete -c refreshd -n "__fish_refreshd_using_subcommand login" -l timeout -d 'Give up after this long without a finished login' -r
+complete -c refreshd -n "__fish_refreshd_using_subcommand login" -l device -d 'The device flow (RFC 8628): a code to enter on another device, no redirect'
+complete -c refreshd -n "__fish_refreshd_using_subcommand login" -l no-browser -d 'Print the URL only; do not try to open a browser'
+complete -c refreshd -n "__fish_refreshd_using_subcommand login" -s h -l help -d 'Print help'
+complete -c refreshd -n "__fish_refreshd_using_subcommand demo" -s h -l help -d 'Print help'
+complete -c refreshd -n "__fish_refreshd_using_subcommand inspect" -s h -l help -d 'Print help'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status rotate once check token login demo inspect help" -f -a "run" -d 'Run the daemon in the foreground (systemd and launchd supervise it)'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status rotate once check token login demo inspect help" -f -a "status" -d 'Show each credential\'s health, expiry, last rotation, last error and next refresh'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status rotate once check token login demo inspect help" -f -a "rotate" -d 'Ask the running daemon to refresh now, and wait for the result'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status rotate once check token login demo inspect help" -f -a "once" -d 'Refresh every (named) credential that is due, write its targets, and exit'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status rotate once check token login demo inspect help" -f -a "check" -d 'Validate the config, secret references, target paths and permissions'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status rotate once check token login demo inspect help" -f -a "token" -d 'Print a credential\'s current access token (for `$(refreshd token NAME)`)'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status rotate once check token login demo inspect help" -f -a "login" -d 'Get an oauth-refresh credential its first refresh token: a browser login (authorization code + PKCE, loopback redirect) or the device flow'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status rotate once check token login demo inspect help" -f -a "demo" -d 'Try refreshd: a built-in token issuer on loopback and a daemon rotating 30-second JWTs into ./refreshd-demo/, until Ctrl-C'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status rotate once check token login demo inspect help" -f -a "inspect" -d 'Decode a JWT without verifying it: header, claims, expiry and time left'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status rotate once check token login demo inspect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,305 @@
+#compdef refreshd
+
+autoload -U is-at-least
+
+_refreshd() {
+    typeset -A opt_args
+    typeset -a _arguments_options
+    local ret=1
+
+    if is-at-least 5.2; then
+        _arguments_options=(-s -S -C)
+    else
+        _arguments_options=(-s -C)
+    fi
+
+    local context curcontext="$curcontext" state line
+    _arguments "${_arguments_options[@]}" : \
+'-h[Print help]' \
+'--help[Print help]' \
+'-V[Print version]' \
+'--version[Print version]' \
+":: :_refreshd_commands" \
+"*::: :->refreshd" \
+&& ret=0
+    case $state in
+    (refreshd)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:refreshd-command-$line[1]:"
+        case $line[1] in
+            (run)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--config=[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(status)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--config=[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--json[Machine-readable output]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(rotate)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--config=[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'()--all[Every credential]' \
+'-h[Print help]' \
+'--help[Print help]' \
+'*::names -- Credentials to refresh:_default' \
+&& ret=0
+;;
+(once)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--config=[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--force[Refresh even credentials whose token is still good]' \
+'-h[Print help]' \
+'--help[Print help]' \
+'*::names -- Credentials to refresh \[default\: all\]:_default' \
+&& ret=0
+;;
+(check)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--config=[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--online[Also fetch each token once (persisted in the state directory, targets untouched)]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(token)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--config=[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+':name -- The credential:_default' \
+&& ret=0
+;;
+(login)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--config=[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--port=[Listen for the redirect on this loopback port (e.g. one forwarded with \`ssh -L\`)]:PORT:_default' \
+'--timeout=[Give up after this long without a finished login]:TIMEOUT:_default' \
+'--device[The device flow (RFC 8628)\: a code to enter on another device, no redirect]' \
+'--no-browser[Print the URL only; do not try to open a browser]' \
+'-h[Print help]' \
+'--help[Print help]' \
+':name -- The credential (an oauth-refresh source):_default' \
+&& ret=0
+;;
+(demo)
+_arguments "${_arguments_options[@]}" : \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(inspect)
+_arguments "${_arguments_options[@]}" : \
+'-h[Print help]' \
+'--help[Print help]' \
+'::token -- The token, or `-` (the default) to read it from stdin:_default' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_refreshd__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:refreshd-help-command-$line[1]:"
+        case $line[1] in
+            (run)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(status)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(rotate)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(once)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(check)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(token)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(login)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(demo)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(inspect)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+        esac
+    ;;
+esac
+}
+
+(( $+functions[_refreshd_commands] )) ||
+_refreshd_commands() {
+    local commands; commands=(
+'run:Run the daemon in the foreground (systemd and launchd supervise it)' \
+'status:Show each credential'\''s health, expiry, last rotation, last error and next refresh' \
+'rotate:Ask the running daemon to refresh now, and wait for the result' \
+'once:Refresh every (named) credential that is due, write its targets, and exit' \
+'check:Validate the config, secret references, target paths and permissions' \
+'token:Print a credential'\''s current access token (for \`\$(refreshd token NAME)\`)' \
+'login:Get an oauth-refresh credential its first refresh token\: a browser login (authorization code + PKCE, loopback redirect) or the device flow' \
+'demo:Try refreshd\: a built-in token issuer on loopback and a daemon rotating 30-second JWTs into ./refreshd-demo/, until Ctrl-C' \
+'inspect:Decode a JWT without verifying it\: header, claims, expiry and time left' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'refreshd commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__check_commands] )) ||
+_refreshd__subcmd__check_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd check commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__demo_commands] )) ||
+_refreshd__subcmd__demo_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd demo commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help_commands] )) ||
+_refreshd__subcmd__help_commands() {
+    local commands; commands=(
+'run:Run the daemon in the foreground (systemd and launchd supervise it)' \
+'status:Show each credential'\''s health, expiry, last rotation, last error and next refresh' \
+'rotate:Ask the running daemon to refresh now, and wait for the result' \
+'once:Refresh every (named) credential that is due, write its targets, and exit' \
+'check:Validate the config, secret references, target paths and permissions' \
+'token:Print a credential'\''s current access token (for \`\$(refreshd token NAME)\`)' \
+'login:Get an oauth-refresh credential its first refresh token\: a browser login (authorization code + PKCE, loopback redirect) or the device flow' \
+'demo:Try refreshd\: a built-in token issuer on loopback and a daemon rotating 30-second JWTs into ./refreshd-demo/, until Ctrl-C' \
+'inspect:Decode a JWT without verifying it\: header, claims, expiry and time left' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'refreshd help commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__check_commands] )) ||
+_refreshd__subcmd__help__subcmd__check_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help check commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__demo_commands] )) ||
+_refreshd__subcmd__help__subcmd__demo_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help demo commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__help_commands] )) ||
+_refreshd__subcmd__help__subcmd__help_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help help commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__inspect_commands] )) ||
+_refreshd__subcmd__help__subcmd__inspect_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help inspect commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__login_commands] )) ||
+_refreshd__subcmd__help__subcmd__login_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help login commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__once_commands] )) ||
+_refreshd__subcmd__help__subcmd__once_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help once commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__rotate_commands] )) ||
+_refreshd__subcmd__help__subcmd__rotate_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help rotate commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__run_commands] )) ||
+_refreshd__subcmd__help__subcmd__run_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help run commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__status_commands] )) ||
+_refreshd__subcmd__help__subcmd__status_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help status commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__token_commands] )) ||
+_refreshd__subcmd__help__subcmd__token_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help token commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__inspect_commands] )) ||
+_refreshd__subcmd__inspect_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd inspect commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__login_commands] )) ||
+_refreshd__subcmd__login_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd login commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__once_commands] )) ||
+_refreshd__subcmd__once_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd once commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__rotate_commands] )) ||
+_refreshd__subcmd__rotate_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd rotate commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__run_commands] )) ||
+_refreshd__subcmd__run_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd run commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__status_commands] )) ||
+_refreshd__subcmd__status_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd status commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__token_commands] )) ||
+_refreshd__subcmd__token_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd token commands' commands "$@"
+}
+
+if [ "$funcstack[1]" = "_refreshd" ]; then
+    _refreshd "$@"
+else
+    compdef _refreshd refreshd
+fi
