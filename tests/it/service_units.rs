@@ -209,6 +209,7 @@ fn system_unit_declares_the_daemon_contract() {
         ("ProtectSystem", "strict"),
         ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
         ("WantedBy", "multi-user.target"),
+        ("Documentation", "man:refreshd(1) man:refreshd.toml(5)"),
     ] {
         assert_directive(&unit, key, value);
     }
@@ -231,6 +232,7 @@ fn user_unit_declares_the_daemon_contract() {
         ("RestartPreventExitStatus", "78"),
         ("NoNewPrivileges", "yes"),
         ("WantedBy", "default.target"),
+        ("Documentation", "man:refreshd(1) man:refreshd.toml(5)"),
     ] {
         assert_directive(&unit, key, value);
     }
