@@ -339,6 +339,46 @@ fn has_line(message: &str, line: &str) -> bool {
 // ---------------------------------------------------------------------------------------
 // 1. sd_notify.
 
+/// What a package does: start the service with a config that has no credentials. It must be
+/// ready at once (systemd fails a `Type=notify` unit that never sends READY=1), idle, and take
+/// up a credential as soon as the file is saved.
+#[test]
+fn an_empty_config_is_ready_at_once_and_picks_up_an_edit() {
+    let r = Refreshd::new();
+    r.write_config(&format!("{}# no credentials yet\n", daemon_keys(&r)));
+    let notify = NotifySocket::bind(r.path("notify.sock"));
+    let mut command = r.command(&["run"]);
+    command.env("NOTIFY_SOCKET", &notify.path);
+    let mut daemon = r.spawn_with(command);
+    let ready = notify.wait_for("READY=1 with no credentials", None, &daemon, |m| {
+        has_line(m, "READY=1")
+    });
+    assert!(
+        has_line(
+            &notify.messages()[ready],
+            "STATUS=no credentials configured"
+        ),
+        "{:?}",
+        notify.messages()
+    );
+
+    let target = r.path("later.token");
+    r.write_config(&format!(
+        "{}{}",
+        daemon_keys(&r),
+        command_credential("later", "later", "50s", &target)
+    ));
+    daemon.wait_for("rotated credential=later ", WAIT);
+    assert!(read(&target).starts_with("later-"));
+    daemon.signal(Signal::SIGTERM);
+    assert_eq!(
+        daemon.wait_exit(WAIT).code(),
+        Some(0),
+        "{}",
+        daemon.output()
+    );
+}
+
 #[test]
 fn notifies_the_service_manager_through_start_reload_and_stop() {
     let mut r = Refreshd::new();
