@@ -8,7 +8,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use nix::fcntl::{Flock, FlockArg, OFlag};
@@ -38,12 +38,33 @@ pub enum StateError {
         "another refreshd (pid {pid}) is already running with state directory {path}; stop it first, or give this one its own state_dir"
     )]
     DaemonRunning { path: PathBuf, pid: String },
+    #[error(
+        "state directory {path} belongs to {owner}: run this as that user, with the same config (sudo -u {owner} refreshd … -c FILE), or give the directory to root if root is meant to run refreshd on it; as root it would leave state files {owner}'s daemon can neither read nor update, the newest refresh token among them"
+    )]
+    ForeignOwner { path: PathBuf, owner: String },
     #[error("state file {path} is not valid: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error(
         "state file {path} has version {found}, newer than this refreshd understands ({VERSION}): upgrade refreshd, or move the file away to start over (its refresh token would be lost)"
     )]
     Newer { path: PathBuf, found: u64 },
+}
+
+/// Root never writes into a state directory another user owns (the packaged service's, say):
+/// what it made there, 0600 root, that user's daemon could neither read nor replace.
+pub fn refuse_foreign(path: &Path, owner: u32) -> Result<(), StateError> {
+    if !nix::unistd::geteuid().is_root() || owner == 0 {
+        return Ok(());
+    }
+    let owner = nix::unistd::User::from_uid(owner.into())
+        .ok()
+        .flatten()
+        .map(|user| user.name)
+        .unwrap_or_else(|| format!("uid {owner}"));
+    Err(StateError::ForeignOwner {
+        path: path.to_owned(),
+        owner,
+    })
 }
 
 /// Whether retrying can help.
@@ -212,9 +233,31 @@ impl StateDir {
         Ok(Some(dir))
     }
 
+    /// The directory, made if missing, to write into: refused to root when another user owns
+    /// it (checked on the held descriptor, so a directory resolved by a read counts too).
+    fn dir_to_write(&self) -> Result<Arc<Dir>, StateError> {
+        let dir = self.dir(true)?.expect("made when missing");
+        let stat = nix::sys::stat::fstat(dir.fd()).map_err(|e| StateError::Dir {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
+        refuse_foreign(&self.path, stat.st_uid)?;
+        Ok(dir)
+    }
+
+    /// For a command about to write state: `Err` when root would be writing into another
+    /// user's existing directory (see [`refuse_foreign`]). Checked up front, so that nothing,
+    /// not even a lock, is made there and no login is thrown away at the end.
+    pub fn refuse_if_foreign(&self) -> Result<(), StateError> {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) => refuse_foreign(&self.path, meta.uid()),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Where `name` sits in the directory (made if missing).
     fn place(&self, name: &str) -> Result<durable::Place, StateError> {
-        let dir = self.dir(true)?.expect("made when missing");
+        let dir = self.dir_to_write()?;
         dir.place(name.as_ref()).map_err(|e| StateError::Io {
             path: self.path.join(name),
             source: e.into(),
@@ -237,6 +280,7 @@ impl StateDir {
                 return Err(err(io::Error::other("exists and is not a directory")));
             }
             Ok(meta) => {
+                refuse_foreign(&self.path, meta.uid())?;
                 if meta.mode() & 0o077 != 0 && meta.uid() == nix::unistd::geteuid().as_raw() {
                     tracing::warn!(state_dir = %self.path.display(), "state directory was mode {:04o}; tightening to 0700 (it holds tokens)", meta.mode() & 0o7777);
                     std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o700))
@@ -259,7 +303,7 @@ impl StateDir {
     pub fn lock(&self, credential: &str) -> Result<CredentialLock, StateError> {
         let name = format!("{credential}.lock");
         let path = self.path.join(&name);
-        let dir = self.dir(true)?.expect("made when missing");
+        let dir = self.dir_to_write()?;
         let file = nix::fcntl::openat(
             dir.fd(),
             name.as_str(),
@@ -319,6 +363,9 @@ impl StateDir {
     /// Only under the credential's lock, taken without waiting: every writer of the state
     /// file holds it, so whoever holds it now may have a temp file in flight.
     pub fn remove_litter(&self, credential: &str) -> usize {
+        if self.refuse_if_foreign().is_err() {
+            return 0;
+        }
         let path = self.path.join(format!("{credential}.lock"));
         let Ok(file) = OpenOptions::new()
             .create(true)

@@ -20,8 +20,10 @@ fi
 if [ ! -d /etc/refreshd/secrets ]; then
     install -d -m 0750 -o root -g refreshd /etc/refreshd/secrets
 fi
-# The conffile (%config(noreplace), shipped 0640 root:root): readable by the service's group.
-if [ -f /etc/refreshd/config.toml ]; then
+# The conffile (%config(noreplace), 0640 root:refreshd in the package): readable by the
+# service's group. Only a file left root:root is changed (the group did not exist yet);
+# an owner or mode the admin chose survives upgrades.
+if [ -f /etc/refreshd/config.toml ] && [ "$(stat -c '%U:%G' /etc/refreshd/config.toml)" = "root:root" ]; then
     chgrp refreshd /etc/refreshd/config.toml
     chmod 0640 /etc/refreshd/config.toml
 fi

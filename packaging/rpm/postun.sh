@@ -10,12 +10,12 @@ if [ "$1" -ge 1 ]; then
     fi
 fi
 if [ "$1" -eq 0 ]; then
-    # Erase (RPM has no separate purge): remove the state directory, which holds access
-    # tokens and rotated refresh tokens. Secret files the admin put in /etc/refreshd/secrets
-    # stay; the directory goes only when it is empty. RPM itself keeps a modified
-    # config.toml as config.toml.rpmsave. The user and group stay (files elsewhere may
-    # belong to them).
-    rm -rf /var/lib/refreshd
+    # Erase. RPM has no purge, and `dnf remove` then `dnf install` must not cost every
+    # credential a new login: /var/lib/refreshd (access tokens, rotated refresh tokens) stays,
+    # as Fedora packages keep their state; `rm -rf /var/lib/refreshd` removes it. Secret files
+    # the admin put in /etc/refreshd/secrets stay; the directory goes only when it is empty.
+    # RPM itself keeps a modified config.toml as config.toml.rpmsave. The user and group stay
+    # (files elsewhere may belong to them).
     rmdir /etc/refreshd/secrets 2>/dev/null || :
     rmdir /etc/refreshd 2>/dev/null || :
     if [ -d /run/systemd/system ]; then

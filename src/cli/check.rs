@@ -65,9 +65,16 @@ pub async fn run(config: Config, online: bool) -> anyhow::Result<Exit> {
     }
 }
 
-/// The directory or its nearest existing ancestor must be writable.
+/// The directory or its nearest existing ancestor must be writable, and root must not be
+/// about to write into another user's.
 fn state_dir_problem(dir: &Path) -> Option<String> {
     use nix::unistd::{AccessFlags, access};
+    if let Ok(meta) = std::fs::metadata(dir)
+        && let Err(e) =
+            crate::state::refuse_foreign(dir, std::os::unix::fs::MetadataExt::uid(&meta))
+    {
+        return Some(e.to_string());
+    }
     let existing = dir.ancestors().find(|p| p.exists())?;
     access(existing, AccessFlags::W_OK | AccessFlags::X_OK)
         .err()

@@ -32,6 +32,11 @@ pub async fn run(config: Config, name: String, flags: Flags) -> anyhow::Result<E
         request_timeout: credential.timing.timeout,
     };
     let state = StateDir::new(&config.daemon.state_dir);
+    // Before the flow: a login whose result cannot be stored is a login thrown away.
+    if let Err(e) = state.refuse_if_foreign() {
+        eprintln!("refreshd: login {name}: {e}");
+        return Ok(Exit::Failed);
+    }
     let http = crate::source::http_client();
     let logged_in = match crate::login::login(credential, &state, &http, &options).await {
         Ok(logged_in) => logged_in,

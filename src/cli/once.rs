@@ -22,7 +22,12 @@ pub async fn run(config: Config, force: bool, names: Vec<String>) -> anyhow::Res
     } else {
         Trigger::IfDue
     };
-    let engine = Engine::once(StateDir::new(&config.daemon.state_dir));
+    let state = StateDir::new(&config.daemon.state_dir);
+    if let Err(e) = state.refuse_if_foreign() {
+        eprintln!("refreshd: {e}");
+        return Ok(Exit::Failed);
+    }
+    let engine = Engine::once(state);
     let mut all_ok = true;
     let mut reload_failed = false;
     let mut unsaved = Vec::new();
@@ -40,6 +45,10 @@ pub async fn run(config: Config, force: bool, names: Vec<String>) -> anyhow::Res
             .report()
             .is_some_and(|report| !report.reload_errors.is_empty());
         if result.unsaved.is_some() {
+            // Stored later (or exit 4); its targets count either way.
+            all_ok &= result
+                .report()
+                .is_some_and(|report| report.target_errors.is_empty());
             unsaved.push(credential);
         } else {
             all_ok &= result.is_ok();

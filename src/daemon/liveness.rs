@@ -106,6 +106,9 @@ pub struct Vitals {
     /// How often the watchdog looks.
     interval: Duration,
     ready: AtomicBool,
+    /// Draining after SIGTERM: the watchdog no longer looks, yet the daemon must not be
+    /// killed while rotations in flight are stored.
+    stopping: AtomicBool,
 }
 
 struct Beat {
@@ -122,7 +125,13 @@ impl Vitals {
             }),
             interval,
             ready: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
         }
+    }
+
+    /// The daemon is stopping: alive until it exits.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
     }
 
     /// The watchdog looked; `stuck` names what is not responding (empty: all is well).
@@ -136,6 +145,9 @@ impl Vitals {
     /// Alive: the watchdog looked within two of its intervals and found nothing stuck. A
     /// supervisor too busy or wedged to look counts as not alive.
     pub fn alive(&self) -> Result<(), String> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let beat = lock(&self.beat);
         if !beat.stuck.is_empty() {
             return Err(format!("not responding: {}", beat.stuck.join(", ")));
@@ -223,5 +235,9 @@ mod tests {
         assert!(!vitals.ready());
         vitals.set_ready();
         assert!(vitals.ready());
+        // Draining after SIGTERM, the watchdog stops looking: still alive.
+        vitals.set_stopping();
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(vitals.alive(), Ok(()));
     }
 }

@@ -106,7 +106,9 @@ impl Publisher {
                 });
             }
         }
-        if !self.settled_sent {
+        // A stopped task's first attempt is not its successor's: counting it would take the
+        // new task's entry out of the first round and announce readiness too early.
+        if !stopped && !self.settled_sent {
             self.settled_sent = true;
             let _ = self.settled.send(name);
         }

@@ -519,6 +519,7 @@ impl Daemon {
 
     async fn shutdown(mut self) {
         systemd::stopping();
+        self.vitals.set_stopping();
         // Long enough for the slowest request in flight to answer and be stored: dropping
         // that answer could lose a rotated refresh token.
         let drain_limit = self

@@ -89,15 +89,13 @@ targets = [
     });
     if !first.contains("rotated credential=api") {
         lost += 1;
-        daemon.signal(Signal::SIGTERM);
-        assert!(daemon.wait_exit(WAIT).success());
+        daemon.terminate(WAIT);
         r.record_daemon(&daemon);
         rt_basic_source(&r, &oidc);
         daemon = r.spawn(&["run"]);
         daemon.wait_for("rotated credential=api", WAIT);
     }
-    daemon.signal(Signal::SIGTERM);
-    assert!(daemon.wait_exit(WAIT).success());
+    daemon.terminate(WAIT);
     r.record_daemon(&daemon);
     assert_whole(&r, KILLS);
     let litter: Vec<String> = std::fs::read_dir(r.path("app"))

@@ -370,13 +370,7 @@ fn an_empty_config_is_ready_at_once_and_picks_up_an_edit() {
     ));
     daemon.wait_for("rotated credential=later ", WAIT);
     assert!(read(&target).starts_with("later-"));
-    daemon.signal(Signal::SIGTERM);
-    assert_eq!(
-        daemon.wait_exit(WAIT).code(),
-        Some(0),
-        "{}",
-        daemon.output()
-    );
+    daemon.terminate(WAIT);
 }
 
 #[test]
@@ -585,13 +579,7 @@ fn a_real_process_gets_one_sighup_per_rotation_and_reads_the_logged_token() {
     // The first rotation at start, then two on schedule.
     daemon.wait_for_n("rotated credential=app ", 3, WAIT);
     daemon.wait_for_n("not signalled", 2, WAIT);
-    daemon.signal(Signal::SIGTERM);
-    assert_eq!(
-        daemon.wait_exit(WAIT).code(),
-        Some(0),
-        "{}",
-        daemon.output()
-    );
+    daemon.terminate(WAIT);
 
     // Every SIGHUP refreshd sent was sent before it exited. Python runs pending handlers in
     // signal-number order, so once SIGUSR1's line is written every SIGHUP has been handled.
@@ -805,13 +793,7 @@ fn config_edits_and_sighup_add_and_remove_credentials_and_bad_edits_are_refused(
     assert_eq!(oidc.count("by_grant", "refresh_token"), 1);
     assert_eq!(daemon.count("rotated credential=steady "), 1);
 
-    daemon.signal(Signal::SIGTERM);
-    assert_eq!(
-        daemon.wait_exit(WAIT).code(),
-        Some(0),
-        "{}",
-        daemon.output()
-    );
+    daemon.terminate(WAIT);
     r.record_daemon(&daemon);
     r.assert_no_secrets(&["rt-basic-secret"]);
     r.assert_no_issued_tokens(&oidc);
@@ -959,8 +941,7 @@ fn a_restart_reuses_the_still_valid_token() {
     let mut first = r.spawn(&["run"]);
     first.wait_for("rotated credential=api ", WAIT);
     first.wait_for("ready", WAIT);
-    first.signal(Signal::SIGTERM);
-    assert_eq!(first.wait_exit(WAIT).code(), Some(0), "{}", first.output());
+    first.terminate(WAIT);
     r.record_daemon(&first);
     let grants = oidc.count("by_grant", "refresh_token");
     assert_eq!(grants, 1);
@@ -991,13 +972,7 @@ fn a_restart_reuses_the_still_valid_token() {
         env_mtime,
         "a current value was rewritten"
     );
-    second.signal(Signal::SIGTERM);
-    assert_eq!(
-        second.wait_exit(WAIT).code(),
-        Some(0),
-        "{}",
-        second.output()
-    );
+    second.terminate(WAIT);
 
     r.record_daemon(&second);
     r.assert_no_secrets(&["rt-basic-secret"]);
@@ -1045,8 +1020,7 @@ fn a_second_daemon_on_the_same_state_directory_exits_at_once() {
     assert_eq!(snapshot["from"], "daemon", "{snapshot}");
     assert_eq!(oidc.count("by_grant", "refresh_token"), 1);
 
-    first.signal(Signal::SIGTERM);
-    assert_eq!(first.wait_exit(WAIT).code(), Some(0), "{}", first.output());
+    first.terminate(WAIT);
     r.record_daemon(&first);
     r.assert_no_secrets(&["rt-basic-secret"]);
     r.assert_no_issued_tokens(&oidc);
@@ -1141,8 +1115,7 @@ targets = [ {{ type = "file", path = "{dir}/short.token" }} ]
     daemon.wait_for_n("already due", 2, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(4));
     let count = read(&calls).lines().count();
-    daemon.signal(Signal::SIGTERM);
-    assert!(daemon.wait_exit(Duration::from_secs(60)).success());
+    daemon.terminate(Duration::from_secs(60));
     // Backoff of at least a second per attempt bounds the calls; a loop makes hundreds.
     assert!(
         (2..=12).contains(&count),

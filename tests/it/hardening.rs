@@ -11,8 +11,6 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-
 use crate::common::{Refreshd, chown, eventually, require_root, stderr};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -134,8 +132,7 @@ fn fifo_targets_never_block_the_daemon() {
     daemon.wait_for("is not a regular file", WAIT);
     let status = r.run(&["status"]);
     assert!(out(&status).contains("fine: ok"), "{}", out(&status));
-    daemon.signal(Signal::SIGTERM);
-    assert!(daemon.wait_exit(WAIT).success());
+    daemon.terminate(WAIT);
     r.record_daemon(&daemon);
 }
 
@@ -333,8 +330,7 @@ fn floods_of_output_and_connections_are_bounded() {
             .and_then(|r| r.text().ok())
     });
     assert!(metrics.contains("refreshd_credential_healthy"), "{metrics}");
-    daemon.signal(Signal::SIGTERM);
-    assert!(daemon.wait_exit(WAIT).success());
+    daemon.terminate(WAIT);
     r.record_daemon(&daemon);
 }
 
@@ -378,4 +374,61 @@ fn the_litter_of_a_crash_is_removed_at_start() {
         theirs.exists(),
         "a file not of refreshd's pattern was removed"
     );
+}
+
+/// `sudo refreshd once` with the packaged config: root must not write into the service
+/// user's state directory (its 0600 root files would be unreadable to the service, the newest
+/// refresh token among them). Reading (`status`) stays allowed.
+#[test]
+fn root_refuses_to_write_into_another_users_state_directory() {
+    require_root("it gives the state directory to uid 65534");
+    let mut r = Refreshd::new();
+    let state = r.state_dir();
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    chown(&state, NOBODY);
+    // A symlinked target: at start, refreshd looks beside it for a crash's temp files,
+    // under a lock of its own in the state directory. Not in this one.
+    let target = r.path("token");
+    std::fs::write(&target, "old\n").unwrap();
+    let link = r.path("token-link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    r.write_config(&command_credential(
+        &r,
+        "db",
+        "tok-1234567890",
+        &format!("{{ type = \"file\", path = \"{}\" }}", link.display()),
+    ));
+
+    let once = r.run(&["once"]);
+    assert_eq!(once.status.code(), Some(1), "{}", stderr(&once));
+    let owner = nix::unistd::User::from_uid(NOBODY.into())
+        .unwrap()
+        .map_or_else(|| format!("uid {NOBODY}"), |u| u.name);
+    assert!(
+        stderr(&once).contains(&format!("belongs to {owner}: run this as that user")),
+        "{}",
+        stderr(&once)
+    );
+    let made: Vec<_> = std::fs::read_dir(&state).unwrap().collect();
+    assert!(made.is_empty(), "root wrote into it: {made:?}");
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "old\n",
+        "no token fetched, no target written"
+    );
+    // `login` refuses before any flow starts: a login it could not store would be lost.
+    let login = r.run(&["login", "db"]);
+    assert_eq!(login.status.code(), Some(1), "{}", stderr(&login));
+    assert!(stderr(&login).contains("belongs to"), "{}", stderr(&login));
+
+    let check = r.run(&["check"]);
+    assert_eq!(check.status.code(), Some(2), "{}", stderr(&check));
+    assert!(stderr(&check).contains("belongs to"), "{}", stderr(&check));
+    let run = r.run(&["run"]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert!(stderr(&run).contains("belongs to"), "{}", stderr(&run));
+    // Reading is fine: no daemon, so status comes from the (empty) state directory.
+    let status = r.run(&["status"]);
+    assert_eq!(status.status.code(), Some(3), "{}", stderr(&status));
 }

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::common::{Oidc, Refreshd, assert_success, require_root, rt_basic_source, stderr};
@@ -155,8 +154,7 @@ targets = [ {{ type = "file", path = "{dir}/app/token" }} ]
     let (code, json) = status_json(&mut r);
     assert_eq!(code, Some(0), "{json:#}");
 
-    daemon.signal(Signal::SIGTERM);
-    assert!(daemon.wait_exit(WAIT).success());
+    daemon.terminate(WAIT);
     r.record_daemon(&daemon);
     // After all that, the state on disk holds the newest refresh token: one more pass.
     let last = r.run(&["once", "--force", "api"]);

@@ -477,6 +477,18 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    /// SIGTERM, then a clean stop (exit status 0) within `timeout`.
+    pub fn terminate(&mut self, timeout: Duration) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let status = self.wait_exit(timeout);
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "refreshd did not stop cleanly; it printed:\n{}",
+            self.output()
+        );
+    }
 }
 
 impl Drop for Daemon {
