@@ -460,6 +460,13 @@ impl Snapshot {
                 );
             }
         }
+        if let Some(daemon) = self.daemon.as_ref().filter(|d| !d.config_reload_ok) {
+            let _ = writeln!(
+                out,
+                "config: the last reload was refused (see the log); running the config loaded {}",
+                at(Some(daemon.config_loaded_at))
+            );
+        }
         out
     }
 }

@@ -59,7 +59,14 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
             with_config(&config, Exit::Invalid, |c| check::run(c, online))
         }
         Command::Status { config, json } => {
-            with_config(&config, Exit::Config, |c| status::run(c, json))
+            let path = config.path();
+            match Config::load(&path) {
+                Ok(config) => block_on(status::run(config, json)),
+                Err(e) => {
+                    eprintln!("refreshd: {e}");
+                    block_on(status::run_despite_invalid_config(&path, json))
+                }
+            }
         }
         Command::Rotate { config, all, names } => {
             with_config(&config, Exit::Config, |c| rotate::run(c, all, names))
@@ -100,11 +107,16 @@ where
             return Ok(invalid);
         }
     };
+    block_on(command(config))
+}
+
+/// Runs `command` on a runtime of its own.
+fn block_on(command: impl Future<Output = anyhow::Result<Exit>>) -> anyhow::Result<Exit> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(command(config))
+        .block_on(command)
 }
 
 /// The named credential; `None` after saying there is none.

@@ -1,5 +1,8 @@
 //! `refreshd status`: what the running daemon reports, or, without one, what the state
-//! directory says (with the schedule's plan, unjittered, as the next refresh).
+//! directory says (with the schedule's plan, unjittered, as the next refresh). With a config
+//! file that does not load, still what the running daemon reports.
+
+use std::path::Path;
 
 use time::OffsetDateTime;
 
@@ -19,23 +22,53 @@ pub async fn run(config: Config, json: bool) -> anyhow::Result<Exit> {
         Some(_) => anyhow::bail!("the daemon answered something else than a status"),
         None => from_state(&config, now),
     };
-    if json {
-        // Streamed: ten thousand credentials make megabytes of JSON.
-        use std::io::Write as _;
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        serde_json::to_writer_pretty(&mut out, &snapshot)?;
-        writeln!(out)?;
-        out.flush()?;
-    } else if snapshot.is_empty() {
-        println!("no credentials configured in {}", config.path.display());
-    } else {
-        print!("{}", snapshot.render(now));
-    }
+    print(&snapshot, json, &config.path, now)?;
     Ok(match snapshot.verdict() {
         Verdict::Healthy => Exit::Ok,
         Verdict::Unhealthy => Exit::Failed,
         Verdict::NoData => Exit::NoData,
     })
+}
+
+/// The config file does not load (the caller said why): the running daemon, which keeps the
+/// configuration it last loaded, is still asked at the socket the file names. Exits `Config`
+/// (78) either way, so nobody mistakes this for a healthy answer.
+pub async fn run_despite_invalid_config(path: &Path, json: bool) -> anyhow::Result<Exit> {
+    let socket = crate::config::control_socket_despite_errors(path);
+    let answer = crate::control::client::request(&socket, &Request::Status, CONTROL_TIMEOUT).await;
+    match answer {
+        Ok(Some(Response::Status(snapshot))) => {
+            eprintln!(
+                "refreshd: the daemon at {} runs the configuration it last loaded:",
+                socket.display()
+            );
+            print(&snapshot, json, path, crate::clock::system_now())?;
+        }
+        Ok(_) => eprintln!("refreshd: no daemon answered at {}", socket.display()),
+        Err(e) => eprintln!("refreshd: {e}"),
+    }
+    Ok(Exit::Config)
+}
+
+fn print(
+    snapshot: &Snapshot,
+    json: bool,
+    config: &Path,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    if json {
+        // Streamed: ten thousand credentials make megabytes of JSON.
+        use std::io::Write as _;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut out, snapshot)?;
+        writeln!(out)?;
+        out.flush()?;
+    } else if snapshot.is_empty() {
+        println!("no credentials configured in {}", config.display());
+    } else {
+        print!("{}", snapshot.render(now));
+    }
+    Ok(())
 }
 
 fn from_state(config: &Config, now: OffsetDateTime) -> Snapshot {

@@ -153,6 +153,21 @@ impl PartialEq for Credential {
     }
 }
 
+/// The control socket a config file names even when the file as a whole is invalid: its
+/// `daemon.control_socket` when the file still parses as TOML, else the default. For
+/// `status`, so an operator who broke the file can ask the daemon what it still runs.
+pub fn control_socket_despite_errors(path: &Path) -> PathBuf {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|table| {
+            let socket = table.get("daemon")?.get("control_socket")?.as_str()?;
+            Some(PathBuf::from(socket))
+        })
+        .filter(|socket| socket.is_absolute())
+        .unwrap_or_else(paths::default_control_socket)
+}
+
 impl Config {
     /// Reads and validates the configuration at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {

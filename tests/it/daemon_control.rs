@@ -542,6 +542,47 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// An operator who just broke the config file can still ask the daemon what it runs: the
+/// daemon refused the edit and kept its config; `status` says both, and exits 78.
+#[test]
+fn status_reports_the_running_daemon_while_the_config_file_is_invalid() {
+    let mut s = Setup::new();
+    s.write_config("", "");
+    let mut daemon = s.start();
+    let text = std::fs::read_to_string(&s.r.config).unwrap();
+    // Still TOML, so the socket can be found; not a valid config.
+    std::fs::write(&s.r.config, format!("{text}\ncolour = \"red\"\n")).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_for("the new configuration is invalid", WAIT);
+
+    let output = s.r.run(&["status"]);
+    assert_eq!(output.status.code(), Some(78), "{}", stderr(&output));
+    let (out, err) = (stdout(&output), stderr(&output));
+    assert!(
+        err.contains(&format!("{}:", s.r.config.display())) && err.contains("colour"),
+        "the config error, with file and key: {err}"
+    );
+    assert!(
+        err.contains("runs the configuration it last loaded"),
+        "{err}"
+    );
+    assert!(out.contains("api: ok (oauth-refresh)"), "{out}");
+    assert!(
+        out.contains(
+            "config: the last reload was refused (see the log); running the config loaded "
+        ),
+        "{out}"
+    );
+    let output = s.r.run(&["status", "--json"]);
+    assert_eq!(output.status.code(), Some(78));
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["daemon"]["config_reload_ok"], false, "{json:#}");
+    assert_eq!(json["credentials"]["api"]["health"], "ok", "{json:#}");
+
+    s.stop(daemon, Signal::SIGTERM);
+    s.r.assert_no_issued_tokens(&s.oidc);
+}
+
 #[test]
 fn metrics_and_probes_follow_the_credentials_and_pass_promtool() {
     let mut s = Setup::new();
