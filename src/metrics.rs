@@ -84,13 +84,6 @@ fn respond<B>(
     vitals: &Vitals,
     now: OffsetDateTime,
 ) -> Response<Full<Bytes>> {
-    let reply = |status: StatusCode, content_type: &str, body: String| {
-        Response::builder()
-            .status(status)
-            .header("content-type", content_type)
-            .body(Full::new(Bytes::from(body)))
-            .expect("static response parts are valid")
-    };
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -117,13 +110,20 @@ fn respond<B>(
 
 /// 200 `ok`, or 503 with the reason.
 fn probe(verdict: Result<(), String>) -> Response<Full<Bytes>> {
-    let (status, body) = match verdict {
-        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
-    };
+    match verdict {
+        Ok(()) => reply(StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        Err(reason) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            format!("{reason}\n"),
+        ),
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
-        .header("content-type", "text/plain")
+        .header("content-type", content_type)
         .body(Full::new(Bytes::from(body)))
         .expect("static response parts are valid")
 }

@@ -52,7 +52,7 @@ pub enum StateError {
 
 /// Root never writes into a state directory another user owns (the packaged service's, say):
 /// what it made there, 0600 root, that user's daemon could neither read nor replace.
-pub fn refuse_foreign(path: &Path, owner: u32) -> Result<(), StateError> {
+fn refuse_foreign(path: &Path, owner: u32) -> Result<(), StateError> {
     if !nix::unistd::geteuid().is_root() || owner == 0 {
         return Ok(());
     }
@@ -280,7 +280,6 @@ impl StateDir {
                 return Err(err(io::Error::other("exists and is not a directory")));
             }
             Ok(meta) => {
-                refuse_foreign(&self.path, meta.uid())?;
                 if meta.mode() & 0o077 != 0 && meta.uid() == nix::unistd::geteuid().as_raw() {
                     tracing::warn!(state_dir = %self.path.display(), "state directory was mode {:04o}; tightening to 0700 (it holds tokens)", meta.mode() & 0o7777);
                     std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o700))
@@ -327,7 +326,7 @@ impl StateDir {
     /// the owner's pid so the refusal can name it.
     pub fn lock_daemon(&self) -> Result<DaemonLock, StateError> {
         use std::io::{Read as _, Seek as _, Write as _};
-        self.ensure()?;
+        self.dir_to_write()?;
         let path = self.path.join(".daemon.lock");
         let io_err = |source| StateError::Io {
             path: path.clone(),
@@ -363,9 +362,6 @@ impl StateDir {
     /// Only under the credential's lock, taken without waiting: every writer of the state
     /// file holds it, so whoever holds it now may have a temp file in flight.
     pub fn remove_litter(&self, credential: &str) -> usize {
-        if self.refuse_if_foreign().is_err() {
-            return 0;
-        }
         let path = self.path.join(format!("{credential}.lock"));
         let Ok(file) = OpenOptions::new()
             .create(true)

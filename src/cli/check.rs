@@ -15,6 +15,9 @@ pub async fn run(config: Config, online: bool) -> anyhow::Result<Exit> {
     crate::log::init("warn", LogFormat::Text);
     let mut problems: Vec<String> = Vec::new();
     let state_dir = StateDir::new(&config.daemon.state_dir);
+    if let Err(e) = state_dir.refuse_if_foreign() {
+        problems.push(e.to_string());
+    }
     problems.extend(state_dir_problem(&config.daemon.state_dir));
     for credential in &config.credentials {
         let name = &credential.name;
@@ -65,16 +68,9 @@ pub async fn run(config: Config, online: bool) -> anyhow::Result<Exit> {
     }
 }
 
-/// The directory or its nearest existing ancestor must be writable, and root must not be
-/// about to write into another user's.
+/// The directory or its nearest existing ancestor must be writable.
 fn state_dir_problem(dir: &Path) -> Option<String> {
     use nix::unistd::{AccessFlags, access};
-    if let Ok(meta) = std::fs::metadata(dir)
-        && let Err(e) =
-            crate::state::refuse_foreign(dir, std::os::unix::fs::MetadataExt::uid(&meta))
-    {
-        return Some(e.to_string());
-    }
     let existing = dir.ancestors().find(|p| p.exists())?;
     access(existing, AccessFlags::W_OK | AccessFlags::X_OK)
         .err()

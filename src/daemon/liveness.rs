@@ -129,6 +129,11 @@ impl Vitals {
         }
     }
 
+    /// How often the watchdog looks.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
     /// The daemon is stopping: alive until it exits.
     pub fn set_stopping(&self) {
         self.stopping.store(true, Ordering::Relaxed);

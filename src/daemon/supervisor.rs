@@ -78,8 +78,6 @@ pub(super) struct Daemon {
     ready: bool,
     /// The watchdog's verdicts, for `/livez` and `/readyz`.
     vitals: Arc<Vitals>,
-    /// How often the watchdog looks.
-    watchdog_every: Duration,
     rotate_requests: mpsc::Receiver<RotateRequest>,
     config_changes: Option<mpsc::UnboundedReceiver<()>>,
     _watcher: Option<watch::Watcher>,
@@ -212,7 +210,6 @@ impl Daemon {
             unsettled: BTreeSet::new(),
             ready: false,
             vitals,
-            watchdog_every,
             rotate_requests,
             config_changes,
             _watcher: watcher,
@@ -292,7 +289,7 @@ impl Daemon {
     }
 
     pub(super) async fn run(mut self) {
-        let mut tick = tokio::time::interval(self.watchdog_every);
+        let mut tick = tokio::time::interval(self.vitals.interval());
         loop {
             tokio::select! {
                 _ = self.signals.terminate.recv() => {

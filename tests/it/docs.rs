@@ -387,13 +387,17 @@ fn esc(text: &str) -> String {
     out
 }
 
-/// One argument as the synopsis shows it: `[-c FILE]`, `NAME...`.
-fn synopsis_arg(arg: &clap::Arg) -> String {
-    let value = arg
-        .get_value_names()
+/// The name an argument's value goes by: its value name, else its id in capitals.
+fn value_name(arg: &clap::Arg) -> String {
+    arg.get_value_names()
         .and_then(|names| names.first())
         .map(|n| n.to_string())
-        .unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
+        .unwrap_or_else(|| arg.get_id().as_str().to_uppercase())
+}
+
+/// One argument as the synopsis shows it: `[-c FILE]`, `NAME...`.
+fn synopsis_arg(arg: &clap::Arg) -> String {
+    let value = value_name(arg);
     let repeats = matches!(arg.get_action(), clap::ArgAction::Append);
     if arg.is_positional() {
         let text = format!(
@@ -442,11 +446,7 @@ fn options(command: &clap::Command, global: bool) -> String {
         if let Some(long) = arg.get_long() {
             tag.push(format!("\\fB\\-\\-{}\\fR", esc(long)));
         }
-        let value = arg
-            .get_value_names()
-            .and_then(|names| names.first())
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
+        let value = value_name(arg);
         let mut tag = tag.join(", ");
         if arg.is_positional() {
             tag = format!("\\fI{}\\fR", esc(&value));
