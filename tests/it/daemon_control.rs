@@ -509,6 +509,8 @@ fn only_the_daemons_own_user_gets_an_answer() {
     }
     let refused = daemon.wait_for("refused a connection from another user", WAIT);
     assert!(refused.contains("peer_uid=Some(65534)"), "{refused}");
+    // Logged by the daemon as it refuses; read here by a thread: wait for the second line.
+    daemon.wait_for_n("refused a connection from another user", 2, WAIT);
     assert!(daemon.count("refused a connection from another user") >= 2);
     // The owner is still served.
     let output = s.r.run(&["status"]);

@@ -387,7 +387,13 @@ fn a_hanging_token_endpoint_times_out_and_is_retried_with_backoff() {
         WAIT,
     );
     assert!(warning.contains("credential=api"), "{warning}");
-    let json = s.status_json();
+    // The warning is logged during the attempt; its status is published right after.
+    let mut json = s.status_json();
+    let published = Instant::now() + WAIT;
+    while json["credentials"]["api"]["health"] == "pending" && Instant::now() < published {
+        std::thread::sleep(Duration::from_millis(100));
+        json = s.status_json();
+    }
     assert_eq!(json["credentials"]["api"]["health"], "expired", "{json}");
     assert!(
         json["credentials"]["api"]["last_error"]["message"]
