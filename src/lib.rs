@@ -28,6 +28,7 @@ pub mod secret;
 pub(crate) mod source;
 pub(crate) mod state;
 pub(crate) mod status;
+pub(crate) mod store;
 pub mod target;
 pub(crate) mod token;
 

@@ -28,6 +28,7 @@ use crate::status::{DURATION_BUCKETS, Snapshot};
 /// What the listener answers from.
 #[derive(Clone)]
 pub struct Sources {
+    pub fleet: Option<Arc<crate::store::Fleet>>,
     pub snapshot: watch::Receiver<Snapshot>,
     pub vitals: Arc<Vitals>,
     pub clock: SharedClock,
@@ -66,7 +67,8 @@ pub async fn serve(listener: TcpListener, sources: Sources) {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                 // Copied under the lock (a pointer per credential), so rendering thousands
                 // of credentials never holds up a rotation that publishes.
-                let current = sources.snapshot.borrow().clone();
+                let mut current = sources.snapshot.borrow().clone();
+                current.store = sources.fleet.as_ref().map(|fleet| fleet.status());
                 let response = respond(&request, &current, &sources.vitals, sources.clock.now());
                 async move { Ok::<_, Infallible>(response) }
             });
@@ -308,6 +310,34 @@ pub fn render(snapshot: &Snapshot, now: OffsetDateTime) -> String {
         "1 while the credential holds a valid token and needs nobody to act.",
         |c| Some(u8::from(c.health.is_healthy() && c.has_valid_token(now))),
     );
+    if let Some(store) = &snapshot.store {
+        family(
+            out,
+            "refreshd_store_up",
+            "gauge",
+            "1 while the fleet store answers this node.",
+        );
+        let _ = writeln!(out, "refreshd_store_up {}", u8::from(store.up));
+        family(
+            out,
+            "refreshd_store_queries_total",
+            "counter",
+            "Statements this node sent to the fleet store.",
+        );
+        let _ = writeln!(out, "refreshd_store_queries_total {}", store.queries);
+        per_credential(
+            out,
+            snapshot,
+            "refreshd_lease_held",
+            "1 while this node holds the shared credential's lease (it refreshes it).",
+            |c| {
+                store
+                    .credentials
+                    .get(&c.name)
+                    .map(|lease| u8::from(lease.role == "leader"))
+            },
+        );
+    }
     text
 }
 

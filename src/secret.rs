@@ -26,6 +26,8 @@ pub enum SecretRef {
 
 /// Inline values compare by content (a config reload must notice a changed secret); the
 /// comparison is not constant-time, which is fine: both sides come from the config file.
+impl Eq for SecretRef {}
+
 impl PartialEq for SecretRef {
     fn eq(&self, other: &SecretRef) -> bool {
         use secrecy::ExposeSecret;

@@ -115,6 +115,9 @@ pub struct CredentialState {
     /// A permanent failure: a person must act (new refresh token, fixed client).
     pub needs_login: bool,
     pub consecutive_failures: u32,
+    /// The fleet store's generation this state was taken from or committed as (shared
+    /// credentials only): a node applies the store's state only when it is newer.
+    pub generation: Option<u64>,
 }
 
 impl std::fmt::Debug for CredentialState {
@@ -125,6 +128,7 @@ impl std::fmt::Debug for CredentialState {
             .field("last_rotation", &self.last_rotation)
             .field("last_error", &self.last_error)
             .field("needs_login", &self.needs_login)
+            .field("generation", &self.generation)
             .finish()
     }
 }
@@ -153,6 +157,8 @@ struct FileV1 {
     needs_login: bool,
     #[serde(default)]
     consecutive_failures: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    store_generation: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -423,93 +429,16 @@ impl StateDir {
             Ok(None) => return Ok(CredentialState::default()),
             Err(source) => return Err(StateError::Io { path, source }),
         };
-        let invalid = |reason: String| StateError::Invalid {
-            path: path.clone(),
-            reason,
-        };
-        // A serde message can quote the text it choked on, and this text holds tokens:
-        // say where, never what.
-        let shape = |e: serde_json::Error| {
-            format!(
-                "{:?} at line {} column {}",
-                e.classify(),
-                e.line(),
-                e.column()
-            )
-        };
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| invalid(format!("not JSON ({})", shape(e))))?;
-        match value.get("version").and_then(serde_json::Value::as_u64) {
-            Some(1) => {}
-            Some(found) if found > u64::from(VERSION) => {
-                return Err(StateError::Newer { path, found });
-            }
-            Some(found) => return Err(invalid(format!("unknown version {found}"))),
-            None => return Err(invalid("no `version` field".to_owned())),
-        }
-        let file: FileV1 = serde_json::from_value(value).map_err(|e| {
-            invalid(format!(
-                "not a state file refreshd wrote ({:?} data in a field)",
-                e.classify()
-            ))
-        })?;
-        if file.credential != credential {
-            return Err(invalid(format!(
-                "it belongs to credential {:?}",
-                file.credential
-            )));
-        }
-        Ok(CredentialState {
-            token: file.token.map(|t| Token {
-                access_token: SecretString::from(t.access_token),
-                issued_at: t.issued_at,
-                expires_at: t.expires_at,
-                expiry_source: t.expiry_source,
-                subject: t.subject,
-                issuer: t.issuer,
-                client_id: t.client_id,
-                scopes: t.scopes,
-                served: t.served,
-            }),
-            refresh_token: file.refresh_token.map(SecretString::from),
-            bootstrap_fingerprint: file.bootstrap_fingerprint,
-            last_rotation: file.last_rotation,
-            last_error: file.last_error,
-            needs_login: file.needs_login,
-            consecutive_failures: file.consecutive_failures,
+        decode(credential, &bytes).map_err(|e| match e {
+            Decode::Newer(found) => StateError::Newer { path, found },
+            Decode::Invalid(reason) => StateError::Invalid { path, reason },
         })
     }
 
     /// Writes the credential's state durably (fsynced file and directory) before returning.
     pub fn save(&self, credential: &str, state: &CredentialState) -> Result<(), StateError> {
         let path = self.file(credential);
-        let file = FileV1 {
-            version: VERSION,
-            credential: credential.to_owned(),
-            token: state.token.as_ref().map(|t| TokenV1 {
-                access_token: t.access_token.expose_secret().to_owned(),
-                fingerprint: t.fingerprint(),
-                issued_at: t.issued_at,
-                expires_at: t.expires_at,
-                expiry_source: t.expiry_source,
-                subject: t.subject.clone(),
-                issuer: t.issuer.clone(),
-                client_id: t.client_id.clone(),
-                scopes: t.scopes.clone(),
-                served: t.served.clone(),
-            }),
-            refresh_token: state
-                .refresh_token
-                .as_ref()
-                .map(|t| t.expose_secret().to_owned()),
-            bootstrap_fingerprint: state.bootstrap_fingerprint.clone(),
-            last_rotation: state.last_rotation,
-            last_error: state.last_error.clone(),
-            needs_login: state.needs_login,
-            consecutive_failures: state.consecutive_failures,
-        };
-        let mut bytes = serde_json::to_vec_pretty(&file).expect("state serializes");
-        bytes.push(b'\n');
+        let bytes = encode(credential, state);
         let place = self.place(&format!("{credential}.json"))?;
         durable::replace_at(
             &place,
@@ -521,6 +450,102 @@ impl StateDir {
         )
         .map_err(|source| StateError::Io { path, source })
     }
+}
+
+/// Why bytes are not a state this build can use.
+#[derive(Debug)]
+pub enum Decode {
+    /// Says where, never what: the text holds tokens.
+    Invalid(String),
+    Newer(u64),
+}
+
+/// `state` as its file holds it: also what the fleet store seals, so one format is read
+/// and migrated in one place.
+pub fn encode(credential: &str, state: &CredentialState) -> Vec<u8> {
+    let file = FileV1 {
+        version: VERSION,
+        credential: credential.to_owned(),
+        token: state.token.as_ref().map(|t| TokenV1 {
+            access_token: t.access_token.expose_secret().to_owned(),
+            fingerprint: t.fingerprint(),
+            issued_at: t.issued_at,
+            expires_at: t.expires_at,
+            expiry_source: t.expiry_source,
+            subject: t.subject.clone(),
+            issuer: t.issuer.clone(),
+            client_id: t.client_id.clone(),
+            scopes: t.scopes.clone(),
+            served: t.served.clone(),
+        }),
+        refresh_token: state
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned()),
+        bootstrap_fingerprint: state.bootstrap_fingerprint.clone(),
+        last_rotation: state.last_rotation,
+        last_error: state.last_error.clone(),
+        needs_login: state.needs_login,
+        consecutive_failures: state.consecutive_failures,
+        store_generation: state.generation,
+    };
+    let mut bytes = serde_json::to_vec_pretty(&file).expect("state serializes");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// The state `bytes` (in the file format) hold for `credential`.
+pub fn decode(credential: &str, bytes: &[u8]) -> Result<CredentialState, Decode> {
+    // A serde message can quote the text it choked on, and this text holds tokens:
+    // say where, never what.
+    let shape = |e: serde_json::Error| {
+        format!(
+            "{:?} at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    };
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Decode::Invalid(format!("not JSON ({})", shape(e))))?;
+    match value.get("version").and_then(serde_json::Value::as_u64) {
+        Some(1) => {}
+        Some(found) if found > u64::from(VERSION) => return Err(Decode::Newer(found)),
+        Some(found) => return Err(Decode::Invalid(format!("unknown version {found}"))),
+        None => return Err(Decode::Invalid("no `version` field".to_owned())),
+    }
+    let file: FileV1 = serde_json::from_value(value).map_err(|e| {
+        Decode::Invalid(format!(
+            "not a state file refreshd wrote ({:?} data in a field)",
+            e.classify()
+        ))
+    })?;
+    if file.credential != credential {
+        return Err(Decode::Invalid(format!(
+            "it belongs to credential {:?}",
+            file.credential
+        )));
+    }
+    Ok(CredentialState {
+        token: file.token.map(|t| Token {
+            access_token: SecretString::from(t.access_token),
+            issued_at: t.issued_at,
+            expires_at: t.expires_at,
+            expiry_source: t.expiry_source,
+            subject: t.subject,
+            issuer: t.issuer,
+            client_id: t.client_id,
+            scopes: t.scopes,
+            served: t.served,
+        }),
+        refresh_token: file.refresh_token.map(SecretString::from),
+        bootstrap_fingerprint: file.bootstrap_fingerprint,
+        last_rotation: file.last_rotation,
+        last_error: file.last_error,
+        needs_login: file.needs_login,
+        consecutive_failures: file.consecutive_failures,
+        generation: file.store_generation,
+    })
 }
 
 #[cfg(test)]

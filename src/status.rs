@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use crate::config::Credential;
 use crate::state::{CredentialState, LastError};
+use crate::store::StoreStatus;
 use crate::token::{self, ExpirySource};
 
 /// How a credential is doing, from an operator's point of view.
@@ -252,6 +253,9 @@ pub struct Snapshot {
     /// Set by a running daemon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daemon: Option<DaemonStatus>,
+    /// Set by a running daemon with a fleet store: the store and each shared credential's lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreStatus>,
     /// Shared, so a copy for a reader costs a pointer per credential, not a status.
     credentials: BTreeMap<Arc<str>, Arc<CredentialStatus>>,
     #[serde(skip)]
@@ -264,6 +268,8 @@ struct Wire {
     from: String,
     #[serde(default)]
     daemon: Option<DaemonStatus>,
+    #[serde(default)]
+    store: Option<StoreStatus>,
     credentials: BTreeMap<String, CredentialStatus>,
 }
 
@@ -271,6 +277,7 @@ impl From<Wire> for Snapshot {
     fn from(wire: Wire) -> Snapshot {
         let mut snapshot = Snapshot::new(&wire.from);
         snapshot.daemon = wire.daemon;
+        snapshot.store = wire.store;
         for (_, status) in wire.credentials {
             snapshot.set(status);
         }
@@ -449,6 +456,16 @@ impl Snapshot {
                 }
             };
             let _ = writeln!(out, "  next refresh:  {next}");
+            if let Some(lease) = self.store.as_ref().and_then(|s| s.credentials.get(&c.name)) {
+                let _ = writeln!(
+                    out,
+                    "  store:         {} (holder {}, lease until {}, generation {})",
+                    lease.role,
+                    lease.holder.as_deref().unwrap_or("none"),
+                    at(lease.lease_until),
+                    lease.generation
+                );
+            }
             if let Some(error) = &c.last_error {
                 let _ = writeln!(
                     out,
@@ -458,6 +475,21 @@ impl Snapshot {
                     c.consecutive_failures.max(1),
                     error.message
                 );
+            }
+        }
+        if let Some(store) = &self.store {
+            match &store.error {
+                None => {
+                    let _ = writeln!(out, "store: up; this node is {}", store.node);
+                }
+                Some(error) => {
+                    let _ = writeln!(
+                        out,
+                        "store: unreachable since {}; this node is {}: {error}",
+                        at(Some(store.since)),
+                        store.node
+                    );
+                }
             }
         }
         if let Some(daemon) = self.daemon.as_ref().filter(|d| !d.config_reload_ok) {

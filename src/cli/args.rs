@@ -36,6 +36,12 @@ impl ConfigArg {
 }
 
 #[derive(Subcommand)]
+pub enum StoreCommand {
+    /// Print a new store key (32 random bytes, base64) for `[daemon] store.key`
+    InitKey,
+}
+
+#[derive(Subcommand)]
 pub enum Command {
     /// Run the daemon in the foreground (systemd and launchd supervise it)
     Run {
@@ -49,6 +55,14 @@ pub enum Command {
         /// Machine-readable output
         #[arg(long)]
         json: bool,
+        /// List the fleet store's nodes and their heartbeats instead (with a `[daemon] store`)
+        #[arg(long)]
+        nodes: bool,
+    },
+    /// The fleet store (`[daemon] store`)
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
     },
     /// Ask the running daemon to refresh now, and wait for the result
     Rotate {

@@ -45,6 +45,20 @@ pub async fn run(config: Config, name: String, flags: Flags) -> anyhow::Result<E
             return Ok(Exit::Failed);
         }
     };
+    let fleet = match credential.sharing {
+        crate::config::Sharing::Shared { .. } => super::fleet(&config).await?,
+        crate::config::Sharing::Local => None,
+    };
+    if let Some(fleet) = &fleet {
+        // Every node takes the new grant over from the store; the holder spends it next.
+        let mut stored = state.load(&name)?;
+        let generation = fleet.store_login(&name, &stored).await.map_err(|e| {
+            anyhow::anyhow!("login {name}: the new refresh token is kept in {} but could not be stored in the fleet store: {e}; run `refreshd login {name}` again when the store answers", state.file(&name).display())
+        })?;
+        stored.generation = Some(generation);
+        state.save(&name, &stored)?;
+        println!("stored in the fleet store as generation {generation}: every node takes it over");
+    }
     println!(
         "logged in: credential={name} fingerprint={} expires_at={}",
         logged_in.fingerprint,
@@ -66,7 +80,10 @@ pub async fn run(config: Config, name: String, flags: Flags) -> anyhow::Result<E
         Ok(Some(Response::Error(message))) => message,
         Ok(Some(_)) => "the daemon answered something else than rotation results".to_owned(),
         Ok(None) => {
-            let result = Engine::once(state).rotate(credential, Trigger::IfDue).await;
+            let result = Engine::once(state)
+                .with_fleet(fleet)
+                .rotate(credential, Trigger::IfDue)
+                .await;
             return Ok(Exit::from_ok(result.is_ok()));
         }
         Err(e) => e.to_string(),

@@ -24,7 +24,7 @@ pub use exit::Exit;
 
 use crate::config::{Config, Credential};
 use crate::control::{ControlError, Request, Response};
-use args::{Cli, Command, ConfigArg};
+use args::{Cli, Command, ConfigArg, StoreCommand};
 
 /// How long `status` and `token` wait for the daemon; `rotate` waits for the refreshes.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,7 +58,21 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Check { config, online } => {
             with_config(&config, Exit::Invalid, |c| check::run(c, online))
         }
-        Command::Status { config, json } => {
+        Command::Store {
+            command: StoreCommand::InitKey,
+        } => {
+            println!(
+                "{}",
+                secrecy::ExposeSecret::expose_secret(&crate::store::seal::Key::generate())
+            );
+            Ok(Exit::Ok)
+        }
+        Command::Status {
+            config,
+            json,
+            nodes: true,
+        } => with_config(&config, Exit::Config, |c| status::nodes(c, json)),
+        Command::Status { config, json, .. } => {
             let path = config.path();
             match Config::load(&path) {
                 Ok(config) => block_on(status::run(config, json)),
@@ -117,6 +131,31 @@ fn block_on(command: impl Future<Output = anyhow::Result<Exit>>) -> anyhow::Resu
         .build()
         .context("cannot start the async runtime")?
         .block_on(command)
+}
+
+/// The config's fleet store, connected (and this node's free leases taken, so that a
+/// one-shot command on a fleet without a running daemon still refreshes); `None` without
+/// one. A store that refuses this host is an error; one that does not answer is not (the
+/// shared credentials then report it, or fall back to refreshing here).
+async fn fleet(config: &Config) -> anyhow::Result<Option<std::sync::Arc<crate::store::Fleet>>> {
+    let Some(store) = &config.daemon.store else {
+        return Ok(None);
+    };
+    let fleet = crate::store::Fleet::new(store, crate::clock::system())?;
+    fleet.set_names(
+        config
+            .credentials
+            .iter()
+            .filter(|c| matches!(c.sharing, crate::config::Sharing::Shared { .. }))
+            .map(|c| c.name.clone())
+            .collect(),
+    );
+    match fleet.round().await {
+        Ok(()) => {}
+        Err(e) if e.is_fatal() => return Err(e.into()),
+        Err(e) => eprintln!("refreshd: {e}"),
+    }
+    Ok(Some(fleet))
 }
 
 /// The named credential; `None` after saying there is none.

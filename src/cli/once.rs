@@ -27,7 +27,7 @@ pub async fn run(config: Config, force: bool, names: Vec<String>) -> anyhow::Res
         eprintln!("refreshd: {e}");
         return Ok(Exit::Failed);
     }
-    let engine = Engine::once(state);
+    let engine = Engine::once(state).with_fleet(super::fleet(&config).await?);
     let mut all_ok = true;
     let mut reload_failed = false;
     let mut unsaved = Vec::new();

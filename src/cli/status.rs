@@ -50,6 +50,45 @@ pub async fn run_despite_invalid_config(path: &Path, json: bool) -> anyhow::Resu
     Ok(Exit::Config)
 }
 
+/// `status --nodes`: the fleet store's nodes, their versions, heartbeats and leases.
+pub async fn nodes(config: Config, json: bool) -> anyhow::Result<Exit> {
+    let Some(store) = &config.daemon.store else {
+        eprintln!(
+            "refreshd: {} has no [daemon] store: there are no nodes to list",
+            config.path.display()
+        );
+        return Ok(Exit::Invalid);
+    };
+    let fleet = crate::store::Fleet::new(store, crate::clock::system())?;
+    let nodes = fleet.nodes().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        return Ok(Exit::Ok);
+    }
+    let now = crate::clock::system_now();
+    for node in &nodes {
+        let this = if node.name == fleet.node {
+            " (this node)"
+        } else {
+            ""
+        };
+        println!(
+            "{}{this}: refreshd {}, heartbeat {} ago, {} lease{} held, started {}",
+            node.name,
+            node.version,
+            crate::token::remaining(now, now - node.heartbeat_age),
+            node.leases,
+            if node.leases == 1 { "" } else { "s" },
+            crate::token::rfc3339(node.started_at),
+        );
+    }
+    Ok(if nodes.is_empty() {
+        Exit::NoData
+    } else {
+        Exit::Ok
+    })
+}
+
 fn print(
     snapshot: &Snapshot,
     json: bool,

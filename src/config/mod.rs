@@ -68,6 +68,8 @@ pub struct DaemonConfig {
     pub control_socket: PathBuf,
     pub metrics_listen: Option<SocketAddr>,
     pub max_concurrent_refreshes: usize,
+    /// The fleet store several hosts share credentials through; `None`: each host alone.
+    pub store: Option<StoreConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +113,36 @@ pub enum LogRotate {
     Never,
 }
 
+/// `[daemon] store`: where a fleet of refreshd hosts keeps its shared credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// A libpq URL (`postgres://…?sslmode=verify-full`); a secret: it may hold a password.
+    pub url: crate::secret::SecretRef,
+    /// 32 random bytes, base64: seals every token kept in the store.
+    pub key: crate::secret::SecretRef,
+    /// How long a node's hold on a credential lasts unless renewed.
+    pub lease: Duration,
+    /// This host's name in the store (`[daemon] node`, else the host name).
+    pub node: String,
+}
+
+/// The shortest and longest lease: renewed every third of it, so a shorter one costs
+/// queries; a longer one delays a takeover after a host dies.
+pub const MIN_LEASE: Duration = Duration::from_secs(1);
+pub const MAX_LEASE: Duration = Duration::from_secs(600);
+
+/// Whether a credential is refreshed by this host alone or by the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    Local,
+    /// Through the store: one holder refreshes; with `local_fallback`, a host refreshes on
+    /// its own while the store is unreachable (only safe for sources that spend no refresh
+    /// token).
+    Shared {
+        local_fallback: bool,
+    },
+}
+
 /// The longest `timeout` a credential may have: SIGTERM waits for a request in flight
 /// (design §4), and the shipped units give the daemon this long plus a margin to stop.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(5 * 60);
@@ -136,6 +168,7 @@ pub struct Credential {
     pub reload: Vec<ReloadConfig>,
     pub on_failure: Option<Vec<String>>,
     pub timing: Timing,
+    pub sharing: Sharing,
     /// Line of `[credentials.NAME]` in the config, for messages.
     pub line: usize,
 }
@@ -150,6 +183,7 @@ impl PartialEq for Credential {
             && self.reload == other.reload
             && self.on_failure == other.on_failure
             && self.timing == other.timing
+            && self.sharing == other.sharing
     }
 }
 
@@ -247,6 +281,7 @@ impl Doc<'_> {
                 start,
                 spanned.into_inner(),
                 &defaults,
+                daemon.store.is_some(),
             )?));
         }
         graph::check(self, &credentials)?;
@@ -299,7 +334,9 @@ impl Doc<'_> {
             }
             Some(n) => n.into_inner(),
         };
+        let store = self.store(raw.store, raw.node)?;
         Ok(DaemonConfig {
+            store,
             state_dir: absolute(raw.state_dir, "daemon.state_dir", paths::default_state_dir)?,
             control_socket: absolute(
                 raw.control_socket,
@@ -309,6 +346,66 @@ impl Doc<'_> {
             metrics_listen,
             max_concurrent_refreshes,
         })
+    }
+
+    fn store(
+        &self,
+        raw: Option<toml::Spanned<raw::RawStore>>,
+        node: Option<toml::Spanned<String>>,
+    ) -> Result<Option<StoreConfig>, ConfigError> {
+        let node = match node {
+            Some(node) if !valid_node_name(node.get_ref()) => {
+                return Err(self.error(
+                    node.span().start,
+                    "daemon.node",
+                    format!(
+                        "{:?} is not a node name: 1 to 63 letters, digits, `_`, `-` and `.`",
+                        node.get_ref()
+                    ),
+                ));
+            }
+            Some(node) => Some(node.into_inner()),
+            None => None,
+        };
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let start = raw.span().start;
+        let raw::RawStore::Postgres(postgres) = raw.into_inner();
+        let lease = postgres.lease.unwrap_or(Duration::from_secs(30));
+        if !(MIN_LEASE..=MAX_LEASE).contains(&lease) {
+            return Err(self.error(
+                start,
+                "daemon.store.lease",
+                format!(
+                    "{} is out of range: a lease lasts from {} to {}",
+                    humantime::format_duration(lease),
+                    humantime::format_duration(MIN_LEASE),
+                    humantime::format_duration(MAX_LEASE)
+                ),
+            ));
+        }
+        let node = match node {
+            Some(node) => node,
+            None => nix::unistd::gethostname()
+                .ok()
+                .and_then(|name| name.into_string().ok())
+                .and_then(|name| name.split('.').next().map(str::to_owned))
+                .filter(|name| valid_node_name(name))
+                .ok_or_else(|| {
+                    self.error(
+                        start,
+                        "daemon.node",
+                        "the host name is not a usable node name: set daemon.node",
+                    )
+                })?,
+        };
+        Ok(Some(StoreConfig {
+            url: postgres.url,
+            key: postgres.key,
+            lease,
+            node,
+        }))
     }
 
     fn log(&self, raw: raw::RawLog) -> Result<LogConfig, ConfigError> {
@@ -340,6 +437,7 @@ impl Doc<'_> {
         start: usize,
         raw: RawCredential,
         defaults: &RawTiming,
+        store: bool,
     ) -> Result<Credential, ConfigError> {
         let key = format!("credentials.{name}");
         if !valid_credential_name(&name) {
@@ -387,6 +485,22 @@ impl Doc<'_> {
                 spanned.into_inner(),
             )?);
         }
+        let sharing = match (store, raw.shared) {
+            (false, _) | (true, Some(false)) => Sharing::Local,
+            (true, _) => Sharing::Shared {
+                // A source that spends no refresh token may refresh on every host at once.
+                local_fallback: raw
+                    .local_fallback
+                    .unwrap_or(source.oauth_refresh().is_none()),
+            },
+        };
+        if raw.local_fallback == Some(true) && source.oauth_refresh().is_some() {
+            return Err(self.error(
+                start,
+                format!("{key}.local_fallback"),
+                "an oauth-refresh source may not refresh without the store: two hosts would spend one refresh token, and a provider that rotates them revokes the grant",
+            ));
+        }
         let on_failure = raw.on_failure.or_else(|| defaults.on_failure.clone());
         if on_failure.as_ref().is_some_and(|argv| argv.is_empty()) {
             return Err(self.error(
@@ -402,6 +516,7 @@ impl Doc<'_> {
             reload: reloads,
             on_failure,
             timing,
+            sharing,
             line: self.line(start),
         })
     }
@@ -477,6 +592,13 @@ impl Doc<'_> {
         }
         Ok(timing)
     }
+}
+
+fn valid_node_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 fn valid_credential_name(name: &str) -> bool {

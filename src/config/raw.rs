@@ -32,6 +32,23 @@ pub(super) struct RawDaemon {
     pub control_socket: Option<Spanned<PathBuf>>,
     pub metrics_listen: Option<Spanned<String>>,
     pub max_concurrent_refreshes: Option<Spanned<usize>>,
+    pub store: Option<Spanned<RawStore>>,
+    pub node: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub(super) enum RawStore {
+    Postgres(RawPostgresStore),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPostgresStore {
+    pub url: SecretRef,
+    pub key: SecretRef,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub lease: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +109,9 @@ pub(super) struct RawCredential {
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub default_lifetime: Option<Duration>,
     pub on_failure: Option<Vec<String>>,
+    /// With a store: `false` keeps this credential to this host.
+    pub shared: Option<bool>,
+    pub local_fallback: Option<bool>,
 }
 
 impl RawCredential {

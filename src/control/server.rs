@@ -5,6 +5,7 @@
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -36,6 +37,7 @@ pub struct RotateRequest {
 /// What the server needs from the daemon.
 #[derive(Clone)]
 pub struct Server {
+    pub fleet: Option<Arc<crate::store::Fleet>>,
     pub snapshot: watch::Receiver<Snapshot>,
     pub rotate: mpsc::Sender<RotateRequest>,
     pub state: StateDir,
@@ -145,7 +147,8 @@ impl Server {
                 let now = self.clock.now();
                 {
                     // Copied under the lock (a pointer per credential), worked on outside it.
-                    let current = self.snapshot.borrow().clone();
+                    let mut current = self.snapshot.borrow().clone();
+                    current.store = self.fleet.as_ref().map(|fleet| fleet.status());
                     Response::Status(Box::new(current.at(now)))
                 }
             }

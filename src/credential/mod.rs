@@ -9,6 +9,7 @@ mod apply;
 mod outcome;
 pub mod policy;
 mod rotation;
+mod shared;
 mod transition;
 
 pub use outcome::{RotationOutcome, RotationResult};

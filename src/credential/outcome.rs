@@ -62,6 +62,8 @@ pub enum RotationError {
         credential: String,
         reason: Option<crate::secret::SecretError>,
     },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("internal: {0}")]
     Internal(String),
 }

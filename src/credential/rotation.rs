@@ -7,7 +7,7 @@
 //! a target. Nothing here logs a token: only fingerprints.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -18,11 +18,12 @@ use super::outcome::{Report, RotationError, RotationOutcome, RotationResult};
 use super::policy::{self, Trigger};
 use super::transition::Spend;
 use crate::clock::SharedClock;
-use crate::config::{Credential, SourceConfig};
+use crate::config::{Credential, Sharing, SourceConfig};
 use crate::durable::LitterIndex;
 use crate::reload::Reloader;
 use crate::source::{self, BearerTokens, FailureKind, FetchContext, SourceError};
 use crate::state::{CredentialLock, CredentialState, StateDir};
+use crate::store::{Fence, Fleet};
 use crate::target;
 use crate::token::{self, Token};
 
@@ -44,6 +45,8 @@ pub struct Engine {
     /// they are what the next rotation spends, and their credential's lock stays held so
     /// that no other process (`once` from a timer) spends the older refresh token on file.
     unsaved: Mutex<HashMap<String, (CredentialState, CredentialLock)>>,
+    /// The fleet store shared credentials go through, when the config has one.
+    pub(super) fleet: Option<Arc<Fleet>>,
 }
 
 impl Engine {
@@ -55,7 +58,14 @@ impl Engine {
             clock,
             effects: Effects::WriteAndReload(reloader),
             unsaved: Mutex::default(),
+            fleet: None,
         }
+    }
+
+    /// This engine, with shared credentials going through `fleet`.
+    pub fn with_fleet(mut self, fleet: Option<Arc<Fleet>>) -> Engine {
+        self.fleet = fleet;
+        self
     }
 
     /// A one-shot command's (`once`, `login`): one process, run in sequence, nothing to
@@ -76,6 +86,7 @@ impl Engine {
             clock: crate::clock::system(),
             effects: Effects::FetchOnly,
             unsaved: Mutex::default(),
+            fleet: None,
         }
     }
 
@@ -115,6 +126,24 @@ impl Engine {
         jitter: time::Duration,
         bearers: &BearerTokens,
     ) -> RotationResult {
+        if let (Some(fleet), Sharing::Shared { local_fallback }) = (&self.fleet, credential.sharing)
+        {
+            return self
+                .rotate_shared(credential, trigger, jitter, bearers, fleet, local_fallback)
+                .await;
+        }
+        self.rotate_local(credential, trigger, jitter, bearers)
+            .await
+    }
+
+    /// [`Engine::rotate_with`] on this host alone.
+    pub(super) async fn rotate_local(
+        &self,
+        credential: &Credential,
+        trigger: Trigger,
+        jitter: time::Duration,
+        bearers: &BearerTokens,
+    ) -> RotationResult {
         let started = tokio::time::Instant::now();
         let held = self.take_unsaved(&credential.name);
         if held.is_none()
@@ -132,25 +161,10 @@ impl Engine {
                 }
                 (lock, state, unsaved)
             }
-            None => {
-                // On the blocking pool: the lock may be held by another process, and the
-                // disk may be slow. Read under the lock: another process may have just rotated.
-                let state_dir = self.state.clone();
-                let name = credential.name.clone();
-                let locked = tokio::task::spawn_blocking(move || {
-                    let lock = state_dir.lock(&name)?;
-                    let state = state_dir.load(&name)?;
-                    Ok::<_, RotationError>((lock, state))
-                })
-                .await;
-                match locked {
-                    Ok(Ok((lock, state))) => (lock, state, None),
-                    Ok(Err(e)) => return self.failed(credential, e),
-                    Err(e) => {
-                        return self.failed(credential, RotationError::Internal(e.to_string()));
-                    }
-                }
-            }
+            None => match self.lock_and_load(credential).await {
+                Ok((lock, state)) => (lock, state, None),
+                Err(e) => return self.failed(credential, e),
+            },
         };
         let now = self.clock.now();
         if state.token.is_none() && !matches!(trigger, Trigger::Force { .. }) {
@@ -180,6 +194,7 @@ impl Engine {
                     started,
                     bearers,
                     &mut unsaved,
+                    None,
                 )
                 .await
             {
@@ -200,6 +215,24 @@ impl Engine {
             state,
             unsaved,
         }
+    }
+
+    /// Takes `credential`'s lock and reads its state under it (another process may have just
+    /// rotated), on the blocking pool: the lock may be held by another process, and the disk
+    /// may be slow.
+    pub(super) async fn lock_and_load(
+        &self,
+        credential: &Credential,
+    ) -> Result<(CredentialLock, CredentialState), RotationError> {
+        let state_dir = self.state.clone();
+        let name = credential.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let lock = state_dir.lock(&name)?;
+            let state = state_dir.load(&name)?;
+            Ok::<_, RotationError>((lock, state))
+        })
+        .await
+        .unwrap_or_else(|e| Err(RotationError::Internal(e.to_string())))
     }
 
     /// Tries to store what is still unsaved for `credential` (`once` retries this before it
@@ -253,7 +286,7 @@ impl Engine {
 
     /// [`Engine::store`] on the blocking pool (an fsync must not stall other credentials'
     /// timers), remembering the outcome for the rotation's result.
-    async fn save(
+    pub(super) async fn save(
         &self,
         credential: &Credential,
         state: &CredentialState,
@@ -270,7 +303,9 @@ impl Engine {
         };
     }
 
-    async fn refresh(
+    // The rotation's whole context; a struct for it would only be taken apart here.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn refresh(
         &self,
         credential: &Credential,
         state: &mut CredentialState,
@@ -278,8 +313,12 @@ impl Engine {
         started: tokio::time::Instant,
         bearers: &BearerTokens,
         unsaved: &mut Option<String>,
+        fence: Option<Fence<'_>>,
     ) -> Result<Report, RotationError> {
         let spend = self.refresh_token_to_spend(credential, state)?;
+        if let Some(fence) = &fence {
+            fence.still_held()?;
+        }
         let previous_expiry = state.token.as_ref().map(|t| t.expires_at);
         let ctx = FetchContext {
             credential: &credential.name,
@@ -329,6 +368,18 @@ impl Engine {
         };
         let rotated = rotated_refresh.is_some();
         state.record_success(token.clone(), rotated_refresh, spend, received_at);
+        // Across hosts, the commit comes first: no host writes a target before it. When it
+        // fails, this host keeps the new state (its refresh token may be the only copy) and
+        // commits it when it next holds the lease.
+        if let Some(fence) = fence {
+            match fence.commit(state).await {
+                Ok(generation) => state.generation = Some(generation),
+                Err(e) => {
+                    self.save(credential, state, unsaved).await;
+                    return Err(e.into());
+                }
+            }
+        }
         // The invariant: durable before any target is touched. When the disk refuses, the
         // state lives on in memory (and is what the next attempt spends), and the targets
         // still get the new token: it is valid, and the old one may not be for long.
@@ -443,7 +494,7 @@ impl Engine {
         self.save(credential, state, unsaved).await;
     }
 
-    async fn record_failure(
+    pub(super) async fn record_failure(
         &self,
         credential: &Credential,
         state: &mut CredentialState,
@@ -483,7 +534,7 @@ impl Engine {
 
     /// The lock or the state file could not be had: nothing was fetched or changed. The
     /// state is read again, without the lock, for the caller's status.
-    fn failed(&self, credential: &Credential, error: RotationError) -> RotationResult {
+    pub(super) fn failed(&self, credential: &Credential, error: RotationError) -> RotationResult {
         tracing::error!(credential = %credential.name, "{error}");
         RotationResult {
             state: self.state.load(&credential.name).unwrap_or_default(),

@@ -34,6 +34,7 @@ impl ConfigChanges {
                 "daemon.max_concurrent_refreshes",
                 old.daemon.max_concurrent_refreshes != new.daemon.max_concurrent_refreshes,
             ),
+            ("daemon.store", old.daemon.store != new.daemon.store),
             ("log", old.log != new.log),
         ];
         changes.restart_needed = daemon

@@ -51,6 +51,8 @@ pub(super) enum StartError {
     State(#[from] crate::state::StateError),
     #[error(transparent)]
     Control(#[from] crate::control::ControlError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("metrics_listen {addr}: {source}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -133,13 +135,21 @@ impl Daemon {
         let (snapshot_tx, snapshot_rx) = tokio::sync::watch::channel(snapshot);
         let (settled_tx, settled) = mpsc::unbounded_channel();
         let (rotate_tx, rotate_requests) = mpsc::channel(16);
+        let fleet = match &config.daemon.store {
+            Some(store) => Some(start_fleet(store, &config, clock.clone()).await?),
+            None => None,
+        };
         let (timers, timer_task) = Timers::start(clock.clone());
         let shared = worker::Shared {
-            engine: Arc::new(Engine::daemon(
-                state.clone(),
-                clock.clone(),
-                Reloader::start(RELOAD_DEBOUNCE),
-            )),
+            engine: Arc::new(
+                Engine::daemon(
+                    state.clone(),
+                    clock.clone(),
+                    Reloader::start(RELOAD_DEBOUNCE),
+                )
+                .with_fleet(fleet.clone()),
+            ),
+            fleet: fleet.clone(),
             clock: clock.clone(),
             timers,
             liveness: Arc::new(Liveness::default()),
@@ -168,7 +178,11 @@ impl Daemon {
             .max(Duration::from_millis(100));
         let vitals = Arc::new(Vitals::new(watchdog_every));
         let mut background = vec![timer_task];
+        if let Some(fleet) = &fleet {
+            background.extend(fleet.start());
+        }
         let server = control::Server {
+            fleet: fleet.clone(),
             snapshot: snapshot_rx.clone(),
             rotate: rotate_tx,
             state: state.clone(),
@@ -179,6 +193,7 @@ impl Daemon {
             background.push(tokio::spawn(crate::metrics::serve(
                 listener,
                 crate::metrics::Sources {
+                    fleet: fleet.clone(),
                     snapshot: snapshot_rx.clone(),
                     vitals: vitals.clone(),
                     clock: clock.clone(),
@@ -418,6 +433,9 @@ impl Daemon {
             .map(str::to_owned)
             .collect();
         self.config = new;
+        if let Some(fleet) = &self.shared.fleet {
+            fleet.set_names(shared_names(&self.config));
+        }
         self.followed = followed(&self.config);
         for name in removed.iter().chain(&changed).chain(&newly_followed) {
             self.stop_worker(name);
@@ -547,12 +565,48 @@ impl Daemon {
             _ = self.signals.terminate.recv() => tracing::warn!("second SIGTERM: exiting without waiting"),
             _ = self.signals.interrupt.recv() => tracing::warn!("second SIGINT: exiting without waiting"),
         }
+        // Handed over at once rather than a lease later: another node takes them next round.
+        if let Some(fleet) = &self.shared.fleet {
+            fleet.release().await;
+        }
         for task in &self.background {
             task.abort();
         }
         remove_socket(&self.config.daemon.control_socket);
         tracing::info!("stopped");
     }
+}
+
+/// The fleet store of `config`, connected if it answers: a store that refuses this host
+/// (another key, a newer schema) stops the start; one that does not answer yet does not
+/// (the state directory still knows every token, and the store is retried every round).
+async fn start_fleet(
+    store: &crate::config::StoreConfig,
+    config: &Config,
+    clock: SharedClock,
+) -> Result<Arc<crate::store::Fleet>, StartError> {
+    let fleet = crate::store::Fleet::new(store, clock)?;
+    fleet.set_names(shared_names(config));
+    match fleet.client().await {
+        Ok(_) => {}
+        Err(e) if e.is_fatal() => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(
+                "{e}: starting without it; shared credentials are not refreshed until it answers"
+            )
+        }
+    }
+    Ok(fleet)
+}
+
+/// The credentials `config` shares through its store.
+fn shared_names(config: &Config) -> Vec<String> {
+    config
+        .credentials
+        .iter()
+        .filter(|c| matches!(c.sharing, crate::config::Sharing::Shared { .. }))
+        .map(|c| c.name.clone())
+        .collect()
 }
 
 /// The first attempts after start: with more credentials due than may refresh at once, it

@@ -24,6 +24,7 @@ use crate::credential::policy::{self, Trigger};
 use crate::credential::{Engine, RotationResult};
 use crate::source::BearerTokens;
 use crate::status::Snapshot;
+use crate::store::{Fleet, News};
 use crate::token::Token;
 
 /// What other tasks ask of a credential task: a few words, not a channel's buffers (with
@@ -56,6 +57,8 @@ impl Inbox {
 #[derive(Clone)]
 pub struct Shared {
     pub engine: Arc<Engine>,
+    /// The fleet store: a shared credential's task also wakes on its news.
+    pub fleet: Option<Arc<Fleet>>,
     pub clock: SharedClock,
     pub timers: Timers,
     pub liveness: Arc<Liveness>,
@@ -105,7 +108,14 @@ pub fn spawn(
         shared.settled.clone(),
         token,
     );
+    let news = match (&shared.fleet, credential.sharing) {
+        (Some(fleet), crate::config::Sharing::Shared { .. }) => {
+            Some(fleet.subscribe(&credential.name))
+        }
+        _ => None,
+    };
     let task = Task {
+        news,
         credential,
         shared,
         inbox: inbox.clone(),
@@ -119,6 +129,8 @@ pub fn spawn(
 }
 
 struct Task {
+    /// What the store says of this credential (shared credentials only).
+    news: Option<watch::Receiver<News>>,
     credential: Arc<Credential>,
     shared: Shared,
     inbox: Arc<Inbox>,
@@ -129,8 +141,12 @@ struct Task {
 /// Why a wait ended.
 enum Wake {
     Deadline,
-    Rotate { if_due: bool },
+    Rotate {
+        if_due: bool,
+    },
     BearerChanged,
+    /// A follower asked this node, the holder, to rotate now.
+    Asked,
     Stop,
 }
 
@@ -150,6 +166,10 @@ async fn run(mut task: Task) {
             // waiting needs, not the ~16 KiB of a rotation in progress (with ten thousand
             // credentials, that was most of their memory).
             let result = Box::pin(task.rotate(trigger)).await;
+            // What the store said up to now is answered by this attempt.
+            if let Some(news) = task.news.as_mut() {
+                news.borrow_and_update();
+            }
             let now = task.shared.clock.now();
             let timing = &task.credential.timing;
             let plan = policy::plan(result.attempted(), attempt, now, timing, &mut unit_random);
@@ -162,7 +182,7 @@ async fn run(mut task: Task) {
         trigger = match task.wait(at).await {
             Wake::Deadline => planned,
             Wake::Rotate { if_due: true } => Trigger::IfDue,
-            Wake::Rotate { if_due: false } | Wake::BearerChanged => Trigger::Force {
+            Wake::Rotate { if_due: false } | Wake::BearerChanged | Wake::Asked => Trigger::Force {
                 since: task.shared.clock.now(),
             },
             Wake::Stop => break,
@@ -209,6 +229,12 @@ impl Task {
                     self.publisher.replies.append(&mut replies);
                     Wake::Rotate { if_due }
                 }
+            },
+            asked = store_news(&mut self.news) => if asked {
+                tracing::info!(credential = %self.credential.name, "another node asked for a rotation");
+                Wake::Asked
+            } else {
+                Wake::Rotate { if_due: true }
             },
             _ = bearer_changed(&mut self.bearers) => {
                 let names: Vec<&str> = self.bearers.iter().map(|(n, _)| n.as_str()).collect();
@@ -267,6 +293,20 @@ async fn knocked(inbox: &Inbox, rotate_too: bool) -> Knock {
         }
         inbox.knock.notified().await;
     }
+}
+
+/// Resolves when the store has news of the credential: whether it is a rotate request.
+/// Never for a credential that is not shared.
+async fn store_news(news: &mut Option<watch::Receiver<News>>) -> bool {
+    let Some(news) = news else {
+        return std::future::pending().await;
+    };
+    let before = *news.borrow();
+    if news.changed().await.is_err() {
+        // The credential left the store's list (a reload): its task is being replaced.
+        return std::future::pending().await;
+    }
+    news.borrow_and_update().asks != before.asks
 }
 
 /// Resolves when any bearer publishes a token not yet seen; never without bearers.

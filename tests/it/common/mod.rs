@@ -2,6 +2,7 @@
 //! the real `refreshd` binary in a private directory, and the secret-leak check over every
 //! line refreshd printed. A missing peer fails loudly with the command that installs it.
 
+pub mod pg;
 pub mod stub;
 
 use std::io::{BufRead, BufReader};
@@ -496,6 +497,17 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs refreshd with `args` (no config needed), asserts success, and returns its stdout.
+pub fn refreshd_output(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_refreshd"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_success(&output);
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 pub fn stderr(output: &Output) -> String {

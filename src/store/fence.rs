@@ -1,0 +1,304 @@
+//! The fencing of a shared credential's refresh: the token request and the commit of its
+//! result happen inside one transaction that has locked the credential's row and checked
+//! that this node holds the lease, so a node whose lease lapsed (a pause, a partition)
+//! can never commit; and the commit comes before any host writes a target. Also the other
+//! writes of a credential's row: a login's new grant, a follower's rotate request.
+//!
+//! Must never: send a request outside a fence it holds, or write a state unsealed.
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use tokio::sync::SemaphorePermit;
+use tokio_postgres::Client;
+
+use super::watch::CHANNEL;
+use super::{Fleet, StoreError};
+use crate::state::{self, CredentialState};
+
+/// How long a refresh waits for the row when a login (or a stalled holder's transaction)
+/// has it locked, before it counts as a transient failure.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// What claiming a credential found.
+pub enum Claim<'a> {
+    /// This node holds the lease: refresh (or not) inside the fence, then commit or drop it.
+    Held(Box<Fence<'a>>, Option<CredentialState>),
+    /// Another node holds it (or nobody, until a round takes it): the store's state.
+    Follower(Option<CredentialState>),
+}
+
+/// An open transaction holding a credential's row, while this node holds its lease.
+/// Dropped without [`Fence::commit`], it rolls back: nothing changes in the store.
+pub struct Fence<'a> {
+    fleet: &'a Fleet,
+    client: Client,
+    name: String,
+    generation: u64,
+    began: tokio::time::Instant,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Fleet {
+    /// Opens a transaction on `name`'s row (a connection of its own, killed by the server
+    /// if this process stalls in it longer than `timeout` plus a lease), and tells whether
+    /// this node holds the lease.
+    pub async fn claim(&self, name: &str, timeout: Duration) -> Result<Claim<'_>, StoreError> {
+        let permit = self
+            .fences
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unreachable("stopping".to_owned()))?;
+        let client = self.transaction(Some(timeout + self.lease)).await?;
+        let row = client
+            .query_opt(
+                "SELECT generation, sealed, holder = $2 AND lease_until > clock_timestamp()
+                   FROM refreshd_credentials WHERE name = $1 FOR UPDATE",
+                &[&name, &self.node],
+            )
+            .await
+            .map_err(StoreError::query)?;
+        self.counted(3);
+        let Some(row) = row else {
+            return Ok(Claim::Follower(None));
+        };
+        let generation = row.get::<_, i64>(0).max(0) as u64;
+        let sealed: Option<Vec<u8>> = row.get(1);
+        let held: Option<bool> = row.get(2);
+        let state = self.unseal(name, generation, sealed.as_deref())?;
+        if held != Some(true) {
+            // Rolled back when dropped; nothing was changed.
+            return Ok(Claim::Follower(state));
+        }
+        // The request and the commit must fit in the lease: extend it by the request's timeout.
+        let lease = (self.lease + timeout).as_secs_f64();
+        client
+            .execute(
+                "UPDATE refreshd_credentials SET lease_until = clock_timestamp() + make_interval(secs => $2) WHERE name = $1",
+                &[&name, &lease],
+            )
+            .await
+            .map_err(StoreError::query)?;
+        self.counted(1);
+        Ok(Claim::Held(
+            Box::new(Fence {
+                fleet: self,
+                client,
+                name: name.to_owned(),
+                generation,
+                began: tokio::time::Instant::now(),
+                _permit: permit,
+            }),
+            state,
+        ))
+    }
+
+    /// A connection of its own with a transaction open: waits at most [`LOCK_WAIT`] for a
+    /// row, and is killed by the server when idle in it longer than `stall`.
+    async fn transaction(&self, stall: Option<Duration>) -> Result<Client, StoreError> {
+        let (client, connection) = self.target.connect().await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let stall = stall.map_or(0, |stall| stall.as_millis());
+        client
+            .batch_execute(&format!(
+                "SET idle_in_transaction_session_timeout = {stall}; SET lock_timeout = {}; BEGIN",
+                LOCK_WAIT.as_millis()
+            ))
+            .await
+            .map_err(StoreError::query)?;
+        Ok(client)
+    }
+
+    /// The state sealed in a row, if any.
+    fn unseal(
+        &self,
+        name: &str,
+        generation: u64,
+        sealed: Option<&[u8]>,
+    ) -> Result<Option<CredentialState>, StoreError> {
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let plain = self.key.open(name, generation, sealed)?;
+        let mut state =
+            state::decode(name, plain.expose_secret()).map_err(|e| StoreError::Invalid {
+                credential: name.to_owned(),
+                reason: match e {
+                    state::Decode::Invalid(reason) => reason,
+                    state::Decode::Newer(found) => {
+                        format!("state version {found} is newer than this refreshd")
+                    }
+                },
+            })?;
+        state.generation = Some(generation);
+        Ok(Some(state))
+    }
+
+    /// The store's state of `name` (a follower's read; no lock).
+    pub async fn read(&self, name: &str) -> Result<Option<CredentialState>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT generation, sealed FROM refreshd_credentials WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(StoreError::query)?;
+        self.counted(1);
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let generation = row.get::<_, i64>(0).max(0) as u64;
+        let sealed: Option<Vec<u8>> = row.get(1);
+        self.unseal(name, generation, sealed.as_deref())
+    }
+
+    /// Stores a new grant (`refreshd login`) whoever holds the lease: the holder's next
+    /// refresh spends it, and every node takes its token over. The generation committed.
+    pub async fn store_login(
+        &self,
+        name: &str,
+        state: &CredentialState,
+    ) -> Result<u64, StoreError> {
+        let client = self.transaction(None).await?;
+        self.client().await?;
+        let result = self.commit_on(&client, name, None, state).await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        client.batch_execute(end).await.map_err(StoreError::query)?;
+        result
+    }
+
+    /// Inside an open transaction: locks the row (made if missing), checks the holder and
+    /// generation when `fenced` says whose and which, writes `state` sealed as the next
+    /// generation and announces it at commit. The generation written.
+    async fn commit_on(
+        &self,
+        client: &Client,
+        name: &str,
+        fenced: Option<u64>,
+        state: &CredentialState,
+    ) -> Result<u64, StoreError> {
+        client
+            .execute(
+                "INSERT INTO refreshd_credentials (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+                &[&name],
+            )
+            .await
+            .map_err(StoreError::query)?;
+        let row = client
+            .query_one(
+                "SELECT generation, holder = $2 AND lease_until > clock_timestamp()
+                   FROM refreshd_credentials WHERE name = $1 FOR UPDATE",
+                &[&name, &self.node],
+            )
+            .await
+            .map_err(StoreError::query)?;
+        let current = row.get::<_, i64>(0).max(0) as u64;
+        if let Some(expected) = fenced
+            && (current != expected || row.get::<_, Option<bool>>(1) != Some(true))
+        {
+            return Err(StoreError::Fenced(name.to_owned()));
+        }
+        let next = current.max(state.generation.unwrap_or(0)) + 1;
+        let mut sealed_state = state.clone();
+        sealed_state.generation = Some(next);
+        // Failures stay local: the store holds what every node may take over.
+        sealed_state.last_error = None;
+        sealed_state.consecutive_failures = 0;
+        sealed_state.needs_login = false;
+        let sealed = self
+            .key
+            .seal(name, next, &state::encode(name, &sealed_state));
+        let expires_at = state.token.as_ref().map(|t| t.expires_at);
+        client
+            .execute(
+                "UPDATE refreshd_credentials
+                    SET generation = $2, sealed = $3, expires_at = $4, last_error = NULL,
+                        updated_at = clock_timestamp(), updated_by = $5
+                  WHERE name = $1",
+                &[&name, &(next as i64), &sealed, &expires_at, &self.node],
+            )
+            .await
+            .map_err(StoreError::query)?;
+        client
+            .execute(
+                "SELECT pg_notify($1, 'g ' || $2::text || ' ' || $3)",
+                &[&CHANNEL, &(next as i64).to_string(), &name],
+            )
+            .await
+            .map_err(StoreError::query)?;
+        self.counted(4);
+        Ok(next)
+    }
+
+    /// A follower's `rotate`: asks the holder through the row, then waits up to `wait` for
+    /// a newer generation than `seen`. Whether one came.
+    pub async fn ask_rotation(
+        &self,
+        name: &str,
+        seen: u64,
+        wait: Duration,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE refreshd_credentials SET rotate_asked_at = clock_timestamp(), rotate_asked_by = $2 WHERE name = $1",
+                &[&name, &self.node],
+            )
+            .await
+            .map_err(StoreError::query)?;
+        client
+            .execute("SELECT pg_notify($1, 'a ' || $2)", &[&CHANNEL, &name])
+            .await
+            .map_err(StoreError::query)?;
+        self.counted(2);
+        let mut news = self.subscribe(name);
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        loop {
+            if news.borrow_and_update().generation > seen {
+                return Ok(true);
+            }
+            tokio::select! {
+                changed = news.changed() => if changed.is_err() { return Ok(false) },
+                _ = &mut deadline => return Ok(false),
+            }
+        }
+    }
+}
+
+impl Fence<'_> {
+    /// Before the token request: `Err` when this process stalled since the fence began for
+    /// so long that the lease may have lapsed (a paused host must not spend a refresh token
+    /// another node may already be spending).
+    pub fn still_held(&self) -> Result<(), StoreError> {
+        if self.began.elapsed() < self.fleet.lease / 2 {
+            Ok(())
+        } else {
+            Err(StoreError::Fenced(self.name.clone()))
+        }
+    }
+
+    /// Commits `state` (a refresh's result) as the next generation, if the lease and the
+    /// generation are still this fence's; the generation committed.
+    pub async fn commit(self, state: &CredentialState) -> Result<u64, StoreError> {
+        let next = self
+            .fleet
+            .commit_on(&self.client, &self.name, Some(self.generation), state)
+            .await?;
+        self.client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(StoreError::query)?;
+        self.fleet
+            .tell(&self.name, |news| super::watch::raise(news, next));
+        Ok(next)
+    }
+
+    /// Ends the fence without a new state: the lease's extension stays.
+    pub async fn release(self) {
+        let _ = self.client.batch_execute("COMMIT").await;
+    }
+}

@@ -1,0 +1,428 @@
+//! The fleet store: several refreshd hosts sharing credentials through PostgreSQL. Each
+//! shared credential has one row: its sealed state, a generation bumped by every commit, and
+//! a lease naming the one node that may refresh it. This module keeps this node's view of
+//! the store (leases held, generations seen, whether the store answers) and tells each
+//! credential's task when something changed; [`fence`] is the only place a token request's
+//! result is committed.
+//!
+//! Must never: refresh (the credential engine does), hold a token in the clear in the
+//! database, or log the URL, the key or a state.
+
+pub mod connect;
+pub mod fence;
+pub mod schema;
+pub mod seal;
+mod watch;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tokio_postgres::Client;
+
+use crate::clock::SharedClock;
+use crate::config::StoreConfig;
+use crate::secret::SecretError;
+use connect::Target;
+use seal::Key;
+
+pub use fence::{Claim, Fence};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("[daemon] store.url: {0}")]
+    Url(String),
+    #[error("[daemon] store.url: {0}")]
+    UrlSecret(SecretError),
+    #[error("[daemon] store.key: {0}")]
+    KeySecret(SecretError),
+    #[error("[daemon] store.key: {0}")]
+    Key(#[from] seal::KeyError),
+    #[error("store unreachable: {0}")]
+    Unreachable(String),
+    #[error("store query failed: {0}")]
+    Query(String),
+    #[error(
+        "the store's schema is version {found}, newer than this refreshd knows ({known}): upgrade refreshd on this host; it will not read or write a store it does not understand"
+    )]
+    NewerSchema { found: i32, known: i32 },
+    #[error(
+        "[daemon] store.key is not the key this store was written with: every host must use the same key file; nothing was read or written"
+    )]
+    WrongKey,
+    #[error(transparent)]
+    Unopenable(#[from] seal::Unopenable),
+    #[error("the state of {credential} in the store is not valid: {reason}")]
+    Invalid { credential: String, reason: String },
+    #[error(
+        "this node no longer holds the lease of {0} (it lapsed, or another node took it over): nothing was committed"
+    )]
+    Fenced(String),
+}
+
+impl StoreError {
+    fn query(e: tokio_postgres::Error) -> StoreError {
+        if e.is_closed() || e.as_db_error().is_none() {
+            StoreError::Unreachable(describe(&e))
+        } else {
+            StoreError::Query(describe(&e))
+        }
+    }
+
+    /// Errors a person must fix (a key, a schema, the URL): the daemon refuses to start on
+    /// them; the others pass when the database comes back.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Url(_)
+                | StoreError::UrlSecret(_)
+                | StoreError::KeySecret(_)
+                | StoreError::Key(_)
+                | StoreError::NewerSchema { .. }
+                | StoreError::WrongKey
+        )
+    }
+}
+
+/// A PostgreSQL error as one line: the server's message when it sent one.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                text.push_str(": ");
+                text.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            text
+        }
+    }
+}
+
+/// What a credential's task is told: any change of a field is a reason to look.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct News {
+    /// The newest generation seen in the store.
+    pub generation: u64,
+    /// Bumped when this node takes the lease over.
+    pub acquired: u64,
+    /// Bumped when a follower asks this node (the holder) to rotate now.
+    pub asks: u64,
+}
+
+/// One shared credential as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseStatus {
+    pub holder: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub lease_until: Option<OffsetDateTime>,
+    pub generation: u64,
+    /// `leader` (this node holds the lease), `follower`, or `local` (refreshing on its own
+    /// while the store is unreachable).
+    pub role: String,
+}
+
+/// The store as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    pub node: String,
+    pub up: bool,
+    /// Why it is down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    /// Statements sent since start (the store's load, per node).
+    #[serde(default)]
+    pub queries: u64,
+    pub credentials: BTreeMap<String, LeaseStatus>,
+}
+
+/// A credential's row as last read.
+#[derive(Debug, Clone, Default)]
+struct Row {
+    generation: u64,
+    holder: Option<String>,
+    lease_until: Option<OffsetDateTime>,
+    rotate_asked_at: Option<OffsetDateTime>,
+}
+
+/// This node's view of the store.
+struct View {
+    up: bool,
+    error: Option<String>,
+    since: OffsetDateTime,
+    rows: HashMap<String, Row>,
+    /// The leases held, each until a local monotonic deadline a little before its end.
+    held: HashMap<String, tokio::time::Instant>,
+    /// Credentials refreshing on their own while the store is down.
+    local: HashSet<String>,
+}
+
+/// One node's handle on the store, shared by the daemon's tasks.
+pub struct Fleet {
+    pub node: String,
+    pub lease: Duration,
+    target: Target,
+    key: Key,
+    clock: SharedClock,
+    /// The connection for renewals, reads and heartbeats, (re)made when needed.
+    control: tokio::sync::Mutex<Option<Arc<Client>>>,
+    view: Mutex<View>,
+    news: Mutex<HashMap<String, tokio::sync::watch::Sender<News>>>,
+    /// The shared credentials of the running config.
+    names: Mutex<Vec<String>>,
+    /// Bounds the connections held by refreshes in flight.
+    fences: Semaphore,
+    started_at: OffsetDateTime,
+    /// Counts queries sent, for the figures (`refreshd_store_queries_total`).
+    queries: std::sync::atomic::AtomicU64,
+}
+
+/// At most this many refreshes hold a connection (and a row lock) at once.
+const FENCES: usize = 8;
+
+impl Fleet {
+    /// Reads the URL and the key (a config error when either is unusable); connects later.
+    pub fn new(config: &StoreConfig, clock: SharedClock) -> Result<Arc<Fleet>, StoreError> {
+        let url = config.url.resolve().map_err(StoreError::UrlSecret)?;
+        let target = Target::parse(&url)?;
+        let key = Key::from_base64(&config.key.resolve().map_err(StoreError::KeySecret)?)?;
+        let now = clock.now();
+        Ok(Arc::new(Fleet {
+            node: config.node.clone(),
+            lease: config.lease,
+            target,
+            key,
+            clock,
+            control: tokio::sync::Mutex::new(None),
+            view: Mutex::new(View {
+                up: false,
+                error: Some("not connected yet".to_owned()),
+                since: now,
+                rows: HashMap::new(),
+                held: HashMap::new(),
+                local: HashSet::new(),
+            }),
+            news: Mutex::default(),
+            names: Mutex::default(),
+            fences: Semaphore::new(FENCES),
+            started_at: now,
+            queries: Default::default(),
+        }))
+    }
+
+    fn view(&self) -> std::sync::MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn counted(&self, n: u64) {
+        self.queries
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn queries(&self) -> u64 {
+        self.queries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The control connection, connected, migrated and key-checked if it was not.
+    pub async fn client(&self) -> Result<Arc<Client>, StoreError> {
+        let mut control = self.control.lock().await;
+        if let Some(client) = control.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(client.clone());
+        }
+        let (mut client, connection) = self.target.connect().await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        schema::migrate(&mut client).await?;
+        schema::check_key(&client, &self.key).await?;
+        client
+            .execute(
+                "INSERT INTO refreshd_nodes (name, version, started_at, heartbeat)
+                 VALUES ($1, $2, $3, clock_timestamp())
+                 ON CONFLICT (name) DO UPDATE SET version = $2, started_at = $3, heartbeat = clock_timestamp()",
+                &[&self.node, &env!("CARGO_PKG_VERSION"), &self.started_at],
+            )
+            .await
+            .map_err(StoreError::query)?;
+        self.counted(6);
+        let client = Arc::new(client);
+        *control = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Drops the control connection after an error: the next use makes a new one.
+    async fn reset(&self) {
+        *self.control.lock().await = None;
+    }
+
+    /// Records whether the store answered; says so in the log when that changes.
+    fn mark(&self, result: Result<(), &StoreError>) {
+        let now = self.clock.now();
+        let mut view = self.view();
+        match result {
+            Ok(()) => {
+                if !view.up {
+                    tracing::info!(store = %self.target.describe, node = %self.node, "store reachable");
+                    view.up = true;
+                    view.error = None;
+                    view.since = now;
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                if view.up || view.error.as_deref() != Some(message.as_str()) {
+                    tracing::warn!(store = %self.target.describe, "{message}");
+                }
+                if view.up {
+                    view.since = now;
+                }
+                view.up = false;
+                view.error = Some(message);
+            }
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.view().up
+    }
+
+    /// Whether this node holds `name`'s lease with time to spare.
+    pub fn holds(&self, name: &str) -> bool {
+        self.view()
+            .held
+            .get(name)
+            .is_some_and(|until| *until > tokio::time::Instant::now())
+    }
+
+    /// Marks `name` as refreshing on its own (store down) or not, for status.
+    pub fn set_local(&self, name: &str, local: bool) {
+        let mut view = self.view();
+        if local {
+            view.local.insert(name.to_owned());
+        } else {
+            view.local.remove(name);
+        }
+    }
+
+    /// Sets the shared credentials of the running config.
+    pub fn set_names(&self, names: Vec<String>) {
+        let keep: HashSet<&String> = names.iter().collect();
+        self.news
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, _| keep.contains(name));
+        let mut view = self.view();
+        view.rows.retain(|name, _| keep.contains(name));
+        view.held.retain(|name, _| keep.contains(name));
+        drop(view);
+        *self.names.lock().unwrap_or_else(|p| p.into_inner()) = names;
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.names.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// What `name`'s task waits on.
+    pub fn subscribe(&self, name: &str) -> tokio::sync::watch::Receiver<News> {
+        self.news
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_owned())
+            .or_insert_with(|| tokio::sync::watch::channel(News::default()).0)
+            .subscribe()
+    }
+
+    fn tell(&self, name: &str, change: impl FnOnce(&mut News) -> bool) {
+        if let Some(sender) = self
+            .news
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            sender.send_if_modified(change);
+        }
+    }
+
+    /// Status of the store and of every shared credential, as this node sees them.
+    pub fn status(&self) -> StoreStatus {
+        let view = self.view();
+        let now = tokio::time::Instant::now();
+        let credentials = view
+            .rows
+            .iter()
+            .map(|(name, row)| {
+                let role = if view.held.get(name).is_some_and(|until| *until > now) {
+                    "leader"
+                } else if view.local.contains(name) {
+                    "local"
+                } else {
+                    "follower"
+                };
+                (
+                    name.clone(),
+                    LeaseStatus {
+                        holder: row.holder.clone(),
+                        lease_until: row.lease_until,
+                        generation: row.generation,
+                        role: role.to_owned(),
+                    },
+                )
+            })
+            .collect();
+        StoreStatus {
+            node: self.node.clone(),
+            up: view.up,
+            error: view.error.clone(),
+            since: view.since,
+            queries: self.queries(),
+            credentials,
+        }
+    }
+
+    /// The nodes and their heartbeats (`status --nodes`).
+    pub async fn nodes(&self) -> Result<Vec<NodeStatus>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT n.name, n.version, n.started_at, n.heartbeat,
+                        extract(epoch FROM clock_timestamp() - n.heartbeat)::float8,
+                        (SELECT count(*) FROM refreshd_credentials c
+                          WHERE c.holder = n.name AND c.lease_until > clock_timestamp())
+                   FROM refreshd_nodes n ORDER BY n.name",
+                &[],
+            )
+            .await
+            .map_err(StoreError::query)?;
+        Ok(rows
+            .iter()
+            .map(|row| NodeStatus {
+                name: row.get(0),
+                version: row.get(1),
+                started_at: row.get(2),
+                heartbeat: row.get(3),
+                heartbeat_age: Duration::from_secs_f64(row.get::<_, f64>(4).max(0.0)),
+                leases: row.get::<_, i64>(5).max(0) as u64,
+            })
+            .collect())
+    }
+}
+
+/// One row of `status --nodes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub version: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub heartbeat: OffsetDateTime,
+    pub heartbeat_age: Duration,
+    pub leases: u64,
+}
