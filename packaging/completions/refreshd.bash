@@ -43,6 +43,9 @@ _refreshd() {
             refreshd,status)
                 cmd="refreshd__subcmd__status"
                 ;;
+            refreshd,store)
+                cmd="refreshd__subcmd__store"
+                ;;
             refreshd,token)
                 cmd="refreshd__subcmd__token"
                 ;;
@@ -73,8 +76,26 @@ _refreshd() {
             refreshd__subcmd__help,status)
                 cmd="refreshd__subcmd__help__subcmd__status"
                 ;;
+            refreshd__subcmd__help,store)
+                cmd="refreshd__subcmd__help__subcmd__store"
+                ;;
             refreshd__subcmd__help,token)
                 cmd="refreshd__subcmd__help__subcmd__token"
+                ;;
+            refreshd__subcmd__help__subcmd__store,init-key)
+                cmd="refreshd__subcmd__help__subcmd__store__subcmd__init__subcmd__key"
+                ;;
+            refreshd__subcmd__store,help)
+                cmd="refreshd__subcmd__store__subcmd__help"
+                ;;
+            refreshd__subcmd__store,init-key)
+                cmd="refreshd__subcmd__store__subcmd__init__subcmd__key"
+                ;;
+            refreshd__subcmd__store__subcmd__help,help)
+                cmd="refreshd__subcmd__store__subcmd__help__subcmd__help"
+                ;;
+            refreshd__subcmd__store__subcmd__help,init-key)
+                cmd="refreshd__subcmd__store__subcmd__help__subcmd__init__subcmd__key"
                 ;;
             *)
                 ;;
@@ -83,7 +104,7 @@ _refreshd() {
 
     case "${cmd}" in
         refreshd)
-            opts="-h -V --help --version run status rotate once check token login demo inspect help"
+            opts="-h -V --help --version run status store rotate once check token login demo inspect help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -133,7 +154,7 @@ _refreshd() {
             return 0
             ;;
         refreshd__subcmd__help)
-            opts="run status rotate once check token login demo inspect help"
+            opts="run status store rotate once check token login demo inspect help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -272,6 +293,34 @@ _refreshd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        refreshd__subcmd__help__subcmd__store)
+            opts="init-key"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__help__subcmd__store__subcmd__init__subcmd__key)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         refreshd__subcmd__help__subcmd__token)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -397,7 +446,7 @@ _refreshd() {
             return 0
             ;;
         refreshd__subcmd__status)
-            opts="-c -h --config --json --help"
+            opts="-c -h --config --json --nodes --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -411,6 +460,76 @@ _refreshd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__store)
+            opts="-h --help init-key help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__store__subcmd__help)
+            opts="init-key help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__store__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__store__subcmd__help__subcmd__init__subcmd__key)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__store__subcmd__init__subcmd__key)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

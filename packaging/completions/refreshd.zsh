@@ -41,9 +41,58 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
 '--config=[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
 '--json[Machine-readable output]' \
+'--nodes[List the fleet store'\''s nodes and their heartbeats instead (with a \`\[daemon\] store\`)]' \
 '-h[Print help]' \
 '--help[Print help]' \
 && ret=0
+;;
+(store)
+_arguments "${_arguments_options[@]}" : \
+'-h[Print help]' \
+'--help[Print help]' \
+":: :_refreshd__subcmd__store_commands" \
+"*::: :->store" \
+&& ret=0
+
+    case $state in
+    (store)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:refreshd-store-command-$line[1]:"
+        case $line[1] in
+            (init-key)
+_arguments "${_arguments_options[@]}" : \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_refreshd__subcmd__store__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:refreshd-store-help-command-$line[1]:"
+        case $line[1] in
+            (init-key)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+        esac
+    ;;
+esac
 ;;
 (rotate)
 _arguments "${_arguments_options[@]}" : \
@@ -129,6 +178,26 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(store)
+_arguments "${_arguments_options[@]}" : \
+":: :_refreshd__subcmd__help__subcmd__store_commands" \
+"*::: :->store" \
+&& ret=0
+
+    case $state in
+    (store)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:refreshd-help-store-command-$line[1]:"
+        case $line[1] in
+            (init-key)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
 (rotate)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -175,6 +244,7 @@ _refreshd_commands() {
     local commands; commands=(
 'run:Run the daemon in the foreground (systemd and launchd supervise it)' \
 'status:Show each credential'\''s health, expiry, last rotation, last error and next refresh' \
+'store:The fleet store (\`\[daemon\] store\`)' \
 'rotate:Ask the running daemon to refresh now, and wait for the result' \
 'once:Refresh every (named) credential that is due, write its targets, and exit' \
 'check:Validate the config, secret references, target paths and permissions' \
@@ -201,6 +271,7 @@ _refreshd__subcmd__help_commands() {
     local commands; commands=(
 'run:Run the daemon in the foreground (systemd and launchd supervise it)' \
 'status:Show each credential'\''s health, expiry, last rotation, last error and next refresh' \
+'store:The fleet store (\`\[daemon\] store\`)' \
 'rotate:Ask the running daemon to refresh now, and wait for the result' \
 'once:Refresh every (named) credential that is due, write its targets, and exit' \
 'check:Validate the config, secret references, target paths and permissions' \
@@ -257,6 +328,18 @@ _refreshd__subcmd__help__subcmd__status_commands() {
     local commands; commands=()
     _describe -t commands 'refreshd help status commands' commands "$@"
 }
+(( $+functions[_refreshd__subcmd__help__subcmd__store_commands] )) ||
+_refreshd__subcmd__help__subcmd__store_commands() {
+    local commands; commands=(
+'init-key:Print a new store key (32 random bytes, base64) for \`\[daemon\] store.key\`' \
+    )
+    _describe -t commands 'refreshd help store commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__store__subcmd__init-key_commands] )) ||
+_refreshd__subcmd__help__subcmd__store__subcmd__init-key_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help store init-key commands' commands "$@"
+}
 (( $+functions[_refreshd__subcmd__help__subcmd__token_commands] )) ||
 _refreshd__subcmd__help__subcmd__token_commands() {
     local commands; commands=()
@@ -291,6 +374,37 @@ _refreshd__subcmd__run_commands() {
 _refreshd__subcmd__status_commands() {
     local commands; commands=()
     _describe -t commands 'refreshd status commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__store_commands] )) ||
+_refreshd__subcmd__store_commands() {
+    local commands; commands=(
+'init-key:Print a new store key (32 random bytes, base64) for \`\[daemon\] store.key\`' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'refreshd store commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__store__subcmd__help_commands] )) ||
+_refreshd__subcmd__store__subcmd__help_commands() {
+    local commands; commands=(
+'init-key:Print a new store key (32 random bytes, base64) for \`\[daemon\] store.key\`' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'refreshd store help commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__store__subcmd__help__subcmd__help_commands] )) ||
+_refreshd__subcmd__store__subcmd__help__subcmd__help_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd store help help commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__store__subcmd__help__subcmd__init-key_commands] )) ||
+_refreshd__subcmd__store__subcmd__help__subcmd__init-key_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd store help init-key commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__store__subcmd__init-key_commands] )) ||
+_refreshd__subcmd__store__subcmd__init-key_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd store init-key commands' commands "$@"
 }
 (( $+functions[_refreshd__subcmd__token_commands] )) ||
 _refreshd__subcmd__token_commands() {

@@ -320,3 +320,93 @@ fn an_http_body_may_be_a_toml_table_sent_as_json() {
         "{err}"
     );
 }
+
+#[test]
+fn a_store_shares_every_credential_unless_told_otherwise() {
+    let store = r#"store = { type = "postgres", url = { env = "REFRESHD_STORE_URL" }, key = { file = "/etc/refreshd/store.key" }, lease = "20s" }
+node = "web-1"
+"#;
+    let machine = r#"
+[credentials.machine]
+source = { type = "command", argv = ["/usr/bin/mint"] }
+
+[credentials.mine]
+source = { type = "command", argv = ["/usr/bin/mint"] }
+shared = false
+"#;
+    let text = MINIMAL.replacen(
+        "\n[credentials.db]",
+        &format!("{store}\n[credentials.db]"),
+        1,
+    );
+    let config = parse(&format!("{text}{machine}")).unwrap();
+    let store = config.daemon.store.as_ref().unwrap();
+    assert_eq!(
+        (store.node.as_str(), store.lease),
+        ("web-1", Duration::from_secs(20))
+    );
+    // A rotating grant never falls back to refreshing alone; a command may.
+    let sharing = |name: &str| config.credential(name).unwrap().sharing;
+    assert_eq!(
+        sharing("db"),
+        Sharing::Shared {
+            local_fallback: false
+        }
+    );
+    assert_eq!(
+        sharing("machine"),
+        Sharing::Shared {
+            local_fallback: true
+        }
+    );
+    assert_eq!(sharing("mine"), Sharing::Local);
+    // Without a store, nothing is shared.
+    assert_eq!(
+        parse(MINIMAL).unwrap().credential("db").unwrap().sharing,
+        Sharing::Local
+    );
+}
+
+#[test]
+fn store_errors_name_line_and_key() {
+    let with = |store: &str, extra: &str| {
+        let text = MINIMAL.replacen(
+            "\n[credentials.db]",
+            &format!("{store}\n[credentials.db]"),
+            1,
+        );
+        parse(&format!("{text}{extra}")).unwrap_err().to_string()
+    };
+    let url = r#"url = { env = "U" }, key = { file = "/k" }"#;
+    let e = with(
+        &format!(r#"store = {{ type = "postgres", {url}, lease = "1h" }}"#),
+        "",
+    );
+    assert!(
+        e.contains(":4: daemon.store.lease: 1h is out of range"),
+        "{e}"
+    );
+    let e = with(&format!(r#"store = {{ type = "mysql", {url} }}"#), "");
+    assert!(e.contains(":4: daemon.store") && e.contains("mysql"), "{e}");
+    let e = with(
+        &format!(r#"store = {{ type = "postgres", {url}, leese = "1s" }}"#),
+        "",
+    );
+    assert!(e.contains("leese"), "{e}");
+    let e = with(
+        &format!("store = {{ type = \"postgres\", {url} }}\nnode = \"web 1\""),
+        "",
+    );
+    assert!(
+        e.contains(":5: daemon.node: \"web 1\" is not a node name"),
+        "{e}"
+    );
+    let e = with(
+        &format!(r#"store = {{ type = "postgres", {url} }}"#),
+        "local_fallback = true\n",
+    );
+    assert!(
+        e.contains("credentials.db.local_fallback: an oauth-refresh source may not refresh without the store"),
+        "{e}"
+    );
+}

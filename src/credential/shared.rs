@@ -91,13 +91,12 @@ impl Engine {
                         log_current(credential, &token, &report);
                         RotationOutcome::Current(report)
                     }
-                    None => RotationOutcome::Failed {
-                        error: StoreError::Unreachable(format!(
-                            "no node has committed a token of {name} yet"
-                        ))
-                        .into(),
-                        kind: FailureKind::Transient,
-                    },
+                    None => {
+                        drop(lock);
+                        return self
+                            .store_failed(credential, state, StoreError::Empty(name.clone()))
+                            .await;
+                    }
                 }
             }
             Claim::Held(fence, stored) => {

@@ -58,6 +58,10 @@ pub enum StoreError {
     #[error("the state of {credential} in the store is not valid: {reason}")]
     Invalid { credential: String, reason: String },
     #[error(
+        "no node has stored a token of {0} in the store yet: the node holding its lease refreshes it (`refreshd status` names it), or `refreshd login {0}` gives it a grant"
+    )]
+    Empty(String),
+    #[error(
         "this node no longer holds the lease of {0} (it lapsed, or another node took it over): nothing was committed"
     )]
     Fenced(String),

@@ -253,8 +253,19 @@ fn three_nodes_share_one_grant() {
     let mut fleet = Fleet::start(12);
     let lease = Duration::from_secs(2);
     let credentials = fleet.rotating("5s");
+    let ports: Vec<u16> = (0..3).map(|_| crate::common::pg::free_port()).collect();
     let mut nodes: Vec<Node> = (1..=3)
-        .map(|i| fleet.node(&format!("node-{i}"), "2s", &credentials))
+        .map(|i| {
+            let metrics = format!("metrics_listen = \"127.0.0.1:{}\"", ports[i - 1]);
+            fleet.node_with(
+                &format!("node-{i}"),
+                "2s",
+                &credentials,
+                &metrics,
+                "store.url",
+                "store.key",
+            )
+        })
         .collect();
     for node in &mut nodes {
         node.start();
@@ -343,6 +354,25 @@ fn three_nodes_share_one_grant() {
         "{}",
         String::from_utf8_lossy(&status.stdout)
     );
+    // Metrics: the store answers everyone; only the leader holds the lease.
+    let http = reqwest::blocking::Client::new();
+    for (i, port) in ports.iter().enumerate() {
+        let text = http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        crate::common::promtool(&["check", "metrics"], &text);
+        assert!(text.contains("\nrefreshd_store_up 1\n"), "{text}");
+        let held = u8::from(i == leader);
+        assert!(
+            text.contains(&format!(
+                "\nrefreshd_lease_held{{credential=\"shared\"}} {held}\n"
+            )),
+            "{text}"
+        );
+    }
     let listed = nodes[follower].r.run(&["status", "--nodes"]);
     assert_success(&listed);
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();

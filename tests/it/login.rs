@@ -749,3 +749,82 @@ fn a_running_daemon_takes_the_login_without_a_restart() {
     );
     s.r.assert_no_issued_tokens(&s.oidc);
 }
+
+/// With a fleet store, `login` on one node stores the new grant in the store, and every node
+/// (the one that logged in and another, both running) writes its token without a restart.
+#[test]
+fn a_login_goes_to_the_fleet_store_and_every_node_takes_it_over() {
+    let mut s = Setup::new();
+    s.set_device_interval(1);
+    let cluster = crate::common::pg::Cluster::start();
+    cluster.set_password("login-store-pw");
+    cluster.admin_sql("CREATE DATABASE fleet OWNER app");
+    let shared = s.r.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(
+        shared.join("store.url"),
+        format!(
+            "postgres://app:login-store-pw@127.0.0.1:{}/fleet?sslmode=disable",
+            cluster.port
+        ),
+    )
+    .unwrap();
+    let key = crate::common::refreshd_output(&["store", "init-key"]);
+    std::fs::write(shared.join("store.key"), key).unwrap();
+    let mut other = Refreshd::new();
+    std::fs::create_dir(other.path("app")).unwrap();
+    for (r, node) in [(&s.r, "a"), (&other, "b")] {
+        let dir = r.dir.path().display();
+        r.write_config(&format!(
+            r#"control_socket = "{dir}/ctl.sock"
+node = "{node}"
+store = {{ type = "postgres", url = {{ file = "{shared}/store.url" }}, key = {{ file = "{shared}/store.key" }}, lease = "2s" }}
+
+[credentials.{NAME}]
+refresh_at = "50s"
+min_remaining = "10s"
+jitter = "1s"
+source = {{ type = "oauth-refresh", issuer = "{issuer}", token_url = "{token_url}", client_id = "{CLIENT}", scopes = ["openid", "offline_access", "api"], params = {{ resource = "{RESOURCE}" }} }}
+targets = [ {{ type = "dotenv", path = "{dir}/app/.env", key = "API_TOKEN" }} ]
+"#,
+            shared = shared.display(),
+            issuer = s.oidc.issuer,
+            token_url = s.oidc.token_endpoint,
+        ));
+    }
+    let mut a = s.r.spawn(&["run"]);
+    let mut b = other.spawn(&["run"]);
+    // Neither has a grant yet: both say so.
+    for daemon in [&mut a, &mut b] {
+        daemon.wait_for("refresh failed", WAIT);
+    }
+
+    let mut login = Login::start(&other, &["--device"]);
+    let user_code = login.user_code();
+    s.device(&user_code, false);
+    let output = login.finish(&mut other);
+    let fingerprint = s.assert_logged_in(&output);
+    assert!(
+        stdout(&output).contains("stored in the fleet store as generation 1"),
+        "{}",
+        stdout(&output)
+    );
+    let token = |r: &Refreshd| {
+        std::fs::read_to_string(r.path("app/.env"))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("API_TOKEN=").map(str::to_owned))
+    };
+    let taken = eventually("both nodes write the logged-in token", WAIT, || {
+        let here = token(&s.r)?;
+        (token(&other).as_deref() == Some(here.as_str())).then_some(here)
+    });
+    assert_eq!(fingerprint, self::fingerprint(&taken));
+    assert_eq!(s.oidc.count("by_error", "invalid_grant"), 0);
+    for (daemon, r) in [(&mut a, &mut s.r), (&mut b, &mut other)] {
+        daemon.terminate(WAIT);
+        r.record_daemon(daemon);
+    }
+    s.r.assert_no_issued_tokens(&s.oidc);
+    other.assert_no_issued_tokens(&s.oidc);
+}
