@@ -1,12 +1,13 @@
 //! `refreshd check`: what would stop refreshd from working, found before it runs: the
 //! state directory, stored state, secret references, source files and programs, target
-//! directories; with `--online`, one fetch per credential (persisted, targets untouched).
+//! directories, the fleet store's URL and key; with `--online`, one fetch per credential
+//! (persisted, targets untouched), and the store read (never a shared credential fetched).
 
 use std::path::{Path, PathBuf};
 
 use crate::cli::Exit;
 use crate::config::LogFormat;
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, Sharing, SourceConfig};
 use crate::credential::{Engine, RotationOutcome, Trigger};
 use crate::state::StateDir;
 use crate::token;
@@ -33,10 +34,40 @@ pub async fn run(config: Config, online: bool) -> anyhow::Result<Exit> {
             }
         }
     }
+    let fleet = match &config.daemon.store {
+        Some(store) => match crate::store::Fleet::new(store, crate::clock::system()) {
+            Ok(fleet) => Some(fleet),
+            Err(e) => {
+                problems.push(e.to_string());
+                None
+            }
+        },
+        None => None,
+    };
+    let shared = |credential: &crate::config::Credential| {
+        fleet.is_some() && matches!(credential.sharing, Sharing::Shared { .. })
+    };
     if online && problems.is_empty() {
+        // A shared credential is never fetched here: that would spend the fleet's refresh
+        // token outside the holder's fence. The store is read instead.
+        if let Some(fleet) = &fleet {
+            let names: Vec<String> = config
+                .credentials
+                .iter()
+                .filter(|c| shared(c))
+                .map(|c| c.name.clone())
+                .collect();
+            match fleet.probe(&names).await {
+                Ok(lines) => lines.iter().for_each(|line| println!("{line}")),
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
         let engine = Engine::check(state_dir);
         let since = crate::clock::system_now();
         for credential in config.dependency_order() {
+            if shared(credential) {
+                continue;
+            }
             let result = engine.rotate(credential, Trigger::Force { since }).await;
             match &result.outcome {
                 RotationOutcome::Failed { error, .. } => {

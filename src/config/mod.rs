@@ -114,7 +114,7 @@ pub enum LogRotate {
 }
 
 /// `[daemon] store`: where a fleet of refreshd hosts keeps its shared credentials.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// A libpq URL (`postgres://…?sslmode=verify-full`); a secret: it may hold a password.
     pub url: crate::secret::SecretRef,
@@ -124,7 +124,19 @@ pub struct StoreConfig {
     pub lease: Duration,
     /// This host's name in the store (`[daemon] node`, else the host name).
     pub node: String,
+    /// Line of `store =` in the config, for messages.
+    pub line: usize,
 }
+
+/// Equal when the store would be used the same way: moving `store =` in the file is no change.
+impl PartialEq for StoreConfig {
+    fn eq(&self, other: &StoreConfig) -> bool {
+        (&self.url, &self.key, self.lease, &self.node)
+            == (&other.url, &other.key, other.lease, &other.node)
+    }
+}
+
+impl Eq for StoreConfig {}
 
 /// The shortest and longest lease: renewed every third of it, so a shorter one costs
 /// queries; a longer one delays a takeover after a host dies.
@@ -252,6 +264,13 @@ impl Config {
 
     /// The key (and line) of the first secret written inline, if any.
     fn first_inline_secret(&self) -> Option<(String, usize)> {
+        if let Some(store) = &self.daemon.store {
+            for (key, secret) in [("url", &store.url), ("key", &store.key)] {
+                if secret.is_inline() {
+                    return Some((format!("daemon.store.{key}"), store.line));
+                }
+            }
+        }
         self.credentials.iter().find_map(|credential| {
             credential
                 .source
@@ -405,6 +424,7 @@ impl Doc<'_> {
             key: postgres.key,
             lease,
             node,
+            line: self.line(start),
         }))
     }
 

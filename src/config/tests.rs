@@ -410,3 +410,36 @@ fn store_errors_name_line_and_key() {
         "{e}"
     );
 }
+
+#[test]
+fn an_inline_store_url_or_key_needs_a_private_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    use std::os::unix::fs::PermissionsExt;
+    for (store, key) in [
+        (
+            r#"store = { type = "postgres", url = "postgres://app:pw-inline@db/fleet", key = { file = "/k" } }"#,
+            "daemon.store.url",
+        ),
+        (
+            r#"store = { type = "postgres", url = { env = "U" }, key = "a2V5LWlubGluZQ==" }"#,
+            "daemon.store.key",
+        ),
+    ] {
+        let text = MINIMAL.replacen(
+            "\n[credentials.db]",
+            &format!("{store}\n[credentials.db]"),
+            1,
+        );
+        std::fs::write(&path, &text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(":4: {key}")) && err.contains("chmod 600"),
+            "{err}"
+        );
+        assert!(!err.contains("pw-inline") && !err.contains("a2V5"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Config::load(&path).unwrap();
+    }
+}

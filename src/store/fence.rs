@@ -20,6 +20,13 @@ use crate::state::{self, CredentialState};
 /// has it locked, before it counts as a transient failure.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
+/// A sealed state is a state file (well under a KiB) plus 28 bytes; a row holding more was
+/// not written by refreshd. (Reads also ask the server for at most this much.)
+const MAX_SEALED: usize = 1 << 20;
+
+/// The `sealed` column as read: NULL, or an empty value, when it is too large to be a state.
+const SEALED: &str = "CASE WHEN sealed IS NULL OR octet_length(sealed) <= 1048576 THEN sealed ELSE '\\x00'::bytea END";
+
 /// What claiming a credential found.
 pub enum Claim<'a> {
     /// This node holds the lease: refresh (or not) inside the fence, then commit or drop it.
@@ -52,8 +59,10 @@ impl Fleet {
         let client = self.transaction(Some(timeout + self.lease)).await?;
         let row = client
             .query_opt(
-                "SELECT generation, sealed, holder = $2 AND lease_until > clock_timestamp()
-                   FROM refreshd_credentials WHERE name = $1 FOR UPDATE",
+                &format!(
+                    "SELECT generation, {SEALED}, holder = $2 AND lease_until > clock_timestamp()
+                   FROM refreshd_credentials WHERE name = $1 FOR UPDATE"
+                ),
                 &[&name, &self.node],
             )
             .await
@@ -121,6 +130,15 @@ impl Fleet {
         let Some(sealed) = sealed else {
             return Ok(None);
         };
+        if sealed.len() > MAX_SEALED {
+            return Err(StoreError::Invalid {
+                credential: name.to_owned(),
+                reason: format!(
+                    "its sealed state is {} bytes, more than a state can be",
+                    sealed.len()
+                ),
+            });
+        }
         let plain = self.key.open(name, generation, sealed)?;
         let mut state =
             state::decode(name, plain.expose_secret()).map_err(|e| StoreError::Invalid {
@@ -136,12 +154,101 @@ impl Fleet {
         Ok(Some(state))
     }
 
+    /// `check --online`: the store answers, its schema is one this build knows, the key opens
+    /// what the store holds, and what it holds of each of `names` (one line each). Changes
+    /// nothing: no migration, no lease, no key recorded.
+    pub async fn probe(&self, names: &[String]) -> Result<Vec<String>, StoreError> {
+        let (client, connection) = self.target.connect().await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let exists = |table: &'static str| {
+            let client = &client;
+            async move {
+                client
+                    .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+                    .await
+                    .map(|row| row.get::<_, bool>(0))
+                    .map_err(StoreError::query)
+            }
+        };
+        let mut lines = Vec::new();
+        if !exists("refreshd_schema").await? {
+            lines.push(format!(
+                "{}: empty: `refreshd run` creates its tables",
+                self.target.describe
+            ));
+            return Ok(lines);
+        }
+        let version: i32 = client
+            .query_one("SELECT coalesce(max(version), 0) FROM refreshd_schema", &[])
+            .await
+            .map_err(StoreError::query)?
+            .get(0);
+        let latest = super::schema::latest();
+        if version > latest {
+            return Err(StoreError::NewerSchema {
+                found: version,
+                known: latest,
+            });
+        }
+        lines.push(format!(
+            "{}: schema version {version}{}",
+            self.target.describe,
+            if version < latest {
+                format!(" (`refreshd run` migrates it to {latest})")
+            } else {
+                String::new()
+            }
+        ));
+        let check: Option<Vec<u8>> = client
+            .query_opt(
+                "SELECT value FROM refreshd_meta WHERE key = 'key_check'",
+                &[],
+            )
+            .await
+            .map_err(StoreError::query)?
+            .map(|row| row.get(0));
+        if let Some(check) = check
+            && self.key.open("", 0, &check).is_err()
+        {
+            return Err(StoreError::WrongKey);
+        }
+        let rows = client
+            .query(
+                &format!("SELECT name, generation, {SEALED}, holder FROM refreshd_credentials WHERE name = ANY($1)"),
+                &[&names],
+            )
+            .await
+            .map_err(StoreError::query)?;
+        for row in rows {
+            let name: String = row.get(0);
+            let generation = row.get::<_, i64>(1).max(0) as u64;
+            let sealed: Option<Vec<u8>> = row.get(2);
+            let holder: Option<String> = row.get(3);
+            let state = self.unseal(&name, generation, sealed.as_deref())?;
+            lines.push(format!(
+                "{name}: in the store at generation {generation}, {}, lease holder {}",
+                match state.and_then(|s| s.token) {
+                    Some(token) => format!(
+                        "token {} expires {}",
+                        token.fingerprint(),
+                        crate::token::rfc3339(token.expires_at)
+                    ),
+                    None => "no token yet".to_owned(),
+                },
+                holder.as_deref().unwrap_or("none")
+            ));
+        }
+        Ok(lines)
+    }
+
     /// The store's state of `name` (a follower's read; no lock).
     pub async fn read(&self, name: &str) -> Result<Option<CredentialState>, StoreError> {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT generation, sealed FROM refreshd_credentials WHERE name = $1",
+                &format!("SELECT generation, {SEALED} FROM refreshd_credentials WHERE name = $1"),
                 &[&name],
             )
             .await

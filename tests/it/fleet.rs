@@ -489,6 +489,21 @@ fn wrong_key_newer_schema_and_migration() {
     assert_success(&once);
     let before = sealed(&fleet.cluster, "fleet");
     assert!(before.starts_with("1:"), "{before}");
+    // `check --online` reads the store and never spends the shared refresh token.
+    let requests = fleet.refreshes();
+    let check = good.r.run(&["check", "--online"]);
+    assert_success(&check);
+    let text = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(text.contains("schema version 2"), "{text}");
+    assert!(
+        text.contains("shared: in the store at generation 1, token "),
+        "{text}"
+    );
+    assert_eq!(
+        fleet.refreshes(),
+        requests,
+        "check --online spent the shared grant"
+    );
 
     // Another key: refused with a clear error, the row untouched, the provider not asked.
     let other = crate::common::refreshd_output(&["store", "init-key"]);
