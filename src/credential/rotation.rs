@@ -315,7 +315,8 @@ impl Engine {
         unsaved: &mut Option<String>,
         fence: Option<Fence<'_>>,
     ) -> Result<Report, RotationError> {
-        let spend = self.refresh_token_to_spend(credential, state)?;
+        let seen = fence.as_ref().map(|f| f.bootstraps_seen.as_slice());
+        let spend = self.refresh_token_to_spend(credential, state, seen)?;
         if let Some(fence) = &fence {
             fence.still_held()?;
         }
@@ -420,16 +421,28 @@ impl Engine {
         Ok(report)
     }
 
-    /// For `oauth-refresh` (also in a chain): the refresh token to spend.
+    /// For `oauth-refresh` (also in a chain): the refresh token to spend. A configured one
+    /// whose fingerprint is among `seen` (the fleet store took it over before) is spent
+    /// already: the stored one carries on.
     fn refresh_token_to_spend(
         &self,
         credential: &Credential,
         state: &CredentialState,
+        seen: Option<&[String]>,
     ) -> Result<Spend, RotationError> {
         let Some(source) = credential.source.oauth_refresh() else {
             return Ok(Spend::default());
         };
-        let configured = source.refresh_token.as_ref().map(|r| r.resolve());
+        let configured = source
+            .refresh_token
+            .as_ref()
+            .map(|r| r.resolve())
+            .filter(|configured| match (configured, seen) {
+                (Ok(token), Some(seen)) if state.refresh_token.is_some() => {
+                    !seen.contains(&crate::token::fingerprint(token))
+                }
+                _ => true,
+            });
         let in_chain = matches!(credential.source, SourceConfig::Chain(_));
         state
             .refresh_token_to_spend(configured, in_chain)

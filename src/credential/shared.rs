@@ -59,6 +59,10 @@ impl Engine {
         let mut unsaved = None;
         let outcome = match claim {
             Claim::Follower(stored) => {
+                let stored = match self.hand_over_bootstrap(credential, fleet, stored).await {
+                    Ok(stored) => stored,
+                    Err(e) => return self.store_failed(credential, state, e).await,
+                };
                 let stored = match trigger {
                     // `rotate` here: the holder does it; wait for its commit.
                     Trigger::Force { .. } => {
@@ -169,6 +173,37 @@ impl Engine {
             state,
             unsaved,
         }
+    }
+
+    /// A follower whose configuration holds a bootstrap refresh token the store has not seen
+    /// hands it over (the holder spends it next); the store's state, read again if so.
+    async fn hand_over_bootstrap(
+        &self,
+        credential: &Credential,
+        fleet: &Fleet,
+        stored: Option<CredentialState>,
+    ) -> Result<Option<CredentialState>, StoreError> {
+        let configured = credential
+            .source
+            .oauth_refresh()
+            .and_then(|source| source.refresh_token.as_ref())
+            .and_then(|reference| reference.resolve().ok());
+        let (Some(configured), Some(known)) = (configured, stored.as_ref()) else {
+            return Ok(stored);
+        };
+        if known.bootstrap_fingerprint.as_deref()
+            == Some(crate::token::fingerprint(&configured).as_str())
+        {
+            return Ok(stored);
+        }
+        if !fleet
+            .hand_over_bootstrap(&credential.name, &configured)
+            .await?
+        {
+            return Ok(stored);
+        }
+        tracing::info!(credential = %credential.name, "the configured refresh token is new: handed to the store, for the lease holder to spend");
+        fleet.read(&credential.name).await
     }
 
     /// The store could not be used: targets keep what they hold, and the failure is

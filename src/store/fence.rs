@@ -43,6 +43,9 @@ pub struct Fence<'a> {
     name: String,
     generation: u64,
     began: tokio::time::Instant,
+    /// Fingerprints of every bootstrap refresh token the store took over: a configured one
+    /// among them is spent already and never spent again.
+    pub bootstraps_seen: Vec<String>,
     _permit: SemaphorePermit<'a>,
 }
 
@@ -60,8 +63,9 @@ impl Fleet {
         let row = client
             .query_opt(
                 &format!(
-                    "SELECT generation, {SEALED}, holder = $2 AND lease_until > clock_timestamp()
-                   FROM refreshd_credentials WHERE name = $1 FOR UPDATE"
+                    "SELECT generation, {SEALED}, holder = $2 AND lease_until > clock_timestamp(),
+                            bootstraps_seen
+                       FROM refreshd_credentials WHERE name = $1 FOR UPDATE"
                 ),
                 &[&name, &self.node],
             )
@@ -71,9 +75,10 @@ impl Fleet {
         let Some(row) = row else {
             return Ok(Claim::Follower(None));
         };
-        let generation = row.get::<_, i64>(0).max(0) as u64;
-        let sealed: Option<Vec<u8>> = row.get(1);
-        let held: Option<bool> = row.get(2);
+        let generation = super::column::<i64>(&row, 0)?.max(0) as u64;
+        let sealed: Option<Vec<u8>> = super::column(&row, 1)?;
+        let held: Option<bool> = super::column(&row, 2)?;
+        let bootstraps_seen: Vec<String> = super::column(&row, 3)?;
         let state = self.unseal(name, generation, sealed.as_deref())?;
         if held != Some(true) {
             // Rolled back when dropped; nothing was changed.
@@ -96,6 +101,7 @@ impl Fleet {
                 name: name.to_owned(),
                 generation,
                 began: tokio::time::Instant::now(),
+                bootstraps_seen,
                 _permit: permit,
             }),
             state,
@@ -165,11 +171,11 @@ impl Fleet {
         let exists = |table: &'static str| {
             let client = &client;
             async move {
-                client
+                let row = client
                     .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
                     .await
-                    .map(|row| row.get::<_, bool>(0))
-                    .map_err(StoreError::query)
+                    .map_err(StoreError::query)?;
+                super::column::<bool>(&row, 0)
             }
         };
         let mut lines = Vec::new();
@@ -180,11 +186,11 @@ impl Fleet {
             ));
             return Ok(lines);
         }
-        let version: i32 = client
+        let row = client
             .query_one("SELECT coalesce(max(version), 0) FROM refreshd_schema", &[])
             .await
-            .map_err(StoreError::query)?
-            .get(0);
+            .map_err(StoreError::query)?;
+        let version: i32 = super::column(&row, 0)?;
         let latest = super::schema::latest();
         if version > latest {
             return Err(StoreError::NewerSchema {
@@ -201,14 +207,17 @@ impl Fleet {
                 String::new()
             }
         ));
-        let check: Option<Vec<u8>> = client
+        let check: Option<Vec<u8>> = match client
             .query_opt(
                 "SELECT value FROM refreshd_meta WHERE key = 'key_check'",
                 &[],
             )
             .await
             .map_err(StoreError::query)?
-            .map(|row| row.get(0));
+        {
+            Some(row) => Some(super::column(&row, 0)?),
+            None => None,
+        };
         if let Some(check) = check
             && self.key.open("", 0, &check).is_err()
         {
@@ -222,10 +231,10 @@ impl Fleet {
             .await
             .map_err(StoreError::query)?;
         for row in rows {
-            let name: String = row.get(0);
-            let generation = row.get::<_, i64>(1).max(0) as u64;
-            let sealed: Option<Vec<u8>> = row.get(2);
-            let holder: Option<String> = row.get(3);
+            let name: String = super::column(&row, 0)?;
+            let generation = super::column::<i64>(&row, 1)?.max(0) as u64;
+            let sealed: Option<Vec<u8>> = super::column(&row, 2)?;
+            let holder: Option<String> = super::column(&row, 3)?;
             let state = self.unseal(&name, generation, sealed.as_deref())?;
             lines.push(format!(
                 "{name}: in the store at generation {generation}, {}, lease holder {}",
@@ -257,8 +266,8 @@ impl Fleet {
         let Some(row) = row else {
             return Ok(None);
         };
-        let generation = row.get::<_, i64>(0).max(0) as u64;
-        let sealed: Option<Vec<u8>> = row.get(1);
+        let generation = super::column::<i64>(&row, 0)?.max(0) as u64;
+        let sealed: Option<Vec<u8>> = super::column(&row, 1)?;
         self.unseal(name, generation, sealed.as_deref())
     }
 
@@ -275,6 +284,52 @@ impl Fleet {
         let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
         client.batch_execute(end).await.map_err(StoreError::query)?;
         result
+    }
+
+    /// A configured bootstrap refresh token the store has not seen (its fingerprint is not
+    /// the one the stored refresh token descends from) becomes the stored refresh token, for
+    /// the holder to spend: whichever node sees it first hands it over. Checked and written
+    /// under the row's lock, so a token the holder already spent is never handed over again.
+    /// Whether it was handed over.
+    pub async fn hand_over_bootstrap(
+        &self,
+        name: &str,
+        bootstrap: &secrecy::SecretString,
+    ) -> Result<bool, StoreError> {
+        let fingerprint = crate::token::fingerprint(bootstrap);
+        let client = self.transaction(None).await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT generation, {SEALED}, $2 = ANY(bootstraps_seen)
+                       FROM refreshd_credentials WHERE name = $1 FOR UPDATE"
+                ),
+                &[&name, &fingerprint],
+            )
+            .await
+            .map_err(StoreError::query)?;
+        self.counted(4);
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        if super::column::<bool>(&row, 2)? {
+            return Ok(false);
+        }
+        let generation = super::column::<i64>(&row, 0)?.max(0) as u64;
+        let sealed: Option<Vec<u8>> = super::column(&row, 1)?;
+        // An empty store is seeded by the holder from its own configuration.
+        let Some(mut state) = self.unseal(name, generation, sealed.as_deref())? else {
+            return Ok(false);
+        };
+        if state.bootstrap_fingerprint.as_deref() == Some(fingerprint.as_str()) {
+            return Ok(false);
+        }
+        state.refresh_token = Some(bootstrap.clone());
+        state.bootstrap_fingerprint = Some(fingerprint);
+        let result = self.commit_on(&client, name, None, &state).await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        client.batch_execute(end).await.map_err(StoreError::query)?;
+        result.map(|_| true)
     }
 
     /// Inside an open transaction: locks the row (made if missing), checks the holder and
@@ -302,9 +357,9 @@ impl Fleet {
             )
             .await
             .map_err(StoreError::query)?;
-        let current = row.get::<_, i64>(0).max(0) as u64;
+        let current = super::column::<i64>(&row, 0)?.max(0) as u64;
         if let Some(expected) = fenced
-            && (current != expected || row.get::<_, Option<bool>>(1) != Some(true))
+            && (current != expected || super::column::<Option<bool>>(&row, 1)? != Some(true))
         {
             return Err(StoreError::Fenced(name.to_owned()));
         }
@@ -323,9 +378,19 @@ impl Fleet {
             .execute(
                 "UPDATE refreshd_credentials
                     SET generation = $2, sealed = $3, expires_at = $4, last_error = NULL,
-                        updated_at = clock_timestamp(), updated_by = $5
+                        updated_at = clock_timestamp(), updated_by = $5,
+                        bootstraps_seen = CASE WHEN $6::text IS NULL OR $6 = ANY(bootstraps_seen)
+                                               THEN bootstraps_seen
+                                               ELSE array_append(bootstraps_seen, $6) END
                   WHERE name = $1",
-                &[&name, &(next as i64), &sealed, &expires_at, &self.node],
+                &[
+                    &name,
+                    &(next as i64),
+                    &sealed,
+                    &expires_at,
+                    &self.node,
+                    &state.bootstrap_fingerprint,
+                ],
             )
             .await
             .map_err(StoreError::query)?;

@@ -91,6 +91,16 @@ impl StoreError {
     }
 }
 
+/// Column `i` of `row`: an error, never a panic, when the database holds something else
+/// than this build expects (a schema changed by hand).
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    i: usize,
+) -> Result<T, StoreError> {
+    row.try_get(i)
+        .map_err(|e| StoreError::Query(format!("column {i}: {e}")))
+}
+
 /// A PostgreSQL error as one line: the server's message when it sent one.
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
@@ -404,17 +414,18 @@ impl Fleet {
             )
             .await
             .map_err(StoreError::query)?;
-        Ok(rows
-            .iter()
-            .map(|row| NodeStatus {
-                name: row.get(0),
-                version: row.get(1),
-                started_at: row.get(2),
-                heartbeat: row.get(3),
-                heartbeat_age: Duration::from_secs_f64(row.get::<_, f64>(4).max(0.0)),
-                leases: row.get::<_, i64>(5).max(0) as u64,
+        rows.iter()
+            .map(|row| {
+                Ok(NodeStatus {
+                    name: column(row, 0)?,
+                    version: column(row, 1)?,
+                    started_at: column(row, 2)?,
+                    heartbeat: column(row, 3)?,
+                    heartbeat_age: Duration::from_secs_f64(column::<f64>(row, 4)?.max(0.0)),
+                    leases: column::<i64>(row, 5)?.max(0) as u64,
+                })
             })
-            .collect())
+            .collect()
     }
 }
 

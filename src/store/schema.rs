@@ -39,11 +39,11 @@ pub async fn migrate(client: &mut Client) -> Result<i32, StoreError> {
     )
     .await
     .map_err(StoreError::query)?;
-    let found: i32 = tx
+    let row = tx
         .query_one("SELECT coalesce(max(version), 0) FROM refreshd_schema", &[])
         .await
-        .map_err(StoreError::query)?
-        .get(0);
+        .map_err(StoreError::query)?;
+    let found: i32 = super::column(&row, 0)?;
     if found > latest() {
         return Err(StoreError::NewerSchema {
             found,
@@ -81,14 +81,14 @@ pub async fn check_key(client: &Client, key: &Key) -> Result<(), StoreError> {
         )
         .await
         .map_err(StoreError::query)?;
-    let stored: Vec<u8> = client
+    let row = client
         .query_one(
             "SELECT value FROM refreshd_meta WHERE key = 'key_check'",
             &[],
         )
         .await
-        .map_err(StoreError::query)?
-        .get(0);
+        .map_err(StoreError::query)?;
+    let stored: Vec<u8> = super::column(&row, 0)?;
     match key.open("", 0, &stored) {
         Ok(_) => Ok(()),
         Err(_) => Err(StoreError::WrongKey),

@@ -100,7 +100,10 @@ impl Fleet {
             .await
             .map_err(StoreError::query)?;
         self.counted(4);
-        let claimed: HashSet<String> = claimed.iter().map(|row| row.get(0)).collect();
+        let claimed: HashSet<String> = claimed
+            .iter()
+            .map(|row| super::column(row, 0))
+            .collect::<Result<_, _>>()?;
         // The lease ends `lease` after the database ran the update, which was after `sent`.
         let until = sent + self.lease;
         let mut acquired = Vec::new();
@@ -110,12 +113,12 @@ impl Fleet {
             let mut view = self.view();
             let now = tokio::time::Instant::now();
             for row in &rows {
-                let name: String = row.get(0);
+                let name: String = super::column(row, 0)?;
                 let fresh = Row {
-                    generation: row.get::<_, i64>(1).max(0) as u64,
-                    holder: row.get(2),
-                    lease_until: row.get(3),
-                    rotate_asked_at: row.get(4),
+                    generation: super::column::<i64>(row, 1)?.max(0) as u64,
+                    holder: super::column(row, 2)?,
+                    lease_until: super::column(row, 3)?,
+                    rotate_asked_at: super::column(row, 4)?,
                 };
                 let held_before = view.held.get(&name).is_some_and(|u| *u > now);
                 if claimed.contains(&name) {

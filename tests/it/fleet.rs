@@ -587,6 +587,15 @@ fn wrong_key_newer_schema_and_migration() {
     }
 }
 
+/// refreshd's fingerprint of a secret: the first 8 hex digits of its SHA-256.
+fn fingerprint(secret: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(secret.as_bytes())[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A small deterministic generator for the kill series (the seed is printed).
 struct Lcg(u64);
 
@@ -761,6 +770,80 @@ targets = [ {{ type = "dotenv", path = "@DIR@/app/machine.env", key = "TOKEN" }}
         back.generation, back.updated_by
     );
     assert_eq!(fleet.invalid_grants(), 0);
+    for node in &mut nodes {
+        node.stop();
+    }
+    for node in &nodes {
+        node.r.assert_no_issued_tokens(&fleet.oidc);
+    }
+}
+
+/// A new bootstrap refresh token put in one follower's configuration (a re-seed after a lost
+/// grant) reaches the holder through the store and is spent once; the older one still in the
+/// holder's configuration is never spent again, and neither node hands it back.
+#[test]
+fn a_new_bootstrap_token_on_any_node_reaches_the_holder() {
+    let mut fleet = Fleet::start(60);
+    let own_bootstrap = fleet.rotating("30s").replace(
+        &format!("{}/bootstrap.refresh", fleet.shared.path().display()),
+        "@DIR@/bootstrap.refresh",
+    );
+    let mut nodes: Vec<Node> = (1..=2)
+        .map(|i| fleet.node(&format!("node-{i}"), "2s", &own_bootstrap))
+        .collect();
+    let first = std::fs::read_to_string(fleet.path("bootstrap.refresh")).unwrap();
+    for node in &mut nodes {
+        std::fs::write(node.r.path("bootstrap.refresh"), &first).unwrap();
+        node.start();
+    }
+    let seeded = fleet.generation_above(0, Duration::from_secs(15));
+    let holder = seeded.holder.clone().unwrap();
+    let follower = nodes.iter().position(|n| n.name != holder).unwrap();
+    let leader = 1 - follower;
+    eventually(
+        "the follower holds the token",
+        Duration::from_secs(10),
+        || {
+            (nodes[follower].token().is_some() && nodes[follower].token() == nodes[leader].token())
+                .then_some(())
+        },
+    );
+
+    let second = fleet.oidc.grant(CLIENT);
+    std::fs::write(
+        nodes[follower].r.path("bootstrap.refresh"),
+        &second.refresh_token,
+    )
+    .unwrap();
+    let requests = fleet.refreshes();
+    assert_success(&nodes[follower].r.run(&["rotate", "shared"]));
+    // Handed over (one generation), then spent by the holder (another).
+    let spent = fleet.generation_above(seeded.generation + 1, Duration::from_secs(15));
+    assert_eq!(spent.updated_by.as_deref(), Some(holder.as_str()));
+    assert_eq!(fleet.refreshes(), requests + 1);
+    eventually(
+        "the holder stored the new grant",
+        Duration::from_secs(10),
+        || {
+            let state = nodes[leader].r.state("shared");
+            let fingerprint = state["bootstrap_fingerprint"].as_str()?.to_owned();
+            (fingerprint == self::fingerprint(&second.refresh_token)).then_some(())
+        },
+    );
+    // Both configurations stay as they are: the holder's older token is never spent again,
+    // and the follower does not hand its own over twice.
+    let mut generation = spent.generation;
+    for node in [leader, follower] {
+        assert_success(&nodes[node].r.run(&["rotate", "shared"]));
+        let next = fleet.generation_above(generation, Duration::from_secs(15));
+        assert_eq!(next.generation, generation + 1, "one refresh, no hand-over");
+        generation = next.generation;
+    }
+    assert_eq!(
+        fleet.invalid_grants(),
+        0,
+        "an old bootstrap token was spent again"
+    );
     for node in &mut nodes {
         node.stop();
     }
