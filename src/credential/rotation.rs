@@ -186,8 +186,8 @@ impl Engine {
                 log_current(credential, &token, &report);
                 RotationOutcome::Current(report)
             }
-            _ => match self
-                .refresh(
+            _ => {
+                self.refresh_or_record(
                     credential,
                     &mut state,
                     jitter,
@@ -197,15 +197,7 @@ impl Engine {
                     None,
                 )
                 .await
-            {
-                Ok(report) => RotationOutcome::Rotated(report),
-                Err(error) => {
-                    let kind = error.kind();
-                    self.record_failure(credential, &mut state, &error, kind, &mut unsaved)
-                        .await;
-                    RotationOutcome::Failed { error, kind }
-                }
-            },
+            }
         };
         if unsaved.is_some() {
             self.keep_unsaved(&credential.name, state.clone(), lock);
@@ -303,9 +295,36 @@ impl Engine {
         };
     }
 
+    /// [`Engine::refresh`], with a failure recorded in `state`: the outcome.
     // The rotation's whole context; a struct for it would only be taken apart here.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn refresh(
+    pub(super) async fn refresh_or_record(
+        &self,
+        credential: &Credential,
+        state: &mut CredentialState,
+        jitter: time::Duration,
+        started: tokio::time::Instant,
+        bearers: &BearerTokens,
+        unsaved: &mut Option<String>,
+        fence: Option<Fence<'_>>,
+    ) -> RotationOutcome {
+        let refreshed = self
+            .refresh(credential, state, jitter, started, bearers, unsaved, fence)
+            .await;
+        match refreshed {
+            Ok(report) => RotationOutcome::Rotated(report),
+            Err(error) => {
+                let kind = error.kind();
+                self.record_failure(credential, state, &error, kind, unsaved)
+                    .await;
+                RotationOutcome::Failed { error, kind }
+            }
+        }
+    }
+
+    // The rotation's whole context; a struct for it would only be taken apart here.
+    #[allow(clippy::too_many_arguments)]
+    async fn refresh(
         &self,
         credential: &Credential,
         state: &mut CredentialState,

@@ -17,6 +17,7 @@ use crate::config::Credential;
 use crate::source::{BearerTokens, FailureKind};
 use crate::state::CredentialState;
 use crate::store::{Claim, Fleet, StoreError};
+use crate::token::{self, Token};
 
 impl Engine {
     pub(super) async fn rotate_shared(
@@ -83,7 +84,8 @@ impl Engine {
                     Ok(stored) => stored,
                     Err(e) => return self.store_failed(credential, state, e).await,
                 };
-                if take_over(&mut state, stored) {
+                let took = take_over(&mut state, stored);
+                if took {
                     self.save(credential, &state, &mut unsaved).await;
                 }
                 match state.token.clone() {
@@ -92,7 +94,11 @@ impl Engine {
                             .write_targets(credential, &token, jitter, started)
                             .await;
                         follow_up(&mut report, fleet, self.clock.now());
-                        log_current(credential, &token, &report);
+                        if took {
+                            log_followed(credential, &token, &report, state.generation);
+                        } else {
+                            log_current(credential, &token, &report);
+                        }
                         RotationOutcome::Current(report)
                     }
                     None => {
@@ -144,8 +150,8 @@ impl Engine {
                             Err(e) => return self.store_failed(credential, state, e).await,
                         }
                     }
-                    _ => match self
-                        .refresh(
+                    _ => {
+                        self.refresh_or_record(
                             credential,
                             &mut state,
                             jitter,
@@ -155,15 +161,7 @@ impl Engine {
                             Some(*fence),
                         )
                         .await
-                    {
-                        Ok(report) => RotationOutcome::Rotated(report),
-                        Err(error) => {
-                            let kind = error.kind();
-                            self.record_failure(credential, &mut state, &error, kind, &mut unsaved)
-                                .await;
-                            RotationOutcome::Failed { error, kind }
-                        }
-                    },
+                    }
                 }
             }
         };
@@ -233,6 +231,22 @@ impl Engine {
             unsaved,
         }
     }
+}
+
+/// The follower's line for each new generation it takes over (the holder's is `rotated`).
+fn log_followed(credential: &Credential, token: &Token, report: &Report, generation: Option<u64>) {
+    tracing::info!(
+        credential = %credential.name,
+        generation = generation.unwrap_or(0),
+        expires_at = %token::rfc3339(token.expires_at),
+        targets = report.targets_written + report.targets_unchanged,
+        target_errors = report.target_errors.len(),
+        reloads = report.reloads_run,
+        reload_errors = report.reload_errors.len(),
+        took = %format!("{}ms", report.took.as_millis()),
+        fingerprint = %report.fingerprint,
+        "followed the store"
+    );
 }
 
 /// Takes the store's state over when it is newer than this node's; whether it was.

@@ -405,6 +405,22 @@ impl Fleet {
         Ok(next)
     }
 
+    /// Back to a plain lease once the request is over: the extension by its timeout would
+    /// otherwise delay a takeover if this node died right after.
+    async fn shorten(&self, client: &Client, name: &str) -> Result<(), StoreError> {
+        let lease = self.lease.as_secs_f64();
+        client
+            .execute(
+                "UPDATE refreshd_credentials SET lease_until = clock_timestamp() + make_interval(secs => $2)
+                  WHERE name = $1 AND holder = $3",
+                &[&name, &lease, &self.node],
+            )
+            .await
+            .map_err(StoreError::query)?;
+        self.counted(1);
+        Ok(())
+    }
+
     /// A follower's `rotate`: asks the holder through the row, then waits up to `wait` for
     /// a newer generation than `seen`. Whether one came.
     pub async fn ask_rotation(
@@ -460,6 +476,7 @@ impl Fence<'_> {
             .fleet
             .commit_on(&self.client, &self.name, Some(self.generation), state)
             .await?;
+        self.fleet.shorten(&self.client, &self.name).await?;
         self.client
             .batch_execute("COMMIT")
             .await
@@ -471,6 +488,7 @@ impl Fence<'_> {
 
     /// Ends the fence without a new state: the lease's extension stays.
     pub async fn release(self) {
+        let _ = self.fleet.shorten(&self.client, &self.name).await;
         let _ = self.client.batch_execute("COMMIT").await;
     }
 }

@@ -182,6 +182,27 @@ targets = [ {{ type = "dotenv", path = "@DIR@/app/.env", key = "TOKEN" }} ]
         )
     }
 
+    /// `n` nodes sharing `credentials` with `lease`, started.
+    fn started(&self, n: usize, lease: &str, credentials: &str) -> Vec<Node> {
+        (1..=n)
+            .map(|i| {
+                let mut node = self.node(&format!("node-{i}"), lease, credentials);
+                node.start();
+                node
+            })
+            .collect()
+    }
+
+    /// Stops every node cleanly, then checks that none printed a token the provider issued.
+    fn finish(&self, nodes: &mut [Node]) {
+        for node in nodes.iter_mut() {
+            node.stop();
+        }
+        for node in nodes.iter() {
+            node.r.assert_no_issued_tokens(&self.oidc);
+        }
+    }
+
     fn invalid_grants(&self) -> u64 {
         self.oidc.count("by_error", "invalid_grant")
     }
@@ -461,12 +482,7 @@ fn three_nodes_share_one_grant() {
     assert!(tokens.windows(2).all(|w| w[0] == w[1]), "{tokens:?}");
     assert_eq!(fleet.invalid_grants(), 0, "a refresh token was spent twice");
 
-    for node in &mut nodes {
-        node.stop();
-    }
-    for node in &nodes {
-        node.r.assert_no_issued_tokens(&fleet.oidc);
-    }
+    fleet.finish(&mut nodes);
 }
 
 /// A row's sealed state, as hex, to prove that nothing was written.
@@ -617,12 +633,7 @@ impl Lcg {
 fn fifty_random_kills_lose_no_grant() {
     let mut fleet = Fleet::start(6);
     let credentials = fleet.rotating("1s");
-    let mut nodes: Vec<Node> = (1..=3)
-        .map(|i| fleet.node(&format!("node-{i}"), "1s", &credentials))
-        .collect();
-    for node in &mut nodes {
-        node.start();
-    }
+    let mut nodes = fleet.started(3, "1s", &credentials);
     fleet.generation_above(0, Duration::from_secs(15));
     let seed = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -670,12 +681,7 @@ fn fifty_random_kills_lose_no_grant() {
         lost as u64 <= in_flight,
         "a grant was lost without a kill during a request: {lost} lost, {in_flight} answers in flight"
     );
-    for node in &mut nodes {
-        node.stop();
-    }
-    for node in &nodes {
-        node.r.assert_no_issued_tokens(&fleet.oidc);
-    }
+    fleet.finish(&mut nodes);
 }
 
 /// PostgreSQL stopped for two minutes: every node keeps the token its targets hold and says
@@ -703,20 +709,13 @@ targets = [ {{ type = "dotenv", path = "@DIR@/app/machine.env", key = "TOKEN" }}
         url = fleet.oidc.token_endpoint,
         shared = fleet.shared.path().display()
     );
-    let mut nodes: Vec<Node> = (1..=2)
-        .map(|i| fleet.node(&format!("node-{i}"), "2s", &credentials))
-        .collect();
-    for node in &mut nodes {
-        node.start();
-    }
+    let mut nodes = fleet.started(2, "2s", &credentials);
     let first = fleet.generation_above(0, Duration::from_secs(15));
-    let db = &mut fleet.db;
     eventually(
         "both nodes hold the first token",
         Duration::from_secs(10),
         || (nodes[0].token().is_some() && nodes[0].token() == nodes[1].token()).then_some(()),
     );
-    let _ = db;
     let before = nodes[0].token().unwrap();
     let machine = |node: &Node| std::fs::read_to_string(node.r.path("app/machine.env")).ok();
     let machine_before = machine(&nodes[1]);
@@ -758,8 +757,6 @@ targets = [ {{ type = "dotenv", path = "@DIR@/app/machine.env", key = "TOKEN" }}
 
     fleet.cluster.start_again();
     let back = fleet.generation_above(first.generation, Duration::from_secs(20));
-    let db = &mut fleet.db;
-    let _ = db;
     let newest = eventually("both nodes follow", Duration::from_secs(10), || {
         let token = nodes[0].token()?;
         (token != before && nodes[1].token().as_deref() == Some(token.as_str())).then_some(token)
@@ -770,12 +767,7 @@ targets = [ {{ type = "dotenv", path = "@DIR@/app/machine.env", key = "TOKEN" }}
         back.generation, back.updated_by
     );
     assert_eq!(fleet.invalid_grants(), 0);
-    for node in &mut nodes {
-        node.stop();
-    }
-    for node in &nodes {
-        node.r.assert_no_issued_tokens(&fleet.oidc);
-    }
+    fleet.finish(&mut nodes);
 }
 
 /// A new bootstrap refresh token put in one follower's configuration (a re-seed after a lost
@@ -844,10 +836,5 @@ fn a_new_bootstrap_token_on_any_node_reaches_the_holder() {
         0,
         "an old bootstrap token was spent again"
     );
-    for node in &mut nodes {
-        node.stop();
-    }
-    for node in &nodes {
-        node.r.assert_no_issued_tokens(&fleet.oidc);
-    }
+    fleet.finish(&mut nodes);
 }

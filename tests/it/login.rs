@@ -199,6 +199,24 @@ impl Drop for Login {
     }
 }
 
+/// The `cli` credential's config in `r`, with `daemon` lines added to `[daemon]`.
+fn write_config(r: &Refreshd, oidc: &Oidc, daemon: &str) {
+    let dir = r.dir.path().display();
+    r.write_config(&format!(
+        r#"control_socket = "{dir}/ctl.sock"
+{daemon}
+[credentials.{NAME}]
+refresh_at = "50s"
+min_remaining = "10s"
+jitter = "1s"
+source = {{ type = "oauth-refresh", issuer = "{issuer}", token_url = "{token_url}", client_id = "{CLIENT}", scopes = ["openid", "offline_access", "api"], params = {{ resource = "{RESOURCE}" }} }}
+targets = [ {{ type = "dotenv", path = "{dir}/app/.env", key = "API_TOKEN" }} ]
+"#,
+        issuer = oidc.issuer,
+        token_url = oidc.token_endpoint,
+    ));
+}
+
 /// The fixture, a refreshd directory with the `cli` credential (no refresh token), its
 /// control socket in the test's directory.
 struct Setup {
@@ -211,20 +229,7 @@ impl Setup {
         let r = Refreshd::new();
         let oidc = Oidc::start(r.dir.path(), 60);
         std::fs::create_dir(r.path("app")).unwrap();
-        let dir = r.dir.path().display();
-        r.write_config(&format!(
-            r#"control_socket = "{dir}/ctl.sock"
-
-[credentials.{NAME}]
-refresh_at = "50s"
-min_remaining = "10s"
-jitter = "1s"
-source = {{ type = "oauth-refresh", issuer = "{issuer}", token_url = "{token_url}", client_id = "{CLIENT}", scopes = ["openid", "offline_access", "api"], params = {{ resource = "{RESOURCE}" }} }}
-targets = [ {{ type = "dotenv", path = "{dir}/app/.env", key = "API_TOKEN" }} ]
-"#,
-            issuer = oidc.issuer,
-            token_url = oidc.token_endpoint,
-        ));
+        write_config(&r, &oidc, "");
         Setup { oidc, r }
     }
 
@@ -774,23 +779,12 @@ fn a_login_goes_to_the_fleet_store_and_every_node_takes_it_over() {
     let mut other = Refreshd::new();
     std::fs::create_dir(other.path("app")).unwrap();
     for (r, node) in [(&s.r, "a"), (&other, "b")] {
-        let dir = r.dir.path().display();
-        r.write_config(&format!(
-            r#"control_socket = "{dir}/ctl.sock"
-node = "{node}"
-store = {{ type = "postgres", url = {{ file = "{shared}/store.url" }}, key = {{ file = "{shared}/store.key" }}, lease = "2s" }}
-
-[credentials.{NAME}]
-refresh_at = "50s"
-min_remaining = "10s"
-jitter = "1s"
-source = {{ type = "oauth-refresh", issuer = "{issuer}", token_url = "{token_url}", client_id = "{CLIENT}", scopes = ["openid", "offline_access", "api"], params = {{ resource = "{RESOURCE}" }} }}
-targets = [ {{ type = "dotenv", path = "{dir}/app/.env", key = "API_TOKEN" }} ]
-"#,
-            shared = shared.display(),
-            issuer = s.oidc.issuer,
-            token_url = s.oidc.token_endpoint,
-        ));
+        let store = format!(
+            r#"node = "{node}"
+store = {{ type = "postgres", url = {{ file = "{shared}/store.url" }}, key = {{ file = "{shared}/store.key" }}, lease = "2s" }}"#,
+            shared = shared.display()
+        );
+        write_config(r, &s.oidc, &store);
     }
     let mut a = s.r.spawn(&["run"]);
     let mut b = other.spawn(&["run"]);

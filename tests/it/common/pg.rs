@@ -160,21 +160,7 @@ impl Cluster {
         // The port was free a moment ago; another test may take it meanwhile: retry.
         for attempt in 1..=5 {
             cluster.port = free_port();
-            let options = format!(
-                "-c listen_addresses=127.0.0.1 -k {} -p {} -c fsync=off",
-                cluster.socket_dir.display(),
-                cluster.port
-            );
-            cluster.started = true;
-            let start = cluster
-                .server_command("pg_ctl")
-                .arg("-D")
-                .arg(&cluster.data)
-                .arg("-l")
-                .arg(&cluster.log)
-                .args(["-w", "-t", "60", "-o", &options, "start"])
-                .output()
-                .expect("run pg_ctl start");
+            let start = cluster.pg_ctl_start();
             if start.status.success() {
                 cluster.admin_sql("CREATE ROLE app LOGIN");
                 return cluster;
@@ -289,26 +275,30 @@ impl Cluster {
 
     /// Starts the stopped server again on the same port.
     pub fn start_again(&mut self) {
+        let start = self.pg_ctl_start();
+        assert!(
+            start.status.success(),
+            "pg_ctl start failed:\n{}",
+            show(&start)
+        );
+    }
+
+    /// `pg_ctl start` on `self.port`, waiting until it accepts connections.
+    fn pg_ctl_start(&mut self) -> Output {
         let options = format!(
             "-c listen_addresses=127.0.0.1 -k {} -p {} -c fsync=off",
             self.socket_dir.display(),
             self.port
         );
         self.started = true;
-        let start = self
-            .server_command("pg_ctl")
+        self.server_command("pg_ctl")
             .arg("-D")
             .arg(&self.data)
             .arg("-l")
             .arg(&self.log)
             .args(["-w", "-t", "60", "-o", &options, "start"])
             .output()
-            .expect("run pg_ctl start");
-        assert!(
-            start.status.success(),
-            "pg_ctl start failed:\n{}",
-            show(&start)
-        );
+            .expect("run pg_ctl start")
     }
 
     /// Sets the password of `app` (scram-sha-256, the server default in 15).
