@@ -92,10 +92,9 @@ impl Target {
 
     /// A new connection; its I/O half must be polled for the client to work.
     pub async fn connect(&self) -> Result<(Client, Connection), StoreError> {
-        self.config
-            .connect(self.tls.clone())
-            .await
-            .map_err(|e| StoreError::Unreachable(format!("{}: {}", self.describe, e)))
+        self.config.connect(self.tls.clone()).await.map_err(|e| {
+            StoreError::Unreachable(format!("{}: {}", self.describe, super::describe(&e)))
+        })
     }
 }
 

@@ -838,3 +838,202 @@ fn a_new_bootstrap_token_on_any_node_reaches_the_holder() {
     );
     fleet.finish(&mut nodes);
 }
+
+/// Runs openssl with `args` in `dir`; panics with its output when it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let output = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl ({e}): apt-get install openssl"));
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A CA (`NAME.ca.pem`) and, with `server`, a certificate for localhost and 127.0.0.1 signed
+/// by it (`server.crt`, `server.key`).
+fn make_ca(dir: &std::path::Path, name: &str, server: bool) {
+    let ca = format!("{name}.ca");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} test CA"),
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+        ],
+    );
+    if server {
+        std::fs::write(
+            dir.join("san.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                &format!("{ca}.pem"),
+                "-CAkey",
+                &format!("{ca}.key"),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+                "-out",
+                "server.crt",
+            ],
+        );
+    }
+}
+
+/// The store over TLS as libpq means `sslmode`: with a server that accepts TLS connections
+/// only, `verify-full` against the right CA connects, against another CA or for a name the
+/// certificate does not hold it is refused, `require` connects without checking, and
+/// `disable` is turned away by the server.
+#[test]
+fn the_store_over_tls_honours_sslmode() {
+    let fleet = Fleet::start(60);
+    let dir = fleet.path("tls");
+    std::fs::create_dir(&dir).unwrap();
+    make_ca(&dir, "right", true);
+    make_ca(&dir, "other", false);
+    // The server's certificate and key in its data directory, as its user; TLS only.
+    let data = &fleet.cluster.data;
+    for file in ["server.crt", "server.key"] {
+        std::fs::copy(dir.join(file), data.join(file)).unwrap();
+        if let Some((uid, gid)) = fleet.cluster.run_as {
+            nix::unistd::chown(&data.join(file), Some(uid), Some(gid)).unwrap();
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        data.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let hba = std::fs::read_to_string(data.join("pg_hba.conf")).unwrap();
+    let tls_only: String = hba
+        .lines()
+        .map(|line| match line.strip_prefix("host ") {
+            Some(rest) => format!("hostssl {rest}\n"),
+            None => format!("{line}\n"),
+        })
+        .collect();
+    std::fs::write(data.join("pg_hba.conf"), tls_only).unwrap();
+    fleet.cluster.admin_sql("ALTER SYSTEM SET ssl = on");
+    fleet.cluster.admin_sql("SELECT pg_reload_conf()");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let port = fleet.cluster.port;
+    let base = |host: &str| format!("postgres://app:fleet-store-pw@{host}:{port}/fleet");
+    let right = dir.join("right.ca.pem").display().to_string();
+    let other = dir.join("other.ca.pem").display().to_string();
+    let cases = [
+        (
+            format!(
+                "{}?sslmode=verify-full&sslrootcert={right}",
+                base("localhost")
+            ),
+            None,
+        ),
+        (
+            format!(
+                "{}?sslmode=verify-full&sslrootcert={right}",
+                base("127.0.0.1")
+            ),
+            None,
+        ),
+        (format!("{}?sslmode=require", base("127.0.0.1")), None),
+        (
+            format!(
+                "{}?sslmode=verify-full&sslrootcert={other}",
+                base("localhost")
+            ),
+            Some("certificate"),
+        ),
+        (
+            format!(
+                "{}?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={right}",
+                base("db.invalid")
+            ),
+            Some("certificate"),
+        ),
+        (
+            format!("{}?sslmode=disable", base("127.0.0.1")),
+            Some("no pg_hba.conf entry"),
+        ),
+    ];
+    let credentials = fleet.rotating("30s");
+    for (i, (url, refused)) in cases.iter().enumerate() {
+        let file = format!("tls-{i}.url");
+        std::fs::write(fleet.path(&file), url).unwrap();
+        let mut node = fleet.node_with(
+            &format!("tls-{i}"),
+            "5s",
+            &credentials,
+            "",
+            &file,
+            "store.key",
+        );
+        let check = node.r.run(&["check", "--online"]);
+        let text = crate::common::stderr(&check);
+        match refused {
+            None => {
+                assert_success(&check);
+                let out = String::from_utf8_lossy(&check.stdout).into_owned();
+                assert!(
+                    out.contains(&format!(":{port}/fleet: empty")),
+                    "{url}: {out}"
+                );
+            }
+            Some(why) => {
+                assert!(!check.status.success(), "{url}: connected");
+                assert!(
+                    text.contains(why) && text.contains("store unreachable"),
+                    "{url}: {text}"
+                );
+                assert!(
+                    !text.contains("fleet-store-pw"),
+                    "the password in an error: {text}"
+                );
+            }
+        }
+    }
+}
