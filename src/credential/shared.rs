@@ -46,9 +46,7 @@ impl Engine {
             Ok(claim) => claim,
             Err(e) if local_fallback && !e.is_fatal() => {
                 drop(lock);
-                if fleet.is_up() || !fleet.holds(name) {
-                    tracing::warn!(credential = %name, "{e}: refreshing on this host alone (local_fallback)");
-                }
+                tracing::warn!(credential = %name, "{e}: refreshing on this host alone (local_fallback)");
                 fleet.set_local(name, true);
                 return self
                     .rotate_local(credential, trigger, jitter, bearers)

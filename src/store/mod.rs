@@ -303,10 +303,6 @@ impl Fleet {
         }
     }
 
-    pub fn is_up(&self) -> bool {
-        self.view().up
-    }
-
     /// Whether this node holds `name`'s lease with time to spare.
     pub fn holds(&self, name: &str) -> bool {
         self.view()
