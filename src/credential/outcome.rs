@@ -80,6 +80,11 @@ impl RotationResult {
         }
     }
 
+    /// See [`RotationError::is_waiting`].
+    pub fn is_waiting(&self) -> bool {
+        matches!(&self.outcome, RotationOutcome::Failed { error, .. } if error.is_waiting())
+    }
+
     pub fn report(&self) -> Option<&Report> {
         match &self.outcome {
             RotationOutcome::Rotated(report) | RotationOutcome::Current(report) => Some(report),
@@ -111,8 +116,18 @@ impl RotationError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             RotationError::Source(e) => e.retry_after(),
+            // The holder's commit wakes the task; until then, look again a lease later.
+            RotationError::Store(crate::store::StoreError::Empty(_, recheck)) => Some(*recheck),
             _ => None,
         }
+    }
+
+    /// A follower waiting for the holder's first commit: not worth a line per credential.
+    pub fn is_waiting(&self) -> bool {
+        matches!(
+            self,
+            RotationError::Store(crate::store::StoreError::Empty(..))
+        )
     }
 
     pub(super) fn kind(&self) -> FailureKind {

@@ -102,7 +102,11 @@ impl Engine {
                     None => {
                         drop(lock);
                         return self
-                            .store_failed(credential, state, StoreError::Empty(name.clone()))
+                            .store_failed(
+                                credential,
+                                state,
+                                StoreError::Empty(name.clone(), fleet.lease),
+                            )
                             .await;
                     }
                 }
@@ -210,8 +214,23 @@ impl Engine {
         mut state: CredentialState,
         e: StoreError,
     ) -> RotationResult {
-        let error = RotationError::from(e);
         let mut unsaved = None;
+        if let StoreError::Empty(..) = e {
+            // Waiting for the holder's first commit (a fleet's cold start): status says so,
+            // the commit's notification wakes this task, and no line per credential is logged.
+            tracing::debug!(credential = %credential.name, "{e}");
+            state.record_failure(FailureKind::Transient, e.to_string(), self.clock.now());
+            self.save(credential, &state, &mut unsaved).await;
+            return RotationResult {
+                outcome: RotationOutcome::Failed {
+                    error: e.into(),
+                    kind: FailureKind::Transient,
+                },
+                state,
+                unsaved,
+            };
+        }
+        let error = RotationError::from(e);
         self.record_failure(
             credential,
             &mut state,

@@ -125,6 +125,9 @@ impl Publisher {
                 retry_in = %retry_in,
                 "the new token is already due (its expiry did not move forward, or it lives shorter than min_remaining): backing off"
             ),
+            (Some(Backoff::Failed(_)), _) if result.is_waiting() => {
+                tracing::debug!(credential = %name, retry_in = %retry_in, "waiting for the store's first token")
+            }
             (Some(Backoff::Failed(_)), _) => {
                 tracing::info!(credential = %name, retry_in = %retry_in, attempt = plan.attempt, "next attempt scheduled")
             }

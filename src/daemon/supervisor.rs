@@ -587,8 +587,10 @@ async fn start_fleet(
 ) -> Result<Arc<crate::store::Fleet>, StartError> {
     let fleet = crate::store::Fleet::new(store, clock)?;
     fleet.set_names(shared_names(config));
-    match fleet.client().await {
-        Ok(_) => {}
+    // One round before any credential's task starts: the leases this node can take are
+    // taken, so its tasks start as holders rather than reading an empty store as followers.
+    match fleet.round().await {
+        Ok(()) => {}
         Err(e) if e.is_fatal() => return Err(e.into()),
         Err(e) => {
             tracing::warn!(

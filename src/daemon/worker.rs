@@ -165,10 +165,16 @@ async fn run(mut task: Task) {
             // Boxed, and only once it holds a permit: a waiting task then holds only what
             // waiting needs, not the ~16 KiB of a rotation in progress (with ten thousand
             // credentials, that was most of their memory).
+            // What the store said before this attempt is answered by it; what it says during
+            // the attempt wakes the task again, unless it is only this attempt's own commit.
+            let before = task.news.as_mut().map(|news| *news.borrow_and_update());
             let result = Box::pin(task.rotate(trigger)).await;
-            // What the store said up to now is answered by this attempt.
-            if let Some(news) = task.news.as_mut() {
-                news.borrow_and_update();
+            if let (Some(news), Some(before)) = (task.news.as_mut(), before) {
+                let now = *news.borrow();
+                let own = now.generation <= result.state.generation.unwrap_or(0);
+                if own && now.asks == before.asks && now.acquired == before.acquired {
+                    news.borrow_and_update();
+                }
             }
             let now = task.shared.clock.now();
             let timing = &task.credential.timing;

@@ -71,8 +71,9 @@ impl Fleet {
             )
             .await
             .map_err(StoreError::query)?;
-        self.counted(3);
+        self.counted(1);
         let Some(row) = row else {
+            self.end(client, false).await?;
             return Ok(Claim::Follower(None));
         };
         let generation = super::column::<i64>(&row, 0)?.max(0) as u64;
@@ -81,7 +82,7 @@ impl Fleet {
         let bootstraps_seen: Vec<String> = super::column(&row, 3)?;
         let state = self.unseal(name, generation, sealed.as_deref())?;
         if held != Some(true) {
-            // Rolled back when dropped; nothing was changed.
+            self.end(client, false).await?;
             return Ok(Claim::Follower(state));
         }
         // The request and the commit must fit in the lease: extend it by the request's timeout.
@@ -111,19 +112,44 @@ impl Fleet {
     /// A connection of its own with a transaction open: waits at most [`LOCK_WAIT`] for a
     /// row, and is killed by the server when idle in it longer than `stall`.
     async fn transaction(&self, stall: Option<Duration>) -> Result<Client, StoreError> {
+        let begin = format!(
+            "SET idle_in_transaction_session_timeout = {}; SET lock_timeout = {}; BEGIN",
+            stall.map_or(0, |stall| stall.as_millis()),
+            LOCK_WAIT.as_millis()
+        );
+        // A kept connection first; one the server closed meanwhile is replaced.
+        let kept = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if let Some(client) = kept.filter(|client| !client.is_closed())
+            && client.batch_execute(&begin).await.is_ok()
+        {
+            self.counted(1);
+            return Ok(client);
+        }
         let (client, connection) = self.target.connect().await?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        let stall = stall.map_or(0, |stall| stall.as_millis());
         client
-            .batch_execute(&format!(
-                "SET idle_in_transaction_session_timeout = {stall}; SET lock_timeout = {}; BEGIN",
-                LOCK_WAIT.as_millis()
-            ))
+            .batch_execute(&begin)
             .await
             .map_err(StoreError::query)?;
+        self.counted(1);
         Ok(client)
+    }
+
+    /// Ends a transaction and keeps its connection for the next one (a refresh then costs
+    /// no new connection and no new login).
+    async fn end(&self, client: Client, commit: bool) -> Result<(), StoreError> {
+        client
+            .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })
+            .await
+            .map_err(StoreError::query)?;
+        self.counted(1);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < super::FENCES {
+            idle.push(client);
+        }
+        Ok(())
     }
 
     /// The state sealed in a row, if any.
@@ -281,8 +307,7 @@ impl Fleet {
         let client = self.transaction(None).await?;
         self.client().await?;
         let result = self.commit_on(&client, name, None, state).await;
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        client.batch_execute(end).await.map_err(StoreError::query)?;
+        self.end(client, result.is_ok()).await?;
         result
     }
 
@@ -308,27 +333,29 @@ impl Fleet {
             )
             .await
             .map_err(StoreError::query)?;
-        self.counted(4);
+        self.counted(1);
         let Some(row) = row else {
+            self.end(client, false).await?;
             return Ok(false);
         };
-        if super::column::<bool>(&row, 2)? {
-            return Ok(false);
-        }
         let generation = super::column::<i64>(&row, 0)?.max(0) as u64;
         let sealed: Option<Vec<u8>> = super::column(&row, 1)?;
         // An empty store is seeded by the holder from its own configuration.
-        let Some(mut state) = self.unseal(name, generation, sealed.as_deref())? else {
+        let state = self.unseal(name, generation, sealed.as_deref())?;
+        let Some(mut state) = state
+            .filter(|state| state.bootstrap_fingerprint.as_deref() != Some(fingerprint.as_str()))
+        else {
+            self.end(client, false).await?;
             return Ok(false);
         };
-        if state.bootstrap_fingerprint.as_deref() == Some(fingerprint.as_str()) {
+        if super::column::<bool>(&row, 2)? {
+            self.end(client, false).await?;
             return Ok(false);
         }
         state.refresh_token = Some(bootstrap.clone());
         state.bootstrap_fingerprint = Some(fingerprint);
         let result = self.commit_on(&client, name, None, &state).await;
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        client.batch_execute(end).await.map_err(StoreError::query)?;
+        self.end(client, result.is_ok()).await?;
         result.map(|_| true)
     }
 
@@ -477,10 +504,7 @@ impl Fence<'_> {
             .commit_on(&self.client, &self.name, Some(self.generation), state)
             .await?;
         self.fleet.shorten(&self.client, &self.name).await?;
-        self.client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(StoreError::query)?;
+        self.fleet.end(self.client, true).await?;
         self.fleet
             .tell(&self.name, |news| super::watch::raise(news, next));
         Ok(next)
@@ -488,7 +512,8 @@ impl Fence<'_> {
 
     /// Ends the fence without a new state: the lease's extension stays.
     pub async fn release(self) {
-        let _ = self.fleet.shorten(&self.client, &self.name).await;
-        let _ = self.client.batch_execute("COMMIT").await;
+        if self.fleet.shorten(&self.client, &self.name).await.is_ok() {
+            let _ = self.fleet.end(self.client, true).await;
+        }
     }
 }

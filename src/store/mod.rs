@@ -60,7 +60,7 @@ pub enum StoreError {
     #[error(
         "no node has stored a token of {0} in the store yet: the node holding its lease refreshes it (`refreshd status` names it), or `refreshd login {0}` gives it a grant"
     )]
-    Empty(String),
+    Empty(String, Duration),
     #[error(
         "this node no longer holds the lease of {0} (it lapsed, or another node took it over): nothing was committed"
     )]
@@ -193,6 +193,8 @@ pub struct Fleet {
     names: Mutex<Vec<String>>,
     /// Bounds the connections held by refreshes in flight.
     fences: Semaphore,
+    /// Their connections between refreshes (at most [`FENCES`]).
+    idle: Mutex<Vec<Client>>,
     started_at: OffsetDateTime,
     /// Counts queries sent, for the figures (`refreshd_store_queries_total`).
     queries: std::sync::atomic::AtomicU64,
@@ -226,6 +228,7 @@ impl Fleet {
             news: Mutex::default(),
             names: Mutex::default(),
             fences: Semaphore::new(FENCES),
+            idle: Mutex::default(),
             started_at: now,
             queries: Default::default(),
         }))

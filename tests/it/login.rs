@@ -788,9 +788,9 @@ store = {{ type = "postgres", url = {{ file = "{shared}/store.url" }}, key = {{ 
     }
     let mut a = s.r.spawn(&["run"]);
     let mut b = other.spawn(&["run"]);
-    // Neither has a grant yet: both say so.
+    // Neither has a grant yet: both finished their first attempt without one.
     for daemon in [&mut a, &mut b] {
-        daemon.wait_for("refresh failed", WAIT);
+        daemon.wait_for(" ready ", WAIT);
     }
 
     let mut login = Login::start(&other, &["--device"]);
