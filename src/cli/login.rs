@@ -51,6 +51,9 @@ pub async fn run(config: Config, name: String, flags: Flags) -> anyhow::Result<E
     };
     if let Some(fleet) = &fleet {
         // Every node takes the new grant over from the store; the holder spends it next.
+        // Under the credential's lock: a daemon here must not spend the login's refresh token
+        // between this read and the store's commit.
+        let _lock = state.lock(&name)?;
         let mut stored = state.load(&name)?;
         let generation = fleet.store_login(&name, &stored).await.map_err(|e| {
             anyhow::anyhow!("login {name}: the new refresh token is kept in {} but could not be stored in the fleet store: {e}; run `refreshd login {name}` again when the store answers", state.file(&name).display())

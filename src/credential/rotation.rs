@@ -49,6 +49,19 @@ pub struct Engine {
     pub(super) fleet: Option<Arc<Fleet>>,
 }
 
+/// Inside a fence, a refresh token kept from an answer that failed otherwise goes to the
+/// store at once: the old one is spent, and the next holder must not spend it again.
+async fn commit_kept(fence: Option<Fence<'_>>, state: &mut CredentialState) {
+    if let Some(fence) = fence {
+        match fence.commit(state).await {
+            Ok(generation) => state.generation = Some(generation),
+            Err(e) => {
+                tracing::error!("{e}: the rotated refresh token is kept in the state file only")
+            }
+        }
+    }
+}
+
 impl Engine {
     /// The daemon's: reloads go through its shared, debouncing reloader.
     pub fn daemon(state: StateDir, clock: SharedClock, reloader: Reloader) -> Engine {
@@ -236,14 +249,14 @@ impl Engine {
         Some(reason)
     }
 
-    fn take_unsaved(&self, name: &str) -> Option<(CredentialState, CredentialLock)> {
+    pub(super) fn take_unsaved(&self, name: &str) -> Option<(CredentialState, CredentialLock)> {
         self.unsaved
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(name)
     }
 
-    fn keep_unsaved(&self, name: &str, state: CredentialState, lock: CredentialLock) {
+    pub(super) fn keep_unsaved(&self, name: &str, state: CredentialState, lock: CredentialLock) {
         self.unsaved
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -251,7 +264,11 @@ impl Engine {
     }
 
     /// Stores `state`; on failure says why and what is at risk, and the caller keeps it.
-    fn store(&self, credential: &Credential, state: &CredentialState) -> Result<(), String> {
+    pub(super) fn store(
+        &self,
+        credential: &Credential,
+        state: &CredentialState,
+    ) -> Result<(), String> {
         self.state
             .save(&credential.name, state)
             .map_err(|e| self.unsaved_because(credential, state, e))
@@ -356,6 +373,7 @@ impl Engine {
             }) => {
                 // The old refresh token is spent; the new one must survive the failure.
                 state.keep_refresh_token(refresh_token, spend);
+                commit_kept(fence, state).await;
                 return Err(SourceError::Malformed {
                     origin,
                     reason: format!("{reason} (its new refresh token was kept)"),
@@ -373,6 +391,7 @@ impl Engine {
                 let kept = absurd.refresh_token.is_some();
                 if let Some(refresh_token) = absurd.refresh_token {
                     state.keep_refresh_token(refresh_token, spend);
+                    commit_kept(fence, state).await;
                 }
                 let kept = if kept {
                     " (its new refresh token was kept)"

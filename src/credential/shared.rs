@@ -15,7 +15,7 @@ use super::policy::{self, Trigger};
 use super::rotation::Engine;
 use crate::config::Credential;
 use crate::source::{BearerTokens, FailureKind};
-use crate::state::CredentialState;
+use crate::state::{CredentialLock, CredentialState};
 use crate::store::{Claim, Fleet, StoreError};
 use crate::token::{self, Token};
 
@@ -31,36 +31,59 @@ impl Engine {
     ) -> RotationResult {
         let started = tokio::time::Instant::now();
         let name = &credential.name;
-        let (lock, mut state) = match self.lock_and_load(credential).await {
-            Ok(held) => held,
-            Err(e) => return self.failed(credential, e),
+        // A state the disk refused earlier is newer than the file: carry on from it (its lock
+        // is still held), as the local path does.
+        let (lock, mut state, mut unsaved) = match self.take_unsaved(name) {
+            Some((state, lock)) => {
+                let unsaved = self.store(credential, &state).err();
+                (lock, state, unsaved)
+            }
+            None => match self.lock_and_load(credential).await {
+                Ok((lock, state)) => (lock, state, None),
+                Err(e) => return self.failed(credential, e),
+            },
         };
         // A node that does not hold the lease only reads (no transaction, no connection of
         // its own): the holder's commits reach every follower this way.
         let claim = if fleet.holds(name) {
-            fleet.claim(name, credential.timing.timeout).await
+            fleet.claim(name, fetch_budget(credential)).await
         } else {
             fleet.read(name).await.map(Claim::Follower)
         };
         let claim = match claim {
             Ok(claim) => claim,
             Err(e) if local_fallback && !e.is_fatal() => {
-                drop(lock);
+                // The local path takes the lock (and any state still unsaved) itself.
+                match unsaved {
+                    Some(_) => self.keep_unsaved(name, state, lock),
+                    None => drop(lock),
+                }
                 tracing::warn!(credential = %name, "{e}: refreshing on this host alone (local_fallback)");
                 fleet.set_local(name, true);
                 return self
                     .rotate_local(credential, trigger, jitter, bearers)
                     .await;
             }
-            Err(e) => return self.store_failed(credential, state, e).await,
+            Err(e) => {
+                return self.close(
+                    name,
+                    lock,
+                    self.store_failed(credential, state, unsaved, e).await,
+                );
+            }
         };
         fleet.set_local(name, false);
-        let mut unsaved = None;
         let outcome = match claim {
             Claim::Follower(stored) => {
                 let stored = match self.hand_over_bootstrap(credential, fleet, stored).await {
                     Ok(stored) => stored,
-                    Err(e) => return self.store_failed(credential, state, e).await,
+                    Err(e) => {
+                        return self.close(
+                            name,
+                            lock,
+                            self.store_failed(credential, state, unsaved, e).await,
+                        );
+                    }
                 };
                 let stored = match trigger {
                     // `rotate` here: the holder does it; wait for its commit.
@@ -80,13 +103,22 @@ impl Engine {
                 };
                 let stored = match stored {
                     Ok(stored) => stored,
-                    Err(e) => return self.store_failed(credential, state, e).await,
+                    Err(e) => {
+                        return self.close(
+                            name,
+                            lock,
+                            self.store_failed(credential, state, unsaved, e).await,
+                        );
+                    }
                 };
+                // The targets get what the store committed, even when this node holds a state
+                // of the same generation that it could not commit.
+                let committed = stored.as_ref().and_then(|stored| stored.token.clone());
                 let took = take_over(&mut state, stored);
                 if took {
                     self.save(credential, &state, &mut unsaved).await;
                 }
-                match state.token.clone() {
+                match committed.or_else(|| state.token.clone()) {
                     Some(token) => {
                         let mut report = self
                             .write_targets(credential, &token, jitter, started)
@@ -100,14 +132,9 @@ impl Engine {
                         RotationOutcome::Current(report)
                     }
                     None => {
-                        drop(lock);
-                        return self
-                            .store_failed(
-                                credential,
-                                state,
-                                StoreError::Empty(name.clone(), fleet.lease),
-                            )
-                            .await;
+                        let empty = StoreError::Empty(name.clone(), fleet.lease);
+                        let failed = self.store_failed(credential, state, unsaved, empty).await;
+                        return self.close(name, lock, failed);
                     }
                 }
             }
@@ -149,7 +176,13 @@ impl Engine {
                                 log_current(credential, &token, &report);
                                 RotationOutcome::Current(report)
                             }
-                            Err(e) => return self.store_failed(credential, state, e).await,
+                            Err(e) => {
+                                return self.close(
+                                    name,
+                                    lock,
+                                    self.store_failed(credential, state, unsaved, e).await,
+                                );
+                            }
                         }
                     }
                     _ => {
@@ -167,12 +200,23 @@ impl Engine {
                 }
             }
         };
-        drop(lock);
-        RotationResult {
-            outcome,
-            state,
-            unsaved,
+        self.close(
+            name,
+            lock,
+            RotationResult {
+                outcome,
+                state,
+                unsaved,
+            },
+        )
+    }
+
+    /// Ends a rotation: a state the disk refused is kept, with its lock, for the next one.
+    fn close(&self, name: &str, lock: CredentialLock, result: RotationResult) -> RotationResult {
+        if result.unsaved.is_some() {
+            self.keep_unsaved(name, result.state.clone(), lock);
         }
+        result
     }
 
     /// A follower whose configuration holds a bootstrap refresh token the store has not seen
@@ -212,9 +256,9 @@ impl Engine {
         &self,
         credential: &Credential,
         mut state: CredentialState,
+        mut unsaved: Option<String>,
         e: StoreError,
     ) -> RotationResult {
-        let mut unsaved = None;
         if let StoreError::Empty(..) = e {
             // Waiting for the holder's first commit (a fleet's cold start): status says so,
             // the commit's notification wakes this task, and no line per credential is logged.
@@ -248,6 +292,16 @@ impl Engine {
             unsaved,
         }
     }
+}
+
+/// The longest a fetch may take: a chain tries its members one after another, each within
+/// the timeout. The fence's lease and the server's idle limit cover it.
+fn fetch_budget(credential: &Credential) -> std::time::Duration {
+    let members = match &credential.source {
+        crate::config::SourceConfig::Chain(chain) => chain.sources.len().max(1),
+        _ => 1,
+    };
+    credential.timing.timeout * u32::try_from(members).unwrap_or(u32::MAX)
 }
 
 /// The follower's line for each new generation it takes over (the holder's is `rotated`).

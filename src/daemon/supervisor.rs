@@ -565,12 +565,13 @@ impl Daemon {
             _ = self.signals.terminate.recv() => tracing::warn!("second SIGTERM: exiting without waiting"),
             _ = self.signals.interrupt.recv() => tracing::warn!("second SIGINT: exiting without waiting"),
         }
+        // The lease rounds stop first, so that none renews what is released next.
+        for task in &self.background {
+            task.abort();
+        }
         // Handed over at once rather than a lease later: another node takes them next round.
         if let Some(fleet) = &self.shared.fleet {
             fleet.release().await;
-        }
-        for task in &self.background {
-            task.abort();
         }
         remove_socket(&self.config.daemon.control_socket);
         tracing::info!("stopped");

@@ -114,8 +114,11 @@ pub fn spawn(
         }
         _ => None,
     };
+    // Requests from before this task started were another task's to answer.
+    let seen = news.as_ref().map(|news| *news.borrow()).unwrap_or_default();
     let task = Task {
         news,
+        seen,
         credential,
         shared,
         inbox: inbox.clone(),
@@ -129,8 +132,10 @@ pub fn spawn(
 }
 
 struct Task {
-    /// What the store says of this credential (shared credentials only).
+    /// What the store says of this credential (shared credentials only), and what of it
+    /// this task last acted on.
     news: Option<watch::Receiver<News>>,
+    seen: News,
     credential: Arc<Credential>,
     shared: Shared,
     inbox: Arc<Inbox>,
@@ -165,15 +170,24 @@ async fn run(mut task: Task) {
             // Boxed, and only once it holds a permit: a waiting task then holds only what
             // waiting needs, not the ~16 KiB of a rotation in progress (with ten thousand
             // credentials, that was most of their memory).
-            // What the store said before this attempt is answered by it; what it says during
-            // the attempt wakes the task again, unless it is only this attempt's own commit.
-            let before = task.news.as_mut().map(|news| *news.borrow_and_update());
+            // What the store said before this attempt is answered by it (a rotate request
+            // that came while this task waited makes it a forced one); what it says during the
+            // attempt wakes the task again, unless it is only this attempt's own commit.
+            if let Some(news) = task.news.as_mut() {
+                let before = *news.borrow_and_update();
+                if before.asks != task.seen.asks && !matches!(trigger, Trigger::Force { .. }) {
+                    trigger = Trigger::Force {
+                        since: task.shared.clock.now(),
+                    };
+                }
+                task.seen = before;
+            }
             let result = Box::pin(task.rotate(trigger)).await;
-            if let (Some(news), Some(before)) = (task.news.as_mut(), before) {
+            if let Some(news) = task.news.as_mut() {
                 let now = *news.borrow();
                 let own = now.generation <= result.state.generation.unwrap_or(0);
-                if own && now.asks == before.asks && now.acquired == before.acquired {
-                    news.borrow_and_update();
+                if own && now.asks == task.seen.asks && now.acquired == task.seen.acquired {
+                    task.seen = *news.borrow_and_update();
                 }
             }
             let now = task.shared.clock.now();
@@ -236,7 +250,7 @@ impl Task {
                     Wake::Rotate { if_due }
                 }
             },
-            asked = store_news(&mut self.news) => if asked {
+            asked = store_news(&mut self.news, &mut self.seen) => if asked {
                 tracing::info!(credential = %self.credential.name, "another node asked for a rotation");
                 Wake::Asked
             } else {
@@ -303,16 +317,20 @@ async fn knocked(inbox: &Inbox, rotate_too: bool) -> Knock {
 
 /// Resolves when the store has news of the credential: whether it is a rotate request.
 /// Never for a credential that is not shared.
-async fn store_news(news: &mut Option<watch::Receiver<News>>) -> bool {
+/// `seen` is what the task last acted on: a rotate request that came during an attempt
+/// counts even though the attempt's end looked at the news.
+async fn store_news(news: &mut Option<watch::Receiver<News>>, seen: &mut News) -> bool {
     let Some(news) = news else {
         return std::future::pending().await;
     };
-    let before = *news.borrow();
     if news.changed().await.is_err() {
         // The credential left the store's list (a reload): its task is being replaced.
         return std::future::pending().await;
     }
-    news.borrow_and_update().asks != before.asks
+    let now = *news.borrow_and_update();
+    let asked = now.asks != seen.asks;
+    *seen = now;
+    asked
 }
 
 /// Resolves when any bearer publishes a token not yet seen; never without bearers.

@@ -27,8 +27,10 @@ pub type Connection =
 
 /// How long connecting may take when the URL does not say (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// TCP keepalive: a peer that vanished without a FIN is noticed in about half a minute.
+/// TCP keepalive: a peer that vanished without a FIN is noticed within about 25 s.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_RETRIES: u32 = 3;
 
 /// Where and how to connect, read once from the URL.
 #[derive(Clone)]
@@ -63,21 +65,26 @@ impl Target {
         }
         config.keepalives_idle(KEEPALIVE_IDLE);
         config.application_name("refreshd");
+        config.keepalives_interval(KEEPALIVE_INTERVAL);
+        config.keepalives_retries(KEEPALIVE_RETRIES);
         let tls = match ssl.mode {
-            Mode::Disable => {
+            // Not in a URL (a key/value string, or no `sslmode`): what tokio-postgres read
+            // stands (`disable`, `prefer` or `require`), never lowered; nothing is verified.
+            None => encrypt_only(),
+            Some(Mode::Disable) => {
                 config.ssl_mode(SslMode::Disable);
                 encrypt_only()
             }
-            Mode::Prefer => {
+            Some(Mode::Prefer) => {
                 config.ssl_mode(SslMode::Prefer);
                 encrypt_only()
             }
-            Mode::Require if ssl.root.is_none() => {
+            Some(Mode::Require) if ssl.root.is_none() => {
                 config.ssl_mode(SslMode::Require);
                 encrypt_only()
             }
             // As libpq: `require` with a root certificate verifies like `verify-ca`.
-            Mode::Require | Mode::Verify => {
+            Some(Mode::Require | Mode::Verify) => {
                 config.ssl_mode(SslMode::Require);
                 verifying(ssl.root)?
             }
@@ -98,10 +105,9 @@ impl Target {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Disable,
-    #[default]
     Prefer,
     Require,
     /// `verify-ca` and `verify-full`: both verify the host name too (rustls always does);
@@ -111,7 +117,8 @@ enum Mode {
 
 #[derive(Debug, Default)]
 struct Tls {
-    mode: Mode,
+    /// `None` when not given: tokio-postgres's default (`prefer`, as libpq's) stands.
+    mode: Option<Mode>,
     root: Option<PathBuf>,
 }
 
@@ -125,7 +132,7 @@ fn split_tls(text: &str) -> Result<(String, Tls), StoreError> {
     for (key, value) in url.query_pairs() {
         match &*key {
             "sslmode" => {
-                tls.mode = match &*value {
+                tls.mode = Some(match &*value {
                     "disable" => Mode::Disable,
                     "allow" | "prefer" => Mode::Prefer,
                     "require" => Mode::Require,
@@ -135,7 +142,7 @@ fn split_tls(text: &str) -> Result<(String, Tls), StoreError> {
                             "sslmode={other:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
                         )));
                     }
-                }
+                })
             }
             "sslrootcert" => tls.root = Some(PathBuf::from(&*value)),
             _ => kept.push((key.into_owned(), value.into_owned())),
@@ -268,18 +275,29 @@ mod tests {
         let (rest, tls) =
             split_tls("postgres://u:p@db.example:6432/fleet?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&connect_timeout=3")
                 .unwrap();
-        assert_eq!(tls.mode, Mode::Verify);
+        assert_eq!(tls.mode, Some(Mode::Verify));
         assert_eq!(tls.root, Some(PathBuf::from("/etc/ca.pem")));
         assert_eq!(
             rest,
             "postgres://u:p@db.example:6432/fleet?connect_timeout=3"
         );
         let (rest, tls) = split_tls("postgresql://db/fleet").unwrap();
-        assert_eq!(
-            (rest.as_str(), tls.mode),
-            ("postgresql://db/fleet", Mode::Prefer)
-        );
+        assert_eq!((rest.as_str(), tls.mode), ("postgresql://db/fleet", None));
         assert!(split_tls("postgres://db/x?sslmode=always").is_err());
+    }
+
+    #[test]
+    fn a_key_value_string_keeps_its_sslmode() {
+        for (text, mode) in [
+            ("host=db dbname=fleet sslmode=require", SslMode::Require),
+            ("host=db dbname=fleet sslmode=disable", SslMode::Disable),
+            ("host=db dbname=fleet", SslMode::Prefer),
+            ("postgres://db/fleet", SslMode::Prefer),
+            ("postgres://db/fleet?sslmode=require", SslMode::Require),
+        ] {
+            let target = Target::parse(&SecretString::from(text)).unwrap();
+            assert_eq!(target.config.get_ssl_mode(), mode, "{text}");
+        }
     }
 
     #[test]

@@ -278,8 +278,22 @@ impl Fleet {
         Ok(lines)
     }
 
-    /// The store's state of `name` (a follower's read; no lock).
+    /// The store's state of `name` (a follower's read; no lock), given up after a lease.
     pub async fn read(&self, name: &str) -> Result<Option<CredentialState>, StoreError> {
+        match tokio::time::timeout(self.patience(), self.try_read(name)).await {
+            Ok(read) => read,
+            Err(_) => {
+                self.reset().await;
+                Err(StoreError::Unreachable(format!(
+                    "{}: no answer within {}",
+                    self.target.describe,
+                    humantime::format_duration(self.patience())
+                )))
+            }
+        }
+    }
+
+    async fn try_read(&self, name: &str) -> Result<Option<CredentialState>, StoreError> {
         let client = self.client().await?;
         let row = client
             .query_opt(
@@ -304,7 +318,7 @@ impl Fleet {
         name: &str,
         state: &CredentialState,
     ) -> Result<u64, StoreError> {
-        let client = self.transaction(None).await?;
+        let client = self.transaction(Some(self.lease)).await?;
         self.client().await?;
         let result = self.commit_on(&client, name, None, state).await;
         self.end(client, result.is_ok()).await?;
@@ -322,7 +336,7 @@ impl Fleet {
         bootstrap: &secrecy::SecretString,
     ) -> Result<bool, StoreError> {
         let fingerprint = crate::token::fingerprint(bootstrap);
-        let client = self.transaction(None).await?;
+        let client = self.transaction(Some(self.lease)).await?;
         let row = client
             .query_opt(
                 &format!(
@@ -378,7 +392,10 @@ impl Fleet {
             .map_err(StoreError::query)?;
         let row = client
             .query_one(
-                "SELECT generation, holder = $2 AND lease_until > clock_timestamp()
+                // Under the row lock this transaction has held since the claim (fenced), the
+                // holder and generation prove nobody else committed; the lease's end does not
+                // matter then (a slow answer must still be committed).
+                "SELECT generation, holder = $2
                    FROM refreshd_credentials WHERE name = $1 FOR UPDATE",
                 &[&name, &self.node],
             )
@@ -390,7 +407,14 @@ impl Fleet {
         {
             return Err(StoreError::Fenced(name.to_owned()));
         }
-        let next = current.max(state.generation.unwrap_or(0)) + 1;
+        let next = current
+            .max(state.generation.unwrap_or(0))
+            .checked_add(1)
+            .filter(|next| i64::try_from(*next).is_ok())
+            .ok_or_else(|| StoreError::Invalid {
+                credential: name.to_owned(),
+                reason: format!("generation {current} cannot grow"),
+            })?;
         let mut sealed_state = state.clone();
         sealed_state.generation = Some(next);
         // Failures stay local: the store holds what every node may take over.
@@ -499,14 +523,23 @@ impl Fence<'_> {
     /// Commits `state` (a refresh's result) as the next generation, if the lease and the
     /// generation are still this fence's; the generation committed.
     pub async fn commit(self, state: &CredentialState) -> Result<u64, StoreError> {
+        let (fleet, name) = (self.fleet, self.name.clone());
+        let committed = self.try_commit(state).await;
+        // A state that could not be committed after the provider answered exists only here.
+        fleet.set_uncommitted(&name, committed.is_err());
+        if let Ok(next) = committed {
+            fleet.tell(&name, |news| super::watch::raise(news, next));
+        }
+        committed
+    }
+
+    async fn try_commit(self, state: &CredentialState) -> Result<u64, StoreError> {
         let next = self
             .fleet
             .commit_on(&self.client, &self.name, Some(self.generation), state)
             .await?;
         self.fleet.shorten(&self.client, &self.name).await?;
         self.fleet.end(self.client, true).await?;
-        self.fleet
-            .tell(&self.name, |news| super::watch::raise(news, next));
         Ok(next)
     }
 

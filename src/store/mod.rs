@@ -193,12 +193,20 @@ pub struct Fleet {
     names: Mutex<Vec<String>>,
     /// Bounds the connections held by refreshes in flight.
     fences: Semaphore,
+    /// Credentials whose newest state this node could not commit (the store failed after the
+    /// provider answered): their leases are not given up at a clean stop, so that this node,
+    /// which alone holds that state, commits it before any other refreshes.
+    uncommitted: Mutex<HashSet<String>>,
     /// Their connections between refreshes (at most [`FENCES`]).
     idle: Mutex<Vec<Client>>,
     started_at: OffsetDateTime,
     /// Counts queries sent, for the figures (`refreshd_store_queries_total`).
     queries: std::sync::atomic::AtomicU64,
 }
+
+/// How long one round or one read may wait for the database: a lease, but never less than
+/// this (a new connection's login and migration check take a moment on a loaded host).
+const ANSWER_MIN: Duration = Duration::from_secs(10);
 
 /// At most this many refreshes hold a connection (and a row lock) at once.
 const FENCES: usize = 8;
@@ -229,9 +237,15 @@ impl Fleet {
             names: Mutex::default(),
             fences: Semaphore::new(FENCES),
             idle: Mutex::default(),
+            uncommitted: Mutex::default(),
             started_at: now,
             queries: Default::default(),
         }))
+    }
+
+    /// How long a round or a read waits for an answer.
+    fn patience(&self) -> Duration {
+        self.lease.max(ANSWER_MIN)
     }
 
     fn view(&self) -> std::sync::MutexGuard<'_, View> {
@@ -257,6 +271,14 @@ impl Fleet {
         tokio::spawn(async move {
             let _ = connection.await;
         });
+        // Renewals and reads never queue behind a refresh's row lock for long.
+        client
+            .batch_execute(&format!(
+                "SET lock_timeout = {}",
+                (self.lease / 3).as_millis().max(100)
+            ))
+            .await
+            .map_err(StoreError::query)?;
         schema::migrate(&mut client).await?;
         schema::check_key(&client, &self.key).await?;
         client
@@ -312,6 +334,16 @@ impl Fleet {
             .held
             .get(name)
             .is_some_and(|until| *until > tokio::time::Instant::now())
+    }
+
+    /// Records that `name`'s newest state is (`true`) or is no longer (`false`) only here.
+    pub fn set_uncommitted(&self, name: &str, uncommitted: bool) {
+        let mut set = self.uncommitted.lock().unwrap_or_else(|p| p.into_inner());
+        if uncommitted {
+            set.insert(name.to_owned());
+        } else {
+            set.remove(name);
+        }
     }
 
     /// Marks `name` as refreshing on its own (store down) or not, for status.
@@ -420,7 +452,8 @@ impl Fleet {
                     version: column(row, 1)?,
                     started_at: column(row, 2)?,
                     heartbeat: column(row, 3)?,
-                    heartbeat_age: Duration::from_secs_f64(column::<f64>(row, 4)?.max(0.0)),
+                    heartbeat_age: Duration::try_from_secs_f64(column::<f64>(row, 4)?)
+                        .unwrap_or(Duration::MAX),
                     leases: column::<i64>(row, 5)?.max(0) as u64,
                 })
             })

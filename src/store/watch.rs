@@ -48,7 +48,17 @@ impl Fleet {
 
     /// One round: heartbeat, rows made, leases renewed and taken, generations read.
     pub async fn round(&self) -> Result<(), StoreError> {
-        let result = self.try_round().await;
+        // A connection that stopped answering (a failover that blackholed the old address)
+        // is given up after a lease, not after the kernel's retransmission timeout.
+        let result = tokio::time::timeout(self.patience(), self.try_round())
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unreachable(format!(
+                    "{}: no answer within {}",
+                    self.target.describe,
+                    humantime::format_duration(self.patience())
+                )))
+            });
         if result.is_err() {
             self.reset().await;
             self.lapse_all();
@@ -221,10 +231,21 @@ impl Fleet {
         let Ok(client) = self.client().await else {
             return;
         };
+        let kept: Vec<String> = self
+            .uncommitted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        if !kept.is_empty() {
+            tracing::warn!(credentials = %kept.join(","), "keeping these leases: their newest refresh token is only in this node's state directory; start refreshd again here");
+        }
         let released = client
             .execute(
-                "UPDATE refreshd_credentials SET lease_until = clock_timestamp() WHERE holder = $1",
-                &[&self.node],
+                "UPDATE refreshd_credentials SET lease_until = clock_timestamp()
+                  WHERE holder = $1 AND NOT (name = ANY($2))",
+                &[&self.node, &kept],
             )
             .await;
         self.lapse_all();
