@@ -75,33 +75,7 @@ impl Engine {
         fleet.set_local(name, false);
         let outcome = match claim {
             Claim::Follower(stored) => {
-                let stored = match self.hand_over_bootstrap(credential, fleet, stored).await {
-                    Ok(stored) => stored,
-                    Err(e) => {
-                        return self.close(
-                            name,
-                            lock,
-                            self.store_failed(credential, state, unsaved, e).await,
-                        );
-                    }
-                };
-                let stored = match trigger {
-                    // `rotate` here: the holder does it; wait for its commit.
-                    Trigger::Force { .. } => {
-                        let seen = stored.as_ref().and_then(|s| s.generation).unwrap_or(0);
-                        let wait = credential.timing.timeout * 2 + fleet.lease;
-                        match fleet.ask_rotation(name, seen, wait).await {
-                            Ok(true) => fleet.read(name).await,
-                            Ok(false) => Err(StoreError::Unreachable(format!(
-                                "the holder of {name} did not rotate it within {}",
-                                humantime::format_duration(wait)
-                            ))),
-                            Err(e) => Err(e),
-                        }
-                    }
-                    _ => Ok(stored),
-                };
-                let stored = match stored {
+                let stored = match self.follow(credential, fleet, stored, &trigger).await {
                     Ok(stored) => stored,
                     Err(e) => {
                         return self.close(
@@ -217,6 +191,32 @@ impl Engine {
             self.keep_unsaved(name, result.state.clone(), lock);
         }
         result
+    }
+
+    /// What a follower takes from the store: `stored`, after handing over a new bootstrap
+    /// refresh token of its configuration; for `rotate` here, after the holder rotated.
+    async fn follow(
+        &self,
+        credential: &Credential,
+        fleet: &Fleet,
+        stored: Option<CredentialState>,
+        trigger: &Trigger,
+    ) -> Result<Option<CredentialState>, StoreError> {
+        let stored = self.hand_over_bootstrap(credential, fleet, stored).await?;
+        let Trigger::Force { .. } = trigger else {
+            return Ok(stored);
+        };
+        let name = &credential.name;
+        let seen = stored.as_ref().and_then(|s| s.generation).unwrap_or(0);
+        let wait = credential.timing.timeout * 2 + fleet.lease;
+        if fleet.ask_rotation(name, seen, wait).await? {
+            fleet.read(name).await
+        } else {
+            Err(StoreError::NotRotated {
+                credential: name.clone(),
+                waited: wait,
+            })
+        }
     }
 
     /// A follower whose configuration holds a bootstrap refresh token the store has not seen

@@ -62,6 +62,14 @@ pub enum StoreError {
     )]
     Empty(String, Duration),
     #[error(
+        "the node holding the lease of {credential} did not rotate it within {}: see its log (`refreshd status` names it)",
+        humantime::format_duration(*waited)
+    )]
+    NotRotated {
+        credential: String,
+        waited: Duration,
+    },
+    #[error(
         "this node no longer holds the lease of {0} (it lapsed, or another node took it over): nothing was committed"
     )]
     Fenced(String),
