@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::cli::Exit;
 use crate::config::Config;
-use crate::credential::{Engine, Trigger};
+use crate::credential::{Engine, RotationOutcome, Trigger};
 use crate::state::StateDir;
 
 pub async fn run(config: Config, force: bool, names: Vec<String>) -> anyhow::Result<Exit> {
@@ -41,6 +41,13 @@ pub async fn run(config: Config, force: bool, names: Vec<String>) -> anyhow::Res
             continue;
         }
         let result = engine.rotate(credential, trigger.clone()).await;
+        if let RotationOutcome::Failed { error, .. } = &result.outcome
+            && result.is_waiting()
+        {
+            // The daemon waits for the holder's commit quietly; a one-shot command ends
+            // here and must say why it failed.
+            tracing::warn!(credential = %credential.name, "{error}");
+        }
         reload_failed |= result
             .report()
             .is_some_and(|report| !report.reload_errors.is_empty());

@@ -83,9 +83,16 @@ impl Fleet {
             "INSERT INTO refreshd_credentials (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING",
             &names_params,
         );
+        // The rows must exist before the claim runs: `join!` polls its futures in a rotating
+        // order, so the two could reach the server the other way round and a new
+        // credential would go unclaimed for a round (and a one-shot command would fail).
+        let (heartbeat, made) = tokio::join!(heartbeat, made);
+        heartbeat.map_err(StoreError::query)?;
+        made.map_err(StoreError::query)?;
         // Rows locked by a refresh in flight are skipped: their lease was extended when it
         // began, and a takeover must wait for its transaction anyway.
-        let claimed = client.query(
+        let claimed = client
+            .query(
             "WITH free AS (
                  SELECT name FROM refreshd_credentials
                   WHERE name = ANY($1)
@@ -96,11 +103,9 @@ impl Fleet {
                FROM free WHERE c.name = free.name
              RETURNING c.name",
             &claim_params,
-        );
-        let (heartbeat, made, claimed) = tokio::join!(heartbeat, made, claimed);
-        heartbeat.map_err(StoreError::query)?;
-        made.map_err(StoreError::query)?;
-        let claimed = claimed.map_err(StoreError::query)?;
+        )
+            .await
+            .map_err(StoreError::query)?;
         let rows = client
             .query(
                 "SELECT name, generation, holder, lease_until, rotate_asked_at

@@ -625,6 +625,74 @@ impl Lcg {
     }
 }
 
+/// A one-shot command against a store that has never seen its credentials takes their leases
+/// and refreshes them at once, every time: its round makes the rows before it claims them.
+#[test]
+fn a_one_shot_command_claims_credentials_new_to_the_store() {
+    let fleet = Fleet::start(60);
+    for round in 0..12 {
+        let credentials: String = (0..4)
+            .map(|i| {
+                format!(
+                    r#"[credentials.c{round}_{i}]
+source = {{ type = "command", argv = ["printf", "%s", "token-{round}-{i}-abcdefgh"], format = "plain" }}
+default_lifetime = "1h"
+targets = [ {{ type = "dotenv", path = "@DIR@/app/.env", key = "T{i}" }} ]
+"#
+                )
+            })
+            .collect();
+        let name = format!("once-{round}");
+        let mut node = fleet.node(&name, "30s", &credentials);
+        let once = node.r.run(&["once"]);
+        assert!(
+            once.status.success(),
+            "round {round}: once failed ({}):\n{}{}",
+            once.status,
+            String::from_utf8_lossy(&once.stdout),
+            crate::common::stderr(&once)
+        );
+        let env = std::fs::read_to_string(node.r.path("app/.env")).unwrap();
+        assert!(
+            env.contains(&format!("T3=token-{round}-3-abcdefgh")),
+            "{env}"
+        );
+        let holders = fleet.cluster.query(
+            "fleet",
+            &format!(
+                "SELECT DISTINCT holder FROM refreshd_credentials WHERE name LIKE 'c{round}\\_%'"
+            ),
+        );
+        assert_eq!(holders.trim(), name, "round {round}");
+    }
+    // A credential whose lease another node holds and that has no token yet: `once` fails and
+    // says why, instead of exiting 1 in silence.
+    fleet.cluster.query(
+        "fleet",
+        "INSERT INTO refreshd_credentials (name, holder, lease_until)
+         VALUES ('held', 'elsewhere', now() + interval '1 hour')",
+    );
+    let credential = r#"[credentials.held]
+source = { type = "command", argv = ["printf", "%s", "token-held-abcdefgh"], format = "plain" }
+default_lifetime = "1h"
+targets = [ { type = "dotenv", path = "@DIR@/app/.env", key = "HELD" } ]
+"#;
+    let mut node = fleet.node("late", "30s", credential);
+    let once = node.r.run(&["once"]);
+    assert_eq!(
+        once.status.code(),
+        Some(1),
+        "{}",
+        crate::common::stderr(&once)
+    );
+    let text = crate::common::stderr(&once);
+    assert!(
+        text.contains("no node has stored a token of held in the store yet"),
+        "{text}"
+    );
+    assert!(!node.r.path("app/.env").exists());
+}
+
 /// Fifty SIGKILLs of the holder at random moments, each node restarted at once: the grant
 /// survives, except where a kill came while the provider's answer was on its way (the new
 /// refresh token then existed only in the killed process); those are counted, and each lost
