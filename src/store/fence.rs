@@ -12,7 +12,7 @@ use secrecy::ExposeSecret;
 use tokio::sync::SemaphorePermit;
 use tokio_postgres::Client;
 
-use super::watch::CHANNEL;
+use super::watch::{ASK_STAMP, CHANNEL};
 use super::{Fleet, StoreError};
 use crate::state::{self, CredentialState};
 
@@ -481,18 +481,23 @@ impl Fleet {
         wait: Duration,
     ) -> Result<bool, StoreError> {
         let client = self.client().await?;
+        // One statement, so the notification goes out when the stamp is visible.
         client
             .execute(
-                "UPDATE refreshd_credentials SET rotate_asked_at = clock_timestamp(), rotate_asked_by = $2 WHERE name = $1",
-                &[&name, &self.node],
+                &format!(
+                    "WITH asked AS (
+                         UPDATE refreshd_credentials
+                            SET rotate_asked_at = clock_timestamp(), rotate_asked_by = $2
+                          WHERE name = $1
+                         RETURNING rotate_asked_at)
+                     SELECT pg_notify($3, 'a ' || rotate_asked_at::text || ' ' || $1::text)
+                       FROM (SELECT {ASK_STAMP} FROM asked) stamped"
+                ),
+                &[&name, &self.node, &CHANNEL],
             )
             .await
             .map_err(StoreError::query)?;
-        client
-            .execute("SELECT pg_notify($1, 'a ' || $2)", &[&CHANNEL, &name])
-            .await
-            .map_err(StoreError::query)?;
-        self.counted(2);
+        self.counted(1);
         let mut news = self.subscribe(name);
         let deadline = tokio::time::sleep(wait);
         tokio::pin!(deadline);

@@ -133,7 +133,9 @@ pub struct News {
     pub generation: u64,
     /// Bumped when this node takes the lease over.
     pub acquired: u64,
-    /// Bumped when a follower asks this node (the holder) to rotate now.
+    /// The newest rotate request this node (the holder) is to answer, in microseconds since
+    /// the epoch as the database stamped it: the notification and the round both carry the
+    /// same stamp, so a request heard twice is answered once.
     pub asks: u64,
 }
 
@@ -171,7 +173,8 @@ struct Row {
     generation: u64,
     holder: Option<String>,
     lease_until: Option<OffsetDateTime>,
-    rotate_asked_at: Option<OffsetDateTime>,
+    /// The last rotate request's stamp (see [`News::asks`]).
+    rotate_asked_at: Option<i64>,
 }
 
 /// This node's view of the store.

@@ -108,8 +108,10 @@ impl Fleet {
             .map_err(StoreError::query)?;
         let rows = client
             .query(
-                "SELECT name, generation, holder, lease_until, rotate_asked_at
-                   FROM refreshd_credentials WHERE name = ANY($1)",
+                &format!(
+                    "SELECT name, generation, holder, lease_until, {ASK_STAMP}
+                       FROM refreshd_credentials WHERE name = ANY($1)"
+                ),
                 &[&names],
             )
             .await
@@ -145,11 +147,12 @@ impl Fleet {
                     view.held.remove(&name);
                 }
                 let old = view.rows.get(&name);
-                if fresh.rotate_asked_at.is_some()
+                // A request already there when this node first read the row is old news.
+                if let Some(stamp) = fresh.rotate_asked_at
                     && old.is_some_and(|o| o.rotate_asked_at != fresh.rotate_asked_at)
                     && claimed.contains(&name)
                 {
-                    asked.push(name.clone());
+                    asked.push((name.clone(), stamp));
                 }
                 generations.push((name.clone(), fresh.generation));
                 view.rows.insert(name, fresh);
@@ -162,11 +165,8 @@ impl Fleet {
                 true
             });
         }
-        for name in asked {
-            self.tell(&name, |news| {
-                news.asks += 1;
-                true
-            });
+        for (name, stamp) in asked {
+            self.tell(&name, |news| ask(news, stamp));
         }
         for (name, generation) in generations {
             self.tell(&name, |news| raise(news, generation));
@@ -211,13 +211,19 @@ impl Fleet {
         ))
     }
 
-    /// A notification: `g GENERATION NAME` (a commit) or `a NAME` (a rotate request).
+    /// A notification: `g GENERATION NAME` (a commit) or `a STAMP NAME` (a rotate request;
+    /// `a NAME`, without a stamp, from an earlier build).
     fn heard(&self, payload: &str) {
         let mut parts = payload.splitn(3, ' ');
         match (parts.next(), parts.next(), parts.next()) {
             (Some("g"), Some(generation), Some(name)) => {
                 if let Ok(generation) = generation.parse::<u64>() {
                     self.tell(name, |news| raise(news, generation));
+                }
+            }
+            (Some("a"), Some(stamp), Some(name)) if self.holds(name) => {
+                if let Ok(stamp) = stamp.parse::<i64>() {
+                    self.tell(name, |news| ask(news, stamp));
                 }
             }
             (Some("a"), Some(name), None) if self.holds(name) => {
@@ -259,6 +265,22 @@ impl Fleet {
         {
             tracing::info!(leases = n, "leases released");
         }
+    }
+}
+
+/// A rotate request's stamp as SQL: microseconds since the epoch. The round and the
+/// notification compute it with this same expression from the same column, so they agree.
+pub(super) const ASK_STAMP: &str =
+    "(extract(epoch FROM rotate_asked_at) * 1000000)::bigint AS rotate_asked_at";
+
+/// Records the rotate request stamped `stamp`; `false` when it was already heard.
+fn ask(news: &mut super::News, stamp: i64) -> bool {
+    let stamp = u64::try_from(stamp).unwrap_or(0);
+    if stamp > news.asks {
+        news.asks = stamp;
+        true
+    } else {
+        false
     }
 }
 

@@ -413,6 +413,17 @@ fn three_nodes_share_one_grant() {
     assert_eq!(after.updated_by.as_deref(), Some(holder.as_str()));
     assert!(fleet.refreshes() > requests);
     assert_eq!(nodes[follower].token(), nodes[leader].token());
+    // The request reached the holder twice (its notification and its next round); it is
+    // answered once. Two rounds later nothing more was refreshed (the next scheduled
+    // refresh is 5 s after this one).
+    let requests = fleet.refreshes();
+    std::thread::sleep(lease);
+    assert_eq!(fleet.db.row("shared").unwrap().generation, after.generation);
+    assert_eq!(
+        fleet.refreshes(),
+        requests,
+        "one rotate request, two refreshes"
+    );
 
     // The database and its dumps never hold a usable token.
     let dump = fleet.cluster.dump("fleet");
@@ -738,12 +749,36 @@ fn fifty_random_kills_lose_no_grant() {
     let last = fleet.db.row("shared").unwrap().generation;
     fleet.generation_above(last, Duration::from_secs(20));
     lost += usize::from(fleet.invalid_grants() > invalid);
+    // Commits that came from a token request: every generation but the hand-overs of the
+    // new bootstrap refresh tokens above (each logged by the node that made it).
     let generations = fleet.db.row("shared").unwrap().generation as u64;
+    let handovers = nodes
+        .iter()
+        .flat_map(|node| {
+            let running = node.daemon.as_ref().map(|d| d.output());
+            node.r.recorded().iter().cloned().chain(running)
+        })
+        .map(|output| output.matches("handed to the store").count() as u64)
+        .sum::<u64>();
     let answered = fleet.refreshes() - fleet.invalid_grants();
-    let in_flight = answered.saturating_sub(generations);
+    let in_flight = answered.saturating_sub(generations - handovers);
+    // The provider tells the two kinds of reuse apart: after an answer nobody ever presented
+    // (lost on its way), or after the fleet had used it (always a bug).
+    let stats = fleet.oidc.stats();
+    let reuse = |key: &str| {
+        stats[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {key} in {stats}"))
+    };
+    let after_used = reuse("reuse_after_answer_used");
     eprintln!(
-        "fleet kill series: {kills} kills in {:.0} s, {generations} commits, {answered} refreshes answered, {in_flight} answers lost in flight, {lost} grants lost",
-        started.elapsed().as_secs_f64()
+        "fleet kill series: {kills} kills in {:.0} s, {generations} commits ({handovers} hand-overs), {answered} refreshes answered, {in_flight} answers lost in flight, {lost} grants lost; refresh tokens spent again: {} after an unused answer, {after_used} after a used one",
+        started.elapsed().as_secs_f64(),
+        reuse("reuse_after_answer_lost"),
+    );
+    assert_eq!(
+        after_used, 0,
+        "a refresh token was spent again after the fleet had used its answer"
     );
     assert!(
         lost as u64 <= in_flight,

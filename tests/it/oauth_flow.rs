@@ -411,3 +411,34 @@ fn a_valid_token_already_in_a_target_is_reused_on_first_start() {
     assert_ne!(s.access_token(), grant.access_token);
     s.refreshd.assert_no_issued_tokens(&s.oidc);
 }
+
+/// The provider's reuse counters, which the fleet's kill series relies on, tell a refresh token
+/// spent again after an answer nobody presented from one spent again after its answer was used.
+#[test]
+fn the_provider_tells_a_reuse_after_a_lost_answer_from_one_after_a_used_answer() {
+    let s = setup();
+    let refresh = |token: &str| {
+        s.oidc
+            .refresh_directly("rt-basic", "rt-basic-secret", token)
+    };
+    let counters = || {
+        let stats = s.oidc.stats();
+        (
+            stats["reuse_after_answer_lost"].as_u64().unwrap(),
+            stats["reuse_after_answer_used"].as_u64().unwrap(),
+        )
+    };
+    let lost = s.oidc.grant("rt-basic");
+    assert!(refresh(&lost.refresh_token)["refresh_token"].is_string());
+    assert_eq!(refresh(&lost.refresh_token)["error"], "invalid_grant");
+    assert_eq!(counters(), (1, 0));
+
+    let used = s.oidc.grant("rt-basic");
+    let answer = refresh(&used.refresh_token)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(refresh(&answer)["access_token"].is_string());
+    assert_eq!(refresh(&used.refresh_token)["error"], "invalid_grant");
+    assert_eq!(counters(), (1, 1));
+}

@@ -332,6 +332,11 @@ impl Refreshd {
         self.outputs.push(daemon.output());
     }
 
+    /// Everything recorded so far (commands' and daemons' output, files).
+    pub fn recorded(&self) -> &[String] {
+        &self.outputs
+    }
+
     /// Keeps a file refreshd wrote (a log file) for the leak check.
     pub fn record_file(&mut self, path: &Path) {
         self.outputs.push(std::fs::read_to_string(path).unwrap());
