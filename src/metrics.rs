@@ -68,7 +68,10 @@ pub async fn serve(listener: TcpListener, sources: Sources) {
                 // Copied under the lock (a pointer per credential), so rendering thousands
                 // of credentials never holds up a rotation that publishes.
                 let mut current = sources.snapshot.borrow().clone();
-                current.store = sources.fleet.as_ref().map(|fleet| fleet.status());
+                // Only the metrics show the store (a probe must not copy every lease).
+                if request.uri().path() == "/metrics" {
+                    current.store = sources.fleet.as_ref().map(|fleet| fleet.status());
+                }
                 let response = respond(&request, &current, &sources.vitals, sources.clock.now());
                 async move { Ok::<_, Infallible>(response) }
             });

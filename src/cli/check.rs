@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::Exit;
 use crate::config::LogFormat;
-use crate::config::{Config, Sharing, SourceConfig};
+use crate::config::{Config, SourceConfig};
 use crate::credential::{Engine, RotationOutcome, Trigger};
 use crate::state::StateDir;
 use crate::token;
@@ -44,20 +44,13 @@ pub async fn run(config: Config, online: bool) -> anyhow::Result<Exit> {
         },
         None => None,
     };
-    let shared = |credential: &crate::config::Credential| {
-        fleet.is_some() && matches!(credential.sharing, Sharing::Shared { .. })
-    };
+    let shared =
+        |credential: &crate::config::Credential| fleet.is_some() && credential.sharing.is_shared();
     if online && problems.is_empty() {
         // A shared credential is never fetched here: that would spend the fleet's refresh
         // token outside the holder's fence. The store is read instead.
         if let Some(fleet) = &fleet {
-            let names: Vec<String> = config
-                .credentials
-                .iter()
-                .filter(|c| shared(c))
-                .map(|c| c.name.clone())
-                .collect();
-            match fleet.probe(&names).await {
+            match fleet.probe(&config.shared_names()).await {
                 Ok(lines) => lines.iter().for_each(|line| println!("{line}")),
                 Err(e) => problems.push(e.to_string()),
             }

@@ -45,9 +45,10 @@ pub async fn run(config: Config, name: String, flags: Flags) -> anyhow::Result<E
             return Ok(Exit::Failed);
         }
     };
-    let fleet = match credential.sharing {
-        crate::config::Sharing::Shared { .. } => super::fleet(&config).await?,
-        crate::config::Sharing::Local => None,
+    let fleet = if credential.sharing.is_shared() {
+        super::fleet(&config).await?
+    } else {
+        None
     };
     if let Some(fleet) = &fleet {
         // Every node takes the new grant over from the store; the holder spends it next.

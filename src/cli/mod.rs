@@ -141,19 +141,10 @@ async fn fleet(config: &Config) -> anyhow::Result<Option<std::sync::Arc<crate::s
     let Some(store) = &config.daemon.store else {
         return Ok(None);
     };
-    let fleet = crate::store::Fleet::new(store, crate::clock::system())?;
-    fleet.set_names(
-        config
-            .credentials
-            .iter()
-            .filter(|c| matches!(c.sharing, crate::config::Sharing::Shared { .. }))
-            .map(|c| c.name.clone())
-            .collect(),
-    );
-    match fleet.round().await {
-        Ok(()) => {}
-        Err(e) if e.is_fatal() => return Err(e.into()),
-        Err(e) => eprintln!("refreshd: {e}"),
+    let (fleet, unreachable) =
+        crate::store::Fleet::join(store, config.shared_names(), crate::clock::system()).await?;
+    if let Some(e) = unreachable {
+        eprintln!("refreshd: {e}");
     }
     Ok(Some(fleet))
 }

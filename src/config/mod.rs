@@ -155,6 +155,13 @@ pub enum Sharing {
     },
 }
 
+impl Sharing {
+    /// Whether the credential goes through the fleet store.
+    pub fn is_shared(self) -> bool {
+        matches!(self, Sharing::Shared { .. })
+    }
+}
+
 /// The longest `timeout` a credential may have: SIGTERM waits for a request in flight
 /// (design §4), and the shipped units give the daemon this long plus a margin to stop.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(5 * 60);
@@ -254,6 +261,15 @@ impl Config {
 
     pub fn credential(&self, name: &str) -> Option<&Arc<Credential>> {
         self.credentials.iter().find(|c| c.name == name)
+    }
+
+    /// The credentials shared through the fleet store.
+    pub fn shared_names(&self) -> Vec<String> {
+        self.credentials
+            .iter()
+            .filter(|c| c.sharing.is_shared())
+            .map(|c| c.name.clone())
+            .collect()
     }
 
     /// The credentials in an order where every bearer comes before the credentials that

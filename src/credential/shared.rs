@@ -64,26 +64,14 @@ impl Engine {
                     .rotate_local(credential, trigger, jitter, bearers)
                     .await;
             }
-            Err(e) => {
-                return self.close(
-                    name,
-                    lock,
-                    self.store_failed(credential, state, unsaved, e).await,
-                );
-            }
+            Err(e) => return self.store_failed(credential, lock, state, unsaved, e).await,
         };
         fleet.set_local(name, false);
         let outcome = match claim {
             Claim::Follower(stored) => {
                 let stored = match self.follow(credential, fleet, stored, &trigger).await {
                     Ok(stored) => stored,
-                    Err(e) => {
-                        return self.close(
-                            name,
-                            lock,
-                            self.store_failed(credential, state, unsaved, e).await,
-                        );
-                    }
+                    Err(e) => return self.store_failed(credential, lock, state, unsaved, e).await,
                 };
                 // The targets get what the store committed, even when this node holds a state
                 // of the same generation that it could not commit.
@@ -107,8 +95,9 @@ impl Engine {
                     }
                     None => {
                         let empty = StoreError::Empty(name.clone(), fleet.lease);
-                        let failed = self.store_failed(credential, state, unsaved, empty).await;
-                        return self.close(name, lock, failed);
+                        return self
+                            .store_failed(credential, lock, state, unsaved, empty)
+                            .await;
                     }
                 }
             }
@@ -132,32 +121,26 @@ impl Engine {
                 );
                 match state.token.clone() {
                     Some(token) if !fetch => {
-                        let committed = if ahead {
-                            fence.commit(&state).await.map(Some)
-                        } else {
-                            fence.release().await;
-                            Ok(None)
-                        };
-                        match committed {
-                            Ok(generation) => {
-                                if let Some(generation) = generation {
+                        if ahead {
+                            match fence.commit(&state).await {
+                                Ok(generation) => {
                                     state.generation = Some(generation);
                                     self.save(credential, &state, &mut unsaved).await;
                                 }
-                                let report = self
-                                    .write_targets(credential, &token, jitter, started)
-                                    .await;
-                                log_current(credential, &token, &report);
-                                RotationOutcome::Current(report)
+                                Err(e) => {
+                                    return self
+                                        .store_failed(credential, lock, state, unsaved, e)
+                                        .await;
+                                }
                             }
-                            Err(e) => {
-                                return self.close(
-                                    name,
-                                    lock,
-                                    self.store_failed(credential, state, unsaved, e).await,
-                                );
-                            }
+                        } else {
+                            fence.release().await;
                         }
+                        let report = self
+                            .write_targets(credential, &token, jitter, started)
+                            .await;
+                        log_current(credential, &token, &report);
+                        RotationOutcome::Current(report)
                     }
                     _ => {
                         self.refresh_or_record(
@@ -251,46 +234,33 @@ impl Engine {
     }
 
     /// The store could not be used: targets keep what they hold, and the failure is
-    /// reported like a refresh's (status, metrics, `on_failure`).
+    /// reported like a refresh's (status, metrics, `on_failure`). Ends the rotation.
     async fn store_failed(
         &self,
         credential: &Credential,
+        lock: CredentialLock,
         mut state: CredentialState,
         mut unsaved: Option<String>,
         e: StoreError,
     ) -> RotationResult {
-        if let StoreError::Empty(..) = e {
+        let kind = FailureKind::Transient;
+        let error = RotationError::from(e);
+        if error.is_waiting() {
             // Waiting for the holder's first commit (a fleet's cold start): status says so,
             // the commit's notification wakes this task, and no line per credential is logged.
-            tracing::debug!(credential = %credential.name, "{e}");
-            state.record_failure(FailureKind::Transient, e.to_string(), self.clock.now());
+            tracing::debug!(credential = %credential.name, "{error}");
+            state.record_failure(kind, error.to_string(), self.clock.now());
             self.save(credential, &state, &mut unsaved).await;
-            return RotationResult {
-                outcome: RotationOutcome::Failed {
-                    error: e.into(),
-                    kind: FailureKind::Transient,
-                },
-                state,
-                unsaved,
-            };
+        } else {
+            self.record_failure(credential, &mut state, &error, kind, &mut unsaved)
+                .await;
         }
-        let error = RotationError::from(e);
-        self.record_failure(
-            credential,
-            &mut state,
-            &error,
-            FailureKind::Transient,
-            &mut unsaved,
-        )
-        .await;
-        RotationResult {
-            outcome: RotationOutcome::Failed {
-                error,
-                kind: FailureKind::Transient,
-            },
+        let failed = RotationResult {
+            outcome: RotationOutcome::Failed { error, kind },
             state,
             unsaved,
-        }
+        };
+        self.close(&credential.name, lock, failed)
     }
 }
 

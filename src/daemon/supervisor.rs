@@ -434,7 +434,7 @@ impl Daemon {
             .collect();
         self.config = new;
         if let Some(fleet) = &self.shared.fleet {
-            fleet.set_names(shared_names(&self.config));
+            fleet.set_names(self.config.shared_names());
         }
         self.followed = followed(&self.config);
         for name in removed.iter().chain(&changed).chain(&newly_followed) {
@@ -578,38 +578,22 @@ impl Daemon {
     }
 }
 
-/// The fleet store of `config`, connected if it answers: a store that refuses this host
-/// (another key, a newer schema) stops the start; one that does not answer yet does not
-/// (the state directory still knows every token, and the store is retried every round).
+/// The fleet store of `config`, joined before any credential's task starts. A store that
+/// does not answer yet does not stop the start: the state directory still knows every
+/// token, and the store is retried every round.
 async fn start_fleet(
     store: &crate::config::StoreConfig,
     config: &Config,
     clock: SharedClock,
 ) -> Result<Arc<crate::store::Fleet>, StartError> {
-    let fleet = crate::store::Fleet::new(store, clock)?;
-    fleet.set_names(shared_names(config));
-    // One round before any credential's task starts: the leases this node can take are
-    // taken, so its tasks start as holders rather than reading an empty store as followers.
-    match fleet.round().await {
-        Ok(()) => {}
-        Err(e) if e.is_fatal() => return Err(e.into()),
-        Err(e) => {
-            tracing::warn!(
-                "{e}: starting without it; shared credentials are not refreshed until it answers"
-            )
-        }
+    let (fleet, unreachable) =
+        crate::store::Fleet::join(store, config.shared_names(), clock).await?;
+    if let Some(e) = unreachable {
+        tracing::warn!(
+            "{e}: starting without it; shared credentials are not refreshed until it answers"
+        );
     }
     Ok(fleet)
-}
-
-/// The credentials `config` shares through its store.
-fn shared_names(config: &Config) -> Vec<String> {
-    config
-        .credentials
-        .iter()
-        .filter(|c| matches!(c.sharing, crate::config::Sharing::Shared { .. }))
-        .map(|c| c.name.clone())
-        .collect()
 }
 
 /// The first attempts after start: with more credentials due than may refresh at once, it

@@ -108,12 +108,11 @@ pub fn spawn(
         shared.settled.clone(),
         token,
     );
-    let news = match (&shared.fleet, credential.sharing) {
-        (Some(fleet), crate::config::Sharing::Shared { .. }) => {
-            Some(fleet.subscribe(&credential.name))
-        }
-        _ => None,
-    };
+    let news = shared
+        .fleet
+        .as_ref()
+        .filter(|_| credential.sharing.is_shared())
+        .map(|fleet| fleet.subscribe(&credential.name));
     // Requests from before this task started were another task's to answer.
     let seen = news.as_ref().map(|news| *news.borrow()).unwrap_or_default();
     let task = Task {

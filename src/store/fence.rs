@@ -20,12 +20,11 @@ use crate::state::{self, CredentialState};
 /// has it locked, before it counts as a transient failure.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
-/// A sealed state is a state file (well under a KiB) plus 28 bytes; a row holding more was
-/// not written by refreshd. (Reads also ask the server for at most this much.)
-const MAX_SEALED: usize = 1 << 20;
-
-/// The `sealed` column as read: NULL, or an empty value, when it is too large to be a state.
-const SEALED: &str = "CASE WHEN sealed IS NULL OR octet_length(sealed) <= 1048576 THEN sealed ELSE '\\x00'::bytea END";
+/// The `sealed` column as read: at most 1 MiB, or an empty value for a larger one. A sealed
+/// state is a state file (well under a KiB) plus 28 bytes, so a row holding more was not
+/// written by refreshd, and is never read whole; an empty value never opens either.
+const SEALED: &str =
+    "CASE WHEN sealed IS NULL OR octet_length(sealed) <= 1048576 THEN sealed ELSE ''::bytea END";
 
 /// What claiming a credential found.
 pub enum Claim<'a> {
@@ -59,7 +58,7 @@ impl Fleet {
             .acquire()
             .await
             .map_err(|_| StoreError::Unreachable("stopping".to_owned()))?;
-        let client = self.transaction(Some(timeout + self.lease)).await?;
+        let client = self.transaction(timeout + self.lease).await?;
         let row = client
             .query_opt(
                 &format!(
@@ -76,7 +75,7 @@ impl Fleet {
             self.end(client, false).await?;
             return Ok(Claim::Follower(None));
         };
-        let generation = super::column::<i64>(&row, 0)?.max(0) as u64;
+        let generation = super::count(&row, 0)?;
         let sealed: Option<Vec<u8>> = super::column(&row, 1)?;
         let held: Option<bool> = super::column(&row, 2)?;
         let bootstraps_seen: Vec<String> = super::column(&row, 3)?;
@@ -111,10 +110,10 @@ impl Fleet {
 
     /// A connection of its own with a transaction open: waits at most [`LOCK_WAIT`] for a
     /// row, and is killed by the server when idle in it longer than `stall`.
-    async fn transaction(&self, stall: Option<Duration>) -> Result<Client, StoreError> {
+    async fn transaction(&self, stall: Duration) -> Result<Client, StoreError> {
         let begin = format!(
             "SET idle_in_transaction_session_timeout = {}; SET lock_timeout = {}; BEGIN",
-            stall.map_or(0, |stall| stall.as_millis()),
+            stall.as_millis(),
             LOCK_WAIT.as_millis()
         );
         // A kept connection first; one the server closed meanwhile is replaced.
@@ -162,13 +161,11 @@ impl Fleet {
         let Some(sealed) = sealed else {
             return Ok(None);
         };
-        if sealed.len() > MAX_SEALED {
+        if sealed.is_empty() {
             return Err(StoreError::Invalid {
                 credential: name.to_owned(),
-                reason: format!(
-                    "its sealed state is {} bytes, more than a state can be",
-                    sealed.len()
-                ),
+                reason: "its sealed state is empty or over 1 MiB, more than a state can be"
+                    .to_owned(),
             });
         }
         let plain = self.key.open(name, generation, sealed)?;
@@ -258,7 +255,7 @@ impl Fleet {
             .map_err(StoreError::query)?;
         for row in rows {
             let name: String = super::column(&row, 0)?;
-            let generation = super::column::<i64>(&row, 1)?.max(0) as u64;
+            let generation = super::count(&row, 1)?;
             let sealed: Option<Vec<u8>> = super::column(&row, 2)?;
             let holder: Option<String> = super::column(&row, 3)?;
             let state = self.unseal(&name, generation, sealed.as_deref())?;
@@ -306,7 +303,7 @@ impl Fleet {
         let Some(row) = row else {
             return Ok(None);
         };
-        let generation = super::column::<i64>(&row, 0)?.max(0) as u64;
+        let generation = super::count(&row, 0)?;
         let sealed: Option<Vec<u8>> = super::column(&row, 1)?;
         self.unseal(name, generation, sealed.as_deref())
     }
@@ -318,8 +315,10 @@ impl Fleet {
         name: &str,
         state: &CredentialState,
     ) -> Result<u64, StoreError> {
-        let client = self.transaction(Some(self.lease)).await?;
+        // The schema migrated and the key checked before anything is sealed, and before a
+        // transaction is open (its session is ended after a lease of idling).
         self.client().await?;
+        let client = self.transaction(self.lease).await?;
         let result = self.commit_on(&client, name, None, state).await;
         self.end(client, result.is_ok()).await?;
         result
@@ -336,7 +335,7 @@ impl Fleet {
         bootstrap: &secrecy::SecretString,
     ) -> Result<bool, StoreError> {
         let fingerprint = crate::token::fingerprint(bootstrap);
-        let client = self.transaction(Some(self.lease)).await?;
+        let client = self.transaction(self.lease).await?;
         let row = client
             .query_opt(
                 &format!(
@@ -352,7 +351,7 @@ impl Fleet {
             self.end(client, false).await?;
             return Ok(false);
         };
-        let generation = super::column::<i64>(&row, 0)?.max(0) as u64;
+        let generation = super::count(&row, 0)?;
         let sealed: Option<Vec<u8>> = super::column(&row, 1)?;
         // An empty store is seeded by the holder from its own configuration.
         let state = self.unseal(name, generation, sealed.as_deref())?;
@@ -401,7 +400,7 @@ impl Fleet {
             )
             .await
             .map_err(StoreError::query)?;
-        let current = super::column::<i64>(&row, 0)?.max(0) as u64;
+        let current = super::count(&row, 0)?;
         if let Some(expected) = fenced
             && (current != expected || super::column::<Option<bool>>(&row, 1)? != Some(true))
         {

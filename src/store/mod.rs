@@ -109,6 +109,11 @@ fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
         .map_err(|e| StoreError::Query(format!("column {i}: {e}")))
 }
 
+/// A `bigint` column that counts (a generation, a number of leases): never below zero.
+fn count(row: &tokio_postgres::Row, i: usize) -> Result<u64, StoreError> {
+    Ok(column::<i64>(row, i)?.max(0) as u64)
+}
+
 /// A PostgreSQL error as one line: the server's message when it sent one.
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
@@ -179,7 +184,6 @@ struct Row {
 
 /// This node's view of the store.
 struct View {
-    up: bool,
     error: Option<String>,
     since: OffsetDateTime,
     rows: HashMap<String, Row>,
@@ -237,7 +241,6 @@ impl Fleet {
             clock,
             control: tokio::sync::Mutex::new(None),
             view: Mutex::new(View {
-                up: false,
                 error: Some("not connected yet".to_owned()),
                 since: now,
                 rows: HashMap::new(),
@@ -252,6 +255,25 @@ impl Fleet {
             started_at: now,
             queries: Default::default(),
         }))
+    }
+
+    /// [`Fleet::new`] for the shared credentials `names`, after one round: the leases this
+    /// node can take are taken, so that its rotations start as the holder's rather than read
+    /// an empty store as a follower's. `Err` when the store refuses this host (another key, a
+    /// newer schema); a store that does not answer yet is the round's error, beside the fleet,
+    /// for the caller to report (the rounds go on retrying it).
+    pub async fn join(
+        config: &StoreConfig,
+        names: Vec<String>,
+        clock: SharedClock,
+    ) -> Result<(Arc<Fleet>, Option<StoreError>), StoreError> {
+        let fleet = Fleet::new(config, clock)?;
+        fleet.set_names(names);
+        match fleet.round().await {
+            Ok(()) => Ok((fleet, None)),
+            Err(e) if e.is_fatal() => Err(e),
+            Err(e) => Ok((fleet, Some(e))),
+        }
     }
 
     /// How long a round or a read waits for an answer.
@@ -318,22 +340,20 @@ impl Fleet {
         let mut view = self.view();
         match result {
             Ok(()) => {
-                if !view.up {
+                if view.error.is_some() {
                     tracing::info!(store = %self.target.describe, node = %self.node, "store reachable");
-                    view.up = true;
                     view.error = None;
                     view.since = now;
                 }
             }
             Err(e) => {
                 let message = e.to_string();
-                if view.up || view.error.as_deref() != Some(message.as_str()) {
+                if view.error.as_deref() != Some(message.as_str()) {
                     tracing::warn!(store = %self.target.describe, "{message}");
                 }
-                if view.up {
+                if view.error.is_none() {
                     view.since = now;
                 }
-                view.up = false;
                 view.error = Some(message);
             }
         }
@@ -434,7 +454,7 @@ impl Fleet {
             .collect();
         StoreStatus {
             node: self.node.clone(),
-            up: view.up,
+            up: view.error.is_none(),
             error: view.error.clone(),
             since: view.since,
             queries: self.queries(),
@@ -465,7 +485,7 @@ impl Fleet {
                     heartbeat: column(row, 3)?,
                     heartbeat_age: Duration::try_from_secs_f64(column::<f64>(row, 4)?)
                         .unwrap_or(Duration::MAX),
-                    leases: column::<i64>(row, 5)?.max(0) as u64,
+                    leases: count(row, 5)?,
                 })
             })
             .collect()

@@ -132,7 +132,7 @@ impl Fleet {
             for row in &rows {
                 let name: String = super::column(row, 0)?;
                 let fresh = Row {
-                    generation: super::column::<i64>(row, 1)?.max(0) as u64,
+                    generation: super::count(row, 1)?,
                     holder: super::column(row, 2)?,
                     lease_until: super::column(row, 3)?,
                     rotate_asked_at: super::column(row, 4)?,
@@ -211,8 +211,7 @@ impl Fleet {
         ))
     }
 
-    /// A notification: `g GENERATION NAME` (a commit) or `a STAMP NAME` (a rotate request;
-    /// `a NAME`, without a stamp, from an earlier build).
+    /// A notification: `g GENERATION NAME` (a commit) or `a STAMP NAME` (a rotate request).
     fn heard(&self, payload: &str) {
         let mut parts = payload.splitn(3, ' ');
         match (parts.next(), parts.next(), parts.next()) {
@@ -225,12 +224,6 @@ impl Fleet {
                 if let Ok(stamp) = stamp.parse::<i64>() {
                     self.tell(name, |news| ask(news, stamp));
                 }
-            }
-            (Some("a"), Some(name), None) if self.holds(name) => {
-                self.tell(name, |news| {
-                    news.asks += 1;
-                    true
-                });
             }
             _ => {}
         }
