@@ -9,23 +9,10 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::common::{Oidc, Refreshd, eventually, jwt_claims, rt_basic_source};
+use crate::common::{Lcg, Oidc, Refreshd, eventually, jwt_claims, rt_basic_source};
 
 const KILLS: usize = 200;
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A small deterministic generator: the kill moments differ per run only by seed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next_ms(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
-}
 
 #[test]
 fn sigkill_at_random_moments_never_tears_a_target_or_loses_a_grant_it_stored() {
@@ -57,7 +44,7 @@ targets = [
     for kill in 0..KILLS {
         let grants_before = oidc.count("by_grant", "refresh_token");
         let mut daemon = r.spawn(&["run"]);
-        std::thread::sleep(Duration::from_millis(moments.next_ms(1500)));
+        std::thread::sleep(Duration::from_millis(moments.below(1500)));
         daemon.signal(Signal::SIGKILL);
         let _ = daemon.wait_exit(WAIT);
         let output = daemon.output();

@@ -19,7 +19,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Daemon, Oidc, Refreshd, assert_success, eventually, jwt_claims, promtool, stderr,
+    Daemon, Oidc, Refreshd, assert_success, eventually, fingerprint, jwt_claims, promtool, stderr,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -41,15 +41,6 @@ fn field(line: &str, key: &str) -> String {
         .find_map(|word| word.strip_prefix(&prefix))
         .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
         .to_owned()
-}
-
-/// The first 8 hex digits of the token's SHA-256, as design §4 defines the fingerprint.
-fn fingerprint(token: &str) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(token.as_bytes())[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn rfc3339(unix: i64) -> String {

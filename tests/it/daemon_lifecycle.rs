@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::common::{Daemon, INSTALL, Oidc, Refreshd, stderr};
+use crate::common::{Daemon, INSTALL, Oidc, Refreshd, fingerprint, stderr};
 
 /// How long to wait for anything that should happen "soon" on a loaded two-core machine.
 const WAIT: Duration = Duration::from_secs(60);
@@ -124,15 +124,6 @@ targets = [ {{ type = "file", path = "{}" }} ]
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     let start = line.find(&format!(" {key}="))? + key.len() + 2;
     Some(line[start..].split(' ').next().unwrap_or(""))
-}
-
-/// The first 8 hex digits of SHA-256: what refreshd logs as `fingerprint=`.
-fn fingerprint(token: &str) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(token.as_bytes())[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Lines of everything the daemon printed so far.

@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
 use crate::common::pg::Cluster;
-use crate::common::{Daemon, Oidc, Refreshd, assert_success, eventually};
+use crate::common::{Daemon, Lcg, Oidc, Refreshd, assert_success, eventually, stdout};
 
 const CLIENT: &str = "rt-basic";
 
@@ -167,6 +167,11 @@ store = {{ type = "postgres", url = {{ file = "{shared}/{url}" }}, key = {{ file
 
     /// The rotating grant, refreshed every `refresh_at`, written to each node's `.env`.
     fn rotating(&self, refresh_at: &str) -> String {
+        self.rotating_with(refresh_at, r#"{ initial = "500ms", max = "1s" }"#)
+    }
+
+    /// [`Fleet::rotating`] with its own `retry` table.
+    fn rotating_with(&self, refresh_at: &str, retry: &str) -> String {
         format!(
             r#"[credentials.shared]
 source = {{ type = "oauth-refresh", token_url = "{url}", client_id = "{CLIENT}", auth = "basic", client_secret = {{ file = "{shared}/client.secret" }}, refresh_token = {{ file = "{shared}/bootstrap.refresh" }}, scopes = ["openid", "offline_access", "api"] }}
@@ -174,7 +179,7 @@ refresh_at = "{refresh_at}"
 min_remaining = "2s"
 jitter = "0s"
 timeout = "3s"
-retry = {{ initial = "500ms", max = "1s" }}
+retry = {retry}
 targets = [ {{ type = "dotenv", path = "@DIR@/app/.env", key = "TOKEN" }} ]
 "#,
             url = self.oidc.token_endpoint,
@@ -361,7 +366,7 @@ fn three_nodes_share_one_grant() {
         (l, (l + 1) % nodes.len())
     };
     let status = nodes[follower].r.run(&["status"]);
-    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    let text = stdout(&status);
     assert!(
         text.contains(&format!(
             "store:         follower (holder {holder}, lease until"
@@ -371,9 +376,9 @@ fn three_nodes_share_one_grant() {
     assert!(text.contains("store: up; this node is"), "{text}");
     let status = nodes[leader].r.run(&["status"]);
     assert!(
-        String::from_utf8_lossy(&status.stdout).contains("store:         leader"),
+        stdout(&status).contains("store:         leader"),
         "{}",
-        String::from_utf8_lossy(&status.stdout)
+        stdout(&status)
     );
     // Metrics: the store answers everyone; only the leader holds the lease.
     let http = reqwest::blocking::Client::new();
@@ -396,7 +401,7 @@ fn three_nodes_share_one_grant() {
     }
     let listed = nodes[follower].r.run(&["status", "--nodes"]);
     assert_success(&listed);
-    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let listed = stdout(&listed);
     for node in &nodes {
         assert!(listed.contains(&node.name), "{listed}");
     }
@@ -520,7 +525,7 @@ fn wrong_key_newer_schema_and_migration() {
     let requests = fleet.refreshes();
     let check = good.r.run(&["check", "--online"]);
     assert_success(&check);
-    let text = String::from_utf8_lossy(&check.stdout).into_owned();
+    let text = stdout(&check);
     assert!(text.contains("schema version 2"), "{text}");
     assert!(
         text.contains("shared: in the store at generation 1, token "),
@@ -614,28 +619,6 @@ fn wrong_key_newer_schema_and_migration() {
     }
 }
 
-/// refreshd's fingerprint of a secret: the first 8 hex digits of its SHA-256.
-fn fingerprint(secret: &str) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(secret.as_bytes())[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// A small deterministic generator for the kill series (the seed is printed).
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
 /// A one-shot command against a store that has never seen its credentials takes their leases
 /// and refreshes them at once, every time: its round makes the rows before it claims them.
 #[test]
@@ -660,7 +643,7 @@ targets = [ {{ type = "dotenv", path = "@DIR@/app/.env", key = "T{i}" }} ]
             once.status.success(),
             "round {round}: once failed ({}):\n{}{}",
             once.status,
-            String::from_utf8_lossy(&once.stdout),
+            stdout(&once),
             crate::common::stderr(&once)
         );
         let env = std::fs::read_to_string(node.r.path("app/.env")).unwrap();
@@ -805,10 +788,7 @@ timeout = "3s"
 retry = {{ initial = "1s", max = "2s" }}
 targets = [ {{ type = "dotenv", path = "@DIR@/app/machine.env", key = "TOKEN" }} ]
 "#,
-        fleet.rotating("100s").replace(
-            "retry = { initial = \"500ms\", max = \"1s\" }",
-            "retry = { initial = \"1s\", max = \"2s\" }"
-        ),
+        fleet.rotating_with("100s", r#"{ initial = "1s", max = "2s" }"#),
         url = fleet.oidc.token_endpoint,
         shared = fleet.shared.path().display()
     );
@@ -827,7 +807,7 @@ targets = [ {{ type = "dotenv", path = "@DIR@/app/machine.env", key = "TOKEN" }}
     let down_at = Instant::now();
     std::thread::sleep(Duration::from_secs(5));
     let status = nodes[1].r.run(&["status"]);
-    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    let text = stdout(&status);
     assert!(text.contains("store: unreachable since"), "{text}");
     assert!(text.contains("machine: ok"), "{text}");
     // The rotating credential falls due at 100 s: it is not refreshed without the store.
@@ -842,7 +822,7 @@ targets = [ {{ type = "dotenv", path = "@DIR@/app/machine.env", key = "TOKEN" }}
         }
     }
     let status = nodes[0].r.run(&["status"]);
-    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    let text = stdout(&status);
     assert!(
         text.contains("store unreachable"),
         "the due credential says why: {text}"
@@ -922,7 +902,7 @@ fn a_new_bootstrap_token_on_any_node_reaches_the_holder() {
         || {
             let state = nodes[leader].r.state("shared");
             let fingerprint = state["bootstrap_fingerprint"].as_str()?.to_owned();
-            (fingerprint == self::fingerprint(&second.refresh_token)).then_some(())
+            (fingerprint == crate::common::fingerprint(&second.refresh_token)).then_some(())
         },
     );
     // Both configurations stay as they are: the holder's older token is never spent again,
@@ -1120,7 +1100,7 @@ fn the_store_over_tls_honours_sslmode() {
         match refused {
             None => {
                 assert_success(&check);
-                let out = String::from_utf8_lossy(&check.stdout).into_owned();
+                let out = stdout(&check);
                 assert!(
                     out.contains(&format!(":{port}/fleet: empty")),
                     "{url}: {out}"

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::common::{Daemon, Oidc, Refreshd, assert_success, eventually, jwt_claims, stderr};
+use crate::common::{
+    Daemon, Oidc, Refreshd, assert_success, eventually, fingerprint, jwt_claims, stderr, stdout,
+};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use url::Url;
@@ -29,19 +31,6 @@ const NAME: &str = "cli";
 const CLIENT: &str = "login-native";
 const RESOURCE: &str = "urn:refreshd:test";
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The first 8 hex digits of the token's SHA-256, as refreshd's fingerprint.
-fn fingerprint(token: &str) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(token.as_bytes())[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{Oidc, Refreshd, assert_success, require_root, rt_basic_source, stderr};
+use crate::common::{
+    Oidc, Refreshd, assert_success, fingerprint, require_root, rt_basic_source, stderr,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -179,12 +181,6 @@ fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
         assert!(std::time::Instant::now() < deadline, "once did not finish");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn fingerprint(token: &str) -> String {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(token.as_bytes());
-    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `write = "in-place"` on a full disk: the space for the new content is reserved before a

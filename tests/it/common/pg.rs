@@ -177,9 +177,9 @@ impl Cluster {
         panic!("the loop returns a started cluster or fails its assertion")
     }
 
-    /// A server-side tool (initdb, pg_ctl) as the server's user, with a clean environment.
-    pub fn server_command(&self, tool: &str) -> Command {
-        let mut command = Command::new(self.bindir.join(tool));
+    /// `program` with a clean environment (no PG* variables from ours), in the cluster's root.
+    fn clean_command(&self, program: &Path) -> Command {
+        let mut command = Command::new(program);
         command
             .env_clear()
             .env("PATH", PATH)
@@ -187,6 +187,12 @@ impl Cluster {
             .env("LANG", "C")
             .env("HOME", self.root.path())
             .current_dir(self.root.path());
+        command
+    }
+
+    /// A server-side tool (initdb, pg_ctl) as the server's user, with a clean environment.
+    pub fn server_command(&self, tool: &str) -> Command {
+        let mut command = self.clean_command(&self.bindir.join(tool));
         if let Some((uid, gid)) = self.run_as {
             // std drops the supplementary groups when root changes uid.
             command.uid(uid.as_raw()).gid(gid.as_raw());
@@ -196,41 +202,14 @@ impl Cluster {
 
     /// psql with no PG* variables from our environment.
     pub fn psql_command(&self) -> Command {
-        let mut command = Command::new(&self.psql);
-        command
-            .env_clear()
-            .env("PATH", PATH)
-            .env("LC_ALL", "C")
-            .env("LANG", "C")
-            .env("HOME", self.root.path())
-            .env("PGCONNECT_TIMEOUT", "5")
-            .current_dir(self.root.path())
-            .arg("-X");
+        let mut command = self.clean_command(&self.psql);
+        command.env("PGCONNECT_TIMEOUT", "5").arg("-X");
         command
     }
 
     /// Runs SQL as the superuser over the unix socket (trust).
     pub fn admin_sql(&self, sql: &str) {
-        let output = self
-            .psql_command()
-            .arg("-h")
-            .arg(&self.socket_dir)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-            ])
-            .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-            .output()
-            .expect("run psql as postgres");
-        assert!(
-            output.status.success(),
-            "admin SQL failed:\n{}",
-            show(&output)
-        );
+        self.query("postgres", sql);
     }
 
     /// Runs one query as the superuser on `db` over the unix socket; its rows, `|`-separated.
@@ -256,10 +235,8 @@ impl Cluster {
         .into_iter()
         .find(|p| p.is_file())
         .expect("pg_dump beside psql: run scripts/install-test-peers");
-        let output = Command::new(pg_dump)
-            .env_clear()
-            .env("PATH", PATH)
-            .env("LC_ALL", "C")
+        let output = self
+            .clean_command(&pg_dump)
             .arg("-h")
             .arg(&self.socket_dir)
             .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
