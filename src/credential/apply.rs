@@ -145,6 +145,20 @@ impl Engine {
             unsaved: None,
         })
     }
+
+    /// The token this node already holds is current: its targets are brought in line with
+    /// it, and that is the outcome.
+    pub(super) async fn write_current(
+        &self,
+        credential: &Credential,
+        token: &Token,
+        jitter: time::Duration,
+        started: tokio::time::Instant,
+    ) -> RotationOutcome {
+        let report = self.write_targets(credential, token, jitter, started).await;
+        log_current(credential, token, &report);
+        RotationOutcome::Current(report)
+    }
 }
 
 /// Only worth an operator's attention when a target had to be repaired.

@@ -13,7 +13,6 @@ use std::time::Duration;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
-use super::apply::log_current;
 use super::outcome::{Report, RotationError, RotationOutcome, RotationResult};
 use super::policy::{self, Trigger};
 use super::transition::Spend;
@@ -193,11 +192,8 @@ impl Engine {
         );
         let outcome = match state.token.clone() {
             Some(token) if !fetch => {
-                let report = self
-                    .write_targets(credential, &token, jitter, started)
-                    .await;
-                log_current(credential, &token, &report);
-                RotationOutcome::Current(report)
+                self.write_current(credential, &token, jitter, started)
+                    .await
             }
             _ => {
                 self.refresh_or_record(

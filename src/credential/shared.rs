@@ -136,11 +136,8 @@ impl Engine {
                         } else {
                             fence.release().await;
                         }
-                        let report = self
-                            .write_targets(credential, &token, jitter, started)
-                            .await;
-                        log_current(credential, &token, &report);
-                        RotationOutcome::Current(report)
+                        self.write_current(credential, &token, jitter, started)
+                            .await
                     }
                     _ => {
                         self.refresh_or_record(
