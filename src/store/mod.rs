@@ -12,13 +12,13 @@ pub mod connect;
 pub mod fence;
 pub mod schema;
 pub mod seal;
+mod status;
 mod watch;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio_postgres::Client;
@@ -30,6 +30,7 @@ use connect::Target;
 use seal::Key;
 
 pub use fence::{Claim, Fence};
+pub use status::{NodeStatus, StoreStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -142,34 +143,6 @@ pub struct News {
     /// the epoch as the database stamped it: the notification and the round both carry the
     /// same stamp, so a request heard twice is answered once.
     pub asks: u64,
-}
-
-/// One shared credential as status shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseStatus {
-    pub holder: Option<String>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub lease_until: Option<OffsetDateTime>,
-    pub generation: u64,
-    /// `leader` (this node holds the lease), `follower`, or `local` (refreshing on its own
-    /// while the store is unreachable).
-    pub role: String,
-}
-
-/// The store as status shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoreStatus {
-    pub node: String,
-    pub up: bool,
-    /// Why it is down.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub since: OffsetDateTime,
-    /// Statements sent since start (the store's load, per node).
-    #[serde(default)]
-    pub queries: u64,
-    pub credentials: BTreeMap<String, LeaseStatus>,
 }
 
 /// A credential's row as last read.
@@ -426,42 +399,6 @@ impl Fleet {
         }
     }
 
-    /// Status of the store and of every shared credential, as this node sees them.
-    pub fn status(&self) -> StoreStatus {
-        let view = self.view();
-        let now = tokio::time::Instant::now();
-        let credentials = view
-            .rows
-            .iter()
-            .map(|(name, row)| {
-                let role = if view.held.get(name).is_some_and(|until| *until > now) {
-                    "leader"
-                } else if view.local.contains(name) {
-                    "local"
-                } else {
-                    "follower"
-                };
-                (
-                    name.clone(),
-                    LeaseStatus {
-                        holder: row.holder.clone(),
-                        lease_until: row.lease_until,
-                        generation: row.generation,
-                        role: role.to_owned(),
-                    },
-                )
-            })
-            .collect();
-        StoreStatus {
-            node: self.node.clone(),
-            up: view.error.is_none(),
-            error: view.error.clone(),
-            since: view.since,
-            queries: self.queries(),
-            credentials,
-        }
-    }
-
     /// The nodes and their heartbeats (`status --nodes`).
     pub async fn nodes(&self) -> Result<Vec<NodeStatus>, StoreError> {
         let client = self.client().await?;
@@ -490,17 +427,4 @@ impl Fleet {
             })
             .collect()
     }
-}
-
-/// One row of `status --nodes`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeStatus {
-    pub name: String,
-    pub version: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub started_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    pub heartbeat: OffsetDateTime,
-    pub heartbeat_age: Duration,
-    pub leases: u64,
 }
