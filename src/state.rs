@@ -118,6 +118,10 @@ pub struct CredentialState {
     /// The fleet store's generation this state was taken from or committed as (shared
     /// credentials only): a node applies the store's state only when it is newer.
     pub generation: Option<u64>,
+    /// The store generation whose fence this state's newest answer was fetched under, and
+    /// that the store never got (the commit failed after the provider answered); `None` once
+    /// committed. Fleet only: "ahead of the store" is decided by generations, not clocks.
+    pub uncommitted: Option<u64>,
 }
 
 impl std::fmt::Debug for CredentialState {
@@ -129,6 +133,7 @@ impl std::fmt::Debug for CredentialState {
             .field("last_error", &self.last_error)
             .field("needs_login", &self.needs_login)
             .field("generation", &self.generation)
+            .field("uncommitted", &self.uncommitted)
             .finish()
     }
 }
@@ -159,6 +164,8 @@ struct FileV1 {
     consecutive_failures: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     store_generation: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uncommitted: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -488,6 +495,7 @@ pub fn encode(credential: &str, state: &CredentialState) -> Vec<u8> {
         needs_login: state.needs_login,
         consecutive_failures: state.consecutive_failures,
         store_generation: state.generation,
+        uncommitted: state.uncommitted,
     };
     let mut bytes = serde_json::to_vec_pretty(&file).expect("state serializes");
     bytes.push(b'\n');
@@ -545,6 +553,7 @@ pub fn decode(credential: &str, bytes: &[u8]) -> Result<CredentialState, Decode>
         needs_login: file.needs_login,
         consecutive_failures: file.consecutive_failures,
         generation: file.store_generation,
+        uncommitted: file.uncommitted,
     })
 }
 

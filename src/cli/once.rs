@@ -68,7 +68,13 @@ pub async fn run(config: Config, force: bool, names: Vec<String>) -> anyhow::Res
     while !unsaved.is_empty() && tokio::time::Instant::now() < give_up {
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(10));
-        unsaved.retain(|credential| engine.store_unsaved(credential).is_some());
+        let mut still = Vec::with_capacity(unsaved.len());
+        for credential in unsaved {
+            if engine.store_unsaved(credential).await.is_some() {
+                still.push(credential);
+            }
+        }
+        unsaved = still;
     }
     if !unsaved.is_empty() {
         let names: Vec<&str> = unsaved.iter().map(|c| c.name.as_str()).collect();

@@ -5,13 +5,16 @@
 
 use std::time::Duration;
 
-use super::outcome::{Report, RotationOutcome, RotationResult};
+use super::lines::log_current;
+use super::outcome::{Report, RotationError, RotationOutcome, RotationResult};
 use super::policy::{self, Trigger};
-use super::rotation::{Effects, Engine};
+use super::rotation::{Effects, Engine, Job};
 use crate::config::Credential;
 use crate::reload;
+use crate::source::FailureKind;
+use crate::state::CredentialState;
 use crate::target::{self, Outcome};
-use crate::token::{self, Token};
+use crate::token::Token;
 
 impl Engine {
     /// Writes every target (on the blocking pool: a target on a slow filesystem must not
@@ -146,39 +149,23 @@ impl Engine {
         })
     }
 
-    /// The token this node already holds is current: its targets are brought in line with
-    /// it, and that is the outcome.
+    /// The token this host holds is current: its targets are brought in line with it, and
+    /// that is the outcome.
     pub(super) async fn write_current(
         &self,
-        credential: &Credential,
-        token: &Token,
-        jitter: time::Duration,
-        started: tokio::time::Instant,
+        job: &Job<'_>,
+        state: &CredentialState,
     ) -> RotationOutcome {
-        let report = self.write_targets(credential, token, jitter, started).await;
-        log_current(credential, token, &report);
-        RotationOutcome::Current(report)
-    }
-}
-
-/// Only worth an operator's attention when a target had to be repaired.
-pub(super) fn log_current(credential: &Credential, token: &Token, report: &Report) {
-    macro_rules! current {
-        ($level:ident) => {
-            tracing::$level!(
-                credential = %credential.name,
-                expires_at = %token::rfc3339(token.expires_at),
-                next_refresh = %token::rfc3339(report.next_refresh),
-                targets_written = report.targets_written,
-                reloads = report.reloads_run,
-                fingerprint = %report.fingerprint,
-                "current"
-            )
+        let Some(token) = state.token.as_ref() else {
+            return RotationOutcome::Failed {
+                error: RotationError::Internal("no token to write".to_owned()),
+                kind: FailureKind::Transient,
+            };
         };
-    }
-    if report.targets_written > 0 {
-        current!(info);
-    } else {
-        current!(debug);
+        let report = self
+            .write_targets(job.credential, token, job.jitter, job.started)
+            .await;
+        log_current(job.credential, token, &report);
+        RotationOutcome::Current(report)
     }
 }

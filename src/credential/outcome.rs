@@ -64,6 +64,8 @@ pub enum RotationError {
     },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    NoStore(#[from] super::ledger::NoStore),
     #[error("internal: {0}")]
     Internal(String),
 }

@@ -1,6 +1,7 @@
 //! How a credential's stored state changes: after a fetch that worked, one that failed, a
 //! target that could not be written, a login; and which refresh token the next fetch
-//! spends. Rotation and login both go through here, so the rules are written once.
+//! spends; what a fleet node takes over from the store, and what it seals into it. Rotation,
+//! login and the fleet all go through here, so the rules are written once.
 //!
 //! Pure: no file, clock or network. The caller persists the result.
 
@@ -113,6 +114,43 @@ impl CredentialState {
             kind: FailureKind::Transient,
             message,
         });
+    }
+
+    /// The fleet store holds a newer generation (`stored`): this host's state becomes it.
+    /// Failures stay local history, so they are cleared with the state they were about.
+    pub fn take_over(&mut self, stored: CredentialState) {
+        self.token = stored.token;
+        self.refresh_token = stored.refresh_token;
+        self.bootstrap_fingerprint = stored.bootstrap_fingerprint;
+        self.last_rotation = stored.last_rotation;
+        self.generation = stored.generation;
+        self.uncommitted = None;
+        self.last_error = None;
+        self.needs_login = false;
+        self.consecutive_failures = 0;
+    }
+
+    /// The fleet store committed this state as `generation`.
+    pub fn record_committed(&mut self, generation: u64) {
+        self.generation = Some(generation);
+        self.uncommitted = None;
+    }
+
+    /// The store refused the commit of an answer fetched inside the fence of `generation`:
+    /// this host alone holds it, and commits it first when it next holds the lease.
+    pub fn record_uncommitted(&mut self, generation: u64) {
+        self.uncommitted = Some(generation);
+    }
+
+    /// What the fleet store keeps of this state: what every node may take over. Failures and
+    /// the uncommitted mark are this host's own.
+    pub fn sealable(&self) -> CredentialState {
+        let mut sealed = self.clone();
+        sealed.uncommitted = None;
+        sealed.last_error = None;
+        sealed.consecutive_failures = 0;
+        sealed.needs_login = false;
+        sealed
     }
 
     /// `refreshd login` obtained `token` and `refresh_token` at `at`. The configured

@@ -21,7 +21,7 @@ use crate::clock::SharedClock;
 use crate::config::Credential;
 use crate::control::RotateOutcome;
 use crate::credential::policy::{self, Trigger};
-use crate::credential::{Engine, RotationResult};
+use crate::credential::{Engine, Rotation};
 use crate::source::BearerTokens;
 use crate::status::Snapshot;
 use crate::store::{Fleet, News};
@@ -154,56 +154,73 @@ enum Wake {
     Stop,
 }
 
+/// What a task does at its next attempt.
+enum Attempt {
+    Rotate(Trigger),
+    /// The holder did not answer this follower's rotate request within this long.
+    HolderSilent(std::time::Duration),
+}
+
+/// A follower's rotate request the task waits on, holding neither the credential's lock
+/// nor a refresh permit: a generation after `seen`, for at most `wait`.
+#[derive(Clone, Copy)]
+struct Awaiting {
+    seen: u64,
+    wait: std::time::Duration,
+    /// The leases this node had taken when it asked: taking this one over ends the wait
+    /// (this node then answers the request itself).
+    acquired: u64,
+}
+
 async fn run(mut task: Task) {
     let alive = task.shared.liveness.alive(&task.credential.name);
     if !task.wait_for_bearers().await {
         return alive.stopped();
     }
-    let mut trigger = Trigger::IfDue;
+    let mut next = Attempt::Rotate(Trigger::IfDue);
     let mut attempt = 0;
     loop {
-        let (at, planned) = {
+        let (at, planned, awaiting) = {
             let started = tokio::time::Instant::now();
             let permits = task.shared.permits.clone();
             let _permit = permits.acquire().await;
-            // Boxed, and only once it holds a permit: a waiting task then holds only what
-            // waiting needs, not the ~16 KiB of a rotation in progress (with ten thousand
-            // credentials, that was most of their memory).
-            // What the store said before this attempt is answered by it (a rotate request
-            // that came while this task waited makes it a forced one); what it says during the
-            // attempt wakes the task again, unless it is only this attempt's own commit.
-            if let Some(news) = task.news.as_mut() {
-                let before = *news.borrow_and_update();
-                if before.asks != task.seen.asks && !matches!(trigger, Trigger::Force { .. }) {
-                    trigger = Trigger::Force {
-                        since: task.shared.clock.now(),
+            match task.attempt(next).await {
+                Rotation::Done(result) => {
+                    let now = task.shared.clock.now();
+                    let timing = &task.credential.timing;
+                    let plan =
+                        policy::plan(result.attempted(), attempt, now, timing, &mut unit_random);
+                    let stopped = task.inbox.asked().stop;
+                    task.publisher
+                        .publish(&result, &plan, started.elapsed(), now, stopped);
+                    attempt = plan.attempt;
+                    (plan.at, plan.trigger, None)
+                }
+                // The request's replies are answered when the holder's commit has been
+                // followed, or when the wait is over.
+                Rotation::Asked { seen, wait } => {
+                    let until = task.shared.clock.now() + wait;
+                    let acquired = task.seen.acquired;
+                    let awaiting = Awaiting {
+                        seen,
+                        wait,
+                        acquired,
                     };
-                }
-                task.seen = before;
-            }
-            let result = Box::pin(task.rotate(trigger)).await;
-            if let Some(news) = task.news.as_mut() {
-                let now = *news.borrow();
-                let own = now.generation <= result.state.generation.unwrap_or(0);
-                if own && now.asks == task.seen.asks && now.acquired == task.seen.acquired {
-                    task.seen = *news.borrow_and_update();
+                    (until, Trigger::IfDue, Some(awaiting))
                 }
             }
-            let now = task.shared.clock.now();
-            let timing = &task.credential.timing;
-            let plan = policy::plan(result.attempted(), attempt, now, timing, &mut unit_random);
-            let stopped = task.inbox.asked().stop;
-            task.publisher
-                .publish(&result, &plan, started.elapsed(), now, stopped);
-            attempt = plan.attempt;
-            (plan.at, plan.trigger)
         };
-        trigger = match task.wait(at).await {
-            Wake::Deadline => planned,
-            Wake::Rotate { if_due: true } => Trigger::IfDue,
-            Wake::Rotate { if_due: false } | Wake::BearerChanged | Wake::Asked => Trigger::Force {
-                since: task.shared.clock.now(),
+        next = match task.wait_while(at, awaiting).await {
+            Wake::Deadline => match awaiting {
+                Some(awaiting) => Attempt::HolderSilent(awaiting.wait),
+                None => Attempt::Rotate(planned),
             },
+            Wake::Rotate { if_due: true } => Attempt::Rotate(Trigger::IfDue),
+            Wake::Rotate { if_due: false } | Wake::BearerChanged | Wake::Asked => {
+                Attempt::Rotate(Trigger::Force {
+                    since: task.shared.clock.now(),
+                })
+            }
             Wake::Stop => break,
         };
     }
@@ -212,8 +229,43 @@ async fn run(mut task: Task) {
 }
 
 impl Task {
-    /// One rotation (the caller holds a permit), with the bearers' current tokens.
-    async fn rotate(&mut self, trigger: Trigger) -> RotationResult {
+    /// One attempt (the caller holds a permit). What the store said before it is answered
+    /// by it (a rotate request that came while this task waited makes it a forced one);
+    /// what it says during the attempt wakes the task again, unless it is only this
+    /// attempt's own commit.
+    async fn attempt(&mut self, next: Attempt) -> Rotation {
+        let mut trigger = match next {
+            Attempt::Rotate(trigger) => trigger,
+            Attempt::HolderSilent(waited) => {
+                let engine = &self.shared.engine;
+                return Rotation::Done(engine.holder_silent(&self.credential, waited).await);
+            }
+        };
+        if let Some(news) = self.news.as_mut() {
+            let before = *news.borrow_and_update();
+            if before.asks != self.seen.asks && !matches!(trigger, Trigger::Force { .. }) {
+                trigger = Trigger::Force {
+                    since: self.shared.clock.now(),
+                };
+            }
+            self.seen = before;
+        }
+        // Boxed, and only once it holds a permit: a waiting task then holds only what
+        // waiting needs, not the ~16 KiB of a rotation in progress (with ten thousand
+        // credentials, that was most of their memory).
+        let rotation = Box::pin(self.rotate(trigger)).await;
+        if let (Some(news), Rotation::Done(result)) = (self.news.as_mut(), &rotation) {
+            let now = *news.borrow();
+            let own = now.generation <= result.state.generation.unwrap_or(0);
+            if own && now.asks == self.seen.asks && now.acquired == self.seen.acquired {
+                self.seen = *news.borrow_and_update();
+            }
+        }
+        rotation
+    }
+
+    /// One rotation, with the bearers' current tokens.
+    async fn rotate(&mut self, trigger: Trigger) -> Rotation {
         let bearers = self.bearer_tokens();
         let jitter = policy::jitter(self.credential.timing.jitter, unit_random());
         let _rotating = self.shared.liveness.rotating(&self.credential.name);
@@ -221,6 +273,31 @@ impl Task {
             .engine
             .rotate_with(&self.credential, trigger, jitter, &bearers)
             .await
+    }
+
+    /// [`Task::wait`]; while `awaiting` the holder's answer to a rotate request, news of the
+    /// store that is neither a newer generation nor this node taking the lease over is not
+    /// a reason to stop waiting. Taking it over makes the request this node's to answer.
+    async fn wait_while(
+        &mut self,
+        deadline: time::OffsetDateTime,
+        awaiting: Option<Awaiting>,
+    ) -> Wake {
+        loop {
+            let wake = self.wait(deadline).await;
+            let (Some(awaiting), Wake::Rotate { if_due: true }, Some(news)) =
+                (awaiting, &wake, self.news.as_ref())
+            else {
+                return wake;
+            };
+            let news = *news.borrow();
+            if news.acquired != awaiting.acquired {
+                return Wake::Asked;
+            }
+            if news.generation > awaiting.seen {
+                return wake;
+            }
+        }
     }
 
     /// The bearers' tokens as now published; what is read counts as seen.

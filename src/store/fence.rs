@@ -31,7 +31,16 @@ pub enum Claim<'a> {
     /// This node holds the lease: refresh (or not) inside the fence, then commit or drop it.
     Held(Box<Fence<'a>>, Option<CredentialState>),
     /// Another node holds it (or nobody, until a round takes it): the store's state.
-    Follower(Option<CredentialState>),
+    Follower(Stored),
+}
+
+/// A credential's row as a follower reads it.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// The sealed state, opened (`None`: nothing committed yet).
+    pub state: Option<CredentialState>,
+    /// Fingerprints of every bootstrap refresh token the store took over.
+    pub bootstraps_seen: Vec<String>,
 }
 
 /// An open transaction holding a credential's row, while this node holds its lease.
@@ -73,7 +82,7 @@ impl Fleet {
         self.counted(1);
         let Some(row) = row else {
             self.end(client, false).await?;
-            return Ok(Claim::Follower(None));
+            return Ok(Claim::Follower(Stored::default()));
         };
         let generation = super::count(&row, 0)?;
         let sealed: Option<Vec<u8>> = super::column(&row, 1)?;
@@ -82,7 +91,10 @@ impl Fleet {
         let state = self.unseal(name, generation, sealed.as_deref())?;
         if held != Some(true) {
             self.end(client, false).await?;
-            return Ok(Claim::Follower(state));
+            return Ok(Claim::Follower(Stored {
+                state,
+                bootstraps_seen,
+            }));
         }
         // The request and the commit must fit in the lease: extend it by the request's timeout.
         let lease = (self.lease + timeout).as_secs_f64();
@@ -276,7 +288,7 @@ impl Fleet {
     }
 
     /// The store's state of `name` (a follower's read; no lock), given up after a lease.
-    pub async fn read(&self, name: &str) -> Result<Option<CredentialState>, StoreError> {
+    pub async fn read(&self, name: &str) -> Result<Stored, StoreError> {
         match tokio::time::timeout(self.patience(), self.try_read(name)).await {
             Ok(read) => read,
             Err(_) => {
@@ -290,22 +302,27 @@ impl Fleet {
         }
     }
 
-    async fn try_read(&self, name: &str) -> Result<Option<CredentialState>, StoreError> {
+    async fn try_read(&self, name: &str) -> Result<Stored, StoreError> {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                &format!("SELECT generation, {SEALED} FROM refreshd_credentials WHERE name = $1"),
+                &format!(
+                    "SELECT generation, {SEALED}, bootstraps_seen FROM refreshd_credentials WHERE name = $1"
+                ),
                 &[&name],
             )
             .await
             .map_err(StoreError::query)?;
         self.counted(1);
         let Some(row) = row else {
-            return Ok(None);
+            return Ok(Stored::default());
         };
         let generation = super::count(&row, 0)?;
         let sealed: Option<Vec<u8>> = super::column(&row, 1)?;
-        self.unseal(name, generation, sealed.as_deref())
+        Ok(Stored {
+            state: self.unseal(name, generation, sealed.as_deref())?,
+            bootstraps_seen: super::column(&row, 2)?,
+        })
     }
 
     /// Stores a new grant (`refreshd login`) whoever holds the lease: the holder's next
@@ -414,12 +431,10 @@ impl Fleet {
                 credential: name.to_owned(),
                 reason: format!("generation {current} cannot grow"),
             })?;
+        // What is sealed is what every node may take over: the caller scrubbed this host's
+        // own history from it (credential::transition), the generation is the store's.
         let mut sealed_state = state.clone();
         sealed_state.generation = Some(next);
-        // Failures stay local: the store holds what every node may take over.
-        sealed_state.last_error = None;
-        sealed_state.consecutive_failures = 0;
-        sealed_state.needs_login = false;
         let sealed = self
             .key
             .seal(name, next, &state::encode(name, &sealed_state));
@@ -471,14 +486,9 @@ impl Fleet {
         Ok(())
     }
 
-    /// A follower's `rotate`: asks the holder through the row, then waits up to `wait` for
-    /// a newer generation than `seen`. Whether one came.
-    pub async fn ask_rotation(
-        &self,
-        name: &str,
-        seen: u64,
-        wait: Duration,
-    ) -> Result<bool, StoreError> {
+    /// A follower's `rotate`: asks the holder through the row (the holder hears it at once,
+    /// or at its next round). The caller waits for the new generation holding nothing.
+    pub async fn ask(&self, name: &str) -> Result<(), StoreError> {
         let client = self.client().await?;
         // One statement, so the notification goes out when the stamp is visible.
         client
@@ -497,31 +507,54 @@ impl Fleet {
             .await
             .map_err(StoreError::query)?;
         self.counted(1);
+        Ok(())
+    }
+
+    /// Waits up to `wait` for a generation of `name` newer than `seen`, holding nothing: the
+    /// notification raises it in a daemon; a one-shot command, which does not listen, reads
+    /// the row every second. Whether one came.
+    pub async fn wait_for_generation(&self, name: &str, seen: u64, wait: Duration) -> bool {
         let mut news = self.subscribe(name);
-        let deadline = tokio::time::sleep(wait);
-        tokio::pin!(deadline);
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             if news.borrow_and_update().generation > seen {
-                return Ok(true);
+                return true;
             }
+            let poll = tokio::time::sleep(Duration::from_secs(1));
             tokio::select! {
-                changed = news.changed() => if changed.is_err() { return Ok(false) },
-                _ = &mut deadline => return Ok(false),
+                changed = news.changed() => if changed.is_err() { return false },
+                _ = poll => {
+                    if let Ok(Stored { state: Some(state), .. }) = self.read(name).await {
+                        let generation = state.generation.unwrap_or(0);
+                        self.tell(name, |news| super::watch::raise(news, generation));
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return false,
             }
         }
     }
 }
 
 impl Fence<'_> {
-    /// Before the token request: `Err` when this process stalled since the fence began for
-    /// so long that the lease may have lapsed (a paused host must not spend a refresh token
-    /// another node may already be spending).
-    pub fn still_held(&self) -> Result<(), StoreError> {
-        if self.began.elapsed() < self.fleet.lease / 2 {
-            Ok(())
-        } else {
-            Err(StoreError::Fenced(self.name.clone()))
-        }
+    /// How long ago this fence began, on this host's monotonic clock (a holder that stalled
+    /// for half a lease must not send the token request: `credential::decide::may_send`).
+    pub fn elapsed(&self) -> Duration {
+        self.began.elapsed()
+    }
+
+    /// The lease this fence was taken under.
+    pub fn lease(&self) -> Duration {
+        self.fleet.lease
+    }
+
+    /// The name of the credential whose row this fence holds.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The generation this fence holds the row at.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Commits `state` (a refresh's result) as the next generation, if the lease and the

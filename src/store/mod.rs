@@ -29,7 +29,7 @@ use crate::secret::SecretError;
 use connect::Target;
 use seal::Key;
 
-pub use fence::{Claim, Fence};
+pub use fence::{Claim, Fence, Stored};
 pub use status::{NodeStatus, StoreStatus};
 
 #[derive(Debug, thiserror::Error)]

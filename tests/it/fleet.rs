@@ -1120,3 +1120,136 @@ fn the_store_over_tls_honours_sslmode() {
         }
     }
 }
+
+/// A follower whose holder is stopped (SIGSTOP, its lease not yet lapsed) answers
+/// `rotate --all` for its shared credentials with a clear error after a bounded wait, and
+/// meanwhile holds neither their locks nor its refresh permits: its local credentials,
+/// refreshed every 2 s, keep their schedule although the shared ones outnumber the permits.
+#[test]
+fn a_follower_waiting_for_a_stopped_holder_stalls_nothing_else() {
+    let mut fleet = Fleet::start(150);
+    std::fs::write(fleet.path("cc.secret"), "cc-secret-secret").unwrap();
+    let client_credentials = |name: &str, extra: &str| {
+        format!(
+            r#"[credentials.{name}]
+source = {{ type = "oauth-client-credentials", token_url = "{url}", client_id = "cc-secret", client_secret = {{ file = "{shared}/cc.secret" }}, scopes = ["api"] }}
+{extra}
+jitter = "0s"
+timeout = "1s"
+retry = {{ initial = "1s", max = "2s" }}
+targets = [ {{ type = "dotenv", path = "@DIR@/app/{name}.env", key = "TOKEN" }} ]
+"#,
+            url = fleet.oidc.token_endpoint,
+            shared = fleet.shared.path().display()
+        )
+    };
+    let mut credentials = String::new();
+    for i in 1..=4 {
+        credentials += &client_credentials(&format!("shared{i}"), "");
+    }
+    credentials += &client_credentials(
+        "local",
+        "shared = false\nrefresh_at = \"2s\"\nmin_remaining = \"1s\"",
+    );
+    let permits = "max_concurrent_refreshes = 2";
+    let lease = "30s";
+    let shared_rows = ["shared1", "shared2", "shared3", "shared4"];
+    let mut holder = fleet.node_with(
+        "holder",
+        lease,
+        &credentials,
+        permits,
+        "store.url",
+        "store.key",
+    );
+    holder.start();
+    let db = &mut fleet.db;
+    eventually(
+        "the holder holds every shared lease",
+        Duration::from_secs(20),
+        || {
+            shared_rows
+                .iter()
+                .all(|name| {
+                    db.row(name).is_some_and(|row| {
+                        row.holder.as_deref() == Some("holder") && row.generation > 0
+                    })
+                })
+                .then_some(())
+        },
+    );
+    let mut follower = fleet.node_with(
+        "follower",
+        lease,
+        &credentials,
+        permits,
+        "store.url",
+        "store.key",
+    );
+    follower.start();
+    let local_token = |node: &Node| {
+        std::fs::read_to_string(node.r.path("app/local.env"))
+            .ok()
+            .filter(|text| text.starts_with("TOKEN="))
+    };
+    eventually("the follower's targets", Duration::from_secs(20), || {
+        let followed = shared_rows
+            .iter()
+            .all(|name| follower.r.path(&format!("app/{name}.env")).exists());
+        (followed && local_token(&follower).is_some()).then_some(())
+    });
+
+    holder.daemon().signal(Signal::SIGSTOP);
+    let asked = Instant::now();
+    let mut rotate = follower.r.spawn(&["rotate", "--all"]);
+    let mut seen = std::collections::BTreeSet::new();
+    let status = loop {
+        if let Some(token) = local_token(&follower) {
+            seen.insert(token);
+        }
+        if asked.elapsed() > Duration::from_secs(60) {
+            panic!(
+                "rotate --all did not answer within 60 s:\n{}",
+                rotate.output()
+            );
+        }
+        if rotate.count("shared4:") > 0 || rotate.count("refreshd:") > 0 {
+            break rotate.wait_exit(Duration::from_secs(10));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let waited = asked.elapsed();
+    let printed = rotate.output();
+    follower.r.record_daemon(&rotate);
+    holder.daemon().signal(Signal::SIGCONT);
+    eprintln!(
+        "fleet: rotate --all on a follower of a stopped holder answered after {} ms; the local credential rotated {} times meanwhile",
+        waited.as_millis(),
+        seen.len()
+    );
+    assert_eq!(status.code(), Some(1), "{printed}");
+    for name in shared_rows {
+        let line = printed
+            .lines()
+            .find(|line| line.starts_with(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no line for {name}:\n{printed}"));
+        assert!(
+            line.contains("did not rotate it within"),
+            "{name} does not say the holder did not answer: {line}"
+        );
+    }
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.starts_with("local:") && !l.contains("failed")),
+        "{printed}"
+    );
+    // The wait is 2 × timeout + half a lease (17 s): every 2 s meanwhile, a local refresh.
+    assert!(
+        seen.len() >= 5,
+        "the local credential kept {} tokens in {waited:?}: its refreshes waited for permits",
+        seen.len()
+    );
+    let mut nodes = [holder, follower];
+    fleet.finish(&mut nodes);
+}
