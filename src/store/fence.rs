@@ -1,18 +1,19 @@
 //! The fencing of a shared credential's refresh: the token request and the commit of its
 //! result happen inside one transaction that has locked the credential's row and checked
 //! that this node holds the lease, so a node whose lease lapsed (a pause, a partition)
-//! can never commit; and the commit comes before any host writes a target. Also the other
-//! writes of a credential's row: a login's new grant, a follower's rotate request.
+//! can never commit; and the commit comes before any host writes a target. The one place a
+//! credential's row gets a new generation ([`super::row`] asks it to for a login's grant or a
+//! bootstrap token handed over).
 //!
 //! Must never: send a request outside a fence it holds, or write a state unsealed.
 
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
 use tokio::sync::SemaphorePermit;
 use tokio_postgres::Client;
 
-use super::watch::{ASK_STAMP, CHANNEL};
+use super::row::Stored;
+use super::watch::CHANNEL;
 use super::{Fleet, StoreError};
 use crate::state::{self, CredentialState};
 
@@ -23,7 +24,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// The `sealed` column as read: at most 1 MiB, or an empty value for a larger one. A sealed
 /// state is a state file (well under a KiB) plus 28 bytes, so a row holding more was not
 /// written by refreshd, and is never read whole; an empty value never opens either.
-const SEALED: &str =
+pub(super) const SEALED: &str =
     "CASE WHEN sealed IS NULL OR octet_length(sealed) <= 1048576 THEN sealed ELSE ''::bytea END";
 
 /// What claiming a credential found.
@@ -32,15 +33,6 @@ pub enum Claim<'a> {
     Held(Box<Fence<'a>>, Option<CredentialState>),
     /// Another node holds it (or nobody, until a round takes it): the store's state.
     Follower(Stored),
-}
-
-/// A credential's row as a follower reads it.
-#[derive(Debug, Default)]
-pub struct Stored {
-    /// The sealed state, opened (`None`: nothing committed yet).
-    pub state: Option<CredentialState>,
-    /// Fingerprints of every bootstrap refresh token the store took over.
-    pub bootstraps_seen: Vec<String>,
 }
 
 /// An open transaction holding a credential's row, while this node holds its lease.
@@ -122,7 +114,7 @@ impl Fleet {
 
     /// A connection of its own with a transaction open: waits at most [`LOCK_WAIT`] for a
     /// row, and is killed by the server when idle in it longer than `stall`.
-    async fn transaction(&self, stall: Duration) -> Result<Client, StoreError> {
+    pub(super) async fn transaction(&self, stall: Duration) -> Result<Client, StoreError> {
         let begin = format!(
             "SET idle_in_transaction_session_timeout = {}; SET lock_timeout = {}; BEGIN",
             stall.as_millis(),
@@ -150,7 +142,7 @@ impl Fleet {
 
     /// Ends a transaction and keeps its connection for the next one (a refresh then costs
     /// no new connection and no new login).
-    async fn end(&self, client: Client, commit: bool) -> Result<(), StoreError> {
+    pub(super) async fn end(&self, client: Client, commit: bool) -> Result<(), StoreError> {
         client
             .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })
             .await
@@ -163,236 +155,10 @@ impl Fleet {
         Ok(())
     }
 
-    /// The state sealed in a row, if any.
-    fn unseal(
-        &self,
-        name: &str,
-        generation: u64,
-        sealed: Option<&[u8]>,
-    ) -> Result<Option<CredentialState>, StoreError> {
-        let Some(sealed) = sealed else {
-            return Ok(None);
-        };
-        if sealed.is_empty() {
-            return Err(StoreError::Invalid {
-                credential: name.to_owned(),
-                reason: "its sealed state is empty or over 1 MiB, more than a state can be"
-                    .to_owned(),
-            });
-        }
-        let plain = self.key.open(name, generation, sealed)?;
-        let mut state =
-            state::decode(name, plain.expose_secret()).map_err(|e| StoreError::Invalid {
-                credential: name.to_owned(),
-                reason: match e {
-                    state::Decode::Invalid(reason) => reason,
-                    state::Decode::Newer(found) => {
-                        format!("state version {found} is newer than this refreshd")
-                    }
-                },
-            })?;
-        state.generation = Some(generation);
-        Ok(Some(state))
-    }
-
-    /// `check --online`: the store answers, its schema is one this build knows, the key opens
-    /// what the store holds, and what it holds of each of `names` (one line each). Changes
-    /// nothing: no migration, no lease, no key recorded.
-    pub async fn probe(&self, names: &[String]) -> Result<Vec<String>, StoreError> {
-        let (client, connection) = self.target.connect().await?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let exists = |table: &'static str| {
-            let client = &client;
-            async move {
-                let row = client
-                    .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
-                    .await
-                    .map_err(StoreError::query)?;
-                super::column::<bool>(&row, 0)
-            }
-        };
-        let mut lines = Vec::new();
-        if !exists("refreshd_schema").await? {
-            lines.push(format!(
-                "{}: empty: `refreshd run` creates its tables",
-                self.target.describe
-            ));
-            return Ok(lines);
-        }
-        let row = client
-            .query_one("SELECT coalesce(max(version), 0) FROM refreshd_schema", &[])
-            .await
-            .map_err(StoreError::query)?;
-        let version: i32 = super::column(&row, 0)?;
-        let latest = super::schema::latest();
-        if version > latest {
-            return Err(StoreError::NewerSchema {
-                found: version,
-                known: latest,
-            });
-        }
-        lines.push(format!(
-            "{}: schema version {version}{}",
-            self.target.describe,
-            if version < latest {
-                format!(" (`refreshd run` migrates it to {latest})")
-            } else {
-                String::new()
-            }
-        ));
-        let check: Option<Vec<u8>> = match client
-            .query_opt(
-                "SELECT value FROM refreshd_meta WHERE key = 'key_check'",
-                &[],
-            )
-            .await
-            .map_err(StoreError::query)?
-        {
-            Some(row) => Some(super::column(&row, 0)?),
-            None => None,
-        };
-        if let Some(check) = check
-            && self.key.open("", 0, &check).is_err()
-        {
-            return Err(StoreError::WrongKey);
-        }
-        let rows = client
-            .query(
-                &format!("SELECT name, generation, {SEALED}, holder FROM refreshd_credentials WHERE name = ANY($1)"),
-                &[&names],
-            )
-            .await
-            .map_err(StoreError::query)?;
-        for row in rows {
-            let name: String = super::column(&row, 0)?;
-            let generation = super::count(&row, 1)?;
-            let sealed: Option<Vec<u8>> = super::column(&row, 2)?;
-            let holder: Option<String> = super::column(&row, 3)?;
-            let state = self.unseal(&name, generation, sealed.as_deref())?;
-            lines.push(format!(
-                "{name}: in the store at generation {generation}, {}, lease holder {}",
-                match state.and_then(|s| s.token) {
-                    Some(token) => format!(
-                        "token {} expires {}",
-                        token.fingerprint(),
-                        crate::token::rfc3339(token.expires_at)
-                    ),
-                    None => "no token yet".to_owned(),
-                },
-                holder.as_deref().unwrap_or("none")
-            ));
-        }
-        Ok(lines)
-    }
-
-    /// The store's state of `name` (a follower's read; no lock), given up after a lease.
-    pub async fn read(&self, name: &str) -> Result<Stored, StoreError> {
-        match tokio::time::timeout(self.patience(), self.try_read(name)).await {
-            Ok(read) => read,
-            Err(_) => {
-                self.reset().await;
-                Err(StoreError::Unreachable(format!(
-                    "{}: no answer within {}",
-                    self.target.describe,
-                    humantime::format_duration(self.patience())
-                )))
-            }
-        }
-    }
-
-    async fn try_read(&self, name: &str) -> Result<Stored, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "SELECT generation, {SEALED}, bootstraps_seen FROM refreshd_credentials WHERE name = $1"
-                ),
-                &[&name],
-            )
-            .await
-            .map_err(StoreError::query)?;
-        self.counted(1);
-        let Some(row) = row else {
-            return Ok(Stored::default());
-        };
-        let generation = super::count(&row, 0)?;
-        let sealed: Option<Vec<u8>> = super::column(&row, 1)?;
-        Ok(Stored {
-            state: self.unseal(name, generation, sealed.as_deref())?,
-            bootstraps_seen: super::column(&row, 2)?,
-        })
-    }
-
-    /// Stores a new grant (`refreshd login`) whoever holds the lease: the holder's next
-    /// refresh spends it, and every node takes its token over. The generation committed.
-    pub async fn store_login(
-        &self,
-        name: &str,
-        state: &CredentialState,
-    ) -> Result<u64, StoreError> {
-        // The schema migrated and the key checked before anything is sealed, and before a
-        // transaction is open (its session is ended after a lease of idling).
-        self.client().await?;
-        let client = self.transaction(self.lease).await?;
-        let result = self.commit_on(&client, name, None, state).await;
-        self.end(client, result.is_ok()).await?;
-        result
-    }
-
-    /// A configured bootstrap refresh token the store has not seen (its fingerprint is not
-    /// the one the stored refresh token descends from) becomes the stored refresh token, for
-    /// the holder to spend: whichever node sees it first hands it over. Checked and written
-    /// under the row's lock, so a token the holder already spent is never handed over again.
-    /// Whether it was handed over.
-    pub async fn hand_over_bootstrap(
-        &self,
-        name: &str,
-        bootstrap: &secrecy::SecretString,
-    ) -> Result<bool, StoreError> {
-        let fingerprint = crate::token::fingerprint(bootstrap);
-        let client = self.transaction(self.lease).await?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "SELECT generation, {SEALED}, $2 = ANY(bootstraps_seen)
-                       FROM refreshd_credentials WHERE name = $1 FOR UPDATE"
-                ),
-                &[&name, &fingerprint],
-            )
-            .await
-            .map_err(StoreError::query)?;
-        self.counted(1);
-        let Some(row) = row else {
-            self.end(client, false).await?;
-            return Ok(false);
-        };
-        let generation = super::count(&row, 0)?;
-        let sealed: Option<Vec<u8>> = super::column(&row, 1)?;
-        // An empty store is seeded by the holder from its own configuration.
-        let state = self.unseal(name, generation, sealed.as_deref())?;
-        let Some(mut state) = state
-            .filter(|state| state.bootstrap_fingerprint.as_deref() != Some(fingerprint.as_str()))
-        else {
-            self.end(client, false).await?;
-            return Ok(false);
-        };
-        if super::column::<bool>(&row, 2)? {
-            self.end(client, false).await?;
-            return Ok(false);
-        }
-        state.refresh_token = Some(bootstrap.clone());
-        state.bootstrap_fingerprint = Some(fingerprint);
-        let result = self.commit_on(&client, name, None, &state).await;
-        self.end(client, result.is_ok()).await?;
-        result.map(|_| true)
-    }
-
     /// Inside an open transaction: locks the row (made if missing), checks the holder and
     /// generation when `fenced` says whose and which, writes `state` sealed as the next
     /// generation and announces it at commit. The generation written.
-    async fn commit_on(
+    pub(super) async fn commit_on(
         &self,
         client: &Client,
         name: &str,
@@ -484,54 +250,6 @@ impl Fleet {
             .map_err(StoreError::query)?;
         self.counted(1);
         Ok(())
-    }
-
-    /// A follower's `rotate`: asks the holder through the row (the holder hears it at once,
-    /// or at its next round). The caller waits for the new generation holding nothing.
-    pub async fn ask(&self, name: &str) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        // One statement, so the notification goes out when the stamp is visible.
-        client
-            .execute(
-                &format!(
-                    "WITH asked AS (
-                         UPDATE refreshd_credentials
-                            SET rotate_asked_at = clock_timestamp(), rotate_asked_by = $2
-                          WHERE name = $1
-                         RETURNING rotate_asked_at)
-                     SELECT pg_notify($3, 'a ' || rotate_asked_at::text || ' ' || $1::text)
-                       FROM (SELECT {ASK_STAMP} FROM asked) stamped"
-                ),
-                &[&name, &self.node, &CHANNEL],
-            )
-            .await
-            .map_err(StoreError::query)?;
-        self.counted(1);
-        Ok(())
-    }
-
-    /// Waits up to `wait` for a generation of `name` newer than `seen`, holding nothing: the
-    /// notification raises it in a daemon; a one-shot command, which does not listen, reads
-    /// the row every second. Whether one came.
-    pub async fn wait_for_generation(&self, name: &str, seen: u64, wait: Duration) -> bool {
-        let mut news = self.subscribe(name);
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            if news.borrow_and_update().generation > seen {
-                return true;
-            }
-            let poll = tokio::time::sleep(Duration::from_secs(1));
-            tokio::select! {
-                changed = news.changed() => if changed.is_err() { return false },
-                _ = poll => {
-                    if let Ok(Stored { state: Some(state), .. }) = self.read(name).await {
-                        let generation = state.generation.unwrap_or(0);
-                        self.tell(name, |news| super::watch::raise(news, generation));
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => return false,
-            }
-        }
     }
 }
 

@@ -10,6 +10,8 @@
 
 pub mod connect;
 pub mod fence;
+mod probe;
+mod row;
 pub mod schema;
 pub mod seal;
 mod status;
@@ -29,7 +31,8 @@ use crate::secret::SecretError;
 use connect::Target;
 use seal::Key;
 
-pub use fence::{Claim, Fence, Stored};
+pub use fence::{Claim, Fence};
+pub use row::Stored;
 pub use status::{NodeStatus, StoreStatus};
 
 #[derive(Debug, thiserror::Error)]

@@ -70,11 +70,41 @@ impl Fleet {
     async fn try_round(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         let names = self.names();
-        let lease = self.lease.as_secs_f64();
         let sent = tokio::time::Instant::now();
+        let (claimed, rows) = self.send_round(&client, &names).await?;
+        let claimed: HashSet<String> = claimed
+            .iter()
+            .map(|row| super::column(row, 0))
+            .collect::<Result<_, _>>()?;
+        // The lease ends `lease` after the database ran the update, which was after `sent`.
+        let news = self.apply_round(&claimed, &rows, sent + self.lease)?;
+        for name in news.acquired {
+            tracing::info!(credential = %name, node = %self.node, "lease taken: this node refreshes it now");
+            self.tell(&name, |news| {
+                news.acquired += 1;
+                true
+            });
+        }
+        for (name, stamp) in news.asked {
+            self.tell(&name, |news| ask(news, stamp));
+        }
+        for (name, generation) in news.generations {
+            self.tell(&name, |news| raise(news, generation));
+        }
+        Ok(())
+    }
+
+    /// The round's four statements: heartbeat, rows made, leases renewed or taken (the
+    /// names claimed), generations read (every row).
+    async fn send_round(
+        &self,
+        client: &tokio_postgres::Client,
+        names: &Vec<String>,
+    ) -> Result<(Vec<tokio_postgres::Row>, Vec<tokio_postgres::Row>), StoreError> {
+        let lease = self.lease.as_secs_f64();
         let node_params: [Param<'_>; 1] = [&self.node];
-        let names_params: [Param<'_>; 1] = [&names];
-        let claim_params: [Param<'_>; 3] = [&names, &self.node, &lease];
+        let names_params: [Param<'_>; 1] = [names];
+        let claim_params: [Param<'_>; 3] = [names, &self.node, &lease];
         let heartbeat = client.execute(
             "UPDATE refreshd_nodes SET heartbeat = clock_timestamp() WHERE name = $1",
             &node_params,
@@ -112,66 +142,54 @@ impl Fleet {
                     "SELECT name, generation, holder, lease_until, {ASK_STAMP}
                        FROM refreshd_credentials WHERE name = ANY($1)"
                 ),
-                &[&names],
+                &[names],
             )
             .await
             .map_err(StoreError::query)?;
         self.counted(4);
-        let claimed: HashSet<String> = claimed
-            .iter()
-            .map(|row| super::column(row, 0))
-            .collect::<Result<_, _>>()?;
-        // The lease ends `lease` after the database ran the update, which was after `sent`.
-        let until = sent + self.lease;
-        let mut acquired = Vec::new();
-        let mut asked = Vec::new();
-        let mut generations = Vec::new();
-        {
-            let mut view = self.view();
-            let now = tokio::time::Instant::now();
-            for row in &rows {
-                let name: String = super::column(row, 0)?;
-                let fresh = Row {
-                    generation: super::count(row, 1)?,
-                    holder: super::column(row, 2)?,
-                    lease_until: super::column(row, 3)?,
-                    rotate_asked_at: super::column(row, 4)?,
-                };
-                let held_before = view.held.get(&name).is_some_and(|u| *u > now);
-                if claimed.contains(&name) {
-                    view.held.insert(name.clone(), until);
-                    if !held_before {
-                        acquired.push(name.clone());
-                    }
-                } else if fresh.holder.as_deref() != Some(self.node.as_str()) {
-                    view.held.remove(&name);
+        Ok((claimed, rows))
+    }
+
+    /// Records a round's rows in the view: leases held until `until`; what each credential's
+    /// task is to be told.
+    fn apply_round(
+        &self,
+        claimed: &HashSet<String>,
+        rows: &[tokio_postgres::Row],
+        until: tokio::time::Instant,
+    ) -> Result<RoundNews, StoreError> {
+        let mut news = RoundNews::default();
+        let mut view = self.view();
+        let now = tokio::time::Instant::now();
+        for row in rows {
+            let name: String = super::column(row, 0)?;
+            let fresh = Row {
+                generation: super::count(row, 1)?,
+                holder: super::column(row, 2)?,
+                lease_until: super::column(row, 3)?,
+                rotate_asked_at: super::column(row, 4)?,
+            };
+            let held_before = view.held.get(&name).is_some_and(|u| *u > now);
+            if claimed.contains(&name) {
+                view.held.insert(name.clone(), until);
+                if !held_before {
+                    news.acquired.push(name.clone());
                 }
-                let old = view.rows.get(&name);
-                // A request already there when this node first read the row is old news.
-                if let Some(stamp) = fresh.rotate_asked_at
-                    && old.is_some_and(|o| o.rotate_asked_at != fresh.rotate_asked_at)
-                    && claimed.contains(&name)
-                {
-                    asked.push((name.clone(), stamp));
-                }
-                generations.push((name.clone(), fresh.generation));
-                view.rows.insert(name, fresh);
+            } else if fresh.holder.as_deref() != Some(self.node.as_str()) {
+                view.held.remove(&name);
             }
+            let old = view.rows.get(&name);
+            // A request already there when this node first read the row is old news.
+            if let Some(stamp) = fresh.rotate_asked_at
+                && old.is_some_and(|o| o.rotate_asked_at != fresh.rotate_asked_at)
+                && claimed.contains(&name)
+            {
+                news.asked.push((name.clone(), stamp));
+            }
+            news.generations.push((name.clone(), fresh.generation));
+            view.rows.insert(name, fresh);
         }
-        for name in acquired {
-            tracing::info!(credential = %name, node = %self.node, "lease taken: this node refreshes it now");
-            self.tell(&name, |news| {
-                news.acquired += 1;
-                true
-            });
-        }
-        for (name, stamp) in asked {
-            self.tell(&name, |news| ask(news, stamp));
-        }
-        for (name, generation) in generations {
-            self.tell(&name, |news| raise(news, generation));
-        }
-        Ok(())
+        Ok(news)
     }
 
     /// The store stopped answering: no lease counts as held any more.
@@ -259,6 +277,14 @@ impl Fleet {
             tracing::info!(leases = n, "leases released");
         }
     }
+}
+
+/// What a round tells the credentials' tasks.
+#[derive(Default)]
+struct RoundNews {
+    acquired: Vec<String>,
+    asked: Vec<(String, i64)>,
+    generations: Vec<(String, u64)>,
 }
 
 /// A rotate request's stamp as SQL: microseconds since the epoch. The round and the
