@@ -6,7 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::{ConfigError, Credential, Doc};
+use super::locate::Doc;
+use super::{ConfigError, Credential};
 
 /// Refuses unknown bearers and bearer cycles.
 pub(super) fn check(doc: &Doc<'_>, credentials: &[Arc<Credential>]) -> Result<(), ConfigError> {

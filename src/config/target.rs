@@ -8,8 +8,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::ConfigError;
+use super::locate::Doc;
+use super::names::valid_env_key;
 use super::raw::{RawMode, RawPort, RawTarget};
-use super::{ConfigError, Doc, valid_env_key};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetConfig {

@@ -1,3 +1,6 @@
+use std::path::Path;
+use std::time::Duration;
+
 use super::*;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -215,6 +218,8 @@ fn a_pgpass_field_with_a_line_break_is_refused() {
 }
 
 mod shape {
+    use std::path::Path;
+
     use super::super::*;
 
     fn error(text: &str) -> String {

@@ -3,11 +3,12 @@
 
 use url::Url;
 
+use super::super::locate::Doc;
+use super::super::names::valid_env_key;
 use super::super::raw::{
     RawBody, RawChain, RawClientCredentials, RawCommand, RawCommandFormat, RawHttp,
     RawOauthRefresh, RawSecretAuth, RawSource,
 };
-use super::super::{Doc, valid_env_key};
 use super::*;
 use crate::config::ConfigError;
 
