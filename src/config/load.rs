@@ -104,6 +104,9 @@ impl Doc<'_> {
                 self.credential(name, start, spanned.into_inner(), &defaults, store)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // A BTreeMap yields its keys in the order `str` compares them, which is the order
+        // Config::credential searches in.
+        debug_assert!(credentials.is_sorted_by(|a, b| a.name < b.name));
         graph::check(self, &credentials)?;
         Ok(Config {
             path: self.path.to_path_buf(),

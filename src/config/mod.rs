@@ -62,13 +62,21 @@ pub struct Config {
     pub path: PathBuf,
     pub daemon: DaemonConfig,
     pub log: LogConfig,
-    /// Sorted by name.
+    /// Sorted by name, each name once: this is the index [`Config::credential`] searches,
+    /// so whatever changes it keeps it sorted.
     pub credentials: Vec<Arc<Credential>>,
 }
 
 impl Config {
+    /// The credential called `name`. A binary search rather than a scan: callers look up
+    /// names in loops over every credential, and a fleet config holds ten thousand. The
+    /// sorted list is the index, so there is no second copy to keep in step with it.
     pub fn credential(&self, name: &str) -> Option<&Arc<Credential>> {
-        self.credentials.iter().find(|c| c.name == name)
+        let i = self
+            .credentials
+            .binary_search_by(|c| c.name.as_str().cmp(name))
+            .ok()?;
+        Some(&self.credentials[i])
     }
 
     /// The credentials shared through the fleet store.

@@ -448,3 +448,35 @@ fn an_inline_store_url_or_key_needs_a_private_config_file() {
         Config::load(&path).unwrap();
     }
 }
+
+#[test]
+fn credentials_are_found_by_name_as_a_scan_would_find_them() {
+    // Names whose byte order differs from their order in the file, and from a
+    // case-insensitive or length-first order, among enough others for a search to descend.
+    let mut names: Vec<String> = ["z", "a_b", "a-b", "a.b", "A", "a", "a0", "b", "Z9"]
+        .map(str::to_owned)
+        .to_vec();
+    names.extend((0..500).rev().map(|i| format!("host-{i}")));
+    let mut text = String::new();
+    for (i, name) in names.iter().enumerate() {
+        text.push_str(&format!(
+            "[credentials.\"{name}\"]\nsource = {{ type = \"command\", argv = [\"mint\"] }}\ntargets = [ {{ type = \"file\", path = \"/run/app/{i}\" }} ]\n"
+        ));
+    }
+    let config = parse(&text).unwrap();
+    assert_eq!(config.credentials.len(), names.len());
+    let scan = |name: &str| config.credentials.iter().find(|c| c.name == name);
+    for name in names
+        .iter()
+        .map(String::as_str)
+        .chain(["", "c", "a-", "host-500", "zz"])
+    {
+        assert_eq!(
+            config.credential(name).map(|c| &c.name),
+            scan(name).map(|c| &c.name),
+            "{name:?}"
+        );
+    }
+    assert!(config.credential("host-499").is_some());
+    assert!(config.credential("host-500").is_none());
+}
