@@ -480,3 +480,32 @@ fn credentials_are_found_by_name_as_a_scan_would_find_them() {
     assert!(config.credential("host-499").is_some());
     assert!(config.credential("host-500").is_none());
 }
+
+#[test]
+fn a_deep_chain_of_bearers_is_checked_without_a_search_from_each_credential() {
+    // c0 sends c1's token, c1 sends c2's, …: searching for a cycle from every one of them
+    // walks the rest of the chain each time.
+    let depth = 1500;
+    let mut text = String::new();
+    for i in 0..depth {
+        let source = if i + 1 < depth {
+            format!(
+                "{{ type = \"http\", url = \"https://x.example.com/api\", bearer = {{ credential = \"c{}\" }}, token_field = \"/token\" }}",
+                i + 1
+            )
+        } else {
+            "{ type = \"command\", argv = [\"mint\"] }".to_owned()
+        };
+        text.push_str(&format!(
+            "[credentials.c{i}]\nsource = {source}\ntargets = [ {{ type = \"file\", path = \"/run/app/{i}\" }} ]\n"
+        ));
+    }
+    let config = parse(&text).unwrap();
+    let order: Vec<&str> = config
+        .dependency_order()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    let expected: Vec<String> = (0..depth).rev().map(|i| format!("c{i}")).collect();
+    assert_eq!(order, expected);
+}
