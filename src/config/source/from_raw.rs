@@ -1,5 +1,9 @@
 //! Raw source → typed source: the checks the design makes of each source type, and the
-//! conversion into the types of [`super`], which cannot hold what was refused here.
+//! conversion into the types of [`super`], which cannot hold what was refused here. One
+//! function per source type; a chain's members go through [`source`] again.
+//!
+//! Must never: resolve a secret or reach the network or a file to judge a source: whether
+//! an endpoint answers is `check --online`'s question.
 
 use url::Url;
 
