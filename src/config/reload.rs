@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use super::ConfigError;
+use super::locate::Doc;
 use super::raw::RawReload;
-use super::{ConfigError, Doc};
 
 /// A reload action, run after every target of the credential is written.
 #[derive(Debug, Clone, PartialEq, Eq)]

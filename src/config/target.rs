@@ -8,8 +8,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::ConfigError;
+use super::locate::Doc;
+use super::names::valid_env_key;
 use super::raw::{RawMode, RawPort, RawTarget};
-use super::{ConfigError, Doc, valid_env_key};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetConfig {
@@ -87,122 +89,26 @@ pub(super) fn target(
     key: &str,
     raw: RawTarget,
 ) -> Result<TargetConfig, ConfigError> {
-    let err = |field: &str, message: String| doc.error(start, format!("{key}.{field}"), message);
-    let not_for = |present: bool, field: &str, kind: &str| -> Result<(), ConfigError> {
-        if present {
-            Err(err(
-                field,
-                format!("`{field}` is not a field of a {kind} target"),
-            ))
-        } else {
-            Ok(())
-        }
-    };
+    let at = At { doc, start, key };
     if raw.path.as_os_str().is_empty() {
-        return Err(err("path", "must not be empty".into()));
+        return Err(at.err("path", "must not be empty".into()));
     }
     if !raw.path.is_absolute() {
-        return Err(err(
+        return Err(at.err(
             "path",
             format!("{} must be an absolute path", raw.path.display()),
         ));
     }
-    let mode = match raw.mode {
+    let mode = match &raw.mode {
         None => None,
-        Some(value) => Some(parse_mode(&value).map_err(|m| err("mode", m))?),
+        Some(value) => Some(parse_mode(value).map_err(|m| at.err("mode", m))?),
     };
     let kind = match raw.kind.as_str() {
-        "dotenv" => {
-            not_for(raw.host.is_some(), "host", "dotenv")?;
-            not_for(raw.port.is_some(), "port", "dotenv")?;
-            not_for(raw.database.is_some(), "database", "dotenv")?;
-            not_for(raw.username.is_some(), "username", "dotenv")?;
-            not_for(raw.newline.is_some(), "newline", "dotenv")?;
-            let Some(env_key) = raw.key else {
-                return Err(err(
-                    "key",
-                    "a dotenv target needs `key`, the variable it sets".into(),
-                ));
-            };
-            for (field, value) in [
-                ("key", Some(&env_key)),
-                ("expires_at_key", raw.expires_at_key.as_ref()),
-            ] {
-                if let Some(value) = value
-                    && !valid_env_key(value)
-                {
-                    return Err(err(
-                        field,
-                        format!("{value:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"),
-                    ));
-                }
-            }
-            if raw.expires_at_key.as_deref() == Some(env_key.as_str()) {
-                return Err(err("expires_at_key", "must differ from `key`".into()));
-            }
-            TargetKind::Dotenv {
-                key: env_key,
-                expires_at_key: raw.expires_at_key,
-            }
-        }
-        "pgpass" => {
-            not_for(raw.key.is_some(), "key", "pgpass")?;
-            not_for(raw.expires_at_key.is_some(), "expires_at_key", "pgpass")?;
-            not_for(raw.newline.is_some(), "newline", "pgpass")?;
-            if let Some(mode) = mode
-                && mode & 0o077 != 0
-            {
-                return Err(err(
-                    "mode",
-                    format!(
-                        "{mode:04o} lets others read it; libpq ignores a .pgpass that is not 0600 or stricter"
-                    ),
-                ));
-            }
-            let need = |value: Option<String>, field: &str| {
-                let value = value.filter(|v| !v.is_empty()).ok_or_else(|| {
-                    err(
-                        field,
-                        format!("a pgpass target needs `{field}` (use \"*\" to match any)"),
-                    )
-                })?;
-                if value.chars().any(char::is_control) {
-                    return Err(err(
-                        field,
-                        "must not hold a line break or other control character: a .pgpass line is one line".into(),
-                    ));
-                }
-                Ok(value)
-            };
-            let port = match raw.port {
-                Some(RawPort::Number(n)) => n.to_string(),
-                Some(RawPort::Text(t)) => need(Some(t), "port")?,
-                None => "5432".to_owned(),
-            };
-            TargetKind::Pgpass {
-                host: need(raw.host, "host")?,
-                port,
-                database: need(raw.database, "database")?,
-                username: need(raw.username, "username")?,
-            }
-        }
-        "file" => {
-            for (present, field) in [
-                (raw.key.is_some(), "key"),
-                (raw.expires_at_key.is_some(), "expires_at_key"),
-                (raw.host.is_some(), "host"),
-                (raw.port.is_some(), "port"),
-                (raw.database.is_some(), "database"),
-                (raw.username.is_some(), "username"),
-            ] {
-                not_for(present, field, "file")?;
-            }
-            TargetKind::File {
-                newline: raw.newline.unwrap_or(true),
-            }
-        }
+        "dotenv" => dotenv(&at, &raw)?,
+        "pgpass" => pgpass(&at, &raw, mode)?,
+        "file" => file(&at, &raw)?,
         other => {
-            return Err(err(
+            return Err(at.err(
                 "type",
                 format!(
                     "unknown target type {other:?}, expected one of \"dotenv\", \"pgpass\", \"file\""
@@ -217,6 +123,126 @@ pub(super) fn target(
         owner: raw.owner,
         group: raw.group,
         write: raw.write,
+    })
+}
+
+/// Where a target sits: its errors name `key.field` on the line of `start`.
+struct At<'d, 'a> {
+    doc: &'d Doc<'a>,
+    start: usize,
+    key: &'d str,
+}
+
+impl At<'_, '_> {
+    fn err(&self, field: &str, message: String) -> ConfigError {
+        self.doc
+            .error(self.start, format!("{}.{field}", self.key), message)
+    }
+
+    /// A field of another kind is refused rather than ignored: it is a typo or a wrong
+    /// `type`, and either way the file would not be written as its author expects.
+    fn not_for(&self, present: bool, field: &str, kind: &str) -> Result<(), ConfigError> {
+        if present {
+            Err(self.err(
+                field,
+                format!("`{field}` is not a field of a {kind} target"),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn dotenv(at: &At<'_, '_>, raw: &RawTarget) -> Result<TargetKind, ConfigError> {
+    at.not_for(raw.host.is_some(), "host", "dotenv")?;
+    at.not_for(raw.port.is_some(), "port", "dotenv")?;
+    at.not_for(raw.database.is_some(), "database", "dotenv")?;
+    at.not_for(raw.username.is_some(), "username", "dotenv")?;
+    at.not_for(raw.newline.is_some(), "newline", "dotenv")?;
+    let Some(env_key) = &raw.key else {
+        return Err(at.err(
+            "key",
+            "a dotenv target needs `key`, the variable it sets".into(),
+        ));
+    };
+    for (field, value) in [
+        ("key", Some(env_key)),
+        ("expires_at_key", raw.expires_at_key.as_ref()),
+    ] {
+        if let Some(value) = value
+            && !valid_env_key(value)
+        {
+            return Err(at.err(
+                field,
+                format!("{value:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+            ));
+        }
+    }
+    if raw.expires_at_key.as_deref() == Some(env_key.as_str()) {
+        return Err(at.err("expires_at_key", "must differ from `key`".into()));
+    }
+    Ok(TargetKind::Dotenv {
+        key: env_key.clone(),
+        expires_at_key: raw.expires_at_key.clone(),
+    })
+}
+
+fn pgpass(at: &At<'_, '_>, raw: &RawTarget, mode: Option<u32>) -> Result<TargetKind, ConfigError> {
+    at.not_for(raw.key.is_some(), "key", "pgpass")?;
+    at.not_for(raw.expires_at_key.is_some(), "expires_at_key", "pgpass")?;
+    at.not_for(raw.newline.is_some(), "newline", "pgpass")?;
+    if let Some(mode) = mode
+        && mode & 0o077 != 0
+    {
+        return Err(at.err(
+            "mode",
+            format!(
+                "{mode:04o} lets others read it; libpq ignores a .pgpass that is not 0600 or stricter"
+            ),
+        ));
+    }
+    let need = |value: Option<&str>, field: &str| {
+        let value = value.filter(|v| !v.is_empty()).ok_or_else(|| {
+            at.err(
+                field,
+                format!("a pgpass target needs `{field}` (use \"*\" to match any)"),
+            )
+        })?;
+        if value.chars().any(char::is_control) {
+            return Err(at.err(
+                field,
+                "must not hold a line break or other control character: a .pgpass line is one line"
+                    .into(),
+            ));
+        }
+        Ok(value.to_owned())
+    };
+    let port = match &raw.port {
+        Some(RawPort::Number(n)) => n.to_string(),
+        Some(RawPort::Text(t)) => need(Some(t), "port")?,
+        None => "5432".to_owned(),
+    };
+    Ok(TargetKind::Pgpass {
+        host: need(raw.host.as_deref(), "host")?,
+        port,
+        database: need(raw.database.as_deref(), "database")?,
+        username: need(raw.username.as_deref(), "username")?,
+    })
+}
+
+fn file(at: &At<'_, '_>, raw: &RawTarget) -> Result<TargetKind, ConfigError> {
+    for (present, field) in [
+        (raw.key.is_some(), "key"),
+        (raw.expires_at_key.is_some(), "expires_at_key"),
+        (raw.host.is_some(), "host"),
+        (raw.port.is_some(), "port"),
+        (raw.database.is_some(), "database"),
+        (raw.username.is_some(), "username"),
+    ] {
+        at.not_for(present, field, "file")?;
+    }
+    Ok(TargetKind::File {
+        newline: raw.newline.unwrap_or(true),
     })
 }
 

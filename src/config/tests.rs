@@ -1,4 +1,9 @@
+use std::path::Path;
+use std::time::Duration;
+
 use super::*;
+
+mod many;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(Path::new("/etc/refreshd/config.toml"), text)
@@ -215,6 +220,8 @@ fn a_pgpass_field_with_a_line_break_is_refused() {
 }
 
 mod shape {
+    use std::path::Path;
+
     use super::super::*;
 
     fn error(text: &str) -> String {

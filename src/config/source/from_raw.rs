@@ -1,13 +1,18 @@
 //! Raw source → typed source: the checks the design makes of each source type, and the
-//! conversion into the types of [`super`], which cannot hold what was refused here.
+//! conversion into the types of [`super`], which cannot hold what was refused here. One
+//! function per source type; a chain's members go through [`source`] again.
+//!
+//! Must never: resolve a secret or reach the network or a file to judge a source: whether
+//! an endpoint answers is `check --online`'s question.
 
 use url::Url;
 
+use super::super::locate::Doc;
+use super::super::names::valid_env_key;
 use super::super::raw::{
-    RawBody, RawChain, RawClientCredentials, RawCommand, RawCommandFormat, RawHttp,
-    RawOauthRefresh, RawSecretAuth, RawSource,
+    RawBody, RawChain, RawClientCredentials, RawCommand, RawCommandFormat, RawGoogleAuthorizedUser,
+    RawGoogleServiceAccount, RawHttp, RawOauthRefresh, RawSecretAuth, RawSource,
 };
-use super::super::{Doc, valid_env_key};
 use super::*;
 use crate::config::ConfigError;
 
@@ -18,325 +23,377 @@ pub(in crate::config) fn source(
     key: &str,
     raw: RawSource,
 ) -> Result<SourceConfig, ConfigError> {
-    let err = |field: &str, message: String| {
+    let at = At { doc, start, key };
+    match raw {
+        RawSource::OauthRefresh(s) => oauth_refresh(&at, *s),
+        RawSource::OauthClientCredentials(s) => client_credentials(&at, s),
+        RawSource::Command(s) => command(&at, s),
+        RawSource::Http(s) => http(&at, s),
+        RawSource::GoogleServiceAccount(s) => google_service_account(&at, s),
+        RawSource::GoogleAuthorizedUser(s) => google_authorized_user(&at, s),
+        RawSource::Chain(s) => chain(&at, s),
+    }
+}
+
+/// Where a source sits: every error it raises names the line of `start` and a key under
+/// `key`, whichever field is wrong (a source is one inline table, often one line).
+struct At<'d, 'a> {
+    doc: &'d Doc<'a>,
+    start: usize,
+    key: &'d str,
+}
+
+impl At<'_, '_> {
+    /// An error about `field` of the source, or about the source as a whole when empty.
+    fn err(&self, field: &str, message: String) -> ConfigError {
         let key = if field.is_empty() {
-            key.to_owned()
+            self.key.to_owned()
         } else {
-            format!("{key}.{field}")
+            format!("{}.{field}", self.key)
         };
-        doc.error(start, key, message)
-    };
-    let http_url = |url: &Url, field: &str| -> Result<(), ConfigError> {
+        self.doc.error(self.start, key, message)
+    }
+
+    /// Tokens travel over it: TLS, except to this host, where there is no wire to tap.
+    fn http_url(&self, url: &Url, field: &str) -> Result<(), ConfigError> {
         match url.scheme() {
             "https" => Ok(()),
             "http" if is_loopback_url(url) => Ok(()),
-            _ => Err(err(
+            _ => Err(self.err(
                 field,
                 format!("{url} must be https (plain http is allowed only on loopback)"),
             )),
         }
-    };
-    // Both OAuth sources: a token endpoint we may talk to and a client to talk as.
-    let client = |token_url: &Url, client_id: &str| -> Result<(), ConfigError> {
-        http_url(token_url, "token_url")?;
+    }
+
+    /// Both OAuth sources: a token endpoint we may talk to and a client to talk as.
+    fn client(&self, token_url: &Url, client_id: &str) -> Result<(), ConfigError> {
+        self.http_url(token_url, "token_url")?;
         if client_id.is_empty() {
-            return Err(err("client_id", "must not be empty".into()));
+            return Err(self.err("client_id", "must not be empty".into()));
         }
         Ok(())
-    };
-    Ok(match raw {
-        RawSource::OauthRefresh(s) => {
-            let RawOauthRefresh {
-                token_url,
-                client_id,
-                client_secret,
-                refresh_token,
-                scopes,
-                auth,
-                params,
-                authorize_url,
-                device_authorization_url,
-                issuer,
-                redirect_uri,
-                authorize_params,
-            } = *s;
-            client(&token_url, &client_id)?;
-            for (field, url) in [
-                ("authorize_url", &authorize_url),
-                ("device_authorization_url", &device_authorization_url),
-                ("issuer", &issuer),
+    }
+}
+
+fn oauth_refresh(at: &At<'_, '_>, raw: RawOauthRefresh) -> Result<SourceConfig, ConfigError> {
+    let RawOauthRefresh {
+        token_url,
+        client_id,
+        client_secret,
+        refresh_token,
+        scopes,
+        auth,
+        params,
+        authorize_url,
+        device_authorization_url,
+        issuer,
+        redirect_uri,
+        authorize_params,
+    } = raw;
+    at.client(&token_url, &client_id)?;
+    for (field, url) in [
+        ("authorize_url", &authorize_url),
+        ("device_authorization_url", &device_authorization_url),
+        ("issuer", &issuer),
+    ] {
+        if let Some(url) = url {
+            at.http_url(url, field)?;
+        }
+    }
+    if let Some(uri) = &redirect_uri
+        && (uri.scheme() != "http" || !is_loopback_url(uri))
+    {
+        return Err(at.err(
+            "redirect_uri",
+            format!(
+                "{uri} must be an http URL on a loopback host (127.0.0.1, [::1] or localhost; RFC 8252): refreshd listens there for the login redirect"
+            ),
+        ));
+    }
+    Ok(SourceConfig::OauthRefresh(Box::new(OauthRefreshSource {
+        token_url,
+        client_id,
+        client_secret,
+        auth: secret_auth(auth),
+        refresh_token,
+        scopes,
+        params,
+        authorize_url,
+        device_authorization_url,
+        issuer,
+        redirect_uri,
+        authorize_params,
+    })))
+}
+
+fn client_credentials(
+    at: &At<'_, '_>,
+    raw: RawClientCredentials,
+) -> Result<SourceConfig, ConfigError> {
+    let RawClientCredentials {
+        token_url,
+        client_id,
+        client_secret,
+        private_key,
+        key_id,
+        x5t,
+        audience,
+        scopes,
+        auth,
+        params,
+    } = raw;
+    at.client(&token_url, &client_id)?;
+    let client = match (client_secret, private_key) {
+        (Some(secret), None) => {
+            for (present, field) in [
+                (key_id.is_some(), "key_id"),
+                (x5t.is_some(), "x5t"),
+                (audience.is_some(), "audience"),
             ] {
-                if let Some(url) = url {
-                    http_url(url, field)?;
+                if present {
+                    return Err(at.err(field, format!("`{field}` goes only with `private_key`")));
                 }
             }
-            if let Some(uri) = &redirect_uri
-                && (uri.scheme() != "http" || !is_loopback_url(uri))
-            {
-                return Err(err(
-                    "redirect_uri",
-                    format!(
-                        "{uri} must be an http URL on a loopback host (127.0.0.1, [::1] or localhost; RFC 8252): refreshd listens there for the login redirect"
-                    ),
+            ClientAuth::Secret {
+                secret,
+                auth: secret_auth(auth.unwrap_or_default()),
+            }
+        }
+        (None, Some(key)) => {
+            if auth.is_some() {
+                return Err(at.err(
+                    "auth",
+                    "`auth` goes only with `client_secret` (a private key signs an assertion)"
+                        .into(),
                 ));
             }
-            SourceConfig::OauthRefresh(Box::new(OauthRefreshSource {
-                token_url,
-                client_id,
-                client_secret,
-                auth: secret_auth(auth),
-                refresh_token,
-                scopes,
-                params,
-                authorize_url,
-                device_authorization_url,
-                issuer,
-                redirect_uri,
-                authorize_params,
-            }))
-        }
-        RawSource::OauthClientCredentials(s) => {
-            let RawClientCredentials {
-                token_url,
-                client_id,
-                client_secret,
-                private_key,
+            ClientAuth::PrivateKeyJwt {
+                key,
                 key_id,
                 x5t,
                 audience,
-                scopes,
-                auth,
-                params,
-            } = s;
-            client(&token_url, &client_id)?;
-            let client = match (client_secret, private_key) {
-                (Some(secret), None) => {
-                    for (present, field) in [
-                        (key_id.is_some(), "key_id"),
-                        (x5t.is_some(), "x5t"),
-                        (audience.is_some(), "audience"),
-                    ] {
-                        if present {
-                            return Err(err(
-                                field,
-                                format!("`{field}` goes only with `private_key`"),
-                            ));
-                        }
-                    }
-                    ClientAuth::Secret {
-                        secret,
-                        auth: secret_auth(auth.unwrap_or_default()),
-                    }
-                }
-                (None, Some(key)) => {
-                    if auth.is_some() {
-                        return Err(err(
-                            "auth",
-                            "`auth` goes only with `client_secret` (a private key signs an assertion)".into(),
-                        ));
-                    }
-                    ClientAuth::PrivateKeyJwt {
-                        key,
-                        key_id,
-                        x5t,
-                        audience,
-                    }
-                }
-                _ => {
-                    return Err(err(
-                        "",
-                        "give exactly one of `client_secret` and `private_key` (with `key_id`)"
-                            .into(),
-                    ));
-                }
-            };
-            SourceConfig::OauthClientCredentials(ClientCredentialsSource {
-                token_url,
-                client_id,
-                client,
-                scopes,
-                params,
-            })
+            }
         }
-        RawSource::Command(s) => {
-            let RawCommand {
-                argv,
-                format,
-                token_field,
-                expiry_field,
-                env,
-                inherit_env,
-            } = s;
-            if argv.is_empty() || argv[0].is_empty() {
-                return Err(err(
-                    "argv",
-                    "must name a program: [\"databricks\", \"auth\", \"token\", …]".into(),
+        _ => {
+            return Err(at.err(
+                "",
+                "give exactly one of `client_secret` and `private_key` (with `key_id`)".into(),
+            ));
+        }
+    };
+    Ok(SourceConfig::OauthClientCredentials(
+        ClientCredentialsSource {
+            token_url,
+            client_id,
+            client,
+            scopes,
+            params,
+        },
+    ))
+}
+
+fn command(at: &At<'_, '_>, raw: RawCommand) -> Result<SourceConfig, ConfigError> {
+    let RawCommand {
+        argv,
+        format,
+        token_field,
+        expiry_field,
+        env,
+        inherit_env,
+    } = raw;
+    if argv.is_empty() || argv[0].is_empty() {
+        return Err(at.err(
+            "argv",
+            "must name a program: [\"databricks\", \"auth\", \"token\", …]".into(),
+        ));
+    }
+    command_env(at, &env, &inherit_env)?;
+    let fields = JsonFields {
+        token_field,
+        expiry_field,
+    };
+    let format = match format {
+        RawCommandFormat::Auto => CommandFormat::Auto(fields),
+        RawCommandFormat::Json => CommandFormat::Json(fields),
+        RawCommandFormat::Plain => {
+            if fields != JsonFields::default() {
+                return Err(at.err(
+                    "",
+                    "`token_field` and `expiry_field` need format = \"json\" or \"auto\"".into(),
                 ));
             }
-            for name in env.keys().chain(&inherit_env) {
-                if !valid_env_key(name) {
-                    return Err(err(
-                        if env.contains_key(name) {
-                            "env"
-                        } else {
-                            "inherit_env"
-                        },
-                        format!("{name:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"),
-                    ));
-                }
-                if name.starts_with("REFRESHD_") {
-                    return Err(err(
-                        if env.contains_key(name) {
-                            "env"
-                        } else {
-                            "inherit_env"
-                        },
-                        format!(
-                            "{name} is refreshd's own: REFRESHD_* variables are set by refreshd"
-                        ),
-                    ));
-                }
-            }
-            let fields = JsonFields {
-                token_field,
-                expiry_field,
-            };
-            let format = match format {
-                RawCommandFormat::Auto => CommandFormat::Auto(fields),
-                RawCommandFormat::Json => CommandFormat::Json(fields),
-                RawCommandFormat::Plain => {
-                    if fields != JsonFields::default() {
-                        return Err(err(
-                            "",
-                            "`token_field` and `expiry_field` need format = \"json\" or \"auto\""
-                                .into(),
-                        ));
-                    }
-                    CommandFormat::Plain
-                }
-            };
-            SourceConfig::Command(CommandSource {
-                argv,
-                format,
-                env,
-                inherit_env,
-            })
+            CommandFormat::Plain
         }
-        RawSource::Http(s) => {
-            let RawHttp {
-                url,
-                method,
-                body,
-                bearer,
-                token_field,
-                expiry_field,
-            } = s;
-            http_url(&url, "url")?;
-            let method = match method.as_deref().unwrap_or("POST") {
-                "GET" => HttpMethod::Get,
-                "POST" => HttpMethod::Post,
-                "PUT" => HttpMethod::Put,
-                "PATCH" => HttpMethod::Patch,
-                other => {
-                    return Err(err(
-                        "method",
-                        format!("{other:?} is not one of GET, POST, PUT, PATCH"),
-                    ));
-                }
-            };
-            let body = match body {
-                None => None,
-                Some(RawBody::Table(table)) => Some(BodyTemplate(
-                    serde_json::Value::Object(json_object(table)).to_string(),
-                )),
-                Some(RawBody::Json(body)) => {
-                    let template = BodyTemplate(body);
-                    if let Err(e) =
-                        serde_json::from_str::<serde_json::Value>(&template.render(|| "0".into()))
-                    {
-                        return Err(err(
-                            "body",
-                            format!(
-                                "is not JSON ({e}); write it in single quotes: body = '{{\"request_id\": \"{{{{uuid}}}}\"}}'"
-                            ),
-                        ));
-                    }
-                    Some(template)
-                }
-            };
-            for (field, value) in [
-                ("token_field", Some(&token_field)),
-                ("expiry_field", expiry_field.as_ref()),
-            ] {
-                if value.is_some_and(|v| v.is_empty()) {
-                    return Err(err(
-                        field,
-                        "must not be empty: a JSON pointer such as \"/token\" or a field name"
-                            .into(),
-                    ));
-                }
-            }
-            SourceConfig::Http(HttpSource {
-                url,
-                method,
-                body,
-                bearer: bearer.map(|b| BearerRef {
-                    credential: b.credential,
-                }),
-                token_field,
-                expiry_field,
-            })
+    };
+    Ok(SourceConfig::Command(CommandSource {
+        argv,
+        format,
+        env,
+        inherit_env,
+    }))
+}
+
+/// The variables a command gets: real names, and none of the `REFRESHD_*` that refreshd
+/// sets itself (a config could otherwise lie to the command about what it is refreshing).
+fn command_env(
+    at: &At<'_, '_>,
+    env: &BTreeMap<String, String>,
+    inherit_env: &[String],
+) -> Result<(), ConfigError> {
+    for name in env.keys().chain(inherit_env) {
+        let field = if env.contains_key(name) {
+            "env"
+        } else {
+            "inherit_env"
+        };
+        if !valid_env_key(name) {
+            return Err(at.err(
+                field,
+                format!("{name:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+            ));
         }
-        RawSource::GoogleServiceAccount(s) => {
-            if s.scopes.is_empty() {
-                return Err(err(
-                    "scopes",
-                    "a service account needs at least one scope, e.g. [\"https://www.googleapis.com/auth/cloud-platform\"]".into(),
+        if name.starts_with("REFRESHD_") {
+            return Err(at.err(
+                field,
+                format!("{name} is refreshd's own: REFRESHD_* variables are set by refreshd"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn http(at: &At<'_, '_>, raw: RawHttp) -> Result<SourceConfig, ConfigError> {
+    let RawHttp {
+        url,
+        method,
+        body,
+        bearer,
+        token_field,
+        expiry_field,
+    } = raw;
+    at.http_url(&url, "url")?;
+    let method = match method.as_deref().unwrap_or("POST") {
+        "GET" => HttpMethod::Get,
+        "POST" => HttpMethod::Post,
+        "PUT" => HttpMethod::Put,
+        "PATCH" => HttpMethod::Patch,
+        other => {
+            return Err(at.err(
+                "method",
+                format!("{other:?} is not one of GET, POST, PUT, PATCH"),
+            ));
+        }
+    };
+    let body = body.map(|body| http_body(at, body)).transpose()?;
+    for (field, value) in [
+        ("token_field", Some(&token_field)),
+        ("expiry_field", expiry_field.as_ref()),
+    ] {
+        if value.is_some_and(|v| v.is_empty()) {
+            return Err(at.err(
+                field,
+                "must not be empty: a JSON pointer such as \"/token\" or a field name".into(),
+            ));
+        }
+    }
+    Ok(SourceConfig::Http(HttpSource {
+        url,
+        method,
+        body,
+        bearer: bearer.map(|b| BearerRef {
+            credential: b.credential,
+        }),
+        token_field,
+        expiry_field,
+    }))
+}
+
+/// A body written as JSON text must be JSON once its placeholders are filled, or every
+/// refresh would send the provider something it cannot parse.
+fn http_body(at: &At<'_, '_>, body: RawBody) -> Result<BodyTemplate, ConfigError> {
+    match body {
+        RawBody::Table(table) => Ok(BodyTemplate(
+            serde_json::Value::Object(json_object(table)).to_string(),
+        )),
+        RawBody::Json(body) => {
+            let template = BodyTemplate(body);
+            if let Err(e) =
+                serde_json::from_str::<serde_json::Value>(&template.render(|| "0".into()))
+            {
+                return Err(at.err(
+                    "body",
+                    format!(
+                        "is not JSON ({e}); write it in single quotes: body = '{{\"request_id\": \"{{{{uuid}}}}\"}}'"
+                    ),
                 ));
             }
-            if !s.key_file.is_absolute() {
-                return Err(err(
-                    "key_file",
-                    format!("{} must be an absolute path", s.key_file.display()),
-                ));
-            }
-            SourceConfig::GoogleServiceAccount(GoogleServiceAccountSource {
-                key_file: s.key_file,
-                scopes: s.scopes,
-                subject: s.subject,
-            })
+            Ok(template)
         }
-        RawSource::GoogleAuthorizedUser(s) => {
-            if s.file.as_ref().is_some_and(|f| !f.is_absolute()) {
-                return Err(err("file", "must be an absolute path".into()));
-            }
-            SourceConfig::GoogleAuthorizedUser(GoogleAuthorizedUserSource { file: s.file })
-        }
-        RawSource::Chain(RawChain { sources }) => {
-            let refresh_members = sources
-                .iter()
-                .filter(|s| matches!(s, RawSource::OauthRefresh(_)))
-                .count();
-            if refresh_members > 1 {
-                return Err(err(
-                    "sources",
-                    "a chain may hold one `oauth-refresh` source: a credential keeps one rotated refresh token".into(),
-                ));
-            }
-            if sources.iter().any(|s| matches!(s, RawSource::Chain(_))) {
-                return Err(err("sources", "a chain cannot hold another chain".into()));
-            }
-            if sources.is_empty() {
-                return Err(err("sources", "a chain needs at least one source".into()));
-            }
-            let sources = sources
-                .into_iter()
-                .enumerate()
-                .map(|(i, inner)| source(doc, start, &format!("{key}.sources[{i}]"), inner))
-                .collect::<Result<_, _>>()?;
-            SourceConfig::Chain(ChainSource { sources })
-        }
-    })
+    }
+}
+
+fn google_service_account(
+    at: &At<'_, '_>,
+    raw: RawGoogleServiceAccount,
+) -> Result<SourceConfig, ConfigError> {
+    if raw.scopes.is_empty() {
+        return Err(at.err(
+            "scopes",
+            "a service account needs at least one scope, e.g. [\"https://www.googleapis.com/auth/cloud-platform\"]".into(),
+        ));
+    }
+    if !raw.key_file.is_absolute() {
+        return Err(at.err(
+            "key_file",
+            format!("{} must be an absolute path", raw.key_file.display()),
+        ));
+    }
+    Ok(SourceConfig::GoogleServiceAccount(
+        GoogleServiceAccountSource {
+            key_file: raw.key_file,
+            scopes: raw.scopes,
+            subject: raw.subject,
+        },
+    ))
+}
+
+fn google_authorized_user(
+    at: &At<'_, '_>,
+    raw: RawGoogleAuthorizedUser,
+) -> Result<SourceConfig, ConfigError> {
+    if raw.file.as_ref().is_some_and(|f| !f.is_absolute()) {
+        return Err(at.err("file", "must be an absolute path".into()));
+    }
+    Ok(SourceConfig::GoogleAuthorizedUser(
+        GoogleAuthorizedUserSource { file: raw.file },
+    ))
+}
+
+/// Members are validated as sources of their own, under `sources[i]`, on the chain's line.
+fn chain(at: &At<'_, '_>, RawChain { sources }: RawChain) -> Result<SourceConfig, ConfigError> {
+    let refresh_members = sources
+        .iter()
+        .filter(|s| matches!(s, RawSource::OauthRefresh(_)))
+        .count();
+    if refresh_members > 1 {
+        return Err(at.err(
+            "sources",
+            "a chain may hold one `oauth-refresh` source: a credential keeps one rotated refresh token".into(),
+        ));
+    }
+    if sources.iter().any(|s| matches!(s, RawSource::Chain(_))) {
+        return Err(at.err("sources", "a chain cannot hold another chain".into()));
+    }
+    if sources.is_empty() {
+        return Err(at.err("sources", "a chain needs at least one source".into()));
+    }
+    let sources = sources
+        .into_iter()
+        .enumerate()
+        .map(|(i, inner)| source(at.doc, at.start, &format!("{}.sources[{i}]", at.key), inner))
+        .collect::<Result<_, _>>()?;
+    Ok(SourceConfig::Chain(ChainSource { sources }))
 }
 
 fn secret_auth(raw: RawSecretAuth) -> SecretAuth {

@@ -1,0 +1,118 @@
+//! From a file to a [`Config`]: read it, parse the TOML, turn each section into its
+//! typed form, check what spans credentials, and refuse an inline secret in a file
+//! others can read.
+//!
+//! Must never: resolve a secret, create a directory or touch a target; loading a config
+//! has no side effects.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::locate::{Doc, key_at};
+use super::raw::RawConfig;
+use super::{Config, ConfigError, graph, paths};
+
+/// The control socket a config file names even when the file as a whole is invalid: its
+/// `daemon.control_socket` when the file still parses as TOML, else the default. For
+/// `status`, so an operator who broke the file can ask the daemon what it still runs.
+pub fn control_socket_despite_errors(path: &Path) -> PathBuf {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|table| {
+            let socket = table.get("daemon")?.get("control_socket")?.as_str()?;
+            Some(PathBuf::from(socket))
+        })
+        .filter(|socket| socket.is_absolute())
+        .unwrap_or_else(paths::default_control_socket)
+}
+
+impl Config {
+    /// Reads and validates the configuration at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let read_error = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = std::fs::read_to_string(path).map_err(read_error)?;
+        let config = Config::parse(path, &text)?;
+        if let Some((key, line)) = config.first_inline_secret() {
+            let meta = std::fs::metadata(path).map_err(read_error)?;
+            if meta.mode() & 0o077 != 0 {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line,
+                    key,
+                    message: format!(
+                        "an inline secret is allowed only when the config file is private to its owner (mode is {:04o}): run `chmod 600 {}` or use {{ env = \"…\" }}, {{ file = \"…\" }} or {{ systemd = \"…\" }}",
+                        meta.mode() & 0o7777,
+                        path.display()
+                    ),
+                });
+            }
+        }
+        Ok(config)
+    }
+
+    /// Validates configuration text; `path` is used only in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let doc = Doc::new(path, text);
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|span| span.start).unwrap_or(0);
+            let key = key_at(text, offset).unwrap_or_else(|| "syntax".to_owned());
+            doc.error(offset, key, e.message().trim())
+        })?;
+        doc.config(raw)
+    }
+
+    /// The key (and line) of the first secret written inline, if any.
+    fn first_inline_secret(&self) -> Option<(String, usize)> {
+        if let Some(store) = &self.daemon.store {
+            for (key, secret) in [("url", &store.url), ("key", &store.key)] {
+                if secret.is_inline() {
+                    return Some((format!("daemon.store.{key}"), store.line));
+                }
+            }
+        }
+        self.credentials.iter().find_map(|credential| {
+            credential
+                .source
+                .secrets()
+                .into_iter()
+                .find(|(_, secret)| secret.is_inline())
+                .map(|(key, _)| {
+                    (
+                        format!("credentials.{}.source.{key}", credential.name),
+                        credential.line,
+                    )
+                })
+        })
+    }
+}
+
+impl Doc<'_> {
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let daemon = self.daemon(raw.daemon)?;
+        let log = self.log(raw.log)?;
+        let defaults = raw.defaults;
+        let store = daemon.store.is_some();
+        let credentials = raw
+            .credentials
+            .into_iter()
+            .map(|(name, spanned)| {
+                let start = spanned.span().start;
+                self.credential(name, start, spanned.into_inner(), &defaults, store)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // A BTreeMap yields its keys in the order `str` compares them, which is the order
+        // Config::credential searches in.
+        debug_assert!(credentials.is_sorted_by(|a, b| a.name < b.name));
+        graph::check(self, &credentials)?;
+        Ok(Config {
+            path: self.path.to_path_buf(),
+            daemon,
+            log,
+            credentials,
+        })
+    }
+}
