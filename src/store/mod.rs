@@ -47,8 +47,14 @@ pub enum StoreError {
     Key(#[from] seal::KeyError),
     #[error("store unreachable: {0}")]
     Unreachable(String),
-    #[error("store query failed: {0}")]
-    Query(String),
+    #[error("store query failed: {message}")]
+    Query {
+        message: String,
+        /// The server's SQLSTATE, when the server answered with an error (e.g. `55P03`, a
+        /// lock not granted in time): what to do about a failure is decided on it, not on
+        /// the text.
+        sqlstate: Option<tokio_postgres::error::SqlState>,
+    },
     #[error(
         "the store's schema is version {found}, newer than this refreshd knows ({known}): upgrade refreshd on this host; it will not read or write a store it does not understand"
     )]
@@ -84,7 +90,26 @@ impl StoreError {
         if e.is_closed() || e.as_db_error().is_none() {
             StoreError::Unreachable(describe(&e))
         } else {
-            StoreError::Query(describe(&e))
+            StoreError::Query {
+                message: describe(&e),
+                sqlstate: e.code().cloned(),
+            }
+        }
+    }
+
+    /// A query refused by the server with `message` (no SQLSTATE: refreshd's own check).
+    fn invalid_answer(message: String) -> StoreError {
+        StoreError::Query {
+            message,
+            sqlstate: None,
+        }
+    }
+
+    /// The server's SQLSTATE, when it refused a statement.
+    pub fn sqlstate(&self) -> Option<&tokio_postgres::error::SqlState> {
+        match self {
+            StoreError::Query { sqlstate, .. } => sqlstate.as_ref(),
+            _ => None,
         }
     }
 
@@ -110,7 +135,7 @@ fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
     i: usize,
 ) -> Result<T, StoreError> {
     row.try_get(i)
-        .map_err(|e| StoreError::Query(format!("column {i}: {e}")))
+        .map_err(|e| StoreError::invalid_answer(format!("column {i}: {e}")))
 }
 
 /// A `bigint` column that counts (a generation, a number of leases): never below zero.

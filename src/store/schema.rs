@@ -52,8 +52,9 @@ pub async fn migrate(client: &mut Client) -> Result<i32, StoreError> {
     }
     let by = format!("refreshd {}", env!("CARGO_PKG_VERSION"));
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
-        tx.batch_execute(sql).await.map_err(|e| {
-            StoreError::Query(format!("migration {version}: {}", super::describe(&e)))
+        tx.batch_execute(sql).await.map_err(|e| StoreError::Query {
+            message: format!("migration {version}: {}", super::describe(&e)),
+            sqlstate: e.code().cloned(),
         })?;
         tx.execute(
             "INSERT INTO refreshd_schema (version, applied_by) VALUES ($1, $2)",

@@ -77,7 +77,13 @@ impl Fleet {
             .map(|row| super::column(row, 0))
             .collect::<Result<_, _>>()?;
         // The lease ends `lease` after the database ran the update, which was after `sent`.
-        let news = self.apply_round(&claimed, &rows, sent + self.lease)?;
+        let news = self.apply_rows(Some((&claimed, sent + self.lease)), &rows)?;
+        self.announce(news);
+        Ok(())
+    }
+
+    /// Tells each credential's task what the rows said.
+    fn announce(&self, news: RoundNews) {
         for name in news.acquired {
             tracing::info!(credential = %name, node = %self.node, "lease taken: this node refreshes it now");
             self.tell(&name, |news| {
@@ -91,7 +97,6 @@ impl Fleet {
         for (name, generation) in news.generations {
             self.tell(&name, |news| raise(news, generation));
         }
-        Ok(())
     }
 
     /// The round's four statements: heartbeat, rows made, leases renewed or taken (the
@@ -109,8 +114,14 @@ impl Fleet {
             "UPDATE refreshd_nodes SET heartbeat = clock_timestamp() WHERE name = $1",
             &node_params,
         );
+        // Only names without a row: `ON CONFLICT` on an existing row waits for the lock a
+        // refresh in flight holds on it (a slow provider would then look like a store that
+        // does not answer), while `NOT EXISTS` is a plain read that never waits.
         let made = client.execute(
-            "INSERT INTO refreshd_credentials (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO refreshd_credentials (name)
+             SELECT n FROM unnest($1::text[]) AS n
+              WHERE NOT EXISTS (SELECT 1 FROM refreshd_credentials c WHERE c.name = n)
+             ON CONFLICT (name) DO NOTHING",
             &names_params,
         );
         // The rows must exist before the claim runs: `join!` polls its futures in a rotating
@@ -136,6 +147,18 @@ impl Fleet {
         )
             .await
             .map_err(StoreError::query)?;
+        let rows = self.read_rows(client, names).await?;
+        self.counted(3);
+        Ok((claimed, rows))
+    }
+
+    /// The rows of `names` as a round reads them (a plain read: it never waits on a row that
+    /// a refresh holds).
+    async fn read_rows(
+        &self,
+        client: &tokio_postgres::Client,
+        names: &Vec<String>,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
         let rows = client
             .query(
                 &format!(
@@ -146,17 +169,17 @@ impl Fleet {
             )
             .await
             .map_err(StoreError::query)?;
-        self.counted(4);
-        Ok((claimed, rows))
+        self.counted(1);
+        Ok(rows)
     }
 
-    /// Records a round's rows in the view: leases held until `until`; what each credential's
-    /// task is to be told.
-    fn apply_round(
+    /// Records rows read in the view, and what each credential's task is to be told. A
+    /// round's (`leases`: the names claimed, held until the instant) renews the leases; a
+    /// notification's re-read leaves them as they are.
+    fn apply_rows(
         &self,
-        claimed: &HashSet<String>,
+        leases: Option<(&HashSet<String>, tokio::time::Instant)>,
         rows: &[tokio_postgres::Row],
-        until: tokio::time::Instant,
     ) -> Result<RoundNews, StoreError> {
         let mut news = RoundNews::default();
         let mut view = self.view();
@@ -170,19 +193,28 @@ impl Fleet {
                 rotate_asked_at: super::column(row, 4)?,
             };
             let held_before = view.held.get(&name).is_some_and(|u| *u > now);
-            if claimed.contains(&name) {
-                view.held.insert(name.clone(), until);
-                if !held_before {
-                    news.acquired.push(name.clone());
+            let held = match leases {
+                Some((claimed, until)) if claimed.contains(&name) => {
+                    view.held.insert(name.clone(), until);
+                    if !held_before {
+                        news.acquired.push(name.clone());
+                    }
+                    true
                 }
-            } else if fresh.holder.as_deref() != Some(self.node.as_str()) {
-                view.held.remove(&name);
-            }
+                Some(_) => {
+                    if fresh.holder.as_deref() != Some(self.node.as_str()) {
+                        view.held.remove(&name);
+                    }
+                    false
+                }
+                None => held_before,
+            };
             let old = view.rows.get(&name);
-            // A request already there when this node first read the row is old news.
+            // A request already there when this node first read the row is old news; one
+            // is this node's to answer only while it holds the lease.
             if let Some(stamp) = fresh.rotate_asked_at
                 && old.is_some_and(|o| o.rotate_asked_at != fresh.rotate_asked_at)
-                && claimed.contains(&name)
+                && held
             {
                 news.asked.push((name.clone(), stamp));
             }
@@ -197,8 +229,10 @@ impl Fleet {
         self.view().held.clear();
     }
 
-    /// Listens until the connection fails: each commit raises a generation, each rotate
-    /// request reaches the holder.
+    /// Listens until the connection fails. A notification is a hint, never an order: it
+    /// names a credential whose row to read again (any role that can log in may send one,
+    /// with any payload), and what to do is decided from the row, as a round would. Hints
+    /// that come in a burst are read together, at most one read per [`HINT_INTERVAL`].
     async fn listen(&self) -> Result<(), StoreError> {
         let (client, mut connection) = self.target.connect().await?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -220,8 +254,19 @@ impl Fleet {
             .await
             .map_err(StoreError::query)?;
         self.counted(1);
+        let mut named = HashSet::new();
         while let Some(payload) = rx.recv().await {
-            self.heard(&payload);
+            self.hinted(&payload, &mut named);
+            while let Ok(payload) = rx.try_recv() {
+                self.hinted(&payload, &mut named);
+            }
+            if !named.is_empty() {
+                let names: Vec<String> = named.drain().collect();
+                if let Err(e) = self.reread(names).await {
+                    tracing::debug!("store listener: {e}");
+                }
+                tokio::time::sleep(HINT_INTERVAL).await;
+            }
         }
         driver.abort();
         Err(StoreError::Unreachable(
@@ -229,22 +274,26 @@ impl Fleet {
         ))
     }
 
-    /// A notification: `g GENERATION NAME` (a commit) or `a STAMP NAME` (a rotate request).
-    fn heard(&self, payload: &str) {
+    /// Adds the credential a notification names to `named`, when it is one of this node's.
+    /// `g GENERATION NAME` (a commit) and `a STAMP NAME` (a rotate request) are the shapes
+    /// refreshd sends; the number is not believed.
+    fn hinted(&self, payload: &str, named: &mut HashSet<String>) {
         let mut parts = payload.splitn(3, ' ');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some("g"), Some(generation), Some(name)) => {
-                if let Ok(generation) = generation.parse::<u64>() {
-                    self.tell(name, |news| raise(news, generation));
-                }
-            }
-            (Some("a"), Some(stamp), Some(name)) if self.holds(name) => {
-                if let Ok(stamp) = stamp.parse::<i64>() {
-                    self.tell(name, |news| ask(news, stamp));
-                }
-            }
-            _ => {}
+        if let (Some("g" | "a"), Some(_), Some(name)) = (parts.next(), parts.next(), parts.next())
+            && !named.contains(name)
+            && crate::sync::lock(&self.news).contains_key(name)
+        {
+            named.insert(name.to_owned());
         }
+    }
+
+    /// Reads the rows of `names` again and tells their tasks what changed.
+    async fn reread(&self, names: Vec<String>) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let rows = self.read_rows(&client, &names).await?;
+        let news = self.apply_rows(None, &rows)?;
+        self.announce(news);
+        Ok(())
     }
 
     /// Gives up every lease this node holds (a clean stop): another node takes over at its
@@ -278,6 +327,10 @@ impl Fleet {
         }
     }
 }
+
+/// The least time between two reads prompted by notifications: a flood of them (from any
+/// role that can log in) costs the store a few reads a second.
+const HINT_INTERVAL: Duration = Duration::from_millis(50);
 
 /// What a round tells the credentials' tasks.
 #[derive(Default)]

@@ -1253,3 +1253,177 @@ targets = [ {{ type = "dotenv", path = "@DIR@/app/{name}.env", key = "TOKEN" }} 
     let mut nodes = [holder, follower];
     fleet.finish(&mut nodes);
 }
+
+impl Db {
+    /// Sends `statements` as a role of its own, e.g. one that may only log in.
+    fn as_role(&self, role: &str, password: &str, statements: &str) {
+        let url = self
+            .url
+            .replacen("app:fleet-store-pw", &format!("{role}:{password}"), 1);
+        let connected = self
+            .runtime
+            .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls));
+        let (client, connection) = connected.unwrap();
+        self.runtime.spawn(connection);
+        self.runtime
+            .block_on(client.batch_execute(statements))
+            .unwrap();
+    }
+}
+
+/// Two nodes with a 30 s lease (a round every 10 s): `holder` first, holding the lease of
+/// `shared` at its first commit, then `follower`, holding the same token.
+fn holder_and_follower(fleet: &mut Fleet, credentials: &str, daemon: [&str; 2]) -> [Node; 2] {
+    let mut holder = fleet.node_with(
+        "holder",
+        "30s",
+        credentials,
+        daemon[0],
+        "store.url",
+        "store.key",
+    );
+    holder.start();
+    fleet.generation_above(0, Duration::from_secs(20));
+    let mut follower = fleet.node_with(
+        "follower",
+        "30s",
+        credentials,
+        daemon[1],
+        "store.url",
+        "store.key",
+    );
+    follower.start();
+    eventually(
+        "the follower holds the token",
+        Duration::from_secs(20),
+        || (follower.token().is_some() && follower.token() == holder.token()).then_some(()),
+    );
+    [holder, follower]
+}
+
+/// Any database role may send `NOTIFY refreshd, …` with any payload. A role that may only
+/// log in floods forged rotate requests and generations (huge, negative, garbage): no token
+/// request comes of it, the follower still follows a real commit within a second (not at its
+/// next round, 10 s later), and `rotate` on the follower still reaches the holder.
+#[test]
+fn forged_notifications_are_hints_never_orders() {
+    let mut fleet = Fleet::start(150);
+    fleet
+        .cluster
+        .admin_sql("CREATE ROLE intruder LOGIN PASSWORD 'intruder-pw'");
+    let credentials = fleet.rotating("100s");
+    let [mut holder, mut follower] = holder_and_follower(&mut fleet, &credentials, ["", ""]);
+    let generation = fleet.db.row("shared").unwrap().generation;
+    let requests = fleet.refreshes();
+    let mut flood = String::new();
+    for i in 0..200 {
+        for payload in [
+            format!("a {} shared", 9_223_372_036_854_775_807i64 - i),
+            format!("g {} shared", 9_223_372_036_854_775_807i64 - i),
+            format!("a -{i} shared"),
+            format!("g -{i} shared"),
+            format!("a x{i}x shared"),
+            format!("g 1e99{i} shared"),
+            format!("a {i}"),
+            format!("z {i} shared"),
+        ] {
+            flood += &format!("NOTIFY refreshd, '{payload}';\n");
+        }
+    }
+    fleet.db.as_role("intruder", "intruder-pw", &flood);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        fleet.refreshes(),
+        requests,
+        "forged notifications made token requests"
+    );
+    assert_eq!(fleet.db.row("shared").unwrap().generation, generation);
+
+    // A real commit (a rotate on the holder) reaches the follower at once.
+    assert_success(&holder.r.run(&["rotate", "shared"]));
+    let committed = Instant::now();
+    let followed = eventually("the follower follows", Duration::from_secs(15), || {
+        (follower.token() == holder.token()).then(|| committed.elapsed())
+    });
+    eprintln!(
+        "fleet: after 1,600 forged notifications, a commit reached the follower in {} ms",
+        followed.as_millis()
+    );
+    assert!(followed < Duration::from_secs(1), "{followed:?}");
+
+    // A rotate on the follower still reaches the holder.
+    let before = fleet.db.row("shared").unwrap().generation;
+    let rotated = follower.r.run(&["rotate", "shared"]);
+    assert_success(&rotated);
+    let after = fleet.db.row("shared").unwrap();
+    assert!(after.generation > before, "{after:?}");
+    assert_eq!(after.updated_by.as_deref(), Some("holder"));
+    assert_eq!(fleet.invalid_grants(), 0);
+    let mut nodes = [holder, follower];
+    fleet.finish(&mut nodes);
+}
+
+/// A provider that takes 2.5 s to answer, with a 3 s lease: the round never waits on the row
+/// a refresh holds, so the store never looks down and no lease is dropped.
+#[test]
+fn a_slow_provider_never_makes_the_store_look_down() {
+    let mut fleet = Fleet::start(150);
+    let stub = crate::common::stub::Stub::start(
+        &fleet.oidc.token_endpoint,
+        crate::common::stub::Mode::Slow(Duration::from_millis(2500)),
+    );
+    let credentials = fleet
+        .rotating("4s")
+        .replace(&fleet.oidc.token_endpoint, &stub.url);
+    let port = crate::common::pg::free_port();
+    let metrics = format!("metrics_listen = \"127.0.0.1:{port}\"");
+    let mut holder = fleet.node_with(
+        "holder",
+        "3s",
+        &credentials,
+        &metrics,
+        "store.url",
+        "store.key",
+    );
+    holder.start();
+    let first = fleet.generation_above(0, Duration::from_secs(20));
+    let http = reqwest::blocking::Client::new();
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut samples = 0;
+    while Instant::now() < until {
+        let text = http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        assert!(
+            text.contains("\nrefreshd_store_up 1\n"),
+            "the store looked down:\n{text}"
+        );
+        samples += 1;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let last = fleet.db.row("shared").unwrap();
+    let output = holder.daemon().output();
+    assert!(
+        !output.contains("no answer within") && !output.contains("store query failed"),
+        "{output}"
+    );
+    assert!(
+        last.generation >= first.generation + 3,
+        "refreshes stalled: {first:?} → {last:?}"
+    );
+    assert_eq!(
+        last.holder.as_deref(),
+        Some("holder"),
+        "the lease was dropped"
+    );
+    eprintln!(
+        "fleet: a 2.5 s provider with a 3 s lease: {} commits in 20 s, store up in {samples} of {samples} samples",
+        last.generation - first.generation
+    );
+    assert_eq!(fleet.invalid_grants(), 0);
+    let mut nodes = [holder];
+    fleet.finish(&mut nodes);
+}
