@@ -19,20 +19,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-use crate::clock::SharedClock;
-use crate::daemon::Vitals;
-use crate::status::{DURATION_BUCKETS, Snapshot};
-
-/// What the listener answers from.
-#[derive(Clone)]
-pub struct Sources {
-    pub fleet: Option<Arc<crate::store::Fleet>>,
-    pub snapshot: watch::Receiver<Snapshot>,
-    pub vitals: Arc<Vitals>,
-    pub clock: SharedClock,
-}
+use crate::observe::{CredentialStatus, DURATION_BUCKETS, Observed, Role, Snapshot, Vitals};
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
@@ -46,7 +34,7 @@ const MAX_CONNECTIONS: usize = 64;
 const CONNECTION_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves until the task is dropped.
-pub async fn serve(listener: TcpListener, sources: Sources) {
+pub async fn serve(listener: TcpListener, observed: Observed) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = match listener.accept().await {
@@ -61,18 +49,18 @@ pub async fn serve(listener: TcpListener, sources: Sources) {
             tracing::debug!("metrics: {MAX_CONNECTIONS} connections open, closing another");
             continue;
         };
-        let sources = sources.clone();
+        let observed = observed.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                // Copied under the lock (a pointer per credential), so rendering thousands
-                // of credentials never holds up a rotation that publishes.
-                let mut current = sources.snapshot.borrow().clone();
+                let now = observed.now();
                 // Only the metrics show the store (a probe must not copy every lease).
-                if request.uri().path() == "/metrics" {
-                    current.store = sources.fleet.as_ref().map(|fleet| fleet.status());
-                }
-                let response = respond(&request, &current, &sources.vitals, sources.clock.now());
+                let current = if request.uri().path() == "/metrics" {
+                    observed.status(now)
+                } else {
+                    observed.snapshot()
+                };
+                let response = respond(&request, &current, observed.vitals(), now);
                 async move { Ok::<_, Infallible>(response) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -166,7 +154,7 @@ fn per_credential<V: std::fmt::Display>(
     snapshot: &Snapshot,
     name: &str,
     help: &str,
-    value: impl Fn(&crate::status::CredentialStatus) -> Option<V>,
+    value: impl Fn(&CredentialStatus) -> Option<V>,
 ) {
     family(out, name, "gauge", help);
     for c in snapshot.credentials() {
@@ -261,8 +249,8 @@ pub fn render(snapshot: &Snapshot, now: OffsetDateTime) -> String {
         (
             "refreshd_rotations_total",
             "Rotation attempts since the daemon started, by result.",
-            (|c| c.counters.rotations_ok) as fn(&crate::status::CredentialStatus) -> u64,
-            (|c| c.counters.rotations_failed) as fn(&crate::status::CredentialStatus) -> u64,
+            (|c| c.counters.rotations_ok) as fn(&CredentialStatus) -> u64,
+            (|c| c.counters.rotations_failed) as fn(&CredentialStatus) -> u64,
         ),
         (
             "refreshd_reloads_total",
@@ -337,7 +325,7 @@ pub fn render(snapshot: &Snapshot, now: OffsetDateTime) -> String {
                 store
                     .credentials
                     .get(&c.name)
-                    .map(|lease| u8::from(lease.role == "leader"))
+                    .map(|lease| u8::from(lease.role == Role::Leader))
             },
         );
     }
@@ -347,7 +335,7 @@ pub fn render(snapshot: &Snapshot, now: OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{Counters, CredentialStatus, DaemonStatus, Health};
+    use crate::observe::{Counters, DaemonStatus, Health};
 
     fn snapshot(now: OffsetDateTime) -> Snapshot {
         let mut counters = Counters::default();

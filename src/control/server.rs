@@ -5,18 +5,16 @@
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use super::ControlError;
 use super::protocol::{Request, Response, RotateOutcome};
-use crate::clock::SharedClock;
+use crate::observe::Observed;
 use crate::state::StateDir;
-use crate::status::Snapshot;
 
 /// A request is one line of JSON; nothing legitimate comes near this.
 const MAX_REQUEST: u64 = 64 * 1024;
@@ -37,11 +35,9 @@ pub struct RotateRequest {
 /// What the server needs from the daemon.
 #[derive(Clone)]
 pub struct Server {
-    pub fleet: Option<Arc<crate::store::Fleet>>,
-    pub snapshot: watch::Receiver<Snapshot>,
+    pub observed: Observed,
     pub rotate: mpsc::Sender<RotateRequest>,
     pub state: StateDir,
-    pub clock: SharedClock,
 }
 
 /// Binds `path`: creates its directory 0700 if missing, replaces a stale socket (none
@@ -144,13 +140,7 @@ impl Server {
     async fn handle(&self, request: Request) -> Response {
         match request {
             Request::Status => {
-                let now = self.clock.now();
-                {
-                    // Copied under the lock (a pointer per credential), worked on outside it.
-                    let mut current = self.snapshot.borrow().clone();
-                    current.store = self.fleet.as_ref().map(|fleet| fleet.status());
-                    Response::Status(Box::new(current.at(now)))
-                }
+                Response::Status(Box::new(self.observed.status(self.observed.now())))
             }
             Request::Rotate { names, if_due } => {
                 let (reply, result) = oneshot::channel();
@@ -169,10 +159,10 @@ impl Server {
                 }
             }
             Request::Token { name } => {
-                if self.snapshot.borrow().get(&name).is_none() {
+                if !self.observed.has(&name) {
                     return Response::Error(format!("no credential named {name:?}"));
                 }
-                match self.state.current_token(&name, self.clock.now()) {
+                match self.state.current_token(&name, self.observed.now()) {
                     Ok(token) => Response::Token(token),
                     Err(e) => Response::Error(e.to_string()),
                 }

@@ -16,7 +16,7 @@ use crate::config::Credential;
 use crate::control::RotateOutcome;
 use crate::credential::policy::{Backoff, Plan};
 use crate::credential::{RotationOutcome, RotationResult};
-use crate::status::{Counters, CredentialStatus, Snapshot};
+use crate::observe::{Counters, CredentialStatus, Model};
 use crate::token::{self, Token};
 
 /// A credential's current token, as its task last published it.
@@ -25,7 +25,7 @@ pub type TokenWatch = watch::Receiver<Option<Token>>;
 /// One credential task's outlets.
 pub struct Publisher {
     credential: Arc<Credential>,
-    snapshot: watch::Sender<Snapshot>,
+    model: Model,
     settled: mpsc::UnboundedSender<String>,
     /// Only for a credential another one sends as a bearer.
     token: Option<watch::Sender<Option<Token>>>,
@@ -40,18 +40,14 @@ impl Publisher {
     /// Counters carry on from an earlier task of the same credential (a reload restarts it).
     pub fn new(
         credential: Arc<Credential>,
-        snapshot: watch::Sender<Snapshot>,
+        model: Model,
         settled: mpsc::UnboundedSender<String>,
         token: Option<watch::Sender<Option<Token>>>,
     ) -> Publisher {
-        let counters = snapshot
-            .borrow()
-            .get(&credential.name)
-            .map(|s| s.counters.clone())
-            .unwrap_or_default();
+        let counters = model.counters(&credential.name);
         Publisher {
             credential,
-            snapshot,
+            model,
             settled,
             token,
             counters,
@@ -93,7 +89,7 @@ impl Publisher {
                 status.mark_unsaved(reason, now);
             }
             self.on_health(&status);
-            self.snapshot.send_modify(|snapshot| snapshot.set(status));
+            self.model.set(status);
             if let Some(token) = &self.token {
                 let current = result.state.token.as_ref();
                 token.send_if_modified(|held| {

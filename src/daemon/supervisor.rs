@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-use super::liveness::{Liveness, Vitals};
+use super::liveness::Liveness;
 use super::publish::TokenWatch;
 use super::reconfigure::ConfigChanges;
 use super::timers::Timers;
@@ -23,9 +23,11 @@ use crate::clock::{self, SharedClock};
 use crate::config::{Config, Credential};
 use crate::control::server::{self as control, RotateRequest};
 use crate::credential::{Engine, policy};
+use crate::observe::{
+    CredentialStatus, DaemonStatus, FleetView, Model, Observed, Snapshot, Vitals,
+};
 use crate::reload::Reloader;
 use crate::state::{DaemonLock, StateDir};
-use crate::status::{CredentialStatus, DaemonStatus, Snapshot};
 use crate::token::Token;
 
 /// Requests for one reload action from several credentials within this window run once.
@@ -78,8 +80,6 @@ pub(super) struct Daemon {
     settled: mpsc::UnboundedReceiver<String>,
     unsettled: BTreeSet<String>,
     ready: bool,
-    /// The watchdog's verdicts, for `/livez` and `/readyz`.
-    vitals: Arc<Vitals>,
     rotate_requests: mpsc::Receiver<RotateRequest>,
     config_changes: Option<mpsc::UnboundedReceiver<()>>,
     _watcher: Option<watch::Watcher>,
@@ -132,7 +132,6 @@ impl Daemon {
             due,
             config.daemon.max_concurrent_refreshes.max(1),
         );
-        let (snapshot_tx, snapshot_rx) = tokio::sync::watch::channel(snapshot);
         let (settled_tx, settled) = mpsc::unbounded_channel();
         let (rotate_tx, rotate_requests) = mpsc::channel(16);
         let fleet = match &config.daemon.store {
@@ -140,6 +139,16 @@ impl Daemon {
             None => None,
         };
         let (timers, timer_task) = Timers::start(clock.clone());
+        let watchdog_every = systemd::watchdog_interval()
+            .map(|d| d / 2)
+            .unwrap_or(Duration::from_secs(30))
+            .max(Duration::from_millis(100));
+        let model = Model::new(
+            snapshot,
+            fleet.clone().map(|fleet| fleet as Arc<dyn FleetView>),
+            Vitals::new(watchdog_every),
+            clock.clone(),
+        );
         let shared = worker::Shared {
             engine: Arc::new(
                 Engine::daemon(
@@ -156,7 +165,7 @@ impl Daemon {
             permits: Arc::new(Semaphore::new(
                 config.daemon.max_concurrent_refreshes.max(1),
             )),
-            snapshot: snapshot_tx,
+            model: model.clone(),
             settled: settled_tx,
         };
 
@@ -172,36 +181,24 @@ impl Daemon {
                 "removed temp files an earlier crash left beside state and targets"
             );
         }
-        let watchdog_every = systemd::watchdog_interval()
-            .map(|d| d / 2)
-            .unwrap_or(Duration::from_secs(30))
-            .max(Duration::from_millis(100));
-        let vitals = Arc::new(Vitals::new(watchdog_every));
         let mut background = vec![timer_task];
         if let Some(fleet) = &fleet {
             background.extend(fleet.start());
         }
         let server = control::Server {
-            fleet: fleet.clone(),
-            snapshot: snapshot_rx.clone(),
+            observed: model.observed(),
             rotate: rotate_tx,
             state: state.clone(),
-            clock: clock.clone(),
         };
         background.push(tokio::spawn(server.serve(listener)));
         if let Some(listener) = metrics {
             background.push(tokio::spawn(crate::metrics::serve(
                 listener,
-                crate::metrics::Sources {
-                    fleet: fleet.clone(),
-                    snapshot: snapshot_rx.clone(),
-                    vitals: vitals.clone(),
-                    clock: clock.clone(),
-                },
+                model.observed(),
             )));
         }
         // The status line follows every change of the snapshot.
-        background.push(tokio::spawn(follow_status(snapshot_rx, clock.clone())));
+        background.push(tokio::spawn(follow_status(model.observed())));
 
         let (watcher, config_changes) = match watch::config_file(&config.path) {
             Ok((watcher, changes)) => (Some(watcher), Some(changes)),
@@ -224,7 +221,6 @@ impl Daemon {
             settled,
             unsettled: BTreeSet::new(),
             ready: false,
-            vitals,
             rotate_requests,
             config_changes,
             _watcher: watcher,
@@ -304,7 +300,7 @@ impl Daemon {
     }
 
     pub(super) async fn run(mut self) {
-        let mut tick = tokio::time::interval(self.vitals.interval());
+        let mut tick = tokio::time::interval(self.shared.model.vitals().interval());
         loop {
             tokio::select! {
                 _ = self.signals.terminate.recv() => {
@@ -347,21 +343,14 @@ impl Daemon {
 
     /// The one-line summary for the service manager and the log.
     fn summary(&self) -> String {
-        self.shared
-            .snapshot
-            .borrow()
-            .summary(self.shared.clock.now())
+        self.shared.model.summary()
     }
 
     fn announce_ready(&mut self) {
         if !self.ready && self.unsettled.is_empty() {
             self.ready = true;
-            self.vitals.set_ready();
-            let summary = self
-                .shared
-                .snapshot
-                .borrow()
-                .summary(self.shared.clock.now());
+            self.shared.model.vitals().set_ready();
+            let summary = self.summary();
             systemd::ready(&summary);
             tracing::info!(status = %summary, "ready");
         }
@@ -395,15 +384,7 @@ impl Daemon {
 
     /// Records the outcome of loading the config file for status and metrics.
     fn config_loaded(&self, ok: bool) {
-        let now = self.shared.clock.now();
-        self.shared.snapshot.send_modify(|snapshot| {
-            if let Some(daemon) = &mut snapshot.daemon {
-                daemon.config_reload_ok = ok;
-                if ok {
-                    daemon.config_loaded_at = now;
-                }
-            }
-        });
+        self.shared.model.config_loaded(ok, self.shared.clock.now());
     }
 
     fn apply(&mut self, new: Config, why: &str) {
@@ -440,11 +421,7 @@ impl Daemon {
         for name in removed.iter().chain(&changed).chain(&newly_followed) {
             self.stop_worker(name);
         }
-        self.shared.snapshot.send_modify(|snapshot| {
-            for name in &removed {
-                snapshot.remove(name);
-            }
-        });
+        self.shared.model.remove(&removed);
         for name in &removed {
             self.tokens.remove(name);
         }
@@ -516,7 +493,9 @@ impl Daemon {
                 stuck.push((format!("credential {name}"), Duration::ZERO));
             }
         }
-        self.vitals
+        self.shared
+            .model
+            .vitals()
             .beat(stuck.iter().map(|(what, _)| what.clone()).collect());
         if stuck.is_empty() {
             self.stuck_reported.clear();
@@ -534,7 +513,7 @@ impl Daemon {
 
     async fn shutdown(mut self) {
         systemd::stopping();
-        self.vitals.set_stopping();
+        self.shared.model.vitals().set_stopping();
         // Long enough for the slowest request in flight to answer and be stored: dropping
         // that answer could lose a rotated refresh token.
         let drain_limit = self
@@ -666,9 +645,9 @@ async fn recv_opt(rx: &mut Option<mpsc::UnboundedReceiver<()>>) -> Option<()> {
 
 /// Keeps systemd's `STATUS=` in step with the snapshot, at most once a second: changes in
 /// between are folded into the next line (hundreds of rotations a second make one line).
-async fn follow_status(mut snapshot: tokio::sync::watch::Receiver<Snapshot>, clock: SharedClock) {
-    while snapshot.changed().await.is_ok() {
-        let summary = snapshot.borrow_and_update().summary(clock.now());
+async fn follow_status(mut observed: Observed) {
+    while observed.changed().await {
+        let summary = observed.summary();
         systemd::status(&summary);
         tokio::time::sleep(STATUS_INTERVAL).await;
     }

@@ -22,8 +22,8 @@ use crate::config::Credential;
 use crate::control::RotateOutcome;
 use crate::credential::policy::{self, Trigger};
 use crate::credential::{Engine, RotationResult};
+use crate::observe::Model;
 use crate::source::BearerTokens;
-use crate::status::Snapshot;
 use crate::store::{Fleet, News};
 use crate::token::Token;
 
@@ -63,7 +63,8 @@ pub struct Shared {
     pub timers: Timers,
     pub liveness: Arc<Liveness>,
     pub permits: Arc<Semaphore>,
-    pub snapshot: watch::Sender<Snapshot>,
+    /// What the daemon shows: each task publishes its credential's status here.
+    pub model: Model,
     /// Receives a credential's name after its first attempt (for `READY=1`).
     pub settled: mpsc::UnboundedSender<String>,
 }
@@ -104,7 +105,7 @@ pub fn spawn(
     let inbox = Arc::new(Inbox::default());
     let publisher = Publisher::new(
         credential.clone(),
-        shared.snapshot.clone(),
+        shared.model.clone(),
         shared.settled.clone(),
         token,
     );

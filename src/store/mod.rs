@@ -30,7 +30,7 @@ use connect::Target;
 use seal::Key;
 
 pub use fence::{Claim, Fence};
-pub use status::{NodeStatus, StoreStatus};
+pub use status::NodeStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
