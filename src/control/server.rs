@@ -14,16 +14,20 @@ use tokio::sync::{mpsc, oneshot};
 use super::ControlError;
 use super::protocol::{Request, Response, RotateOutcome};
 use crate::observe::Observed;
+use crate::serve::{Handler, Limits, Timed};
 use crate::state::StateDir;
 
 /// A request is one line of JSON; nothing legitimate comes near this.
 const MAX_REQUEST: u64 = 64 * 1024;
 
-/// Connections answered at once; more are closed (they must not take all descriptors).
-const MAX_CONNECTIONS: usize = 64;
-
-/// How long a client may take to send its request line.
-const REQUEST_WAIT: Duration = Duration::from_secs(10);
+/// At most 64 connections answered at once (they must not take all descriptors); a client
+/// has 10 s to send its request line, and its answer may take as long as the rotations it
+/// asked for.
+const LIMITS: Limits = Limits {
+    connections: 64,
+    request: Duration::from_secs(10),
+    connection: None,
+};
 
 /// A `rotate` request handed to the supervisor.
 pub struct RotateRequest {
@@ -86,47 +90,17 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
 }
 
 impl Server {
-    /// Serves connections until the listener fails or the task is dropped.
+    /// Serves connections until the task is dropped.
     pub async fn serve(self, listener: UnixListener) {
-        let own_uid = nix::unistd::geteuid().as_raw();
-        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!("control socket: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let peer = stream.peer_cred().map(|c| c.uid());
-            if !matches!(peer, Ok(uid) if uid == own_uid || uid == 0) {
-                tracing::warn!(peer_uid = ?peer.ok(), "control socket: refused a connection from another user");
-                continue;
-            }
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                tracing::debug!(
-                    "control socket: {MAX_CONNECTIONS} connections open, closing another"
-                );
-                continue;
-            };
-            let server = self.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                if let Err(e) = server.answer(stream).await {
-                    tracing::debug!("control socket: {e}");
-                }
-            });
-        }
+        crate::serve::serve("control socket", listener, LIMITS, self).await;
     }
 
-    async fn answer(&self, stream: UnixStream) -> io::Result<()> {
-        let (read, mut write) = stream.into_split();
+    async fn answer(&self, stream: Timed<UnixStream>) -> io::Result<()> {
+        let (read, mut write) = tokio::io::split(stream);
         let mut line = String::new();
-        let mut reader = BufReader::new(read.take(MAX_REQUEST));
-        tokio::time::timeout(REQUEST_WAIT, reader.read_line(&mut line))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request line in time"))??;
+        BufReader::new(read.take(MAX_REQUEST))
+            .read_line(&mut line)
+            .await?;
         let response = match serde_json::from_str::<Request>(&line) {
             Ok(request) => self.handle(request).await,
             Err(e) => Response::Error(format!("not a valid request: {e}")),
@@ -167,6 +141,25 @@ impl Server {
                     Err(e) => Response::Error(e.to_string()),
                 }
             }
+        }
+    }
+}
+
+impl Handler<UnixStream> for Server {
+    /// Only the daemon's own user and root are answered: `token` hands out a secret.
+    fn admit(&self, stream: &UnixStream) -> bool {
+        let peer = stream.peer_cred().map(|c| c.uid());
+        let own_uid = nix::unistd::geteuid().as_raw();
+        let admitted = matches!(peer, Ok(uid) if uid == own_uid || uid == 0);
+        if !admitted {
+            tracing::warn!(peer_uid = ?peer.ok(), "control socket: refused a connection from another user");
+        }
+        admitted
+    }
+
+    async fn serve(self, stream: Timed<UnixStream>) {
+        if let Err(e) = self.answer(stream).await {
+            tracing::debug!("control socket: {e}");
         }
     }
 }
