@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::ControlError;
 use super::protocol::{Request, Response, RotateOutcome};
-use crate::observe::Observed;
+use crate::observe::{Observed, RotationReply};
 use crate::serve::{Handler, Limits, Timed};
 use crate::state::StateDir;
 
@@ -33,7 +33,7 @@ const LIMITS: Limits = Limits {
 pub struct RotateRequest {
     pub names: Vec<String>,
     pub if_due: bool,
-    pub reply: oneshot::Sender<Result<Vec<RotateOutcome>, String>>,
+    pub reply: oneshot::Sender<Result<Vec<RotationReply>, String>>,
 }
 
 /// What the server needs from the daemon.
@@ -127,7 +127,9 @@ impl Server {
                     return Response::Error("the daemon is stopping".into());
                 }
                 match result.await {
-                    Ok(Ok(results)) => Response::Rotated(results),
+                    Ok(Ok(replies)) => {
+                        Response::Rotated(replies.into_iter().map(RotateOutcome::from).collect())
+                    }
                     Ok(Err(message)) => Response::Error(message),
                     Err(_) => Response::Error("the daemon is stopping".into()),
                 }

@@ -13,10 +13,9 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Credential;
-use crate::control::RotateOutcome;
 use crate::credential::policy::{Backoff, Plan};
 use crate::credential::{RotationOutcome, RotationResult};
-use crate::observe::{Counters, CredentialStatus, Model};
+use crate::observe::{Counters, CredentialStatus, Model, RotationReply};
 use crate::token::{self, Token};
 
 /// A credential's current token, as its task last published it.
@@ -33,7 +32,7 @@ pub struct Publisher {
     was_healthy: Option<bool>,
     settled_sent: bool,
     /// `rotate` requests waiting for the next attempt's outcome.
-    pub replies: Vec<oneshot::Sender<RotateOutcome>>,
+    pub replies: Vec<oneshot::Sender<RotationReply>>,
 }
 
 impl Publisher {
@@ -154,7 +153,7 @@ impl Publisher {
     }
 }
 
-fn outcome(name: &str, result: &RotationResult) -> RotateOutcome {
+fn outcome(name: &str, result: &RotationResult) -> RotationReply {
     match &result.outcome {
         RotationOutcome::Rotated(report) | RotationOutcome::Current(report) => {
             let verb = if matches!(result.outcome, RotationOutcome::Rotated(_)) {
@@ -169,7 +168,7 @@ fn outcome(name: &str, result: &RotationResult) -> RotateOutcome {
                 (None, Some(e)) => format!("{verb}, but a target failed: {e}"),
                 (None, None) => verb.to_owned(),
             };
-            RotateOutcome {
+            RotationReply {
                 name: name.to_owned(),
                 ok: result.is_ok(),
                 message,
@@ -177,7 +176,7 @@ fn outcome(name: &str, result: &RotationResult) -> RotateOutcome {
                 expires_at: Some(report.expires_at),
             }
         }
-        RotationOutcome::Failed { error, .. } => RotateOutcome {
+        RotationOutcome::Failed { error, .. } => RotationReply {
             name: name.to_owned(),
             ok: false,
             message: error.to_string(),

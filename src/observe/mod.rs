@@ -14,6 +14,7 @@ mod fleet;
 mod health;
 mod model;
 mod render;
+mod reply;
 
 mod snapshot;
 mod vitals;
@@ -25,5 +26,6 @@ pub use fleet::{FleetView, LeaseStatus, Role, StoreStatus};
 pub use health::{Health, Verdict};
 pub use model::{Model, Observed};
 
+pub use reply::RotationReply;
 pub use snapshot::{DaemonStatus, Snapshot};
 pub use vitals::Vitals;
