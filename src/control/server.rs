@@ -1,6 +1,7 @@
 //! The daemon's side of the control socket: binds it safely and answers each connection
-//! from the status snapshot, the supervisor (for `rotate`) and the state directory (for
-//! `token`). The peer's uid is checked on every connection.
+//! (accepted by [`crate::serve`]) from the read model, the supervisor (for `rotate`) and
+//! the state directory (for `token`). The peer's uid is checked on every connection; it
+//! never answers another user, and never logs a token.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
