@@ -4,7 +4,8 @@
 //!
 //! Data flows one way (docs/design.md §5): [`config`] → [`credential`] (policy, transition,
 //! rotation; one task per credential in `daemon`) → `source` → `token` → `state` →
-//! [`target`] → `reload` → `status`, which the `control` socket and `metrics` read;
+//! [`target`] → `reload` → `observe` (the one read model), which the `control` socket and
+//! `metrics` read;
 //! `login` seeds a refresh token into `state`. Processes start only through `child`, the
 //! time comes only from `clock`. The binary (`main.rs`) only calls [`cli::main`].
 //!
@@ -22,12 +23,13 @@ pub(crate) mod durable;
 pub(crate) mod log;
 pub(crate) mod login;
 pub(crate) mod metrics;
+pub(crate) mod observe;
 pub(crate) mod redact;
 pub(crate) mod reload;
 pub mod secret;
+pub(crate) mod serve;
 pub(crate) mod source;
 pub(crate) mod state;
-pub(crate) mod status;
 pub(crate) mod store;
 pub(crate) mod sync;
 pub mod target;

@@ -11,8 +11,8 @@ use crate::cli::Exit;
 use crate::config::Config;
 use crate::control::{Request, Response};
 use crate::credential::policy;
+use crate::observe::{CredentialStatus, Snapshot, Verdict};
 use crate::state::StateDir;
-use crate::status::{CredentialStatus, Snapshot, Verdict};
 
 pub async fn run(config: Config, json: bool) -> anyhow::Result<Exit> {
     let now = crate::clock::system_now();

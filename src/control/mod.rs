@@ -13,7 +13,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use protocol::{Request, Response, RotateOutcome};
+pub use protocol::{Request, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {

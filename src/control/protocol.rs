@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::status::Snapshot;
+use crate::observe::{RotationReply, Snapshot};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
@@ -51,6 +51,25 @@ pub struct RotateOutcome {
         skip_serializing_if = "Option::is_none"
     )]
     pub expires_at: Option<OffsetDateTime>,
+}
+
+impl From<RotationReply> for RotateOutcome {
+    fn from(reply: RotationReply) -> RotateOutcome {
+        let RotationReply {
+            name,
+            ok,
+            message,
+            fingerprint,
+            expires_at,
+        } = reply;
+        RotateOutcome {
+            name,
+            ok,
+            message,
+            fingerprint,
+            expires_at,
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -1,47 +1,48 @@
 //! The daemon's side of the control socket: binds it safely and answers each connection
-//! from the status snapshot, the supervisor (for `rotate`) and the state directory (for
-//! `token`). The peer's uid is checked on every connection.
+//! (accepted by [`crate::serve`]) from the read model, the supervisor (for `rotate`) and
+//! the state directory (for `token`). The peer's uid is checked on every connection; it
+//! never answers another user, and never logs a token.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use super::ControlError;
 use super::protocol::{Request, Response, RotateOutcome};
-use crate::clock::SharedClock;
+use crate::observe::{Observed, RotationReply};
+use crate::serve::{Handler, Limits, Timed};
 use crate::state::StateDir;
-use crate::status::Snapshot;
 
 /// A request is one line of JSON; nothing legitimate comes near this.
 const MAX_REQUEST: u64 = 64 * 1024;
 
-/// Connections answered at once; more are closed (they must not take all descriptors).
-const MAX_CONNECTIONS: usize = 64;
-
-/// How long a client may take to send its request line.
-const REQUEST_WAIT: Duration = Duration::from_secs(10);
+/// At most 64 connections answered at once (they must not take all descriptors); a client
+/// has 10 s to send its request line, and its answer may take as long as the rotations it
+/// asked for.
+const LIMITS: Limits = Limits {
+    connections: 64,
+    request: Duration::from_secs(10),
+    connection: None,
+};
 
 /// A `rotate` request handed to the supervisor.
 pub struct RotateRequest {
     pub names: Vec<String>,
     pub if_due: bool,
-    pub reply: oneshot::Sender<Result<Vec<RotateOutcome>, String>>,
+    pub reply: oneshot::Sender<Result<Vec<RotationReply>, String>>,
 }
 
 /// What the server needs from the daemon.
 #[derive(Clone)]
 pub struct Server {
-    pub fleet: Option<Arc<crate::store::Fleet>>,
-    pub snapshot: watch::Receiver<Snapshot>,
+    pub observed: Observed,
     pub rotate: mpsc::Sender<RotateRequest>,
     pub state: StateDir,
-    pub clock: SharedClock,
 }
 
 /// Binds `path`: creates its directory 0700 if missing, replaces a stale socket (none
@@ -90,47 +91,17 @@ pub async fn bind(path: &Path) -> Result<UnixListener, ControlError> {
 }
 
 impl Server {
-    /// Serves connections until the listener fails or the task is dropped.
+    /// Serves connections until the task is dropped.
     pub async fn serve(self, listener: UnixListener) {
-        let own_uid = nix::unistd::geteuid().as_raw();
-        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!("control socket: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let peer = stream.peer_cred().map(|c| c.uid());
-            if !matches!(peer, Ok(uid) if uid == own_uid || uid == 0) {
-                tracing::warn!(peer_uid = ?peer.ok(), "control socket: refused a connection from another user");
-                continue;
-            }
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                tracing::debug!(
-                    "control socket: {MAX_CONNECTIONS} connections open, closing another"
-                );
-                continue;
-            };
-            let server = self.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                if let Err(e) = server.answer(stream).await {
-                    tracing::debug!("control socket: {e}");
-                }
-            });
-        }
+        crate::serve::serve("control socket", listener, LIMITS, self).await;
     }
 
-    async fn answer(&self, stream: UnixStream) -> io::Result<()> {
-        let (read, mut write) = stream.into_split();
+    async fn answer(&self, stream: Timed<UnixStream>) -> io::Result<()> {
+        let (read, mut write) = tokio::io::split(stream);
         let mut line = String::new();
-        let mut reader = BufReader::new(read.take(MAX_REQUEST));
-        tokio::time::timeout(REQUEST_WAIT, reader.read_line(&mut line))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request line in time"))??;
+        BufReader::new(read.take(MAX_REQUEST))
+            .read_line(&mut line)
+            .await?;
         let response = match serde_json::from_str::<Request>(&line) {
             Ok(request) => self.handle(request).await,
             Err(e) => Response::Error(format!("not a valid request: {e}")),
@@ -144,13 +115,7 @@ impl Server {
     async fn handle(&self, request: Request) -> Response {
         match request {
             Request::Status => {
-                let now = self.clock.now();
-                {
-                    // Copied under the lock (a pointer per credential), worked on outside it.
-                    let mut current = self.snapshot.borrow().clone();
-                    current.store = self.fleet.as_ref().map(|fleet| fleet.status());
-                    Response::Status(Box::new(current.at(now)))
-                }
+                Response::Status(Box::new(self.observed.status(self.observed.now())))
             }
             Request::Rotate { names, if_due } => {
                 let (reply, result) = oneshot::channel();
@@ -163,20 +128,41 @@ impl Server {
                     return Response::Error("the daemon is stopping".into());
                 }
                 match result.await {
-                    Ok(Ok(results)) => Response::Rotated(results),
+                    Ok(Ok(replies)) => {
+                        Response::Rotated(replies.into_iter().map(RotateOutcome::from).collect())
+                    }
                     Ok(Err(message)) => Response::Error(message),
                     Err(_) => Response::Error("the daemon is stopping".into()),
                 }
             }
             Request::Token { name } => {
-                if self.snapshot.borrow().get(&name).is_none() {
+                if !self.observed.has(&name) {
                     return Response::Error(format!("no credential named {name:?}"));
                 }
-                match self.state.current_token(&name, self.clock.now()) {
+                match self.state.current_token(&name, self.observed.now()) {
                     Ok(token) => Response::Token(token),
                     Err(e) => Response::Error(e.to_string()),
                 }
             }
+        }
+    }
+}
+
+impl Handler<UnixStream> for Server {
+    /// Only the daemon's own user and root are answered: `token` hands out a secret.
+    fn admit(&self, stream: &UnixStream) -> bool {
+        let peer = stream.peer_cred().map(|c| c.uid());
+        let own_uid = nix::unistd::geteuid().as_raw();
+        let admitted = matches!(peer, Ok(uid) if uid == own_uid || uid == 0);
+        if !admitted {
+            tracing::warn!(peer_uid = ?peer.ok(), "control socket: refused a connection from another user");
+        }
+        admitted
+    }
+
+    async fn serve(self, stream: Timed<UnixStream>) {
+        if let Err(e) = self.answer(stream).await {
+            tracing::debug!("control socket: {e}");
         }
     }
 }

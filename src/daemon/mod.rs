@@ -14,8 +14,6 @@ mod timers;
 mod watch;
 mod worker;
 
-pub(crate) use liveness::Vitals;
-
 use std::path::Path;
 use std::time::Duration;
 

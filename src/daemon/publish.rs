@@ -13,10 +13,9 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Credential;
-use crate::control::RotateOutcome;
 use crate::credential::policy::{Backoff, Plan};
 use crate::credential::{RotationOutcome, RotationResult};
-use crate::status::{Counters, CredentialStatus, Snapshot};
+use crate::observe::{Counters, CredentialStatus, Model, RotationReply};
 use crate::token::{self, Token};
 
 /// A credential's current token, as its task last published it.
@@ -25,7 +24,7 @@ pub type TokenWatch = watch::Receiver<Option<Token>>;
 /// One credential task's outlets.
 pub struct Publisher {
     credential: Arc<Credential>,
-    snapshot: watch::Sender<Snapshot>,
+    model: Model,
     settled: mpsc::UnboundedSender<String>,
     /// Only for a credential another one sends as a bearer.
     token: Option<watch::Sender<Option<Token>>>,
@@ -33,25 +32,21 @@ pub struct Publisher {
     was_healthy: Option<bool>,
     settled_sent: bool,
     /// `rotate` requests waiting for the next attempt's outcome.
-    pub replies: Vec<oneshot::Sender<RotateOutcome>>,
+    pub replies: Vec<oneshot::Sender<RotationReply>>,
 }
 
 impl Publisher {
     /// Counters carry on from an earlier task of the same credential (a reload restarts it).
     pub fn new(
         credential: Arc<Credential>,
-        snapshot: watch::Sender<Snapshot>,
+        model: Model,
         settled: mpsc::UnboundedSender<String>,
         token: Option<watch::Sender<Option<Token>>>,
     ) -> Publisher {
-        let counters = snapshot
-            .borrow()
-            .get(&credential.name)
-            .map(|s| s.counters.clone())
-            .unwrap_or_default();
+        let counters = model.counters(&credential.name);
         Publisher {
             credential,
-            snapshot,
+            model,
             settled,
             token,
             counters,
@@ -93,7 +88,7 @@ impl Publisher {
                 status.mark_unsaved(reason, now);
             }
             self.on_health(&status);
-            self.snapshot.send_modify(|snapshot| snapshot.set(status));
+            self.model.set(status);
             if let Some(token) = &self.token {
                 let current = result.state.token.as_ref();
                 token.send_if_modified(|held| {
@@ -158,7 +153,7 @@ impl Publisher {
     }
 }
 
-fn outcome(name: &str, result: &RotationResult) -> RotateOutcome {
+fn outcome(name: &str, result: &RotationResult) -> RotationReply {
     match &result.outcome {
         RotationOutcome::Rotated(report) | RotationOutcome::Current(report) => {
             let verb = if matches!(result.outcome, RotationOutcome::Rotated(_)) {
@@ -173,7 +168,7 @@ fn outcome(name: &str, result: &RotationResult) -> RotateOutcome {
                 (None, Some(e)) => format!("{verb}, but a target failed: {e}"),
                 (None, None) => verb.to_owned(),
             };
-            RotateOutcome {
+            RotationReply {
                 name: name.to_owned(),
                 ok: result.is_ok(),
                 message,
@@ -181,7 +176,7 @@ fn outcome(name: &str, result: &RotationResult) -> RotateOutcome {
                 expires_at: Some(report.expires_at),
             }
         }
-        RotationOutcome::Failed { error, .. } => RotateOutcome {
+        RotationOutcome::Failed { error, .. } => RotationReply {
             name: name.to_owned(),
             ok: false,
             message: error.to_string(),

@@ -19,11 +19,10 @@ use super::publish::{Publisher, TokenWatch};
 use super::timers::Timers;
 use crate::clock::SharedClock;
 use crate::config::Credential;
-use crate::control::RotateOutcome;
 use crate::credential::policy::{self, Trigger};
 use crate::credential::{Engine, Rotation};
+use crate::observe::{Model, RotationReply};
 use crate::source::BearerTokens;
-use crate::status::Snapshot;
 use crate::store::{Fleet, News};
 use crate::token::Token;
 
@@ -38,7 +37,7 @@ struct Inbox {
 #[derive(Default)]
 struct Asked {
     /// `rotate` requests waiting for the next attempt's outcome.
-    replies: Vec<oneshot::Sender<RotateOutcome>>,
+    replies: Vec<oneshot::Sender<RotationReply>>,
     /// Rotate now; `Some(true)` only when every request asked for `if_due`.
     rotate: Option<bool>,
     stop: bool,
@@ -63,7 +62,8 @@ pub struct Shared {
     pub timers: Timers,
     pub liveness: Arc<Liveness>,
     pub permits: Arc<Semaphore>,
-    pub snapshot: watch::Sender<Snapshot>,
+    /// What the daemon shows: each task publishes its credential's status here.
+    pub model: Model,
     /// Receives a credential's name after its first attempt (for `READY=1`).
     pub settled: mpsc::UnboundedSender<String>,
 }
@@ -84,7 +84,7 @@ impl Handle {
     /// Asks for a rotation now (unless another process just did one), answered on `reply`
     /// after the attempt; with `if_due`, only when the stored token is due (another process
     /// stored a new one).
-    pub fn rotate(&self, reply: oneshot::Sender<RotateOutcome>, if_due: bool) {
+    pub fn rotate(&self, reply: oneshot::Sender<RotationReply>, if_due: bool) {
         let mut asked = self.inbox.asked();
         asked.replies.push(reply);
         asked.rotate = Some(asked.rotate.unwrap_or(true) && if_due);
@@ -104,7 +104,7 @@ pub fn spawn(
     let inbox = Arc::new(Inbox::default());
     let publisher = Publisher::new(
         credential.clone(),
-        shared.snapshot.clone(),
+        shared.model.clone(),
         shared.settled.clone(),
         token,
     );
@@ -370,7 +370,7 @@ enum Knock {
     Stop,
     Rotate {
         if_due: bool,
-        replies: Vec<oneshot::Sender<RotateOutcome>>,
+        replies: Vec<oneshot::Sender<RotationReply>>,
     },
 }
 

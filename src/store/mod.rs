@@ -33,7 +33,7 @@ use seal::Key;
 
 pub use fence::{Claim, Fence};
 pub use row::Stored;
-pub use status::{NodeStatus, StoreStatus};
+pub use status::NodeStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

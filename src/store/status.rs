@@ -1,41 +1,14 @@
-//! What status shows of the store: this node's view of every shared credential's lease and
-//! the nodes' heartbeats. Read-only: nothing here changes the store or the view.
+//! What status shows of the store: this node's view of every shared credential's lease
+//! (the fleet's part of the read model, [`crate::observe::FleetView`]) and the nodes'
+//! heartbeats. Read-only: nothing here changes the store or the view.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::Fleet;
-
-/// One shared credential as status shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseStatus {
-    pub holder: Option<String>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub lease_until: Option<OffsetDateTime>,
-    pub generation: u64,
-    /// `leader` (this node holds the lease), `follower`, or `local` (refreshing on its own
-    /// while the store is unreachable).
-    pub role: String,
-}
-
-/// The store as status shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoreStatus {
-    pub node: String,
-    pub up: bool,
-    /// Why it is down.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub since: OffsetDateTime,
-    /// Statements sent since start (the store's load, per node).
-    #[serde(default)]
-    pub queries: u64,
-    pub credentials: BTreeMap<String, LeaseStatus>,
-}
+use crate::observe::{FleetView, LeaseStatus, Role, StoreStatus};
 
 /// One row of `status --nodes`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,9 +23,9 @@ pub struct NodeStatus {
     pub leases: u64,
 }
 
-impl Fleet {
+impl FleetView for Fleet {
     /// Status of the store and of every shared credential, as this node sees them.
-    pub fn status(&self) -> StoreStatus {
+    fn status(&self) -> StoreStatus {
         let view = self.view();
         let now = tokio::time::Instant::now();
         let credentials = view
@@ -60,11 +33,11 @@ impl Fleet {
             .iter()
             .map(|(name, row)| {
                 let role = if view.held.get(name).is_some_and(|until| *until > now) {
-                    "leader"
+                    Role::Leader
                 } else if view.local.contains(name) {
-                    "local"
+                    Role::Local
                 } else {
-                    "follower"
+                    Role::Follower
                 };
                 (
                     name.clone(),
@@ -72,7 +45,7 @@ impl Fleet {
                         holder: row.holder.clone(),
                         lease_until: row.lease_until,
                         generation: row.generation,
-                        role: role.to_owned(),
+                        role,
                     },
                 )
             })
