@@ -29,6 +29,7 @@ pub(crate) mod source;
 pub(crate) mod state;
 pub(crate) mod status;
 pub(crate) mod store;
+pub(crate) mod sync;
 pub mod target;
 pub(crate) mod token;
 

@@ -213,10 +213,7 @@ impl StateDir {
     /// The directory, resolved and held open; made (0700) when missing if `create`, else
     /// `None` when missing. Resolved again if it was removed since.
     fn dir(&self, create: bool) -> Result<Option<Arc<Dir>>, StateError> {
-        let mut held = self
-            .resolved
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut held = crate::sync::lock(&self.resolved);
         if let Some(dir) = held.as_ref()
             && !dir.is_removed()
         {
