@@ -5,14 +5,13 @@
 //!
 //! State files hold secrets: nothing here logs their contents, and `Debug` shows none.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use nix::fcntl::{Flock, FlockArg, OFlag};
-use nix::sys::stat::Mode;
+use nix::fcntl::{Flock, FlockArg};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -301,25 +300,23 @@ impl StateDir {
         Ok(())
     }
 
+    /// Opens the lock file `name` in the directory, made if missing (see
+    /// [`durable::open_lock_file`]).
+    fn open_lock(&self, name: &str) -> Result<File, StateError> {
+        let dir = self.dir_to_write()?;
+        durable::open_lock_file(dir.fd(), name.as_ref()).map_err(|source| StateError::Io {
+            path: self.path.join(name),
+            source,
+        })
+    }
+
     /// Waits for and takes the credential's refresh lock.
     pub fn lock(&self, credential: &str) -> Result<CredentialLock, StateError> {
         let name = format!("{credential}.lock");
-        let path = self.path.join(&name);
-        let dir = self.dir_to_write()?;
-        let file = nix::fcntl::openat(
-            dir.fd(),
-            name.as_str(),
-            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map(File::from)
-        .map_err(|errno| StateError::Io {
-            path: path.clone(),
-            source: errno.into(),
-        })?;
+        let file = self.open_lock(&name)?;
         let lock =
             Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| StateError::Io {
-                path,
+                path: self.path.join(&name),
                 source: errno.into(),
             })?;
         Ok(CredentialLock { _lock: lock })
@@ -329,20 +326,12 @@ impl StateDir {
     /// the owner's pid so the refusal can name it.
     pub fn lock_daemon(&self) -> Result<DaemonLock, StateError> {
         use std::io::{Read as _, Seek as _, Write as _};
-        self.dir_to_write()?;
         let path = self.path.join(".daemon.lock");
         let io_err = |source| StateError::Io {
             path: path.clone(),
             source,
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err)?;
+        let file = self.open_lock(".daemon.lock")?;
         let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => lock,
             Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
@@ -363,16 +352,14 @@ impl StateDir {
 
     /// Removes the temp files a crash left beside the credential's state file; how many.
     /// Only under the credential's lock, taken without waiting: every writer of the state
-    /// file holds it, so whoever holds it now may have a temp file in flight.
+    /// file holds it, so whoever holds it now may have a temp file in flight. A missing
+    /// directory has none (and is not made).
     pub fn remove_litter(&self, credential: &str) -> usize {
-        let path = self.path.join(format!("{credential}.lock"));
-        let Ok(file) = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-        else {
+        let Ok(Some(dir)) = self.dir(false) else {
+            return 0;
+        };
+        let name = format!("{credential}.lock");
+        let Ok(file) = durable::open_lock_file(dir.fd(), name.as_ref()) else {
             return 0;
         };
         let Ok(_lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) else {

@@ -110,3 +110,20 @@ fn the_lock_excludes_a_second_holder() {
     let file = File::open(dir.path().join("db.lock")).unwrap();
     assert!(Flock::lock(file, FlockArg::LockExclusiveNonblock).is_ok());
 }
+
+#[test]
+fn a_symlink_planted_at_a_lock_is_refused_and_its_target_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = StateDir::new(dir.path().join("state"));
+    state_dir.ensure().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "keep me").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("state/.daemon.lock")).unwrap();
+    let absent = dir.path().join("absent");
+    std::os::unix::fs::symlink(&absent, dir.path().join("state/db.lock")).unwrap();
+    assert!(state_dir.lock_daemon().is_err());
+    assert!(state_dir.lock("db").is_err());
+    assert_eq!(state_dir.remove_litter("db"), 0);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    assert!(!absent.exists());
+}

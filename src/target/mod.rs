@@ -13,9 +13,9 @@
 pub(crate) mod dotenv;
 pub(crate) mod pgpass;
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::{DirBuilder, File};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{AtFlags, Flock};
@@ -185,29 +185,22 @@ fn lock_within(
         .map(|b| format!("{b:02x}"))
         .collect();
     let err = |what: &str, e: io::Error| io_failed(target, what, e);
-    let path = locks.join(format!("target-{key}.lock"));
-    let open = || {
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&path)
-    };
+    let name = format!("target-{key}.lock");
     // The directory exists after the first write: make it only when it is missing.
-    let file = match open() {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+    let dir = match durable::chase::Dir::open(locks) {
+        Err(e) if e.is_not_found() => {
             DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(locks)
                 .map_err(|e| err("create the lock directory", e))?;
-            open()
+            durable::chase::Dir::open(locks)
         }
         opened => opened,
     }
-    .map_err(|e| err("open its lock", e))?;
+    .map_err(|e| err("open the lock directory", e.into()))?;
+    let file =
+        durable::open_lock_file(dir.fd(), name.as_ref()).map_err(|e| err("open its lock", e))?;
     durable::lock_exclusive(file, wait).map_err(|e| err("lock", e))
 }
 
