@@ -1,4 +1,12 @@
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+
+use nix::fcntl::{Flock, FlockArg};
+use secrecy::{ExposeSecret, SecretString};
+use time::OffsetDateTime;
+
 use super::*;
+use crate::token::{ExpirySource, Served, Token};
 
 fn token() -> Token {
     Token {
