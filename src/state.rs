@@ -24,7 +24,7 @@ use crate::token::Token;
 
 pub use dir::StateDir;
 pub use format::{Decode, VERSION, decode, encode};
-pub use last_error::{FailureKind, LastError};
+pub use last_error::{Cause, FailureKind, LastError};
 pub use lock::{CredentialLock, DaemonLock};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,69 @@ pub enum StateError {
         "state file {path} has version {found}, newer than this refreshd understands ({VERSION}): upgrade refreshd, or move the file away to start over (its refresh token would be lost)"
     )]
     Newer { path: PathBuf, found: u64 },
+}
+
+/// Why the disk refused a state: what health `unsaved` says, and what an operator fixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unsaved {
+    /// The file system or the user's quota is full (`ENOSPC`, `EDQUOT`).
+    NoSpace,
+    /// refreshd may not write there (`EACCES`, `EPERM`, `EROFS`, a refused path, or a
+    /// directory root must leave to its owner).
+    Permission,
+    /// Any other failure.
+    Io,
+}
+
+impl std::fmt::Display for Unsaved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unsaved::NoSpace => "no space",
+            Unsaved::Permission => "permission denied",
+            Unsaved::Io => "I/O error",
+        })
+    }
+}
+
+impl Unsaved {
+    /// The cause of an I/O failure: by its `errno`, else by its kind (a path
+    /// [`durable::chase`](crate::durable::chase) refused is a permission one).
+    pub fn of(error: &io::Error) -> Unsaved {
+        use nix::libc;
+        match error.raw_os_error() {
+            Some(libc::ENOSPC | libc::EDQUOT) => Unsaved::NoSpace,
+            Some(libc::EACCES | libc::EPERM | libc::EROFS) => Unsaved::Permission,
+            Some(_) => Unsaved::Io,
+            None => match error.kind() {
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Unsaved::NoSpace,
+                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+                    Unsaved::Permission
+                }
+                _ => Unsaved::Io,
+            },
+        }
+    }
+}
+
+impl StateError {
+    /// Why the disk refused a state that [`StateDir::save`] could not store.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "the rotation (credential/) reports it from part 9 on; the only root of Unsaved"
+        )
+    )]
+    pub fn unsaved(&self) -> Unsaved {
+        match self {
+            StateError::Dir { source, .. } | StateError::Io { source, .. } => Unsaved::of(source),
+            StateError::ForeignOwner { .. } => Unsaved::Permission,
+            StateError::DaemonRunning { .. }
+            | StateError::Invalid { .. }
+            | StateError::Newer { .. } => Unsaved::Io,
+        }
+    }
 }
 
 /// Why `refreshd token` has nothing to print.
@@ -80,6 +143,9 @@ pub struct CredentialState {
     /// The fleet store's generation this state was taken from or committed as (shared
     /// credentials only): a node applies the store's state only when it is newer.
     pub generation: Option<u64>,
+    /// The store generation whose fence this state's newest answer was fetched under and
+    /// that the store never got (fleet only); `None` once committed.
+    pub uncommitted: Option<u64>,
 }
 
 impl std::fmt::Debug for CredentialState {
@@ -91,6 +157,7 @@ impl std::fmt::Debug for CredentialState {
             .field("last_error", &self.last_error)
             .field("needs_login", &self.needs_login)
             .field("generation", &self.generation)
+            .field("uncommitted", &self.uncommitted)
             .finish()
     }
 }

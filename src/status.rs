@@ -211,11 +211,12 @@ impl CredentialStatus {
     /// The daemon holds this credential's state in memory only: `reason` says why.
     pub fn mark_unsaved(&mut self, reason: &str, at: OffsetDateTime) {
         self.health = Health::Unsaved;
-        self.last_error = Some(LastError {
+        self.last_error = Some(LastError::new(
             at,
-            kind: crate::state::FailureKind::Transient,
-            message: format!("the state could not be stored, it is kept in memory: {reason}"),
-        });
+            crate::state::FailureKind::Transient,
+            crate::state::Cause::State,
+            format!("the state could not be stored, it is kept in memory: {reason}"),
+        ));
     }
 
     /// The health as of `now`: one that was healthy when published is `expired` once its

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 
 use crate::secret::SecretError;
-use crate::state::{CredentialState, FailureKind, LastError};
+use crate::state::{Cause, CredentialState, FailureKind, LastError};
 use crate::token::{Token, fingerprint};
 
 /// The refresh token a fetch should spend, and the fingerprint of the configured bootstrap
@@ -99,7 +99,7 @@ impl CredentialState {
 
     /// A fetch failed at `at`; a permanent failure needs a person (`needs-login`).
     pub fn record_failure(&mut self, kind: FailureKind, message: String, at: OffsetDateTime) {
-        self.last_error = Some(LastError { at, kind, message });
+        self.last_error = Some(LastError::new(at, kind, Cause::Unknown, message));
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         if kind == FailureKind::Permanent {
             self.needs_login = true;
@@ -108,11 +108,12 @@ impl CredentialState {
 
     /// A target could not be written: the token is good, the credential is retried.
     pub fn record_target_error(&mut self, message: String, at: OffsetDateTime) {
-        self.last_error = Some(LastError {
+        self.last_error = Some(LastError::new(
             at,
-            kind: FailureKind::Transient,
+            FailureKind::Transient,
+            Cause::Target,
             message,
-        });
+        ));
     }
 
     /// `refreshd login` obtained `token` and `refresh_token` at `at`. The configured

@@ -9,17 +9,22 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::last_error::LastErrorV1;
 use super::{CredentialState, LastError};
 use crate::token::{ExpirySource, Served, Token};
 
 /// The state file format this build writes. Older versions are migrated on read; newer
 /// ones are refused.
-pub const VERSION: u32 = 1;
+///
+/// - 1: the first.
+/// - 2: a last error holds its `cause`; `uncommitted` (fleet credentials).
+pub const VERSION: u32 = 2;
 
 // The on-disk form. Secrets are plain strings only here, between `load` and `save`.
+// Versions differ only in the last error (`E`): 1 had no cause.
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileV1 {
+#[serde(deny_unknown_fields, bound(deserialize = "E: Deserialize<'de>"))]
+struct File<E> {
     version: u32,
     credential: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,13 +40,35 @@ struct FileV1 {
     )]
     last_rotation: Option<OffsetDateTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    last_error: Option<LastError>,
+    last_error: Option<E>,
     #[serde(default)]
     needs_login: bool,
     #[serde(default)]
     consecutive_failures: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     store_generation: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uncommitted: Option<u64>,
+}
+
+impl File<LastErrorV1> {
+    /// Version 1 read as version 2: the last error's cause from its message (the one
+    /// place text is matched, see [`LastErrorV1::migrate`]); nothing else changed.
+    fn migrate(self) -> File<LastError> {
+        File {
+            version: VERSION,
+            credential: self.credential,
+            token: self.token,
+            refresh_token: self.refresh_token,
+            bootstrap_fingerprint: self.bootstrap_fingerprint,
+            last_rotation: self.last_rotation,
+            last_error: self.last_error.map(LastErrorV1::migrate),
+            needs_login: self.needs_login,
+            consecutive_failures: self.consecutive_failures,
+            store_generation: self.store_generation,
+            uncommitted: self.uncommitted,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -77,7 +104,7 @@ pub enum Decode {
 /// `state` as its file holds it: also what the fleet store seals, so one format is read
 /// and migrated in one place.
 pub fn encode(credential: &str, state: &CredentialState) -> Vec<u8> {
-    let file = FileV1 {
+    let file = File {
         version: VERSION,
         credential: credential.to_owned(),
         token: state.token.as_ref().map(|t| TokenV1 {
@@ -102,6 +129,7 @@ pub fn encode(credential: &str, state: &CredentialState) -> Vec<u8> {
         needs_login: state.needs_login,
         consecutive_failures: state.consecutive_failures,
         store_generation: state.generation,
+        uncommitted: state.uncommitted,
     };
     let mut bytes = serde_json::to_vec_pretty(&file).expect("state serializes");
     bytes.push(b'\n');
@@ -122,18 +150,13 @@ pub fn decode(credential: &str, bytes: &[u8]) -> Result<CredentialState, Decode>
     };
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| Decode::Invalid(format!("not JSON ({})", shape(e))))?;
-    match value.get("version").and_then(serde_json::Value::as_u64) {
-        Some(1) => {}
+    let file: File<LastError> = match value.get("version").and_then(serde_json::Value::as_u64) {
+        Some(1) => parse::<File<LastErrorV1>>(value)?.migrate(),
+        Some(2) => parse(value)?,
         Some(found) if found > u64::from(VERSION) => return Err(Decode::Newer(found)),
         Some(found) => return Err(Decode::Invalid(format!("unknown version {found}"))),
         None => return Err(Decode::Invalid("no `version` field".to_owned())),
-    }
-    let file: FileV1 = serde_json::from_value(value).map_err(|e| {
-        Decode::Invalid(format!(
-            "not a state file refreshd wrote ({:?} data in a field)",
-            e.classify()
-        ))
-    })?;
+    };
     if file.credential != credential {
         return Err(Decode::Invalid(format!(
             "it belongs to credential {:?}",
@@ -159,5 +182,16 @@ pub fn decode(credential: &str, bytes: &[u8]) -> Result<CredentialState, Decode>
         needs_login: file.needs_login,
         consecutive_failures: file.consecutive_failures,
         generation: file.store_generation,
+        uncommitted: file.uncommitted,
+    })
+}
+
+/// One version's file; says where it does not fit, never what is there.
+fn parse<F: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<F, Decode> {
+    serde_json::from_value(value).map_err(|e| {
+        Decode::Invalid(format!(
+            "not a state file refreshd wrote ({:?} data in a field)",
+            e.classify()
+        ))
     })
 }
