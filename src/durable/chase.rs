@@ -224,14 +224,7 @@ impl Dir {
         if kind(&stat) != SFlag::S_IFDIR {
             return Err(io(path, Errno::ENOTDIR));
         }
-        let fd = open_dir(&place.dir, &place.name).map_err(|e| io(path, e))?;
-        let opened = nix::sys::stat::fstat(&fd).map_err(|e| io(path, e))?;
-        if (opened.st_dev, opened.st_ino) != (stat.st_dev, stat.st_ino) {
-            return Err(ChaseError::Unsafe {
-                path: path.to_owned(),
-                why: "it was replaced while refreshd looked at it".to_owned(),
-            });
-        }
+        let (fd, _) = open_same_dir(&place.dir, &place.name, path, &stat)?;
         Ok(Dir {
             fd,
             path: place.path,
