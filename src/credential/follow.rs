@@ -132,8 +132,9 @@ impl Engine {
             // Waiting for the holder's first commit (a fleet's cold start): status says so,
             // the commit's notification wakes this task, and no line per credential is logged.
             tracing::debug!(credential = %credential.name, "{error}");
+            let now = self.clock.now();
             hold.state
-                .record_failure(kind, error.to_string(), self.clock.now());
+                .record_failure(kind, error.cause(), error.to_string(), now);
             self.save(credential, hold).await;
         } else {
             self.record_failure(credential, hold, &error, kind).await;

@@ -6,17 +6,17 @@
 //!
 //! Must never: save a state without its credential's lock, or drop a refused state.
 
-use super::outcome::RotationError;
+use super::outcome::{Refused, RotationError};
 use super::rotation::Engine;
 use crate::config::Credential;
-use crate::state::{CredentialLock, CredentialState};
+use crate::state::{CredentialLock, CredentialState, Unsaved};
 
 /// A credential's lock and state, held for one rotation.
 pub(super) struct Hold {
     lock: CredentialLock,
     pub state: CredentialState,
     /// Why `state` could not be stored, when the last save failed.
-    pub unsaved: Option<String>,
+    pub unsaved: Option<Refused>,
 }
 
 impl Engine {
@@ -59,11 +59,13 @@ impl Engine {
         let name = credential.name.clone();
         let copy = hold.state.clone();
         let saved = tokio::task::spawn_blocking(move || state_dir.save(&name, &copy)).await;
-        hold.unsaved = match saved {
+        let refused = match saved {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(unsaved_because(credential, &hold.state, e)),
-            Err(e) => Some(unsaved_because(credential, &hold.state, e)),
+            Ok(Err(e)) => Some((e.unsaved(), e.to_string())),
+            Err(e) => Some((Unsaved::Io, e.to_string())),
         };
+        hold.unsaved =
+            refused.map(|(cause, reason)| unsaved_because(credential, &hold.state, cause, reason));
     }
 
     /// Ends a rotation's hold: the lock is released, unless the state could not be stored
@@ -77,7 +79,7 @@ impl Engine {
 
     /// Tries to store what is still unsaved for `credential` (`once` retries this before it
     /// gives up); the reason it still cannot be stored, if so.
-    pub async fn store_unsaved(&self, credential: &Credential) -> Option<String> {
+    pub async fn store_unsaved(&self, credential: &Credential) -> Option<Refused> {
         let (state, lock) = self.take_unsaved(&credential.name)?;
         let mut hold = Hold {
             lock,
@@ -100,20 +102,22 @@ impl Engine {
     }
 }
 
-/// Says why `state` could not be stored and what is at risk; the reason.
+/// Says why `state` could not be stored and what is at risk; the refusal.
 fn unsaved_because(
     credential: &Credential,
     state: &CredentialState,
-    e: impl std::fmt::Display,
-) -> String {
+    cause: Unsaved,
+    reason: String,
+) -> Refused {
     tracing::error!(
         credential = %credential.name,
-        "{e}: the new state is kept in memory, and this credential's lock held, until it can be stored (retried with backoff); if refreshd stops before then, {}",
+        unsaved = %cause,
+        "{reason}: the new state is kept in memory, and this credential's lock held, until it can be stored (retried with backoff); if refreshd stops before then, {}",
         if state.refresh_token.is_some() {
             "the newest refresh token is lost and, where the provider allows each refresh token once, the credential needs a new login"
         } else {
             "only its status history is lost"
         }
     );
-    e.to_string()
+    Refused { cause, reason }
 }

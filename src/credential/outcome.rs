@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::policy;
 use crate::reload::ReloadError;
 use crate::source::{FailureKind, SourceError};
-use crate::state::{CredentialState, StateError};
+use crate::state::{Cause, CredentialState, StateError, Unsaved};
 use crate::target;
 
 /// What a rotation did, and the credential's state after it (what status shows).
@@ -17,7 +17,20 @@ pub struct RotationResult {
     pub outcome: RotationOutcome,
     pub state: CredentialState,
     /// Why `state` could not be stored, when it could not: it lives in memory until it can.
-    pub unsaved: Option<String>,
+    pub unsaved: Option<Refused>,
+}
+
+/// A state the disk refused: the kind of refusal, and the system's words with the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub cause: Unsaved,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
 }
 
 #[derive(Debug)]
@@ -130,6 +143,18 @@ impl RotationError {
             self,
             RotationError::Store(crate::store::StoreError::Empty(..))
         )
+    }
+
+    /// What the failure came from, for the stored last error (and what it drives: the hint
+    /// after a timed-out refresh, status, metrics).
+    pub(super) fn cause(&self) -> Cause {
+        match self {
+            RotationError::Source(e) => e.cause(),
+            RotationError::State(_) => Cause::State,
+            RotationError::NoRefreshToken { .. } => Cause::NoRefreshToken,
+            RotationError::Store(_) | RotationError::NoStore(_) => Cause::Store,
+            RotationError::Internal(_) => Cause::Internal,
+        }
     }
 
     pub(super) fn kind(&self) -> FailureKind {

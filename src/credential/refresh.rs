@@ -17,6 +17,7 @@ use super::rotation::{Engine, Job};
 use super::transition::Spend;
 use crate::config::{Credential, SourceConfig};
 use crate::source::{self, FailureKind, FetchContext, SourceError};
+use crate::state::Cause;
 use crate::store::StoreError;
 use crate::token::{self, Token};
 
@@ -249,7 +250,7 @@ impl Engine {
         let after_timeout = state
             .last_error
             .as_ref()
-            .is_some_and(|e| e.message.contains(" timed out after "));
+            .is_some_and(|e| e.cause == Cause::Timeout);
         let mut message = error.to_string();
         if kind == FailureKind::Permanent
             && after_timeout
@@ -257,7 +258,7 @@ impl Engine {
         {
             message.push_str(" (the refresh before this one timed out: the provider may have rotated the refresh token in an answer that never arrived; log in again)");
         }
-        state.record_failure(kind, message.clone(), now);
+        state.record_failure(kind, error.cause(), message.clone(), now);
         let held = state.token.as_ref().filter(|t| t.is_valid_at(now));
         match kind {
             FailureKind::Permanent => tracing::error!(

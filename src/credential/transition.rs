@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 
 use crate::secret::SecretError;
-use crate::state::{CredentialState, FailureKind, LastError};
+use crate::state::{Cause, CredentialState, FailureKind, LastError};
 use crate::token::{Token, fingerprint};
 
 /// The refresh token a fetch should spend, and the fingerprint of the configured bootstrap
@@ -99,8 +99,14 @@ impl CredentialState {
     }
 
     /// A fetch failed at `at`; a permanent failure needs a person (`needs-login`).
-    pub fn record_failure(&mut self, kind: FailureKind, message: String, at: OffsetDateTime) {
-        self.last_error = Some(LastError { at, kind, message });
+    pub fn record_failure(
+        &mut self,
+        kind: FailureKind,
+        cause: Cause,
+        message: String,
+        at: OffsetDateTime,
+    ) {
+        self.last_error = Some(LastError::new(at, kind, cause, message));
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         if kind == FailureKind::Permanent {
             self.needs_login = true;
@@ -109,11 +115,12 @@ impl CredentialState {
 
     /// A target could not be written: the token is good, the credential is retried.
     pub fn record_target_error(&mut self, message: String, at: OffsetDateTime) {
-        self.last_error = Some(LastError {
+        self.last_error = Some(LastError::new(
             at,
-            kind: FailureKind::Transient,
+            FailureKind::Transient,
+            Cause::Target,
             message,
-        });
+        ));
     }
 
     /// The fleet store holds a newer generation (`stored`): this host's state becomes it.
@@ -235,10 +242,15 @@ mod tests {
     fn failures_count_and_permanent_ones_need_a_login() {
         let mut state = CredentialState::default();
         let at = OffsetDateTime::UNIX_EPOCH;
-        state.record_failure(FailureKind::Transient, "timeout".into(), at);
-        state.record_failure(FailureKind::Transient, "timeout".into(), at);
+        state.record_failure(FailureKind::Transient, Cause::Timeout, "timeout".into(), at);
+        state.record_failure(FailureKind::Transient, Cause::Timeout, "timeout".into(), at);
         assert_eq!((state.consecutive_failures, state.needs_login), (2, false));
-        state.record_failure(FailureKind::Permanent, "invalid_grant".into(), at);
+        state.record_failure(
+            FailureKind::Permanent,
+            Cause::InvalidGrant,
+            "invalid_grant".into(),
+            at,
+        );
         assert!(state.needs_login);
         let token = crate::token::tests::token_at(at, at + time::Duration::HOUR);
         state.record_login(token, secret("rt"), Some("abcd0123".into()), at);

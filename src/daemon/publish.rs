@@ -84,8 +84,8 @@ impl Publisher {
             let mut status =
                 CredentialStatus::from_state(&self.credential, &result.state, Some(plan.at), now);
             status.counters = self.counters.clone();
-            if let Some(reason) = &result.unsaved {
-                status.mark_unsaved(reason, now);
+            if let Some(refused) = &result.unsaved {
+                status.mark_unsaved(refused.cause, &refused.reason, now);
             }
             self.on_health(&status);
             self.model.set(status);

@@ -85,6 +85,9 @@ fn open_dir<Fd: AsFd>(dir: Fd, name: &OsStr) -> nix::Result<OwnedFd> {
     )
 }
 
+/// The directories a [`chase`] walked so far: (fd, stat, path); never empty.
+type Walked = Vec<(OwnedFd, FileStat, PathBuf)>;
+
 /// Resolves an absolute `path` to the directory that holds its file and the file's name.
 pub fn chase(path: &Path) -> Result<Place, ChaseError> {
     if !path.is_absolute() {
@@ -95,8 +98,7 @@ pub fn chase(path: &Path) -> Result<Place, ChaseError> {
     }
     let root = open_dir(nix::fcntl::AT_FDCWD, OsStr::new("/")).map_err(|e| io(path, e))?;
     let root_stat = nix::sys::stat::fstat(&root).map_err(|e| io(path, e))?;
-    // The directories walked so far: (fd, stat, path).
-    let mut stack: Vec<(OwnedFd, FileStat, PathBuf)> = vec![(root, root_stat, PathBuf::from("/"))];
+    let mut stack: Walked = vec![(root, root_stat, PathBuf::from("/"))];
     let mut pending: VecDeque<OsString> = components(path);
     let mut links = 0;
     while let Some(name) = pending.pop_front() {
@@ -112,37 +114,16 @@ pub fn chase(path: &Path) -> Result<Place, ChaseError> {
         let stat =
             match nix::sys::stat::fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(stat) => stat,
-                Err(Errno::ENOENT) if last => {
-                    let (dir, dir_stat, _) = stack.pop().expect("never empty");
-                    return Ok(Place {
-                        dir,
-                        dir_stat,
-                        name,
-                        existing: None,
-                        path: here,
-                    });
-                }
+                Err(Errno::ENOENT) if last => return Ok(found(&mut stack, name, None, here)),
                 Err(e) => return Err(io(&here, e)),
             };
-        let refuse = |why: String| ChaseError::Unsafe {
-            path: here.clone(),
-            why,
-        };
         match kind(&stat) {
             SFlag::S_IFLNK => {
                 links += 1;
                 if links > MAX_LINKS {
                     return Err(io(&here, Errno::ELOOP));
                 }
-                if !trusted(stat.st_uid) {
-                    return Err(refuse(format!(
-                        "a symlink owned by uid {}, neither root nor refreshd's user (a link its directory's owner could have planted)",
-                        stat.st_uid
-                    )));
-                }
-                let target =
-                    nix::fcntl::readlinkat(dir, name.as_os_str()).map_err(|e| io(&here, e))?;
-                let target = PathBuf::from(target);
+                let target = read_trusted_link(dir, &name, &here, &stat)?;
                 if target.is_absolute() {
                     stack.truncate(1);
                 }
@@ -151,38 +132,77 @@ pub fn chase(path: &Path) -> Result<Place, ChaseError> {
                 }
             }
             _ if unsafe_step(dir_stat, &stat) => {
-                return Err(refuse(format!(
-                    "owned by uid {}, inside a directory of uid {}: refreshd does not step from a user's directory into what that user did not make",
-                    stat.st_uid, dir_stat.st_uid
-                )));
+                return Err(ChaseError::Unsafe {
+                    path: here,
+                    why: format!(
+                        "owned by uid {}, inside a directory of uid {}: refreshd does not step from a user's directory into what that user did not make",
+                        stat.st_uid, dir_stat.st_uid
+                    ),
+                });
             }
             SFlag::S_IFDIR if !last => {
-                let fd = open_dir(dir, &name).map_err(|e| io(&here, e))?;
-                let opened = nix::sys::stat::fstat(&fd).map_err(|e| io(&here, e))?;
-                if (opened.st_dev, opened.st_ino) != (stat.st_dev, stat.st_ino) {
-                    return Err(refuse(
-                        "it was replaced while refreshd looked at it".to_owned(),
-                    ));
-                }
+                let (fd, opened) = open_same_dir(dir, &name, &here, &stat)?;
                 stack.push((fd, opened, here));
             }
             _ if !last => return Err(io(&here, Errno::ENOTDIR)),
-            _ => {
-                let (dir, dir_stat, _) = stack.pop().expect("never empty");
-                return Ok(Place {
-                    dir,
-                    dir_stat,
-                    name,
-                    existing: Some(stat),
-                    path: here,
-                });
-            }
+            _ => return Ok(found(&mut stack, name, Some(stat), here)),
         }
     }
     Err(ChaseError::Unsafe {
         path: path.to_owned(),
         why: "names a directory, not a file".to_owned(),
     })
+}
+
+/// The place of `name` in the last directory walked.
+fn found(stack: &mut Walked, name: OsString, existing: Option<FileStat>, here: PathBuf) -> Place {
+    let (dir, dir_stat, _) = stack.pop().expect("never empty");
+    Place {
+        dir,
+        dir_stat,
+        name,
+        existing,
+        path: here,
+    }
+}
+
+/// Where the symlink `name` (found as `stat`) in `dir` points, if root or refreshd's user
+/// owns it.
+fn read_trusted_link(
+    dir: &OwnedFd,
+    name: &OsStr,
+    here: &Path,
+    stat: &FileStat,
+) -> Result<PathBuf, ChaseError> {
+    if !trusted(stat.st_uid) {
+        return Err(ChaseError::Unsafe {
+            path: here.to_owned(),
+            why: format!(
+                "a symlink owned by uid {}, neither root nor refreshd's user (a link its directory's owner could have planted)",
+                stat.st_uid
+            ),
+        });
+    }
+    let target = nix::fcntl::readlinkat(dir, name).map_err(|e| io(here, e))?;
+    Ok(PathBuf::from(target))
+}
+
+/// Opens the directory `name` in `dir`, refused unless it is the one found as `stat`.
+fn open_same_dir(
+    dir: &OwnedFd,
+    name: &OsStr,
+    here: &Path,
+    stat: &FileStat,
+) -> Result<(OwnedFd, FileStat), ChaseError> {
+    let fd = open_dir(dir, name).map_err(|e| io(here, e))?;
+    let opened = nix::sys::stat::fstat(&fd).map_err(|e| io(here, e))?;
+    if (opened.st_dev, opened.st_ino) != (stat.st_dev, stat.st_ino) {
+        return Err(ChaseError::Unsafe {
+            path: here.to_owned(),
+            why: "it was replaced while refreshd looked at it".to_owned(),
+        });
+    }
+    Ok((fd, opened))
 }
 
 /// A directory resolved once by [`chase`] and held open: files in it are then found with
@@ -204,14 +224,7 @@ impl Dir {
         if kind(&stat) != SFlag::S_IFDIR {
             return Err(io(path, Errno::ENOTDIR));
         }
-        let fd = open_dir(&place.dir, &place.name).map_err(|e| io(path, e))?;
-        let opened = nix::sys::stat::fstat(&fd).map_err(|e| io(path, e))?;
-        if (opened.st_dev, opened.st_ino) != (stat.st_dev, stat.st_ino) {
-            return Err(ChaseError::Unsafe {
-                path: path.to_owned(),
-                why: "it was replaced while refreshd looked at it".to_owned(),
-            });
-        }
+        let (fd, _) = open_same_dir(&place.dir, &place.name, path, &stat)?;
         Ok(Dir {
             fd,
             path: place.path,

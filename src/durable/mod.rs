@@ -2,12 +2,14 @@
 //! ([`chase`]), files opened without blocking and refused unless regular, reads bounded,
 //! and replacement that a reader or a crash sees whole or not at all (temp file in the same
 //! directory, mode and owner set on the descriptor before the data lands, fsync, rename,
-//! fsync the directory). Everything after resolution happens on directory descriptors.
+//! fsync the directory), and lock files opened one way ([`open_lock_file`]). Everything
+//! after resolution happens on directory descriptors.
 //!
 //! Used by `state`, `target` and `reload`; it knows nothing of tokens and never logs a
 //! file's contents. A temp file that is not renamed into place is removed.
 
 pub mod chase;
+mod lock;
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -23,6 +25,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag};
 use nix::unistd::{Gid, Uid, UnlinkatFlags};
 
 pub use chase::{ChaseError, Place, chase};
+pub use lock::{lock_exclusive, open_lock_file};
 
 /// What every temp file of refreshd's ends with (`.NAME.RANDOM.refreshd-tmp`).
 pub const TEMP_SUFFIX: &str = ".refreshd-tmp";
@@ -207,35 +210,6 @@ pub fn rewrite_in_place(file: &File, content: &[u8]) -> io::Result<()> {
     file.write_all_at(content, 0)?;
     file.set_len(len)?;
     file.sync_all()
-}
-
-/// An exclusive `flock`, waiting at most `wait`.
-pub fn lock_exclusive(
-    file: File,
-    wait: std::time::Duration,
-) -> io::Result<nix::fcntl::Flock<File>> {
-    use nix::fcntl::{Flock, FlockArg};
-    const STEP: std::time::Duration = std::time::Duration::from_millis(20);
-    // Counted in steps rather than read from a clock: a blocking thread, a bounded wait.
-    let mut steps_left = wait.as_millis() / STEP.as_millis();
-    let mut file = file;
-    loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => return Ok(lock),
-            Err((back, Errno::EWOULDBLOCK)) if steps_left > 0 => {
-                steps_left -= 1;
-                file = back;
-                std::thread::sleep(STEP);
-            }
-            Err((_, Errno::EWOULDBLOCK)) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("another process held the lock for {}s", wait.as_secs()),
-                ));
-            }
-            Err((_, errno)) => return Err(errno.into()),
-        }
-    }
 }
 
 /// Makes a rename in a directory survive a crash.

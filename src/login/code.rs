@@ -45,50 +45,10 @@ pub(super) async fn code_flow(
     authorize: &Url,
     options: &Options,
 ) -> Result<Fetched, LoginError> {
-    let configured = source
-        .redirect_uri
-        .clone()
-        .unwrap_or_else(|| Url::parse(DEFAULT_REDIRECT_URI).expect("a valid constant"));
-    let ip = match configured.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
-        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
-    };
-    let addr = SocketAddr::new(ip, options.port.or(configured.port()).unwrap_or(0));
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| LoginError::Listen { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| LoginError::Listen { addr, source })?;
-    let mut redirect_uri = configured.clone();
-    let _ = redirect_uri.set_port(Some(bound.port()));
-
+    let (listener, redirect_uri) = listen(source, options).await?;
     let verifier = SecretString::from(random_b64(32));
     let state = random_b64(16);
-    let mut url = authorize.clone();
-    {
-        let mut query = url.query_pairs_mut();
-        query
-            .append_pair("response_type", "code")
-            .append_pair("client_id", &source.client_id)
-            .append_pair("redirect_uri", redirect_uri.as_str());
-        if !source.scopes.is_empty() {
-            query.append_pair("scope", &source.scopes.join(" "));
-        }
-        query
-            .append_pair("state", &state)
-            .append_pair("code_challenge", &challenge(&verifier))
-            .append_pair("code_challenge_method", "S256");
-        for (k, v) in source.params.iter().chain(&source.authorize_params) {
-            query.append_pair(k, v);
-        }
-        // OpenID Connect Core §11: offline access is granted only with explicit consent.
-        let offline = source.scopes.iter().any(|s| s == "offline_access");
-        if offline && !source.authorize_params.contains_key("prompt") {
-            query.append_pair("prompt", "consent");
-        }
-    }
+    let url = authorize_url(authorize, source, &redirect_uri, &state, &verifier);
 
     let (callbacks, mut received) = mpsc::channel::<Callback>(4);
     let server = tokio::spawn(serve_redirect(
@@ -107,21 +67,7 @@ pub(super) async fn code_flow(
     let result = tokio::time::timeout(options.timeout, async {
         match received.recv().await {
             Some(Callback::Code(code, reply)) => {
-                let redirect = redirect_uri.to_string();
-                let grant = [
-                    ("grant_type", "authorization_code"),
-                    ("code", code.expose_secret()),
-                    ("redirect_uri", redirect.as_str()),
-                    ("code_verifier", verifier.expose_secret()),
-                ];
-                let result = oauth::grant(
-                    source,
-                    http,
-                    options.request_timeout,
-                    &grant,
-                    &[&code, &verifier],
-                )
-                .await;
+                let result = redeem(source, http, options, &redirect_uri, &code, &verifier).await;
                 let _ = reply.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
                 result.map_err(LoginError::from)
             }
@@ -138,6 +84,108 @@ pub(super) async fn code_flow(
     result.unwrap_or(Err(LoginError::TimedOut(options.timeout)))
 }
 
+/// The loopback listener, on the configured redirect URI's address (and port, unless one
+/// is given), and the redirect URI with the port it got.
+async fn listen(
+    source: &OauthRefreshSource,
+    options: &Options,
+) -> Result<(tokio::net::TcpListener, Url), LoginError> {
+    let configured = source
+        .redirect_uri
+        .clone()
+        .unwrap_or_else(|| Url::parse(DEFAULT_REDIRECT_URI).expect("a valid constant"));
+    let ip = match configured.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    let addr = SocketAddr::new(ip, options.port.or(configured.port()).unwrap_or(0));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| LoginError::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| LoginError::Listen { addr, source })?;
+    let mut redirect_uri = configured;
+    let _ = redirect_uri.set_port(Some(bound.port()));
+    Ok((listener, redirect_uri))
+}
+
+/// The authorization URL to open: PKCE S256, `state`, the scopes and configured parameters.
+fn authorize_url(
+    authorize: &Url,
+    source: &OauthRefreshSource,
+    redirect_uri: &Url,
+    state: &str,
+    verifier: &SecretString,
+) -> Url {
+    let mut url = authorize.clone();
+    let mut query = url.query_pairs_mut();
+    query
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &source.client_id)
+        .append_pair("redirect_uri", redirect_uri.as_str());
+    if !source.scopes.is_empty() {
+        query.append_pair("scope", &source.scopes.join(" "));
+    }
+    query
+        .append_pair("state", state)
+        .append_pair("code_challenge", &challenge(verifier))
+        .append_pair("code_challenge_method", "S256");
+    for (k, v) in source.params.iter().chain(&source.authorize_params) {
+        query.append_pair(k, v);
+    }
+    // OpenID Connect Core §11: offline access is granted only with explicit consent.
+    let offline = source.scopes.iter().any(|s| s == "offline_access");
+    if offline && !source.authorize_params.contains_key("prompt") {
+        query.append_pair("prompt", "consent");
+    }
+    drop(query);
+    url
+}
+
+/// Exchanges the authorization code for tokens (one request).
+async fn redeem(
+    source: &OauthRefreshSource,
+    http: &reqwest::Client,
+    options: &Options,
+    redirect_uri: &Url,
+    code: &SecretString,
+    verifier: &SecretString,
+) -> Result<Fetched, crate::source::SourceError> {
+    let redirect = redirect_uri.to_string();
+    let grant = [
+        ("grant_type", "authorization_code"),
+        ("code", code.expose_secret()),
+        ("redirect_uri", redirect.as_str()),
+        ("code_verifier", verifier.expose_secret()),
+    ];
+    oauth::grant(
+        source,
+        http,
+        options.request_timeout,
+        &grant,
+        &[code, verifier],
+    )
+    .await
+}
+
+type Page = hyper::Response<http_body_util::Full<hyper::body::Bytes>>;
+
+/// A small HTML page saying `text`.
+fn page(status: hyper::StatusCode, text: &str) -> Page {
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>refreshd</title></head><body><p>{}</p></body></html>",
+        text.replace('&', "&amp;").replace('<', "&lt;")
+    );
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "text/html; charset=utf-8")
+        .header("cache-control", "no-store")
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+        .expect("a valid response")
+}
+
 /// Answers the loopback redirect. A request with the wrong path or `state` is refused and
 /// the wait goes on (anything on this machine can connect; only the browser knows `state`).
 async fn serve_redirect(
@@ -146,22 +194,9 @@ async fn serve_redirect(
     state: String,
     callbacks: mpsc::Sender<Callback>,
 ) {
-    use http_body_util::Full;
-    use hyper::body::{Bytes, Incoming};
-    use hyper::{Request, Response, StatusCode};
+    use hyper::Request;
+    use hyper::body::Incoming;
 
-    let page = |status: StatusCode, text: &str| {
-        let body = format!(
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>refreshd</title></head><body><p>{}</p></body></html>",
-            text.replace('&', "&amp;").replace('<', "&lt;")
-        );
-        Response::builder()
-            .status(status)
-            .header("content-type", "text/html; charset=utf-8")
-            .header("cache-control", "no-store")
-            .body(Full::new(Bytes::from(body)))
-            .expect("a valid response")
-    };
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -175,68 +210,79 @@ async fn serve_redirect(
                 let state = state.clone();
                 let callbacks = callbacks.clone();
                 async move {
-                    if request.uri().path() != path {
-                        return Ok::<_, std::convert::Infallible>(page(
-                            StatusCode::NOT_FOUND,
-                            "Not the login redirect.",
-                        ));
-                    }
-                    let query: Vec<(String, String)> = request
-                        .uri()
-                        .query()
-                        .map(|q| {
-                            url::form_urlencoded::parse(q.as_bytes())
-                                .into_owned()
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-                    if get("state").as_deref() != Some(state.as_str()) {
-                        return Ok(page(
-                            StatusCode::BAD_REQUEST,
-                            "This redirect does not belong to the login refreshd is waiting for (its state does not match). Start from the URL refreshd printed.",
-                        ));
-                    }
-                    if let Some(error) = get("error") {
-                        let _ = callbacks
-                            .send(Callback::Refused {
-                                error: error.clone(),
-                                description: get("error_description"),
-                            })
-                            .await;
-                        return Ok(page(
-                            StatusCode::BAD_REQUEST,
-                            &format!("The login was refused ({error}). See the terminal."),
-                        ));
-                    }
-                    let Some(code) = get("code") else {
-                        return Ok(page(StatusCode::BAD_REQUEST, "No authorization code."));
-                    };
-                    let (reply, outcome) = oneshot::channel();
-                    if callbacks
-                        .send(Callback::Code(SecretString::from(code), reply))
-                        .await
-                        .is_err()
-                    {
-                        return Ok(page(StatusCode::GONE, "refreshd is no longer waiting."));
-                    }
-                    Ok(match outcome.await {
-                        Ok(Ok(())) => page(
-                            StatusCode::OK,
-                            "refreshd: logged in. You can close this window.",
-                        ),
-                        Ok(Err(e)) => page(
-                            StatusCode::BAD_GATEWAY,
-                            &format!("refreshd could not redeem the code: {e}"),
-                        ),
-                        Err(_) => page(StatusCode::GONE, "refreshd stopped waiting."),
-                    })
+                    Ok::<_, std::convert::Infallible>(
+                        answer(request.uri(), &path, &state, &callbacks).await,
+                    )
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+/// The page for one request to the redirect listener; a code or a refusal with the right
+/// `state` goes to the flow.
+async fn answer(
+    uri: &hyper::Uri,
+    path: &str,
+    state: &str,
+    callbacks: &mpsc::Sender<Callback>,
+) -> Page {
+    use hyper::StatusCode;
+
+    if uri.path() != path {
+        return page(StatusCode::NOT_FOUND, "Not the login redirect.");
+    }
+    let query: Vec<(String, String)> = uri
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if get("state").as_deref() != Some(state) {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "This redirect does not belong to the login refreshd is waiting for (its state does not match). Start from the URL refreshd printed.",
+        );
+    }
+    if let Some(error) = get("error") {
+        let _ = callbacks
+            .send(Callback::Refused {
+                error: error.clone(),
+                description: get("error_description"),
+            })
+            .await;
+        return page(
+            StatusCode::BAD_REQUEST,
+            &format!("The login was refused ({error}). See the terminal."),
+        );
+    }
+    let Some(code) = get("code") else {
+        return page(StatusCode::BAD_REQUEST, "No authorization code.");
+    };
+    let (reply, outcome) = oneshot::channel();
+    if callbacks
+        .send(Callback::Code(SecretString::from(code), reply))
+        .await
+        .is_err()
+    {
+        return page(StatusCode::GONE, "refreshd is no longer waiting.");
+    }
+    match outcome.await {
+        Ok(Ok(())) => page(
+            StatusCode::OK,
+            "refreshd: logged in. You can close this window.",
+        ),
+        Ok(Err(e)) => page(
+            StatusCode::BAD_GATEWAY,
+            &format!("refreshd could not redeem the code: {e}"),
+        ),
+        Err(_) => page(StatusCode::GONE, "refreshd stopped waiting."),
     }
 }
 

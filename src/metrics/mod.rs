@@ -160,6 +160,7 @@ mod tests {
             last_error: None,
             next_refresh: Some(now + time::Duration::minutes(10)),
             consecutive_failures: 2,
+            unsaved: None,
             counters,
         };
         let mut snapshot = Snapshot::default();

@@ -111,6 +111,29 @@ fn times(out: &mut String, snapshot: &Snapshot) {
         "Refresh attempts that failed in a row since the last success.",
         |c| Some(c.consecutive_failures),
     );
+    unsaved(out, snapshot);
+}
+
+/// The credentials whose newest state the disk refused (kept in memory), with why.
+fn unsaved(out: &mut String, snapshot: &Snapshot) {
+    let name = "refreshd_state_unsaved";
+    family(
+        out,
+        name,
+        "gauge",
+        "1 while the credential's newest state is held in memory only, because the state directory refused it (cause: no_space, permission, io).",
+    );
+    for c in snapshot.credentials() {
+        if let Some(cause) = c.unsaved {
+            let cause = serde_json::to_value(cause).ok();
+            let cause = cause.as_ref().and_then(|v| v.as_str()).unwrap_or("io");
+            let _ = writeln!(
+                out,
+                "{name}{{credential=\"{}\",cause=\"{cause}\"}} 1",
+                label(&c.name)
+            );
+        }
+    }
 }
 
 /// The rotation and reload counters, by result.

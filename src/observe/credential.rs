@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::{Counters, Health};
 use crate::config::Credential;
-use crate::state::{CredentialState, LastError};
+use crate::state::{Cause, CredentialState, LastError, Unsaved};
 use crate::token::ExpirySource;
 
 /// One credential's status line.
@@ -55,6 +55,9 @@ pub struct CredentialStatus {
     pub next_refresh: Option<OffsetDateTime>,
     #[serde(default)]
     pub consecutive_failures: u32,
+    /// Why the state lives in memory only (health `unsaved`): no space, permission, I/O.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsaved: Option<Unsaved>,
     #[serde(default)]
     pub counters: Counters,
 }
@@ -105,18 +108,22 @@ impl CredentialStatus {
             last_error: state.last_error.clone(),
             next_refresh,
             consecutive_failures: state.consecutive_failures,
+            unsaved: None,
             counters: Counters::default(),
         }
     }
 
-    /// The daemon holds this credential's state in memory only: `reason` says why.
-    pub fn mark_unsaved(&mut self, reason: &str, at: OffsetDateTime) {
+    /// The daemon holds this credential's state in memory only: `cause` and `reason` (the
+    /// system's words) say why.
+    pub fn mark_unsaved(&mut self, cause: Unsaved, reason: &str, at: OffsetDateTime) {
         self.health = Health::Unsaved;
-        self.last_error = Some(LastError {
+        self.unsaved = Some(cause);
+        self.last_error = Some(LastError::new(
             at,
-            kind: crate::state::FailureKind::Transient,
-            message: format!("the state could not be stored, it is kept in memory: {reason}"),
-        });
+            crate::state::FailureKind::Transient,
+            Cause::State,
+            format!("the state could not be stored, it is kept in memory: {reason}"),
+        ));
     }
 
     /// The health as of `now`: one that was healthy when published is `expired` once its

@@ -169,6 +169,7 @@ mod tests {
             last_error: None,
             next_refresh: None,
             consecutive_failures: 0,
+            unsaved: None,
             counters: Counters::default(),
         }
     }

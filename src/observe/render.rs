@@ -76,7 +76,15 @@ fn credential(
     lease: Option<&LeaseStatus>,
     at: When,
 ) {
-    let _ = writeln!(out, "{}: {} ({})", c.name, c.health.as_str(), c.source);
+    match c.unsaved {
+        Some(cause) => {
+            let health = c.health.as_str();
+            let _ = writeln!(out, "{}: {health}: {cause} ({})", c.name, c.source);
+        }
+        None => {
+            let _ = writeln!(out, "{}: {} ({})", c.name, c.health.as_str(), c.source);
+        }
+    }
     identity(out, c);
     let _ = writeln!(out, "  expires_at:    {}", at.show(c.expires_at));
     if let Some(fingerprint) = &c.fingerprint {
@@ -111,9 +119,10 @@ fn credential(
     if let Some(error) = &c.last_error {
         let _ = writeln!(
             out,
-            "  last error:    {} ({:?}, {} in a row): {}",
+            "  last error:    {} ({:?}, {}, {} in a row): {}",
             token::rfc3339(error.at),
             error.kind,
+            error.cause,
             c.consecutive_failures.max(1),
             error.message
         );

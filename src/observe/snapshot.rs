@@ -197,6 +197,7 @@ mod tests {
             last_error: None,
             next_refresh: next.map(|s| OffsetDateTime::from_unix_timestamp(s).unwrap()),
             consecutive_failures: 0,
+            unsaved: None,
             counters: Counters::default(),
         }
     }

@@ -23,6 +23,25 @@ pub(super) async fn fetch(
     ctx: &FetchContext<'_>,
 ) -> Result<Fetched, SourceError> {
     let url = source.url.as_str();
+    let (request, bearer) = request(source, ctx)?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| oauth::transport_error(url, ctx.timeout, &e))?;
+    let status = response.status();
+    let retry_after = oauth::retry_after(&response);
+    let bytes = oauth::read_body(response, url, ctx.timeout).await?;
+    if status.is_success() {
+        return token(source, status, &bytes);
+    }
+    Err(refusal(url, status, &bytes, retry_after, bearer.as_ref()))
+}
+
+/// The request, and the bearer token it carries (for redaction).
+fn request(
+    source: &HttpSource,
+    ctx: &FetchContext<'_>,
+) -> Result<(reqwest::RequestBuilder, Option<SecretString>), SourceError> {
     let method = match source.method {
         HttpMethod::Get => reqwest::Method::GET,
         HttpMethod::Post => reqwest::Method::POST,
@@ -34,7 +53,7 @@ pub(super) async fn fetch(
         .request(method, source.url.clone())
         .header(ACCEPT, "application/json")
         .timeout(ctx.timeout);
-    let mut secrets: Vec<SecretString> = Vec::new();
+    let mut sent = None;
     if let Some(bearer) = &source.bearer {
         let token = match ctx.bearers.get(&bearer.credential) {
             Some(Ok(token)) => token.clone(),
@@ -52,64 +71,73 @@ pub(super) async fn fetch(
             }
         };
         request = request.bearer_auth(token.expose_secret());
-        secrets.push(token);
+        sent = Some(token);
     }
     if let Some(body) = &source.body {
         let body = body.render(uuid_v4);
         request = request.header(CONTENT_TYPE, "application/json").body(body);
     }
+    Ok((request, sent))
+}
 
-    let response = request
-        .send()
-        .await
-        .map_err(|e| oauth::transport_error(url, ctx.timeout, &e))?;
-    let status = response.status();
-    let retry_after = oauth::retry_after(&response);
-    let bytes = oauth::read_body(response, url, ctx.timeout).await?;
-    let json: Option<Value> = serde_json::from_slice(&bytes).ok();
-    let secrets: Vec<Option<&SecretString>> = secrets.iter().map(Some).collect();
-    let redact = |text: &str| oauth::redact(text, &secrets);
+/// The token and expiry of a success answer.
+fn token(
+    source: &HttpSource,
+    status: reqwest::StatusCode,
+    bytes: &[u8],
+) -> Result<Fetched, SourceError> {
+    let url = source.url.as_str();
+    let json: Value = serde_json::from_slice(bytes).map_err(|e| SourceError::Malformed {
+        origin: url.to_owned(),
+        reason: format!(
+            "HTTP {status} body is not JSON: {} at line {} column {}",
+            e.classify_kind(),
+            e.line(),
+            e.column()
+        ),
+    })?;
+    let (token, expiry) = fields::token_and_expiry(
+        &json,
+        Some(&source.token_field),
+        source.expiry_field.as_deref(),
+    )
+    .map_err(|reason| SourceError::Malformed {
+        origin: url.to_owned(),
+        reason,
+    })?;
+    Ok(Fetched {
+        expires_in: expiry.and_then(|e| e.expires_in),
+        expires_at: expiry.and_then(|e| e.expires_at),
+        ..Fetched::new(SecretString::from(token))
+    })
+}
 
-    if status.is_success() {
-        let json: Value = serde_json::from_slice(&bytes).map_err(|e| SourceError::Malformed {
-            origin: url.to_owned(),
-            reason: format!(
-                "HTTP {status} body is not JSON: {} at line {} column {}",
-                e.classify_kind(),
-                e.line(),
-                e.column()
-            ),
-        })?;
-        let (token, expiry) = fields::token_and_expiry(
-            &json,
-            Some(&source.token_field),
-            source.expiry_field.as_deref(),
-        )
-        .map_err(|reason| SourceError::Malformed {
-            origin: url.to_owned(),
-            reason,
-        })?;
-        return Ok(Fetched {
-            expires_in: expiry.and_then(|e| e.expires_in),
-            expires_at: expiry.and_then(|e| e.expires_at),
-            ..Fetched::new(SecretString::from(token))
-        });
-    }
+/// The error an unsuccessful answer stands for, with the bearer token redacted from
+/// whatever of the body it quotes.
+fn refusal(
+    url: &str,
+    status: reqwest::StatusCode,
+    bytes: &[u8],
+    retry_after: Option<std::time::Duration>,
+    bearer: Option<&SecretString>,
+) -> SourceError {
+    let json: Option<Value> = serde_json::from_slice(bytes).ok();
+    let secrets = [bearer];
     let text = |key: &str| {
         json.as_ref()
             .and_then(|j| j.get(key))
             .and_then(Value::as_str)
-            .map(&redact)
+            .map(|text| oauth::redact(text, &secrets))
     };
     // An OAuth-style error is classified by its code like a token endpoint's.
     if let Some(error) = text("error") {
-        return Err(SourceError::Provider {
+        return SourceError::Provider {
             url: url.to_owned(),
             status: status.as_u16(),
             error,
             description: text("error_description").or_else(|| text("message")),
             retry_after,
-        });
+        };
     }
     // Databricks: {"error_code": "PERMISSION_DENIED", "message": "…"}.
     let detail = match (text("error_code"), text("message")) {
@@ -121,12 +149,12 @@ pub(super) async fn fetch(
         }
         (None, None) => None,
     };
-    Err(SourceError::Http {
+    SourceError::Http {
         url: url.to_owned(),
         status: status.as_u16(),
         detail,
         retry_after,
-    })
+    }
 }
 
 /// A random (version 4) UUID, as APIs take for a request id.

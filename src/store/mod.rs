@@ -113,6 +113,12 @@ impl StoreError {
         }
     }
 
+    /// A row lock not granted within the connection's `lock_timeout` (SQLSTATE 55P03): the
+    /// store answers, a row is busy.
+    pub fn is_busy(&self) -> bool {
+        self.sqlstate() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+    }
+
     /// Errors a person must fix (a key, a schema, the URL): the daemon refuses to start on
     /// them; the others pass when the database comes back.
     pub fn is_fatal(&self) -> bool {

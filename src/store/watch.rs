@@ -59,9 +59,18 @@ impl Fleet {
                     humantime::format_duration(self.patience())
                 )))
             });
-        if result.is_err() {
-            self.reset().await;
-            self.lapse_all();
+        match &result {
+            // A row lock not granted in time is a busy row, not a store that is down: the
+            // leases held are not dropped for it (the next round renews them).
+            Err(e) if e.is_busy() => {
+                tracing::debug!(store = %self.target.describe, "round: {e}");
+                return result;
+            }
+            Err(_) => {
+                self.reset().await;
+                self.lapse_all();
+            }
+            Ok(()) => {}
         }
         self.mark(result.as_ref().map(|_| ()));
         result

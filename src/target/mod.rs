@@ -10,27 +10,27 @@
 //! first. A trusted symlink keeps its link. It never logs or returns a token, and every
 //! error names the target's path.
 
+mod attributes;
 pub(crate) mod dotenv;
+mod lock;
 pub(crate) mod pgpass;
 
-use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{AtFlags, Flock};
+use nix::fcntl::AtFlags;
 use nix::sys::stat::FileStat;
-use nix::unistd::{Gid, Group, Uid, User};
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
 use crate::config::{TargetConfig, TargetKind, WriteMode};
 use crate::durable::{self, Attributes};
 
-pub use dotenv::quote as dotenv_quote;
+use attributes::{OwnerOverride, apply_attributes, mode_for, resolve_owner, wanted_attributes};
+use lock::lock;
+pub use lock::remove_litter;
 
-/// A configured owner and/or group; `None` parts keep the file's.
-type OwnerOverride = (Option<Uid>, Option<Gid>);
+pub use dotenv::quote as dotenv_quote;
 
 /// What writing a target did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,26 +139,6 @@ pub fn is_current(target: &TargetConfig, token: &SecretString, expires_at: Offse
     content == current && wanted_attributes(target, owner, &before).3
 }
 
-/// The mode, owner and group a write leaves on the file found as `before`, and whether it
-/// has them already.
-fn wanted_attributes(
-    target: &TargetConfig,
-    owner: Option<OwnerOverride>,
-    before: &FileStat,
-) -> (u32, Uid, Gid, bool) {
-    let existing_mode = before.st_mode & 0o7777;
-    let mode = mode_for(target, Some(existing_mode));
-    let uid = owner
-        .and_then(|(u, _)| u)
-        .unwrap_or(Uid::from_raw(before.st_uid));
-    let gid = owner
-        .and_then(|(_, g)| g)
-        .unwrap_or(Gid::from_raw(before.st_gid));
-    let matching =
-        mode == existing_mode && uid.as_raw() == before.st_uid && gid.as_raw() == before.st_gid;
-    (mode, uid, gid, matching)
-}
-
 fn chase_failed(path: &Path, e: durable::ChaseError) -> TargetError {
     match e {
         durable::ChaseError::Io { source, .. } => io_failed(path, "resolve the path", source),
@@ -166,60 +146,6 @@ fn chase_failed(path: &Path, e: durable::ChaseError) -> TargetError {
             failed(path, format!("{}: refused: {why}", at.display()))
         }
     }
-}
-
-/// The lock for one target: a file in refreshd's lock directory named after the target's
-/// path, so no app can hold it (an app that `flock`s its own file blocks nothing).
-fn lock(locks: &Path, target: &Path) -> Result<Flock<File>, TargetError> {
-    lock_within(locks, target, LOCK_WAIT)
-}
-
-fn lock_within(
-    locks: &Path,
-    target: &Path,
-    wait: std::time::Duration,
-) -> Result<Flock<File>, TargetError> {
-    use sha2::Digest as _;
-    let key: String = sha2::Sha256::digest(target.as_os_str().as_encoded_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let err = |what: &str, e: io::Error| io_failed(target, what, e);
-    let path = locks.join(format!("target-{key}.lock"));
-    let open = || {
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&path)
-    };
-    // The directory exists after the first write: make it only when it is missing.
-    let file = match open() {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(locks)
-                .map_err(|e| err("create the lock directory", e))?;
-            open()
-        }
-        opened => opened,
-    }
-    .map_err(|e| err("open its lock", e))?;
-    durable::lock_exclusive(file, wait).map_err(|e| err("lock", e))
-}
-
-/// Removes refreshd's temp files left beside `target` by a crash; how many. Only under the
-/// target's lock, taken without waiting: whoever holds it may have a temp file in flight.
-pub fn remove_litter(target: &TargetConfig, locks: &Path) -> usize {
-    let Ok(_lock) = lock_within(locks, &target.path, std::time::Duration::ZERO) else {
-        return 0;
-    };
-    durable::chase(&target.path)
-        .map(|place| durable::remove_litter(&place))
-        .unwrap_or(0)
 }
 
 /// The file's new content given its current content.
@@ -310,59 +236,6 @@ pub fn read_current(target: &TargetConfig) -> Option<SecretString> {
         }
     };
     (!value.is_empty()).then(|| SecretString::from(value))
-}
-
-/// The mode a written file gets: the configured one, else the existing file's, else 0600.
-/// A `.pgpass` is never left looser than 0600, or libpq ignores it.
-fn mode_for(target: &TargetConfig, existing: Option<u32>) -> u32 {
-    let mode = target.mode.or(existing).unwrap_or(0o600);
-    match target.kind {
-        TargetKind::Pgpass { .. } => mode & 0o600,
-        _ => mode,
-    }
-}
-
-fn resolve_owner(target: &TargetConfig) -> Result<Option<OwnerOverride>, TargetError> {
-    if target.owner.is_none() && target.group.is_none() {
-        return Ok(None);
-    }
-    let uid = match &target.owner {
-        None => None,
-        Some(name) => Some(match name.parse::<u32>() {
-            Ok(n) => Uid::from_raw(n),
-            Err(_) => {
-                User::from_name(name)
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| {
-                        failed(
-                            &target.path,
-                            format!("owner {name:?} is not a user on this machine"),
-                        )
-                    })?
-                    .uid
-            }
-        }),
-    };
-    let gid = match &target.group {
-        None => None,
-        Some(name) => Some(match name.parse::<u32>() {
-            Ok(n) => Gid::from_raw(n),
-            Err(_) => {
-                Group::from_name(name)
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| {
-                        failed(
-                            &target.path,
-                            format!("group {name:?} is not a group on this machine"),
-                        )
-                    })?
-                    .gid
-            }
-        }),
-    };
-    Ok(Some((uid, gid)))
 }
 
 /// One locked read-compute-write. `Ok(None)`: the file changed under us; try again.
@@ -458,14 +331,6 @@ fn write_once(
 fn same_version(a: &FileStat, b: &FileStat) -> bool {
     (a.st_dev, a.st_ino, a.st_size, a.st_mtime, a.st_mtime_nsec)
         == (b.st_dev, b.st_ino, b.st_size, b.st_mtime, b.st_mtime_nsec)
-}
-
-fn apply_attributes(file: &File, mode: u32, owner: Option<(Uid, Gid)>) -> io::Result<()> {
-    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    if let Some((uid, gid)) = owner {
-        nix::unistd::fchown(file, Some(uid), Some(gid))?;
-    }
-    Ok(())
 }
 
 fn create(

@@ -1,4 +1,4 @@
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use super::*;
 
@@ -231,4 +231,27 @@ fn an_app_holding_a_flock_on_its_file_blocks_nothing() {
             .unwrap()
             .contains("TOKEN=v\n")
     );
+}
+
+#[test]
+fn a_symlink_planted_at_a_target_lock_is_refused_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let locks = dir.path().join("locks");
+    let t = dotenv(dir.path().join(".env"));
+    drop(lock(&locks, &t.path).unwrap());
+    let lock_file = std::fs::read_dir(&locks)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&lock_file).unwrap();
+    let victim = dir.path().join("victim");
+    std::os::unix::fs::symlink(&victim, &lock_file).unwrap();
+    let err = write(&t, &SecretString::from("v"), now(), &locks)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot open its lock"), "{err}");
+    assert!(!victim.exists(), "the link's target was created");
+    assert!(!t.path.exists(), "nothing was written without the lock");
 }

@@ -402,6 +402,11 @@ fn a_hanging_token_endpoint_times_out_and_is_retried_with_backoff() {
             .contains("timed out"),
         "{json}"
     );
+    // The cause is typed: it, not the message's words, drives the hint after a timeout.
+    assert_eq!(
+        json["credentials"]["api"]["last_error"]["cause"], "timeout",
+        "{json}"
+    );
     assert_eq!(fingerprint(&s.refreshd.path("app/.env")), env_before);
     assert!(!s.refreshd.path("app/token").exists());
 

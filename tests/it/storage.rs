@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::{
-    Oidc, Refreshd, assert_success, fingerprint, require_root, rt_basic_source, stderr,
+    Oidc, Refreshd, assert_success, fingerprint, require_root, rt_basic_source, stderr, stdout,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -105,6 +105,17 @@ targets = [ {{ type = "file", path = "{dir}/app/token" }} ]
     let (code, json) = status_json(&mut r);
     assert_eq!(code, Some(1));
     assert_eq!(json["credentials"]["api"]["health"], "unsaved", "{json:#}");
+    // Why, as a cause a program can branch on: the disk is full, not a permission problem.
+    assert_eq!(
+        json["credentials"]["api"]["unsaved"], "no_space",
+        "{json:#}"
+    );
+    assert_eq!(
+        json["credentials"]["api"]["last_error"]["cause"], "state",
+        "{json:#}"
+    );
+    let text = stdout(&r.run(&["status"]));
+    assert!(text.contains("api: unsaved: no space ("), "{text}");
     let kept = daemon.wait_for("kept in memory", WAIT);
     assert!(kept.contains("newest refresh token is lost"), "{kept}");
     // The new token reached the target all the same.

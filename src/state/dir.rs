@@ -1,0 +1,210 @@
+//! The state directory: made 0700 and kept so, resolved once and held open, never written
+//! by root when another user owns it; one credential's state loaded and saved durably.
+//!
+//! It never follows a symlink to a state file it writes, and never logs a state's content.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use secrecy::SecretString;
+use time::OffsetDateTime;
+
+use super::{CredentialState, NoToken, StateError, format};
+use crate::durable::chase::Dir;
+use crate::durable::{self, Attributes};
+
+/// A state file is well under a KiB; anything near this is not one.
+const MAX_STATE: u64 = 1 << 20;
+
+/// Root never writes into a state directory another user owns (the packaged service's, say):
+/// what it made there, 0600 root, that user's daemon could neither read nor replace.
+fn refuse_foreign(path: &Path, owner: u32) -> Result<(), StateError> {
+    if !nix::unistd::geteuid().is_root() || owner == 0 {
+        return Ok(());
+    }
+    let owner = nix::unistd::User::from_uid(owner.into())
+        .ok()
+        .flatten()
+        .map(|user| user.name)
+        .unwrap_or_else(|| format!("uid {owner}"));
+    Err(StateError::ForeignOwner {
+        path: path.to_owned(),
+        owner,
+    })
+}
+
+/// The state directory of one configuration.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    pub(super) path: PathBuf,
+    /// Resolved once and held open (shared by clones): a rotation then finds its state file,
+    /// lock and temp file with one look each rather than a walk from `/` per step.
+    resolved: Arc<Mutex<Option<Arc<Dir>>>>,
+}
+
+impl StateDir {
+    pub fn new(path: impl Into<PathBuf>) -> StateDir {
+        StateDir {
+            path: path.into(),
+            resolved: Arc::default(),
+        }
+    }
+
+    /// The directory, resolved and held open; made (0700) when missing if `create`, else
+    /// `None` when missing. Resolved again if it was removed since.
+    pub(super) fn dir(&self, create: bool) -> Result<Option<Arc<Dir>>, StateError> {
+        let mut held = crate::sync::lock(&self.resolved);
+        if let Some(dir) = held.as_ref()
+            && !dir.is_removed()
+        {
+            return Ok(Some(dir.clone()));
+        }
+        if create {
+            self.ensure()?;
+        }
+        let dir = match Dir::open(&self.path) {
+            Ok(dir) => Arc::new(dir),
+            Err(e) if !create && e.is_not_found() => return Ok(None),
+            Err(e) => {
+                return Err(StateError::Dir {
+                    path: self.path.clone(),
+                    source: e.into(),
+                });
+            }
+        };
+        *held = Some(dir.clone());
+        Ok(Some(dir))
+    }
+
+    /// The directory, made if missing, to write into: refused to root when another user owns
+    /// it (checked on the held descriptor, so a directory resolved by a read counts too).
+    pub(super) fn dir_to_write(&self) -> Result<Arc<Dir>, StateError> {
+        let dir = self.dir(true)?.expect("made when missing");
+        let stat = nix::sys::stat::fstat(dir.fd()).map_err(|e| StateError::Dir {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
+        refuse_foreign(&self.path, stat.st_uid)?;
+        Ok(dir)
+    }
+
+    /// For a command about to write state: `Err` when root would be writing into another
+    /// user's existing directory (see [`refuse_foreign`]). Checked up front, so that nothing,
+    /// not even a lock, is made there and no login is thrown away at the end.
+    pub fn refuse_if_foreign(&self) -> Result<(), StateError> {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) => refuse_foreign(&self.path, meta.uid()),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Where `name` sits in the directory (made if missing).
+    fn place(&self, name: &str) -> Result<durable::Place, StateError> {
+        let dir = self.dir_to_write()?;
+        dir.place(name.as_ref()).map_err(|e| StateError::Io {
+            path: self.path.join(name),
+            source: e.into(),
+        })
+    }
+
+    /// Where `credential`'s state is stored.
+    pub fn file(&self, credential: &str) -> PathBuf {
+        self.path.join(format!("{credential}.json"))
+    }
+
+    /// Creates the directory 0700 if needed; tightens one that others could read.
+    pub fn ensure(&self) -> Result<(), StateError> {
+        let err = |source| StateError::Dir {
+            path: self.path.clone(),
+            source,
+        };
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if !meta.is_dir() => {
+                return Err(err(io::Error::other("exists and is not a directory")));
+            }
+            Ok(meta) => {
+                if meta.mode() & 0o077 != 0 && meta.uid() == nix::unistd::geteuid().as_raw() {
+                    tracing::warn!(state_dir = %self.path.display(), "state directory was mode {:04o}; tightening to 0700 (it holds tokens)", meta.mode() & 0o7777);
+                    std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o700))
+                        .map_err(err)?;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&self.path)
+                    .map_err(err)?;
+            }
+            Err(e) => return Err(err(e)),
+        }
+        Ok(())
+    }
+
+    /// Where refreshd's own locks on targets live: no app user can hold one.
+    pub fn locks(&self) -> PathBuf {
+        self.path.join("locks")
+    }
+
+    /// The credential's access token, if it holds one valid at `now`: what `refreshd token`
+    /// prints, whether the daemon or the CLI answers.
+    pub fn current_token(
+        &self,
+        credential: &str,
+        now: OffsetDateTime,
+    ) -> Result<SecretString, NoToken> {
+        match self.load(credential)?.token {
+            Some(token) if token.is_valid_at(now) => Ok(token.access_token),
+            Some(token) => Err(NoToken::Expired {
+                credential: credential.to_owned(),
+                at: token.expires_at,
+            }),
+            None => Err(NoToken::None(credential.to_owned())),
+        }
+    }
+
+    /// The credential's state; the default (empty) state when it has none yet.
+    pub fn load(&self, credential: &str) -> Result<CredentialState, StateError> {
+        let path = self.file(credential);
+        let Some(dir) = self.dir(false)? else {
+            return Ok(CredentialState::default());
+        };
+        let read = dir
+            .place(format!("{credential}.json").as_ref())
+            .map_err(io::Error::from)
+            .and_then(|place| match place.existing {
+                None => Ok(None),
+                Some(_) => {
+                    let (mut file, _) = durable::open_existing(&place, false)?;
+                    durable::read_bounded(&mut file, MAX_STATE).map(Some)
+                }
+            });
+        let bytes = match read {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(CredentialState::default()),
+            Err(source) => return Err(StateError::Io { path, source }),
+        };
+        format::decode(credential, &bytes).map_err(|e| match e {
+            format::Decode::Newer(found) => StateError::Newer { path, found },
+            format::Decode::Invalid(reason) => StateError::Invalid { path, reason },
+        })
+    }
+
+    /// Writes the credential's state durably (fsynced file and directory) before returning.
+    pub fn save(&self, credential: &str, state: &CredentialState) -> Result<(), StateError> {
+        let path = self.file(credential);
+        let bytes = format::encode(credential, state);
+        let place = self.place(&format!("{credential}.json"))?;
+        durable::replace_at(
+            &place,
+            &bytes,
+            Attributes {
+                mode: 0o600,
+                owner: None,
+            },
+        )
+        .map_err(|source| StateError::Io { path, source })
+    }
+}
