@@ -17,7 +17,8 @@ use crate::token::{ExpirySource, Served, Token};
 /// ones are refused.
 ///
 /// - 1: the first.
-/// - 2: a last error holds its `cause`; `uncommitted` (fleet credentials).
+/// - 2: a last error holds its `cause`; `uncommitted` (fleet credentials). A state that
+///   has neither is still written as 1 (see [`encode`]).
 pub const VERSION: u32 = 2;
 
 // The on-disk form. Secrets are plain strings only here, between `load` and `save`.
@@ -102,10 +103,18 @@ pub enum Decode {
 }
 
 /// `state` as its file holds it: also what the fleet store seals, so one format is read
-/// and migrated in one place.
+/// and migrated in one place. Written as the lowest version that holds it: a state with
+/// neither a last error nor an uncommitted answer (every state the fleet store seals) is
+/// version 1, so that a node not yet upgraded still reads what upgraded nodes commit, and a
+/// downgraded binary still reads a healthy state file.
 pub fn encode(credential: &str, state: &CredentialState) -> Vec<u8> {
+    let version = if state.last_error.is_none() && state.uncommitted.is_none() {
+        1
+    } else {
+        VERSION
+    };
     let file = File {
-        version: VERSION,
+        version,
         credential: credential.to_owned(),
         token: state.token.as_ref().map(|t| TokenV1 {
             access_token: t.access_token.expose_secret().to_owned(),

@@ -248,3 +248,31 @@ fn a_version_1_file_is_read_and_migrated() {
     let error = state_dir.load("db").unwrap().last_error.unwrap();
     assert_eq!(error.cause, Cause::Unknown);
 }
+
+#[test]
+fn a_state_version_1_can_hold_is_written_as_version_1() {
+    let at = time::OffsetDateTime::UNIX_EPOCH;
+    let mut state = CredentialState {
+        token: Some(crate::token::tests::token_at(at, at + time::Duration::HOUR)),
+        generation: Some(3),
+        ..CredentialState::default()
+    };
+    let version = |state: &CredentialState| {
+        let bytes = encode("api", state);
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(decode("api", &bytes).unwrap().generation, state.generation);
+        value["version"].as_u64().unwrap()
+    };
+    // What the fleet store seals: an older node must still read it.
+    assert_eq!(version(&state), 1);
+    state.uncommitted = Some(3);
+    assert_eq!(version(&state), 2);
+    state.uncommitted = None;
+    state.last_error = Some(crate::state::LastError::new(
+        at,
+        crate::state::FailureKind::Transient,
+        crate::state::Cause::Timeout,
+        "timed out".to_owned(),
+    ));
+    assert_eq!(version(&state), 2);
+}
