@@ -6,23 +6,18 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::sync::lock;
 
 #[derive(Default)]
 pub struct Liveness {
     in_flight: Mutex<BTreeSet<(Instant, u64, String)>>,
     next_id: AtomicU64,
     died: Mutex<BTreeSet<String>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Sets of names are never left half-changed: a poisoned lock is usable.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Liveness {

@@ -103,9 +103,7 @@ impl Timers {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // Nothing in the queue is left half-changed by a panic: a poisoned lock is usable.
-        self.queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.queue)
     }
 }
 

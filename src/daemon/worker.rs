@@ -46,9 +46,7 @@ struct Asked {
 impl Inbox {
     fn asked(&self) -> std::sync::MutexGuard<'_, Asked> {
         // Plain fields, never left half-changed: a poisoned lock is usable.
-        self.asked
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.asked)
     }
 }
 

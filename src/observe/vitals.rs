@@ -2,18 +2,13 @@
 //! done, the same signals as sd_notify's `WATCHDOG=1` and `READY=1`, which `/livez` and
 //! `/readyz` answer from. The supervisor records them; it never looks at a credential.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A plain value, never left half-changed: a poisoned lock is usable.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use crate::sync::lock;
 
 /// The watchdog's last verdict and whether the first round is done: the same signals as
 /// sd_notify's `WATCHDOG=1` and `READY=1`, for HTTP probes.

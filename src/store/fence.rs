@@ -121,7 +121,7 @@ impl Fleet {
             LOCK_WAIT.as_millis()
         );
         // A kept connection first; one the server closed meanwhile is replaced.
-        let kept = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let kept = crate::sync::lock(&self.idle).pop();
         if let Some(client) = kept.filter(|client| !client.is_closed())
             && client.batch_execute(&begin).await.is_ok()
         {
@@ -148,7 +148,7 @@ impl Fleet {
             .await
             .map_err(StoreError::query)?;
         self.counted(1);
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = crate::sync::lock(&self.idle);
         if idle.len() < super::FENCES {
             idle.push(client);
         }

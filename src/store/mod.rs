@@ -289,7 +289,7 @@ impl Fleet {
     }
 
     fn view(&self) -> std::sync::MutexGuard<'_, View> {
-        self.view.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.view)
     }
 
     fn counted(&self, n: u64) {
@@ -376,7 +376,7 @@ impl Fleet {
 
     /// Records that `name`'s newest state is (`true`) or is no longer (`false`) only here.
     pub fn set_uncommitted(&self, name: &str, uncommitted: bool) {
-        let mut set = self.uncommitted.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = crate::sync::lock(&self.uncommitted);
         if uncommitted {
             set.insert(name.to_owned());
         } else {
@@ -397,38 +397,28 @@ impl Fleet {
     /// Sets the shared credentials of the running config.
     pub fn set_names(&self, names: Vec<String>) {
         let keep: HashSet<&String> = names.iter().collect();
-        self.news
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|name, _| keep.contains(name));
+        crate::sync::lock(&self.news).retain(|name, _| keep.contains(name));
         let mut view = self.view();
         view.rows.retain(|name, _| keep.contains(name));
         view.held.retain(|name, _| keep.contains(name));
         drop(view);
-        *self.names.lock().unwrap_or_else(|p| p.into_inner()) = names;
+        *crate::sync::lock(&self.names) = names;
     }
 
     fn names(&self) -> Vec<String> {
-        self.names.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::sync::lock(&self.names).clone()
     }
 
     /// What `name`'s task waits on.
     pub fn subscribe(&self, name: &str) -> tokio::sync::watch::Receiver<News> {
-        self.news
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.news)
             .entry(name.to_owned())
             .or_insert_with(|| tokio::sync::watch::channel(News::default()).0)
             .subscribe()
     }
 
     fn tell(&self, name: &str, change: impl FnOnce(&mut News) -> bool) {
-        if let Some(sender) = self
-            .news
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-        {
+        if let Some(sender) = crate::sync::lock(&self.news).get(name) {
             sender.send_if_modified(change);
         }
     }

@@ -311,10 +311,7 @@ impl Fleet {
         let Ok(client) = self.client().await else {
             return;
         };
-        let kept: Vec<String> = self
-            .uncommitted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let kept: Vec<String> = crate::sync::lock(&self.uncommitted)
             .iter()
             .cloned()
             .collect();
