@@ -66,15 +66,8 @@ pub enum RotationError {
     Source(#[from] SourceError),
     #[error(transparent)]
     State(#[from] StateError),
-    #[error(
-        "no refresh token: {} and none is stored; run `refreshd login {credential}`{}",
-        reason.as_ref().map(|e| format!("the configured one cannot be read ({e})")).unwrap_or_else(|| "none is configured".to_owned()),
-        if reason.is_some() { " or fix the reference" } else { "" }
-    )]
-    NoRefreshToken {
-        credential: String,
-        reason: Option<crate::secret::SecretError>,
-    },
+    #[error(transparent)]
+    NoRefreshToken(#[from] crate::source::NoRefreshToken),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -151,7 +144,7 @@ impl RotationError {
         match self {
             RotationError::Source(e) => e.cause(),
             RotationError::State(_) => Cause::State,
-            RotationError::NoRefreshToken { .. } => Cause::NoRefreshToken,
+            RotationError::NoRefreshToken(_) => Cause::NoRefreshToken,
             RotationError::Store(_) | RotationError::NoStore(_) => Cause::Store,
             RotationError::Internal(_) => Cause::Internal,
         }
@@ -160,7 +153,7 @@ impl RotationError {
     pub(super) fn kind(&self) -> FailureKind {
         match self {
             RotationError::Source(e) => e.kind(),
-            RotationError::NoRefreshToken { .. } => FailureKind::Permanent,
+            RotationError::NoRefreshToken(_) => FailureKind::Permanent,
             _ => FailureKind::Transient,
         }
     }

@@ -218,10 +218,7 @@ impl Engine {
         let in_chain = matches!(credential.source, SourceConfig::Chain(_));
         state
             .refresh_token_to_spend(configured, in_chain)
-            .map_err(|reason| RotationError::NoRefreshToken {
-                credential: credential.name.clone(),
-                reason,
-            })
+            .map_err(|why| crate::source::NoRefreshToken::new(&credential.name, why).into())
     }
 
     /// Records `error` in the held state and says so: the outcome of a failed rotation.

@@ -9,6 +9,7 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 
 use crate::secret::SecretError;
+use crate::source::Missing;
 use crate::state::{Cause, CredentialState, FailureKind, LastError};
 use crate::token::{Token, fingerprint};
 
@@ -20,10 +21,6 @@ pub struct Spend {
     pub bootstrap_fingerprint: Option<String>,
 }
 
-/// Why there is no refresh token to spend: none configured (`None`), or the configured one
-/// cannot be read.
-pub type NoRefreshToken = Option<SecretError>;
-
 impl CredentialState {
     /// The stored (rotated) refresh token, unless `configured` — the bootstrap token of the
     /// config, resolved — differs from the one the stored token descends from: then a person
@@ -33,11 +30,11 @@ impl CredentialState {
         &self,
         configured: Option<Result<SecretString, SecretError>>,
         in_chain: bool,
-    ) -> Result<Spend, NoRefreshToken> {
-        let bootstrap: Result<SecretString, NoRefreshToken> = match configured {
+    ) -> Result<Spend, Missing> {
+        let bootstrap: Result<SecretString, Missing> = match configured {
             Some(Ok(token)) => Ok(token),
-            Some(Err(e)) => Err(Some(e)),
-            None => Err(None),
+            Some(Err(e)) => Err(Missing::Unreadable(e)),
+            None => Err(Missing::Nothing),
         };
         match (&self.refresh_token, bootstrap) {
             (Some(stored), Ok(bootstrap)) => {
@@ -228,13 +225,13 @@ mod tests {
         let state = CredentialState::default();
         assert!(matches!(
             state.refresh_token_to_spend(None, false),
-            Err(None)
+            Err(Missing::Nothing)
         ));
         assert!(spent(&state, None, true).is_none());
         let unreadable = Some(Err(SecretError::EnvMissing("RT".into())));
         assert!(matches!(
             state.refresh_token_to_spend(unreadable, false),
-            Err(Some(SecretError::EnvMissing(_)))
+            Err(Missing::Unreadable(SecretError::EnvMissing(_)))
         ));
     }
 

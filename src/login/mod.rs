@@ -69,10 +69,8 @@ pub enum LoginError {
     Device { url: String, reason: String },
     #[error("no login within {}", humantime::format_duration(*.0))]
     TimedOut(Duration),
-    #[error(
-        "the token response has no refresh token: ask for offline access (e.g. the `offline_access` scope) in the credential's `scopes`"
-    )]
-    NoRefreshToken,
+    #[error(transparent)]
+    NoRefreshToken(#[from] crate::source::NoRefreshToken),
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
@@ -226,7 +224,9 @@ async fn store(
     let (token, refresh_token) =
         Token::from_fetched(fetched, now, credential.timing.default_lifetime)
             .map_err(|absurd| LoginError::Absurd(absurd.reason))?;
-    let refresh_token = refresh_token.ok_or(LoginError::NoRefreshToken)?;
+    let refresh_token = refresh_token.ok_or_else(|| {
+        crate::source::NoRefreshToken::new(&credential.name, crate::source::Missing::NotIssued)
+    })?;
     // The configured bootstrap token (if any) must not take over from this newer login.
     let bootstrap_fingerprint = source
         .refresh_token

@@ -28,6 +28,48 @@ use crate::token::Fetched;
 pub type BearerTokens = BTreeMap<String, Result<SecretString, String>>;
 
 /// Why a fetch failed.
+/// Why a credential has no refresh token to spend or to keep: the one type for every path
+/// that needs one (a refresh, a chain's member, a login's answer).
+#[derive(Debug, thiserror::Error)]
+#[error("no refresh token: {}", why.explain(credential))]
+pub struct NoRefreshToken {
+    pub credential: String,
+    pub why: Missing,
+}
+
+/// What is missing.
+#[derive(Debug)]
+pub enum Missing {
+    Nothing,
+    Unreadable(crate::secret::SecretError),
+    /// A login's answer carried none.
+    NotIssued,
+}
+
+impl Missing {
+    /// What is missing and what a person does about it.
+    fn explain(&self, credential: &str) -> String {
+        match self {
+            Missing::Nothing => format!(
+                "none is configured and none is stored; run `refreshd login {credential}`"
+            ),
+            Missing::Unreadable(e) => format!(
+                "the configured one cannot be read ({e}) and none is stored; fix the reference or run `refreshd login {credential}`"
+            ),
+            Missing::NotIssued => "the provider's answer has none: ask for offline access (e.g. the `offline_access` scope) in the credential's `scopes`".to_owned(),
+        }
+    }
+}
+
+impl NoRefreshToken {
+    pub fn new(credential: &str, why: Missing) -> NoRefreshToken {
+        NoRefreshToken {
+            credential: credential.to_owned(),
+            why,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// An OAuth error response (RFC 6749 §5.2).
@@ -88,8 +130,8 @@ pub enum SourceError {
     /// A Google key or application-default credentials file that cannot be used.
     #[error("{}: {reason}", path.display())]
     CredentialsFile { path: PathBuf, reason: String },
-    #[error("no refresh token is configured or stored: run `refreshd login {credential}`")]
-    NoRefreshToken { credential: String },
+    #[error(transparent)]
+    NoRefreshToken(#[from] NoRefreshToken),
     /// The credential whose token an `http` source sends as its bearer has none to give.
     #[error(
         "bearer credential `{credential}` has no valid token ({reason}); it is refreshed first and this one follows"
@@ -138,7 +180,7 @@ impl SourceError {
             SourceError::Secret { .. }
             | SourceError::PrivateKey(_)
             | SourceError::Spawn { .. }
-            | SourceError::NoRefreshToken { .. }
+            | SourceError::NoRefreshToken(_)
             | SourceError::CredentialsFile { .. } => FailureKind::Permanent,
             // A chain is as good as its best member.
             SourceError::Chain(errors) => {
@@ -191,7 +233,7 @@ fn cause_of(error: &SourceError) -> Cause {
         | SourceError::CommandFailed { .. }
         | SourceError::CommandTimeout { .. } => Cause::Command,
         SourceError::ClockSkew { .. } => Cause::ClockSkew,
-        SourceError::NoRefreshToken { .. } => Cause::NoRefreshToken,
+        SourceError::NoRefreshToken(_) => Cause::NoRefreshToken,
         SourceError::Bearer { .. } => Cause::Bearer,
         // The member that decided the chain's kind: its first of that kind.
         SourceError::Chain(errors) => {

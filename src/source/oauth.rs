@@ -23,9 +23,8 @@ pub(super) async fn refresh(
 ) -> Result<Fetched, SourceError> {
     // Which refresh token to spend (stored, rotated or configured) is the rotation's choice.
     let Some(refresh_token) = ctx.refresh_token else {
-        return Err(SourceError::NoRefreshToken {
-            credential: ctx.credential.to_owned(),
-        });
+        let missing = super::NoRefreshToken::new(ctx.credential, super::Missing::Nothing);
+        return Err(missing.into());
     };
     let mut form: Vec<(&str, &str)> = vec![
         ("grant_type", "refresh_token"),
