@@ -7,7 +7,7 @@ use super::CONTROL_TIMEOUT;
 use crate::cli::Exit;
 use crate::config::Config;
 use crate::control::{Request, Response};
-use crate::credential::{Engine, Trigger};
+use crate::credential::{Engine, SeedError, Trigger};
 use crate::state::StateDir;
 use crate::token;
 
@@ -38,35 +38,40 @@ pub async fn run(config: Config, name: String, flags: Flags) -> anyhow::Result<E
         return Ok(Exit::Failed);
     }
     let http = crate::source::http_client();
-    let logged_in = match crate::login::login(credential, &state, &http, &options).await {
-        Ok(logged_in) => logged_in,
+    let grant = match crate::login::login(credential, &http, &options).await {
+        Ok(grant) => grant,
         Err(e) => {
             eprintln!("refreshd: login {name}: {e}");
             return Ok(Exit::Failed);
         }
     };
+    let (fingerprint, expires_at) = (grant.token.fingerprint(), grant.token.expires_at);
     let fleet = if credential.sharing.is_shared() {
-        super::fleet(&config).await?
+        match super::fleet(&config).await {
+            Ok(fleet) => fleet,
+            Err(e) => {
+                eprintln!("refreshd: login {name}: {e}");
+                None
+            }
+        }
     } else {
         None
     };
-    if let Some(fleet) = &fleet {
-        // Every node takes the new grant over from the store; the holder spends it next.
-        // Under the credential's lock: a daemon here must not spend the login's refresh token
-        // between this read and the store's commit.
-        let _lock = state.lock(&name)?;
-        let mut stored = state.load(&name)?;
-        let generation = fleet.store_login(&name, &stored).await.map_err(|e| {
-            anyhow::anyhow!("login {name}: the new refresh token is kept in {} but could not be stored in the fleet store: {e}; run `refreshd login {name}` again when the store answers", state.file(&name).display())
-        })?;
-        stored.generation = Some(generation);
-        state.save(&name, &stored)?;
-        println!("stored in the fleet store as generation {generation}: every node takes it over");
+    let engine = Engine::once(state.clone()).with_fleet(fleet);
+    match engine.seed(credential, grant).await {
+        Ok(Some(generation)) => println!(
+            "stored in the fleet store as generation {generation}: every node takes it over"
+        ),
+        Ok(None) => {}
+        Err(SeedError::Store(e)) => anyhow::bail!(
+            "login {name}: the new refresh token is kept in {} but could not be stored in the fleet store: {e}; run `refreshd login {name}` again when the store answers",
+            state.file(&name).display()
+        ),
+        Err(e) => anyhow::bail!("login {name}: {e}"),
     }
     println!(
-        "logged in: credential={name} fingerprint={} expires_at={}",
-        logged_in.fingerprint,
-        token::rfc3339(logged_in.expires_at)
+        "logged in: credential={name} fingerprint={fingerprint} expires_at={}",
+        token::rfc3339(expires_at)
     );
     // A running daemon takes the stored token over at once (it may be waiting in
     // needs-login); without one, write the targets here.
@@ -84,10 +89,7 @@ pub async fn run(config: Config, name: String, flags: Flags) -> anyhow::Result<E
         Ok(Some(Response::Error(message))) => message,
         Ok(Some(_)) => "the daemon answered something else than rotation results".to_owned(),
         Ok(None) => {
-            let result = Engine::once(state)
-                .with_fleet(fleet)
-                .rotate(credential, Trigger::IfDue)
-                .await;
+            let result = engine.rotate(credential, Trigger::IfDue).await;
             return Ok(Exit::from_ok(result.is_ok()));
         }
         Err(e) => e.to_string(),

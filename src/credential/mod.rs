@@ -17,8 +17,10 @@ mod outcome;
 pub mod policy;
 mod refresh;
 mod rotation;
+mod seed;
 mod transition;
 
 pub use outcome::{RotationOutcome, RotationResult};
 pub use policy::Trigger;
 pub use rotation::{Engine, Rotation};
+pub use seed::{Grant, SeedError};

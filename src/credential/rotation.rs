@@ -117,6 +117,10 @@ impl Engine {
         }
     }
 
+    pub(super) fn fleet(&self) -> Option<&Fleet> {
+        self.fleet.as_deref()
+    }
+
     pub(super) fn unsaved(
         &self,
     ) -> MutexGuard<'_, HashMap<String, (CredentialState, CredentialLock)>> {

@@ -1,6 +1,6 @@
 //! `refreshd login`: gets an `oauth-refresh` credential its first refresh token, through the
 //! authorization-code flow with PKCE (RFC 7636) and a loopback redirect (RFC 8252), or the
-//! device flow (RFC 8628), and stores it in the state directory as a rotation would.
+//! device flow (RFC 8628); the caller stores the grant as a rotation's answer is stored.
 //!
 //! Never prints or logs a token, an authorization code, a device code or the PKCE verifier:
 //! the URL it prints carries only the challenge and the `state`. It never writes targets
@@ -10,12 +10,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::Value;
-use time::OffsetDateTime;
 use url::Url;
 
 use crate::config::{Credential, OauthRefreshSource};
+use crate::credential::Grant;
 use crate::source::{SourceError, oauth};
-use crate::state::{StateDir, StateError};
 use crate::token::{Fetched, Token, fingerprint};
 
 mod code;
@@ -73,23 +72,14 @@ pub enum LoginError {
     NoRefreshToken(#[from] crate::source::NoRefreshToken),
     #[error(transparent)]
     Source(#[from] SourceError),
-    #[error(transparent)]
-    State(#[from] StateError),
 }
 
-/// What a successful login stored.
-pub struct LoggedIn {
-    pub fingerprint: String,
-    pub expires_at: OffsetDateTime,
-}
-
-/// Runs the login for `credential` and stores the result in `state`.
+/// Runs the login for `credential`: the grant it obtained, not yet stored.
 pub async fn login(
     credential: &Credential,
-    state: &StateDir,
     http: &reqwest::Client,
     options: &Options,
-) -> Result<LoggedIn, LoginError> {
+) -> Result<Grant, LoginError> {
     let source = credential
         .source
         .oauth_refresh()
@@ -101,7 +91,7 @@ pub async fn login(
         let url = endpoint(credential, source, http, options, Endpoint::Authorize).await?;
         code_flow(credential, source, http, &url, options).await?
     };
-    store(credential, source, state, fetched).await
+    grant(credential, source, fetched)
 }
 
 #[derive(Clone, Copy)]
@@ -212,14 +202,12 @@ async fn discover(
     })
 }
 
-/// Stores the tokens as a rotation would: under the credential's lock, durably, with the
-/// credential marked healthy.
-async fn store(
+/// The grant a login obtained, for the caller to store ([`crate::credential::Engine::seed`]).
+fn grant(
     credential: &Credential,
     source: &OauthRefreshSource,
-    state: &StateDir,
     fetched: Fetched,
-) -> Result<LoggedIn, LoginError> {
+) -> Result<Grant, LoginError> {
     let now = crate::clock::system_now();
     let (token, refresh_token) =
         Token::from_fetched(fetched, now, credential.timing.default_lifetime)
@@ -233,19 +221,10 @@ async fn store(
         .as_ref()
         .and_then(|r| r.resolve().ok())
         .map(|t| fingerprint(&t));
-    let logged_in = LoggedIn {
-        fingerprint: token.fingerprint(),
-        expires_at: token.expires_at,
-    };
-    let state = state.clone();
-    let name = credential.name.clone();
-    tokio::task::spawn_blocking(move || -> Result<(), StateError> {
-        let _lock = state.lock(&name)?;
-        let mut stored = state.load(&name)?;
-        stored.record_login(token, refresh_token, bootstrap_fingerprint, now);
-        state.save(&name, &stored)
+    Ok(Grant {
+        token,
+        refresh_token,
+        bootstrap_fingerprint,
+        at: now,
     })
-    .await
-    .expect("the state write does not panic")?;
-    Ok(logged_in)
 }
