@@ -56,8 +56,18 @@ impl Engine {
         session: Session<'_>,
     ) -> Result<Report, RotationError> {
         let credential = job.credential;
-        let spend = self.refresh_token_to_spend(credential, &hold.state, &session)?;
-        session.may_send()?;
+        // Until the request is sent, a failure ends the session without a new state (in a
+        // fleet: the intent recorded at the claim is withdrawn).
+        let ready = self
+            .refresh_token_to_spend(credential, &hold.state, &session)
+            .and_then(|spend| session.may_send().map(|()| spend).map_err(Into::into));
+        let spend = match ready {
+            Ok(spend) => spend,
+            Err(e) => {
+                session.release().await;
+                return Err(e);
+            }
+        };
         let previous_expiry = hold.state.token.as_ref().map(|t| t.expires_at);
         let (token, rotated, received_at) = match self.ask_provider(job, &spend).await {
             Answer::Token {
@@ -66,13 +76,16 @@ impl Engine {
                 received_at,
             } => (token, rotated, received_at),
             Answer::Failed { error, kept } => {
-                if let Some(refresh_token) = kept {
-                    hold.state.keep_refresh_token(refresh_token, spend);
-                    // The old one is spent: the next holder must not spend it again. The
-                    // failure's record saves it here.
-                    if let Err(e) = self.commit(hold, session).await {
-                        tracing::error!(credential = %credential.name, "{e}: the rotated refresh token is kept in the state file only");
+                match kept {
+                    Some(refresh_token) => {
+                        hold.state.keep_refresh_token(refresh_token, spend);
+                        // The old one is spent: the next holder must not spend it again.
+                        // The failure's record saves it here.
+                        if let Err(e) = self.commit(hold, session).await {
+                            tracing::error!(credential = %credential.name, "{e}: the rotated refresh token is kept in the state file only");
+                        }
                     }
+                    None => session.release().await,
                 }
                 return Err(error);
             }

@@ -50,54 +50,41 @@ pub struct Fence<'a> {
 }
 
 impl Fleet {
-    /// Opens a transaction on `name`'s row (a connection of its own, killed by the server
-    /// if this process stalls in it longer than `timeout` plus a lease), and tells whether
-    /// this node holds the lease.
+    /// Begins a refresh of `name` when this node holds its lease: the lease is extended by
+    /// `timeout` (the request and the commit must fit in it) and the intent recorded, both
+    /// committed before the token request is sent (a database that restarts while the
+    /// answer is on its way keeps them: see `migrations/003_refresh_intent.sql`). When this
+    /// node does not hold the lease after all, the row as a follower reads it.
     pub async fn claim(&self, name: &str, timeout: Duration) -> Result<Claim<'_>, StoreError> {
         let permit = self
             .fences
             .acquire()
             .await
             .map_err(|_| StoreError::Unreachable("stopping".to_owned()))?;
-        let client = self.transaction(timeout + self.lease).await?;
+        let client = self.pooled().await?;
+        let lease = (self.lease + timeout).as_secs_f64();
         let row = client
             .query_opt(
                 &format!(
-                    "SELECT generation, {SEALED}, holder = $2 AND lease_until > clock_timestamp(),
-                            bootstraps_seen
-                       FROM refreshd_credentials WHERE name = $1 FOR UPDATE"
+                    "UPDATE refreshd_credentials
+                        SET lease_until = clock_timestamp() + make_interval(secs => $3),
+                            refreshing = $2, refreshing_since = clock_timestamp()
+                      WHERE name = $1 AND holder = $2 AND lease_until > clock_timestamp()
+                  RETURNING generation, {SEALED}, bootstraps_seen"
                 ),
-                &[&name, &self.node],
+                &[&name, &self.node, &lease],
             )
             .await
             .map_err(StoreError::query)?;
         self.counted(1);
         let Some(row) = row else {
-            self.end(client, false).await?;
-            return Ok(Claim::Follower(Stored::default()));
+            self.put_back(client);
+            return self.read(name).await.map(Claim::Follower);
         };
         let generation = super::count(&row, 0)?;
         let sealed: Option<Vec<u8>> = super::column(&row, 1)?;
-        let held: Option<bool> = super::column(&row, 2)?;
-        let bootstraps_seen: Vec<String> = super::column(&row, 3)?;
+        let bootstraps_seen: Vec<String> = super::column(&row, 2)?;
         let state = self.unseal(name, generation, sealed.as_deref())?;
-        if held != Some(true) {
-            self.end(client, false).await?;
-            return Ok(Claim::Follower(Stored {
-                state,
-                bootstraps_seen,
-            }));
-        }
-        // The request and the commit must fit in the lease: extend it by the request's timeout.
-        let lease = (self.lease + timeout).as_secs_f64();
-        client
-            .execute(
-                "UPDATE refreshd_credentials SET lease_until = clock_timestamp() + make_interval(secs => $2) WHERE name = $1",
-                &[&name, &lease],
-            )
-            .await
-            .map_err(StoreError::query)?;
-        self.counted(1);
         Ok(Claim::Held(
             Box::new(Fence {
                 fleet: self,
@@ -112,20 +99,12 @@ impl Fleet {
         ))
     }
 
-    /// A connection of its own with a transaction open: waits at most [`LOCK_WAIT`] for a
-    /// row, and is killed by the server when idle in it longer than `stall`.
-    pub(super) async fn transaction(&self, stall: Duration) -> Result<Client, StoreError> {
-        let begin = format!(
-            "SET idle_in_transaction_session_timeout = {}; SET lock_timeout = {}; BEGIN",
-            stall.as_millis(),
-            LOCK_WAIT.as_millis()
-        );
+    /// A connection of its own (a kept one, or a new one): statements on it wait at most
+    /// [`LOCK_WAIT`] for a row that a login or another transaction holds.
+    async fn pooled(&self) -> Result<Client, StoreError> {
         // A kept connection first; one the server closed meanwhile is replaced.
         let kept = crate::sync::lock(&self.idle).pop();
-        if let Some(client) = kept.filter(|client| !client.is_closed())
-            && client.batch_execute(&begin).await.is_ok()
-        {
-            self.counted(1);
+        if let Some(client) = kept.filter(|client| !client.is_closed()) {
             return Ok(client);
         }
         let (client, connection) = self.target.connect().await?;
@@ -133,25 +112,38 @@ impl Fleet {
             let _ = connection.await;
         });
         client
-            .batch_execute(&begin)
+            .batch_execute(&format!("SET lock_timeout = {}", LOCK_WAIT.as_millis()))
             .await
             .map_err(StoreError::query)?;
         self.counted(1);
         Ok(client)
     }
 
-    /// Ends a transaction and keeps its connection for the next one (a refresh then costs
-    /// no new connection and no new login).
+    /// Keeps `client` for the next refresh (which then costs no new connection and login).
+    fn put_back(&self, client: Client) {
+        let mut idle = crate::sync::lock(&self.idle);
+        if idle.len() < super::FENCES {
+            idle.push(client);
+        }
+    }
+
+    /// A pooled connection with a transaction open, ended by the server when this process
+    /// stalls in it longer than `stall`.
+    pub(super) async fn transaction(&self, stall: Duration) -> Result<Client, StoreError> {
+        let client = self.pooled().await?;
+        begin(&client, stall).await?;
+        self.counted(1);
+        Ok(client)
+    }
+
+    /// Ends a transaction and keeps its connection for the next one.
     pub(super) async fn end(&self, client: Client, commit: bool) -> Result<(), StoreError> {
         client
             .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })
             .await
             .map_err(StoreError::query)?;
         self.counted(1);
-        let mut idle = crate::sync::lock(&self.idle);
-        if idle.len() < super::FENCES {
-            idle.push(client);
-        }
+        self.put_back(client);
         Ok(())
     }
 
@@ -236,13 +228,16 @@ impl Fleet {
         Ok(next)
     }
 
-    /// Back to a plain lease once the request is over: the extension by its timeout would
-    /// otherwise delay a takeover if this node died right after.
+    /// Back to a plain lease and no intent once the request is over and its answer, if
+    /// any, is in the store: the extension by its timeout would otherwise delay a takeover if
+    /// this node died right after.
     async fn shorten(&self, client: &Client, name: &str) -> Result<(), StoreError> {
         let lease = self.lease.as_secs_f64();
         client
             .execute(
-                "UPDATE refreshd_credentials SET lease_until = clock_timestamp() + make_interval(secs => $2)
+                "UPDATE refreshd_credentials
+                    SET lease_until = clock_timestamp() + make_interval(secs => $2),
+                        refreshing = NULL, refreshing_since = NULL
                   WHERE name = $1 AND holder = $3",
                 &[&name, &lease, &self.node],
             )
@@ -289,19 +284,39 @@ impl Fence<'_> {
     }
 
     async fn try_commit(self, state: &CredentialState) -> Result<u64, StoreError> {
-        let next = self
-            .fleet
+        let fleet = self.fleet;
+        begin(&self.client, fleet.lease).await?;
+        let committed = fleet
             .commit_on(&self.client, &self.name, Some(self.generation), state)
-            .await?;
-        self.fleet.shorten(&self.client, &self.name).await?;
-        self.fleet.end(self.client, true).await?;
+            .await;
+        let next = match committed {
+            Ok(next) => next,
+            Err(e) => {
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+        };
+        fleet.shorten(&self.client, &self.name).await?;
+        fleet.end(self.client, true).await?;
         Ok(next)
     }
 
-    /// Ends the fence without a new state: the lease's extension stays.
+    /// Ends the fence without a new state: a plain lease again, and no intent (this fence
+    /// has no answer the store lacks).
     pub async fn release(self) {
         if self.fleet.shorten(&self.client, &self.name).await.is_ok() {
-            let _ = self.fleet.end(self.client, true).await;
+            self.fleet.put_back(self.client);
         }
     }
+}
+
+/// Opens a transaction on `client`, ended by the server when idle in it longer than `stall`.
+async fn begin(client: &Client, stall: Duration) -> Result<(), StoreError> {
+    client
+        .batch_execute(&format!(
+            "SET idle_in_transaction_session_timeout = {}; BEGIN",
+            stall.as_millis()
+        ))
+        .await
+        .map_err(StoreError::query)
 }

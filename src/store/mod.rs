@@ -198,6 +198,8 @@ struct View {
     held: HashMap<String, tokio::time::Instant>,
     /// Credentials refreshing on their own while the store is down.
     local: HashSet<String>,
+    /// Since when this node's rounds have worked without a break, on its monotonic clock.
+    answering_since: Option<tokio::time::Instant>,
 }
 
 /// One node's handle on the store, shared by the daemon's tasks.
@@ -253,6 +255,7 @@ impl Fleet {
                 rows: HashMap::new(),
                 held: HashMap::new(),
                 local: HashSet::new(),
+                answering_since: None,
             }),
             news: Mutex::default(),
             names: Mutex::default(),
@@ -347,6 +350,8 @@ impl Fleet {
         let mut view = self.view();
         match result {
             Ok(()) => {
+                view.answering_since
+                    .get_or_insert_with(tokio::time::Instant::now);
                 if view.error.is_some() {
                     tracing::info!(store = %self.target.describe, node = %self.node, "store reachable");
                     view.error = None;
@@ -354,6 +359,7 @@ impl Fleet {
                 }
             }
             Err(e) => {
+                view.answering_since = None;
                 let message = e.to_string();
                 if view.error.as_deref() != Some(message.as_str()) {
                     tracing::warn!(store = %self.target.describe, "{message}");

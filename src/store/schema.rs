@@ -14,6 +14,7 @@ use super::seal::Key;
 pub const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/001_init.sql")),
     (2, include_str!("migrations/002_rotate_asks.sql")),
+    (3, include_str!("migrations/003_refresh_intent.sql")),
 ];
 
 /// The version this build writes and understands.

@@ -116,9 +116,18 @@ impl Fleet {
         names: &Vec<String>,
     ) -> Result<(Vec<tokio_postgres::Row>, Vec<tokio_postgres::Row>), StoreError> {
         let lease = self.lease.as_secs_f64();
+        // A row whose intent names another node is taken over only once that node is gone:
+        // its heartbeat older than a lease, by a database up for longer than a lease, seen
+        // from a node whose own rounds have worked for a lease. After a restart or an outage
+        // of the database, every holder that lives beats again (and renews its leases)
+        // before another node may conclude it is gone.
+        let settled = self
+            .view()
+            .answering_since
+            .is_some_and(|since| since.elapsed() >= self.lease);
         let node_params: [Param<'_>; 1] = [&self.node];
         let names_params: [Param<'_>; 1] = [names];
-        let claim_params: [Param<'_>; 3] = [names, &self.node, &lease];
+        let claim_params: [Param<'_>; 4] = [names, &self.node, &lease, &settled];
         let heartbeat = client.execute(
             "UPDATE refreshd_nodes SET heartbeat = clock_timestamp() WHERE name = $1",
             &node_params,
@@ -144,12 +153,19 @@ impl Fleet {
         let claimed = client
             .query(
             "WITH free AS (
-                 SELECT name FROM refreshd_credentials
+                 SELECT name FROM refreshd_credentials f
                   WHERE name = ANY($1)
                     AND (holder = $2 OR holder IS NULL OR lease_until IS NULL OR lease_until < clock_timestamp())
+                    AND (holder = $2 OR refreshing IS NULL OR refreshing = $2
+                         OR ($4 AND pg_postmaster_start_time() < clock_timestamp() - make_interval(secs => $3)
+                             AND NOT EXISTS (SELECT 1 FROM refreshd_nodes n
+                                              WHERE n.name = f.refreshing
+                                                AND n.heartbeat > clock_timestamp() - make_interval(secs => $3))))
                   FOR UPDATE SKIP LOCKED)
              UPDATE refreshd_credentials c
-                SET holder = $2, lease_until = clock_timestamp() + make_interval(secs => $3)
+                SET holder = $2, lease_until = clock_timestamp() + make_interval(secs => $3),
+                    refreshing = CASE WHEN c.holder = $2 THEN c.refreshing END,
+                    refreshing_since = CASE WHEN c.holder = $2 THEN c.refreshing_since END
                FROM free WHERE c.name = free.name
              RETURNING c.name",
             &claim_params,
@@ -320,7 +336,8 @@ impl Fleet {
         }
         let released = client
             .execute(
-                "UPDATE refreshd_credentials SET lease_until = clock_timestamp()
+                "UPDATE refreshd_credentials
+                    SET lease_until = clock_timestamp(), refreshing = NULL, refreshing_since = NULL
                   WHERE holder = $1 AND NOT (name = ANY($2))",
                 &[&self.node, &kept],
             )

@@ -526,7 +526,7 @@ fn wrong_key_newer_schema_and_migration() {
     let check = good.r.run(&["check", "--online"]);
     assert_success(&check);
     let text = stdout(&check);
-    assert!(text.contains("schema version 2"), "{text}");
+    assert!(text.contains("schema version 3"), "{text}");
     assert!(
         text.contains("shared: in the store at generation 1, token "),
         "{text}"
@@ -571,7 +571,7 @@ fn wrong_key_newer_schema_and_migration() {
     assert!(!output.status.success());
     let text = crate::common::stderr(&output);
     assert!(
-        text.contains("the store's schema is version 99, newer than this refreshd knows (2)"),
+        text.contains("the store's schema is version 99, newer than this refreshd knows (3)"),
         "{text}"
     );
     assert_eq!(sealed(&fleet.cluster, "fleet"), before);
@@ -579,7 +579,7 @@ fn wrong_key_newer_schema_and_migration() {
         .cluster
         .query("fleet", "DELETE FROM refreshd_schema WHERE version = 99");
 
-    // A store at schema version 1 (a row in it) is migrated to 2, the row kept.
+    // A store at schema version 1 (a row in it) is migrated to 3, the row kept.
     fleet
         .cluster
         .admin_sql("CREATE DATABASE fleet_v1 OWNER app");
@@ -606,7 +606,7 @@ fn wrong_key_newer_schema_and_migration() {
             "fleet_v1",
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM refreshd_schema"
         ),
-        "1,2"
+        "1,2,3"
     );
     assert_eq!(
         fleet.cluster.query("fleet_v1", "SELECT holder FROM refreshd_credentials WHERE name = 'older' AND rotate_asked_at IS NULL"),
@@ -1425,5 +1425,65 @@ fn a_slow_provider_never_makes_the_store_look_down() {
     );
     assert_eq!(fleet.invalid_grants(), 0);
     let mut nodes = [holder];
+    fleet.finish(&mut nodes);
+}
+
+/// The database goes down (an immediate stop) while the holder's token request is on its way
+/// and stays down longer than a lease plus the request timeout, then comes back: 20 times,
+/// with 3 nodes. The holder keeps the answer it could not commit and commits it when the
+/// database is back; no other node takes the lease and spends the refresh token meanwhile
+/// (its intent, committed before the request, says it may hold an answer), so the provider
+/// never sees a refresh token spent twice.
+#[test]
+fn a_database_restart_during_a_refresh_loses_no_grant() {
+    use crate::common::stub::{Mode, Stub};
+    let mut fleet = Fleet::start(150);
+    let stub = Stub::start(
+        &fleet.oidc.token_endpoint,
+        Mode::Slow(Duration::from_millis(1500)),
+    );
+    let credentials = fleet
+        .rotating("3s")
+        .replace(&fleet.oidc.token_endpoint, &stub.url);
+    let mut nodes = fleet.started(3, "2s", &credentials);
+    let mut seen = fleet
+        .generation_above(0, Duration::from_secs(20))
+        .generation;
+    for restart in 1..=20 {
+        let before = stub.total();
+        eventually(
+            &format!("a token request on its way before restart {restart}"),
+            Duration::from_secs(30),
+            || (stub.total() > before).then_some(()),
+        );
+        fleet.cluster.stop();
+        // Longer than the lease (2 s) plus the request timeout (3 s).
+        std::thread::sleep(Duration::from_secs(6));
+        fleet.cluster.start_again();
+        seen = fleet
+            .generation_above(seen, Duration::from_secs(30))
+            .generation;
+        assert_eq!(
+            fleet.invalid_grants(),
+            0,
+            "restart {restart}: a refresh token was spent twice"
+        );
+    }
+    let newest = fleet.generation_above(seen, Duration::from_secs(30));
+    eventually(
+        "every node holds the newest token",
+        Duration::from_secs(20),
+        || {
+            let tokens: Vec<Option<String>> = nodes.iter().map(Node::token).collect();
+            (tokens[0].is_some() && tokens.windows(2).all(|w| w[0] == w[1])).then_some(())
+        },
+    );
+    eprintln!(
+        "fleet: 20 database restarts during a refresh, generation {} by {:?}, invalid_grant {}",
+        newest.generation,
+        newest.updated_by,
+        fleet.invalid_grants()
+    );
+    assert_eq!(fleet.invalid_grants(), 0);
     fleet.finish(&mut nodes);
 }
