@@ -25,6 +25,7 @@ pub(crate) mod metrics;
 pub(crate) mod redact;
 pub(crate) mod reload;
 pub mod secret;
+pub(crate) mod secure_read;
 pub(crate) mod source;
 pub(crate) mod state;
 pub(crate) mod status;

@@ -26,3 +26,4 @@ mod pgpass_psql;
 mod readme_examples;
 mod service_units;
 mod storage;
+mod user_files;
