@@ -13,23 +13,58 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::stat::{FileStat, SFlag};
 
-use crate::durable;
+use crate::durable::{self, Place};
 
 /// How much of a secret or credentials file is read: a PEM key is a few kilobytes.
 pub const SECRET_LIMIT: u64 = 1 << 20;
 
+/// What a check of the resolved file (before it is opened) may look at.
+pub struct Resolved<'a> {
+    pub place: &'a Place,
+    pub stat: &'a FileStat,
+}
+
 /// Reads the file at `path` (see the module docs), at most `limit` bytes.
 pub fn read(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    read_checked(path, limit, |_| Ok(()))
+}
+
+/// Like [`read`], but `check` may refuse the resolved file before it is opened (the
+/// config's strict modes).
+pub fn read_checked(
+    path: &Path,
+    limit: u64,
+    check: impl FnOnce(Resolved<'_>) -> io::Result<()>,
+) -> io::Result<Vec<u8>> {
     off_the_workers(|| {
         let place = durable::chase(&absolute(path)?)?;
         let Some(stat) = place.existing else {
             return Err(io::Error::new(io::ErrorKind::NotFound, "no such file"));
         };
         refuse_unusual(&place.path, &stat)?;
+        check(Resolved {
+            place: &place,
+            stat: &stat,
+        })?;
         let (mut file, _) = durable::open_existing(&place, false)?;
         refuse_generated(&file)?;
         durable::read_bounded(&mut file, limit)
     })
+}
+
+/// Why refreshd never reads the file at `path` (as it is now), if it never would: a
+/// path in `/proc` or `/sys`, or a FIFO, socket or device. Opens nothing; `None` also when
+/// there is no file yet or the path does not resolve (the read says why then).
+pub fn refusal(path: &Path) -> Option<String> {
+    let path = absolute(path).ok()?;
+    if generated(&path) {
+        return Some(generated_error(&path).to_string());
+    }
+    let place = durable::chase(&path).ok()?;
+    let stat = place.existing?;
+    refuse_unusual(&place.path, &stat)
+        .err()
+        .map(|e| e.to_string())
 }
 
 /// `path` made absolute against the working directory ([`durable::chase`] takes only
@@ -78,12 +113,16 @@ fn refuse_unusual(resolved: &Path, stat: &FileStat) -> io::Result<()> {
         )));
     }
     if generated(resolved) {
-        return Err(refused(format!(
-            "refused: {} is in /proc or /sys; refreshd reads only ordinary files",
-            resolved.display()
-        )));
+        return Err(generated_error(resolved));
     }
     Ok(())
+}
+
+fn generated_error(path: &Path) -> io::Error {
+    refused(format!(
+        "refused: {} is in /proc or /sys; refreshd reads only ordinary files",
+        path.display()
+    ))
 }
 
 fn generated(resolved: &Path) -> bool {
@@ -128,6 +167,13 @@ mod tests {
         refused_quickly(&zero, "/dev/zero is a character device");
         refused_quickly(Path::new("/proc/self/environ"), "/proc or /sys");
         refused_quickly(dir.path(), "is a directory");
+        assert!(refusal(&zero).unwrap().contains("character device"));
+        assert!(
+            refusal(Path::new("/proc/nothing"))
+                .unwrap()
+                .contains("/proc")
+        );
+        assert!(refusal(&dir.path().join("none")).is_none());
     }
 
     #[test]
