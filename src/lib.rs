@@ -27,6 +27,7 @@ pub(crate) mod observe;
 pub(crate) mod redact;
 pub(crate) mod reload;
 pub mod secret;
+pub(crate) mod secure_read;
 pub(crate) mod serve;
 pub(crate) mod source;
 pub(crate) mod state;

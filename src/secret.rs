@@ -2,13 +2,17 @@
 //! (`{ env }`, `{ file }`, `{ systemd }` or an inline string) and how it is read.
 //!
 //! A resolved value is only ever held as a [`SecretString`]; this module never logs,
-//! formats or returns a secret's value inside an error.
+//! formats or returns a secret's value inside an error. A secret file is read as
+//! [`crate::secure_read`] reads: no one else's symlink followed, regular files only, at most
+//! [`SECRET_LIMIT`] bytes, off the async workers.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 use serde::Deserialize;
+
+use crate::secure_read::{self, SECRET_LIMIT};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 /// Where a secret lives. `Debug` never shows an inline value.
@@ -72,7 +76,8 @@ pub enum SecretError {
 
 impl SecretRef {
     /// Reads the secret now. Files are read on every call so a rotated secret file is
-    /// picked up without a restart.
+    /// picked up without a restart; on a multi-threaded runtime's worker the read hands the
+    /// worker's other tasks to another thread first.
     pub fn resolve(&self) -> Result<SecretString, SecretError> {
         match self {
             SecretRef::Env(name) => std::env::var(name)
@@ -94,9 +99,18 @@ impl SecretRef {
 }
 
 fn read_secret_file(path: &Path) -> Result<SecretString, SecretError> {
-    let mut text = std::fs::read_to_string(path).map_err(|source| SecretError::File {
+    let file_error = |source| SecretError::File {
         path: path.to_path_buf(),
         source,
+    };
+    let bytes = secure_read::read(path, SECRET_LIMIT).map_err(file_error)?;
+    // The error names the file only: a UTF-8 error's message would say nothing of the value,
+    // but the bytes stay here all the same.
+    let mut text = String::from_utf8(bytes).map_err(|_| {
+        file_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "is not UTF-8 text",
+        ))
     })?;
     // Files written by `echo` or an editor end in a newline that is not part of the secret.
     if text.ends_with('\n') {
@@ -209,5 +223,18 @@ mod tests {
             SecretRef::File(path).resolve(),
             Err(SecretError::Empty(_))
         ));
+    }
+
+    #[test]
+    fn a_fifo_or_a_device_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let err = SecretRef::File(fifo).resolve().unwrap_err().to_string();
+        assert!(err.contains("is a FIFO"), "{err}");
+        let zero = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let err = SecretRef::File(zero).resolve().unwrap_err().to_string();
+        assert!(err.contains("character device"), "{err}");
     }
 }

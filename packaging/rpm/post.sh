@@ -21,11 +21,14 @@ if [ ! -d /etc/refreshd/secrets ]; then
     install -d -m 0750 -o root -g refreshd /etc/refreshd/secrets
 fi
 # The conffile (%config(noreplace), 0640 root:refreshd in the package): readable by the
-# service's group. Only a file left root:root is changed (the group did not exist yet);
-# an owner or mode the admin chose survives upgrades.
-if [ -f /etc/refreshd/config.toml ] && [ "$(stat -c '%U:%G' /etc/refreshd/config.toml)" = "root:root" ]; then
-    chgrp refreshd /etc/refreshd/config.toml
-    chmod 0640 /etc/refreshd/config.toml
+# service's group. As the Debian postinst does, only a file as it was unpacked (root:root 0640,
+# when the group could not be made first) gets the group, and only on a fresh install ($1 = 1):
+# an owner or mode the admin chose (root:root 0600 for an inline secret) survives upgrades.
+# A symlink is never followed: what it points to is the admin's, not the package's.
+conf=/etc/refreshd/config.toml
+if [ "$1" -eq 1 ] && [ -f "$conf" ] && [ ! -L "$conf" ] \
+    && [ "$(stat -c '%U:%G %a' "$conf")" = "root:root 640" ]; then
+    chgrp -h refreshd "$conf"
 fi
 
 # %systemd_post refreshd.service: on a fresh install apply the preset policy, which enables

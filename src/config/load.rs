@@ -1,9 +1,10 @@
-//! From a file to a [`Config`]: read it, parse the TOML, turn each section into its
-//! typed form, check what spans credentials, and refuse an inline secret in a file
-//! others can read.
+//! From a file to a [`Config`]: read it (as root, only a file no one else could have
+//! changed: [`super::strict`]), parse the TOML, turn each section into its typed form, check
+//! what spans credentials, refuse an inline secret in a file others can read and secret
+//! files refreshd would never read ([`super::secret_files`]).
 //!
 //! Must never: resolve a secret, create a directory or touch a target; loading a config
-//! has no side effects.
+//! has no side effects but a warning about a secret file others can read.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -16,8 +17,9 @@ use super::{Config, ConfigError, graph, paths};
 /// `daemon.control_socket` when the file still parses as TOML, else the default. For
 /// `status`, so an operator who broke the file can ask the daemon what it still runs.
 pub fn control_socket_despite_errors(path: &Path) -> PathBuf {
-    std::fs::read_to_string(path)
+    super::strict::read(path)
         .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|text| text.parse::<toml::Table>().ok())
         .and_then(|table| {
             let socket = table.get("daemon")?.get("control_socket")?.as_str()?;
@@ -34,8 +36,15 @@ impl Config {
             path: path.to_path_buf(),
             source,
         };
-        let text = std::fs::read_to_string(path).map_err(read_error)?;
+        let bytes = super::strict::read(path).map_err(read_error)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "it is not UTF-8 text",
+            ))
+        })?;
         let config = Config::parse(path, &text)?;
+        super::secret_files::inspect(&config)?;
         if let Some((key, line)) = config.first_inline_secret() {
             let meta = std::fs::metadata(path).map_err(read_error)?;
             if meta.mode() & 0o077 != 0 {

@@ -18,7 +18,9 @@ mod names;
 mod paths;
 mod raw;
 mod reload;
+mod secret_files;
 mod source;
+mod strict;
 mod target;
 mod timing;
 

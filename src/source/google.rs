@@ -3,10 +3,12 @@
 //! application-default credentials of a user (the refresh grant with the file's client).
 //!
 //! Both files are read on every fetch, so a rotated key or a new `gcloud auth
-//! application-default login` takes effect without a restart. Never writes either file, and
-//! never puts a key, a client secret or a refresh token into an error or a log line.
+//! application-default login` takes effect without a restart, as [`crate::secure_read`]
+//! reads (no one else's symlink followed, regular files only, bounded) and on a blocking
+//! thread. Never writes either file, and never puts a key, a client secret or a refresh
+//! token into an error or a log line.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -42,7 +44,7 @@ pub(super) async fn service_account(
     source: &GoogleServiceAccountSource,
     ctx: &FetchContext<'_>,
 ) -> Result<Fetched, SourceError> {
-    let key = read_key_file(&source.key_file)?;
+    let key = off_the_runtime(source.key_file.clone(), read_key_file).await?;
     let assertion = assertion(&key, &source.scopes, source.subject.as_deref())
         .map_err(|reason| file_error(&source.key_file, reason))?;
     let form = [
@@ -71,7 +73,7 @@ pub(super) async fn authorized_user(
     ctx: &FetchContext<'_>,
 ) -> Result<Fetched, SourceError> {
     let path = source.path();
-    let user = read_adc_file(&path)?;
+    let user = off_the_runtime(path.clone(), read_adc_file).await?;
     // google-auth sends the client in the body; Google accepts both, other servers may not.
     let form = [
         ("grant_type", "refresh_token"),
@@ -129,11 +131,23 @@ fn file_error(path: &Path, reason: impl Into<String>) -> SourceError {
     }
 }
 
+/// Runs `read` of the file at `path` on a blocking thread: a fetch's worker never waits on
+/// a disk.
+async fn off_the_runtime<T: Send + 'static>(
+    path: PathBuf,
+    read: fn(&Path) -> Result<T, SourceError>,
+) -> Result<T, SourceError> {
+    let shown = path.clone();
+    tokio::task::spawn_blocking(move || read(&path))
+        .await
+        .unwrap_or_else(|e| Err(file_error(&shown, format!("the read did not finish: {e}"))))
+}
+
 /// Reads a credentials file as JSON and checks its `type`. Errors name fields, never values.
 fn read_json(path: &Path, expected_type: &str, what: &str) -> Result<Value, SourceError> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::secure_read::read(path, crate::secure_read::SECRET_LIMIT)
         .map_err(|e| file_error(path, format!("cannot read the {what}: {e}")))?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| {
+    let value: Value = serde_json::from_slice(&text).map_err(|e| {
         file_error(
             path,
             format!(

@@ -26,3 +26,5 @@ mod pgpass_psql;
 mod readme_examples;
 mod service_units;
 mod storage;
+mod strict_config;
+mod user_files;
