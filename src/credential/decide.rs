@@ -121,12 +121,26 @@ fn follow(situation: &Situation<'_>, stored: Option<&CredentialState>) -> Step {
     {
         return Step::HandOver;
     }
+    let seen = stored.map(generation).unwrap_or(0);
     if let Trigger::Force { .. } = situation.trigger {
-        return Step::AskHolder {
-            seen: stored.map(generation).unwrap_or(0),
-        };
+        return Step::AskHolder { seen };
     }
     let committed = stored.and_then(|stored| stored.token.as_ref());
+    // This follower's own deadline came, the store has nothing newer than it holds, and the
+    // committed token is due by this host's clock: the holder did not refresh in time (it
+    // stalled, or its clock is off). Ask it rather than hold a token that is expiring.
+    if let (Trigger::Scheduled { .. }, Some(token)) = (situation.trigger, committed)
+        && seen <= generation(situation.local)
+        && (!token.is_valid_at(situation.now)
+            || policy::is_due(
+                token.issued_at,
+                token.expires_at,
+                situation.timing,
+                situation.now,
+            ))
+    {
+        return Step::AskHolder { seen };
+    }
     if committed.or(situation.local.token.as_ref()).is_none() {
         return Step::WaitForHolder;
     }

@@ -15,6 +15,7 @@ use super::hold::Hold;
 use super::ledger::{Ledger, Session, ask_wait};
 use super::lines::{log_current, log_followed};
 use super::outcome::{Report, RotationError, RotationOutcome, RotationResult};
+use super::policy;
 use super::rotation::{Engine, Job, Rotation, configured_bootstrap};
 use crate::config::Credential;
 use crate::source::FailureKind;
@@ -51,6 +52,11 @@ impl Engine {
             follow_up(&mut report, fleet.lease, self.clock.now());
         }
         if took {
+            let now = self.clock.now();
+            let timing = &credential.timing;
+            if let Some(skew) = policy::clock_skew(token.issued_at, token.expires_at, now, timing) {
+                tracing::warn!(credential = %credential.name, "clock skew in the token the holder committed: {skew} (the holder's clock or this host's may be off)");
+            }
             log_followed(credential, &token, &report, hold.state.generation);
         } else {
             log_current(credential, &token, &report);

@@ -28,6 +28,14 @@ pub(super) enum Ledger<'a> {
     },
 }
 
+/// A credential the config keeps on this host (`shared = false`) whose refresh token came
+/// from the fleet store: spending it here would spend the fleet's grant a second time.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0}'s refresh token came from the fleet store (generation {1}), and the config now keeps the credential on this host (shared = false): spending it here would spend the fleet's grant a second time, and the provider may revoke it; set `shared = true` again, or run `refreshd login {0}` to give this host a grant of its own"
+)]
+pub struct FleetsGrant(pub String, pub u64);
+
 /// Why a credential has no ledger: the config shares it, and this engine has no store.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -50,6 +58,23 @@ impl<'a> Ledger<'a> {
 
     pub(super) fn is_local(&self) -> bool {
         matches!(self, Ledger::Local)
+    }
+
+    /// `Err` when this host alone would spend a refresh token that the fleet store handed
+    /// it (the config changed to `shared = false`).
+    pub(super) fn may_spend(
+        &self,
+        credential: &Credential,
+        state: &CredentialState,
+    ) -> Result<(), FleetsGrant> {
+        match (self, state.generation) {
+            (Ledger::Local, Some(generation))
+                if credential.source.oauth_refresh().is_some() && state.refresh_token.is_some() =>
+            {
+                Err(FleetsGrant(credential.name.clone(), generation))
+            }
+            _ => Ok(()),
+        }
     }
 
     pub(super) fn fleet(&self) -> Option<&'a Fleet> {

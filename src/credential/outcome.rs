@@ -72,6 +72,8 @@ pub enum RotationError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     NoStore(#[from] super::ledger::NoStore),
+    #[error(transparent)]
+    FleetsGrant(#[from] super::ledger::FleetsGrant),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -145,7 +147,9 @@ impl RotationError {
             RotationError::Source(e) => e.cause(),
             RotationError::State(_) => Cause::State,
             RotationError::NoRefreshToken(_) => Cause::NoRefreshToken,
-            RotationError::Store(_) | RotationError::NoStore(_) => Cause::Store,
+            RotationError::Store(_) | RotationError::NoStore(_) | RotationError::FleetsGrant(_) => {
+                Cause::Store
+            }
             RotationError::Internal(_) => Cause::Internal,
         }
     }
@@ -153,7 +157,9 @@ impl RotationError {
     pub(super) fn kind(&self) -> FailureKind {
         match self {
             RotationError::Source(e) => e.kind(),
-            RotationError::NoRefreshToken(_) => FailureKind::Permanent,
+            RotationError::NoRefreshToken(_) | RotationError::FleetsGrant(_) => {
+                FailureKind::Permanent
+            }
             _ => FailureKind::Transient,
         }
     }

@@ -245,7 +245,12 @@ impl Engine {
                     session.release().await;
                     return Ok(self.write_current(job, &hold.state).await);
                 }
-                Step::Refresh => return Ok(self.refresh_or_record(job, hold, session).await),
+                Step::Refresh => {
+                    if let Err(refused) = ledger.may_spend(credential, &hold.state) {
+                        return Ok(self.fail(credential, hold, refused.into()).await);
+                    }
+                    return Ok(self.refresh_or_record(job, hold, session).await);
+                }
                 Step::Follow => return Ok(self.follow(job, hold, &session, ledger).await),
                 Step::TakeOver => {
                     let stored = session.stored().cloned().unwrap_or_default();

@@ -168,6 +168,10 @@ impl CredentialState {
     ) {
         self.record_success(token, Some(refresh_token), Spend::default(), at);
         self.bootstrap_fingerprint = configured_fingerprint;
+        // A new grant: the fleet's generation (if the state came from there) is no longer
+        // what it descends from, until the store commits it.
+        self.generation = None;
+        self.uncommitted = None;
     }
 }
 

@@ -1487,3 +1487,38 @@ fn a_database_restart_during_a_refresh_loses_no_grant() {
     assert_eq!(fleet.invalid_grants(), 0);
     fleet.finish(&mut nodes);
 }
+
+/// A credential whose refresh token came from the fleet store, then set to `shared = false`
+/// on that host: the host refuses to spend the fleet's refresh token (a clear error, the
+/// provider not asked), where it used to spend the fleet's grant a second time.
+#[test]
+fn shared_false_never_spends_the_fleets_refresh_token() {
+    let fleet = Fleet::start(150);
+    let credentials = fleet.rotating("100s");
+    let mut node = fleet.node("solo", "3s", &credentials);
+    assert_success(&node.r.run(&["once"]));
+    assert!(
+        node.r.state("shared")["store_generation"]
+            .as_u64()
+            .is_some()
+    );
+    let config = std::fs::read_to_string(&node.r.config).unwrap();
+    let local = config.replace(
+        "[credentials.shared]\n",
+        "[credentials.shared]\nshared = false\n",
+    );
+    assert_ne!(config, local);
+    std::fs::write(&node.r.config, local).unwrap();
+    let requests = fleet.refreshes();
+    let output = node.r.run(&["once", "--force"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let said = crate::common::stderr(&output);
+    assert!(said.contains("came from the fleet store"), "{said}");
+    assert_eq!(
+        fleet.refreshes(),
+        requests,
+        "the fleet's refresh token was spent"
+    );
+    assert_eq!(fleet.invalid_grants(), 0);
+    node.r.assert_no_issued_tokens(&fleet.oidc);
+}

@@ -245,10 +245,34 @@ fn table() {
             expected: Step::WaitForHolder,
         },
         Row {
-            why: "follower due by its own schedule: follow (never refresh)",
+            why: "follower at its own deadline, the store newer: follow (never refresh)",
+            who: Who::Follower,
+            local: state(4, Due, None, ""),
+            stored: Some(state(5, Due, None, "")),
+            bootstrap: None,
+            seen: &[],
+            trigger: Trigger::Scheduled {
+                fingerprint: "x".to_owned(),
+            },
+            expected: Step::Follow,
+        },
+        Row {
+            why: "follower at its own deadline, nothing newer, the token due by this host's clock (a holder that stalled, or whose clock is off): ask the holder early",
             who: Who::Follower,
             local: state(5, Due, None, ""),
             stored: Some(state(5, Due, None, "")),
+            bootstrap: None,
+            seen: &[],
+            trigger: Trigger::Scheduled {
+                fingerprint: "x".to_owned(),
+            },
+            expected: Step::AskHolder { seen: 5 },
+        },
+        Row {
+            why: "follower at its own deadline, the token fresh by this host's clock: follow",
+            who: Who::Follower,
+            local: state(5, Fresh, None, ""),
+            stored: Some(state(5, Fresh, None, "")),
             bootstrap: None,
             seen: &[],
             trigger: Trigger::Scheduled {
