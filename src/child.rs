@@ -173,7 +173,9 @@ async fn read_limited(
     };
     let mut kept = Vec::new();
     let mut over = false;
-    let mut buf = [0u8; 8192];
+    // On the heap: two of these live in every future that runs a child (a reload, a
+    // command source), and a future is copied into its task whole.
+    let mut buf = vec![0u8; 8192];
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,

@@ -104,6 +104,10 @@ fn jitter_stays_within_its_spread() {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one table, a row per kind of attempt"
+)]
 fn plans_after_each_kind_of_attempt() {
     let t = timing();
     let now = at(0);
