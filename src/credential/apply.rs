@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
+use super::engine::{Effects, Engine};
 use super::lines::log_current;
 use super::outcome::{Report, RotationError, RotationOutcome, RotationResult};
 use super::policy::{self, Trigger};
-use super::rotation::{Effects, Engine, Job};
+use super::rotation::Job;
 use crate::config::Credential;
 use crate::reload;
 use crate::source::FailureKind;

@@ -11,12 +11,13 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::decide;
+use super::engine::Engine;
 use super::hold::Hold;
 use super::ledger::{Ledger, Session, ask_wait};
 use super::lines::{log_current, log_followed};
 use super::outcome::{Report, RotationError, RotationOutcome, RotationResult};
 use super::policy;
-use super::rotation::{Engine, Job, Rotation, configured_bootstrap};
+use super::rotation::{Job, Rotation, configured_bootstrap};
 use crate::config::Credential;
 use crate::source::FailureKind;
 use crate::store::StoreError;

@@ -6,8 +6,8 @@
 //!
 //! Must never: save a state without its credential's lock, or drop a refused state.
 
+use super::engine::Engine;
 use super::outcome::{Refused, RotationError};
-use super::rotation::Engine;
 use crate::config::Credential;
 use crate::state::{CredentialLock, CredentialState, Unsaved};
 

@@ -9,6 +9,7 @@
 
 mod apply;
 pub mod decide;
+mod engine;
 mod follow;
 mod hold;
 mod ledger;
@@ -20,7 +21,8 @@ mod rotation;
 mod seed;
 mod transition;
 
+pub use engine::Engine;
 pub use outcome::{RotationOutcome, RotationResult};
 pub use policy::Trigger;
-pub use rotation::{Engine, Rotation};
+pub use rotation::Rotation;
 pub use seed::{Grant, SeedError};

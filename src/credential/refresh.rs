@@ -8,12 +8,13 @@
 
 use time::OffsetDateTime;
 
+use super::engine::Engine;
 use super::hold::Hold;
 use super::ledger::Session;
 use super::lines::log_rotated;
 use super::outcome::{Report, RotationError, RotationOutcome};
 use super::policy;
-use super::rotation::{Engine, Job};
+use super::rotation::Job;
 use super::transition::Spend;
 use crate::config::{Credential, SourceConfig};
 use crate::source::{self, FailureKind, FetchContext, SourceError};

@@ -8,9 +8,9 @@
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
+use super::engine::Engine;
 use super::ledger::Ledger;
 use super::outcome::{Refused, RotationError};
-use super::rotation::Engine;
 use crate::config::Credential;
 use crate::token::Token;
 

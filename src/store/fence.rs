@@ -14,18 +14,12 @@ use tokio_postgres::Client;
 
 use super::row::Stored;
 use super::watch::CHANNEL;
-use super::{Fleet, StoreError};
+use super::{Fleet, SEALED, StoreError};
 use crate::state::{self, CredentialState};
 
 /// How long a refresh waits for the row when a login (or a stalled holder's transaction)
 /// has it locked, before it counts as a transient failure.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
-
-/// The `sealed` column as read: at most 1 MiB, or an empty value for a larger one. A sealed
-/// state is a state file (well under a KiB) plus 28 bytes, so a row holding more was not
-/// written by refreshd, and is never read whole; an empty value never opens either.
-pub(super) const SEALED: &str =
-    "CASE WHEN sealed IS NULL OR octet_length(sealed) <= 1048576 THEN sealed ELSE ''::bytea END";
 
 /// What claiming a credential found.
 pub enum Claim<'a> {

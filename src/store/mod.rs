@@ -134,6 +134,12 @@ impl StoreError {
     }
 }
 
+/// The `sealed` column as read: at most 1 MiB, or an empty value for a larger one. A sealed
+/// state is a state file (well under a KiB) plus 28 bytes, so a row holding more was not
+/// written by refreshd, and is never read whole; an empty value never opens either.
+const SEALED: &str =
+    "CASE WHEN sealed IS NULL OR octet_length(sealed) <= 1048576 THEN sealed ELSE ''::bytea END";
+
 /// Column `i` of `row`: an error, never a panic, when the database holds something else
 /// than this build expects (a schema changed by hand).
 fn column<'a, T: tokio_postgres::types::FromSql<'a>>(

@@ -5,8 +5,7 @@
 
 use tokio_postgres::Client;
 
-use super::fence::SEALED;
-use super::{Fleet, StoreError};
+use super::{Fleet, SEALED, StoreError};
 
 impl Fleet {
     /// `check --online`: the store answers, its schema is one this build knows, the key opens

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
-use super::fence::SEALED;
 use super::watch::{ASK_STAMP, CHANNEL};
-use super::{Fleet, StoreError};
+use super::{Fleet, SEALED, StoreError};
 use crate::state::{self, CredentialState};
 
 /// A credential's row as a follower reads it.
