@@ -35,6 +35,7 @@ pub(crate) mod store;
 pub(crate) mod sync;
 pub mod target;
 pub(crate) mod token;
+pub(crate) mod warnings;
 
 #[cfg(test)]
 mod properties;

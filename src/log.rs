@@ -64,6 +64,9 @@ fn install(level: &str, format: LogFormat, file: Option<&LogConfig>) -> Result<(
     let _ = tracing_subscriber::registry()
         .with(layers.with_filter(filter))
         .try_init();
+    for warning in crate::warnings::take() {
+        tracing::warn!("{warning}");
+    }
     Ok(())
 }
 

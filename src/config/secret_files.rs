@@ -121,10 +121,6 @@ fn warn_once(path: &Path, why: &str) {
     if !first {
         return;
     }
-    // Before the log is set up (a config is loaded first) the warning goes to stderr.
-    if tracing::dispatcher::has_been_set() {
-        tracing::warn!("{why}");
-    } else {
-        eprintln!("refreshd: warning: {why}");
-    }
+    // Before the log is set up (a config is loaded first) it waits for the log.
+    crate::warnings::warn(why.to_owned());
 }
