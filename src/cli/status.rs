@@ -50,7 +50,8 @@ pub async fn run_despite_invalid_config(path: &Path, json: bool) -> anyhow::Resu
     Ok(Exit::Config)
 }
 
-/// `status --nodes`: the fleet store's nodes, their versions, heartbeats and leases.
+/// `status --nodes`: the fleet store's nodes, their versions, heartbeats and leases, read
+/// without joining the fleet (no migration, no heartbeat of this host, no lease).
 pub async fn nodes(config: Config, json: bool) -> anyhow::Result<Exit> {
     let Some(store) = &config.daemon.store else {
         eprintln!(
@@ -60,7 +61,12 @@ pub async fn nodes(config: Config, json: bool) -> anyhow::Result<Exit> {
         return Ok(Exit::Invalid);
     };
     let fleet = crate::store::Fleet::new(store, crate::clock::system())?;
-    let nodes = fleet.nodes().await?;
+    let Some(nodes) = fleet.nodes().await? else {
+        eprintln!(
+            "refreshd: the store has no refreshd schema yet: no node has joined it (a daemon creates it when it starts); nothing was written"
+        );
+        return Ok(Exit::NoData);
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&nodes)?);
         return Ok(Exit::Ok);
