@@ -1,6 +1,10 @@
 //! `refreshd status`: what the running daemon reports, or, without one, what the state
 //! directory says (with the schedule's plan, unjittered, as the next refresh). With a config
 //! file that does not load, still what the running daemon reports.
+//!
+//! Everything it prints that came from outside (the daemon's or the store's words, node
+//! names, a provider's or a program's error) is escaped ([`Shown`]): it never writes an
+//! escape sequence to the operator's terminal. `status --nodes` only reads the store.
 
 use std::path::Path;
 
@@ -11,14 +15,23 @@ use crate::cli::Exit;
 use crate::config::Config;
 use crate::control::{Request, Response};
 use crate::credential::policy;
-use crate::observe::{CredentialStatus, Snapshot, Verdict};
+use crate::observe::{CredentialStatus, JsonWriter, Shown, Snapshot, Verdict, shown};
 use crate::state::StateDir;
 
 pub async fn run(config: Config, json: bool) -> anyhow::Result<Exit> {
+    status(config, json).await.map_err(escaped)
+}
+
+/// An error as it may reach the terminal: its whole chain, escaped.
+fn escaped(e: anyhow::Error) -> anyhow::Error {
+    anyhow::anyhow!(shown(&format!("{e:#}")))
+}
+
+async fn status(config: Config, json: bool) -> anyhow::Result<Exit> {
     let now = crate::clock::system_now();
     let snapshot = match super::ask_daemon(&config, &Request::Status, CONTROL_TIMEOUT).await? {
         Some(Response::Status(snapshot)) => *snapshot,
-        Some(Response::Error(message)) => anyhow::bail!("the daemon refused: {message}"),
+        Some(Response::Error(message)) => anyhow::bail!("the daemon refused: {}", Shown(&message)),
         Some(_) => anyhow::bail!("the daemon answered something else than a status"),
         None => from_state(&config, now),
     };
@@ -45,13 +58,18 @@ pub async fn run_despite_invalid_config(path: &Path, json: bool) -> anyhow::Resu
             print(&snapshot, json, path, crate::clock::system_now())?;
         }
         Ok(_) => eprintln!("refreshd: no daemon answered at {}", socket.display()),
-        Err(e) => eprintln!("refreshd: {e}"),
+        Err(e) => eprintln!("refreshd: {}", shown(&e.to_string())),
     }
     Ok(Exit::Config)
 }
 
-/// `status --nodes`: the fleet store's nodes, their versions, heartbeats and leases.
+/// `status --nodes`: the fleet store's nodes, their versions, heartbeats and leases, read
+/// without joining the fleet (no migration, no heartbeat of this host, no lease).
 pub async fn nodes(config: Config, json: bool) -> anyhow::Result<Exit> {
+    list_nodes(config, json).await.map_err(escaped)
+}
+
+async fn list_nodes(config: Config, json: bool) -> anyhow::Result<Exit> {
     let Some(store) = &config.daemon.store else {
         eprintln!(
             "refreshd: {} has no [daemon] store: there are no nodes to list",
@@ -60,9 +78,14 @@ pub async fn nodes(config: Config, json: bool) -> anyhow::Result<Exit> {
         return Ok(Exit::Invalid);
     };
     let fleet = crate::store::Fleet::new(store, crate::clock::system())?;
-    let nodes = fleet.nodes().await?;
+    let Some(nodes) = fleet.nodes().await? else {
+        eprintln!(
+            "refreshd: the store has no refreshd schema yet: no node has joined it (a daemon creates it when it starts); nothing was written"
+        );
+        return Ok(Exit::NoData);
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        write_json(&nodes)?;
         return Ok(Exit::Ok);
     }
     let now = crate::clock::system_now();
@@ -74,8 +97,8 @@ pub async fn nodes(config: Config, json: bool) -> anyhow::Result<Exit> {
         };
         println!(
             "{}{this}: refreshd {}, heartbeat {} ago, {} lease{} held, started {}",
-            node.name,
-            node.version,
+            Shown(&node.name),
+            Shown(&node.version),
             crate::token::remaining(now, now - node.heartbeat_age),
             node.leases,
             if node.leases == 1 { "" } else { "s" },
@@ -96,12 +119,7 @@ fn print(
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     if json {
-        // Streamed: ten thousand credentials make megabytes of JSON.
-        use std::io::Write as _;
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        serde_json::to_writer_pretty(&mut out, snapshot)?;
-        writeln!(out)?;
-        out.flush()?;
+        write_json(snapshot)?;
     } else if snapshot.is_empty() {
         println!("no credentials configured in {}", config.display());
     } else {
@@ -110,12 +128,23 @@ fn print(
     Ok(())
 }
 
+/// `value` as pretty JSON on stdout, streamed (ten thousand credentials make megabytes), with
+/// DEL and C1 escaped too ([`JsonWriter`]).
+fn write_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = JsonWriter::new(std::io::BufWriter::new(std::io::stdout().lock()));
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
 fn from_state(config: &Config, now: OffsetDateTime) -> Snapshot {
     let state_dir = StateDir::new(&config.daemon.state_dir);
     let mut snapshot = Snapshot::new("state");
     for credential in &config.credentials {
         let state = state_dir.load(&credential.name).unwrap_or_else(|e| {
-            eprintln!("refreshd: {e}");
+            eprintln!("refreshd: {}", shown(&e.to_string()));
             Default::default()
         });
         let next = state.token.as_ref().map(|t| {

@@ -6,7 +6,6 @@
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -15,19 +14,20 @@ use tokio::sync::{mpsc, oneshot};
 use super::ControlError;
 use super::protocol::{Request, Response, RotateOutcome};
 use crate::observe::{Observed, RotationReply};
-use crate::serve::{Handler, Limits, Timed};
+use crate::serve::{HEAD, Handler, Limits, Place, Timed};
 use crate::state::StateDir;
 
 /// A request is one line of JSON; nothing legitimate comes near this.
 const MAX_REQUEST: u64 = 64 * 1024;
 
 /// At most 64 connections answered at once (they must not take all descriptors); a client
-/// has 10 s to send its request line, and its answer may take as long as the rotations it
-/// asked for.
+/// has [`HEAD`] to send its request line, and its answer may take as long as the rotations
+/// it asked for. No reserve: only this user and root are admitted, and there are no probes.
 const LIMITS: Limits = Limits {
     connections: 64,
-    request: Duration::from_secs(10),
+    head: HEAD,
     connection: None,
+    reserve: None,
 };
 
 /// A `rotate` request handed to the supervisor.
@@ -160,7 +160,7 @@ impl Handler<UnixStream> for Server {
         admitted
     }
 
-    async fn serve(self, stream: Timed<UnixStream>) {
+    async fn serve(self, stream: Timed<UnixStream>, _: Place) {
         if let Err(e) = self.answer(stream).await {
             tracing::debug!("control socket: {e}");
         }

@@ -24,19 +24,28 @@ use tokio::net::{TcpListener, TcpStream};
 pub use render::render;
 
 use crate::observe::{Observed, Snapshot, Vitals};
-use crate::serve::{Handler, Limits, Timed};
+use crate::serve::{HEAD, Handler, Limits, Place, Reserve, Timed};
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// At most 64 connections at once; one may take 10 s, headers included (slow clients are
-/// cut off).
+/// At most 64 connections at once; each has [`HEAD`] to send its request head (slow
+/// clients are cut off) and 10 s in all. Beyond those, eight reserved places answer the
+/// probes only ([`Reserve`] says why they evict rather than refuse), so whoever holds the 64
+/// cannot make a liveness probe fail and have refreshd restarted.
 const LIMITS: Limits = Limits {
     connections: 64,
-    request: Duration::from_secs(10),
+    head: HEAD,
     connection: Some(Duration::from_secs(10)),
+    reserve: Some(Reserve {
+        places: 8,
+        head: Duration::from_secs(1),
+    }),
 };
+
+/// The paths a reserved place answers: what an orchestrator's probes ask, from memory.
+const PROBES: [&str; 3] = ["/livez", "/readyz", "/healthz"];
 
 /// Serves until the task is dropped.
 pub async fn serve(listener: TcpListener, observed: Observed) {
@@ -50,8 +59,16 @@ struct Http {
 }
 
 impl Handler<TcpStream> for Http {
-    async fn serve(self, stream: Timed<TcpStream>) {
+    async fn serve(self, stream: Timed<TcpStream>, place: Place) {
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            if place == Place::Reserved && !PROBES.contains(&request.uri().path()) {
+                let busy = reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "too many connections open: only /livez, /readyz and /healthz are answered now\n".into(),
+                );
+                return std::future::ready(Ok::<_, Infallible>(busy));
+            }
             let now = self.observed.now();
             // Only the metrics show the store (a probe must not copy every lease).
             let current = if request.uri().path() == "/metrics" {
@@ -60,7 +77,7 @@ impl Handler<TcpStream> for Http {
                 self.observed.snapshot()
             };
             let response = respond(&request, &current, self.observed.vitals(), now);
-            async move { Ok::<_, Infallible>(response) }
+            std::future::ready(Ok::<_, Infallible>(response))
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .keep_alive(false)

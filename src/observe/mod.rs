@@ -15,6 +15,7 @@ mod health;
 mod model;
 mod render;
 mod reply;
+mod shown;
 
 mod snapshot;
 mod vitals;
@@ -27,5 +28,6 @@ pub use health::{Health, Verdict};
 pub use model::{Model, Observed};
 
 pub use reply::RotationReply;
+pub use shown::{JsonWriter, Shown, shown};
 pub use snapshot::{DaemonStatus, Snapshot};
 pub use vitals::Vitals;

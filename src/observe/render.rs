@@ -1,10 +1,13 @@
 //! The human-readable `refreshd status` output of a [`Snapshot`]: a block per credential,
-//! then the store and the config. Text only: it never decides a health or an exit status.
+//! then the store and the config. Text only: it never decides a health or an exit status,
+//! and it never prints a string from outside (a name, an error, a node) but through
+//! [`Shown`], so no escape sequence reaches the operator's terminal.
 
 use std::fmt::Write as _;
 
 use time::OffsetDateTime;
 
+use super::shown::Shown;
 use super::{CredentialStatus, LeaseStatus, Snapshot};
 
 use crate::token;
@@ -27,14 +30,15 @@ impl Snapshot {
         if let Some(store) = &self.store {
             match &store.error {
                 None => {
-                    let _ = writeln!(out, "store: up; this node is {}", store.node);
+                    let _ = writeln!(out, "store: up; this node is {}", Shown(&store.node));
                 }
                 Some(error) => {
                     let _ = writeln!(
                         out,
-                        "store: unreachable since {}; this node is {}: {error}",
+                        "store: unreachable since {}; this node is {}: {}",
                         at.show(Some(store.since)),
-                        store.node
+                        Shown(&store.node),
+                        Shown(error)
                     );
                 }
             }
@@ -79,22 +83,24 @@ fn credential(
     match c.unsaved {
         Some(cause) => {
             let health = c.health.as_str();
-            let _ = writeln!(out, "{}: {health}: {cause} ({})", c.name, c.source);
+            let (name, source) = (Shown(&c.name), Shown(&c.source));
+            let _ = writeln!(out, "{name}: {health}: {cause} ({source})");
         }
         None => {
-            let _ = writeln!(out, "{}: {} ({})", c.name, c.health.as_str(), c.source);
+            let (name, source) = (Shown(&c.name), Shown(&c.source));
+            let _ = writeln!(out, "{name}: {} ({source})", c.health.as_str());
         }
     }
     identity(out, c);
     let _ = writeln!(out, "  expires_at:    {}", at.show(c.expires_at));
     if let Some(fingerprint) = &c.fingerprint {
-        let _ = writeln!(out, "  fingerprint:   {fingerprint}");
+        let _ = writeln!(out, "  fingerprint:   {}", Shown(fingerprint));
     }
     if let Some(served_by) = &c.served_by {
-        let _ = writeln!(out, "  served by:     {served_by}");
+        let _ = writeln!(out, "  served by:     {}", Shown(served_by));
     }
     for skipped in &c.skipped {
-        let _ = writeln!(out, "  skipped:       {skipped}");
+        let _ = writeln!(out, "  skipped:       {}", Shown(skipped));
     }
     let _ = writeln!(out, "  last rotation: {}", at.show(c.last_rotation));
     let next = if from_daemon {
@@ -111,7 +117,7 @@ fn credential(
             out,
             "  store:         {} (holder {}, lease until {}, generation {})",
             lease.role,
-            lease.holder.as_deref().unwrap_or("none"),
+            Shown(lease.holder.as_deref().unwrap_or("none")),
             at.show(lease.lease_until),
             lease.generation
         );
@@ -124,7 +130,7 @@ fn credential(
             error.kind,
             error.cause,
             c.consecutive_failures.max(1),
-            error.message
+            Shown(&error.message)
         );
     }
 }
@@ -132,15 +138,87 @@ fn credential(
 /// Who the token is for and what it allows.
 fn identity(out: &mut String, c: &CredentialStatus) {
     if let Some(subject) = &c.subject {
-        let _ = writeln!(out, "  subject:       {subject}");
+        let _ = writeln!(out, "  subject:       {}", Shown(subject));
     }
     if let Some(client_id) = &c.client_id {
-        let _ = writeln!(out, "  client_id:     {client_id}");
+        let _ = writeln!(out, "  client_id:     {}", Shown(client_id));
     }
     if let Some(issuer) = &c.issuer {
-        let _ = writeln!(out, "  issuer:        {issuer}");
+        let _ = writeln!(out, "  issuer:        {}", Shown(issuer));
     }
     if !c.scopes.is_empty() {
-        let _ = writeln!(out, "  scopes:        {}", c.scopes.join(" "));
+        let _ = writeln!(out, "  scopes:        {}", Shown(&c.scopes.join(" ")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::observe::{Counters, Health, Role, StoreStatus};
+    use crate::state::{Cause, FailureKind, LastError};
+
+    const HOSTILE: &str = "x\u{1b}[2J\u{7}\ny\u{9b}31m\u{7f}";
+
+    fn hostile(now: OffsetDateTime) -> Snapshot {
+        let text = || Some(HOSTILE.to_owned());
+        let mut snapshot = Snapshot::new("daemon");
+        snapshot.set(CredentialStatus {
+            name: HOSTILE.into(),
+            health: Health::Retrying,
+            source: HOSTILE.into(),
+            subject: text(),
+            client_id: text(),
+            issuer: text(),
+            scopes: vec![HOSTILE.into()],
+            fingerprint: text(),
+            served_by: text(),
+            skipped: vec![HOSTILE.into()],
+            expires_at: None,
+            expiry_source: None,
+            last_rotation: None,
+            last_error: Some(LastError::new(
+                now,
+                FailureKind::Transient,
+                Cause::default(),
+                HOSTILE.into(),
+            )),
+            next_refresh: None,
+            consecutive_failures: 1,
+            unsaved: None,
+            counters: Counters::default(),
+        });
+        let lease = LeaseStatus {
+            holder: text(),
+            lease_until: None,
+            generation: 1,
+            role: Role::Follower,
+        };
+        snapshot.store = Some(StoreStatus {
+            node: HOSTILE.into(),
+            up: false,
+            error: text(),
+            since: now,
+            queries: 0,
+            credentials: BTreeMap::from([(HOSTILE.to_owned(), lease)]),
+        });
+        snapshot
+    }
+
+    #[test]
+    fn strings_from_outside_reach_the_terminal_escaped() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let text = hostile(now).render(now);
+        assert!(
+            !text.chars().any(|c| c != '\n' && c.is_control()),
+            "{text:?}"
+        );
+        // Each field is escaped where it stands: a value cannot add a line of its own.
+        let fields = text
+            .matches("x\\u{1b}[2J\\u{7}\\u{a}y\\u{9b}31m\\u{7f}")
+            .count();
+        assert_eq!(fields, 13, "{text}");
+        assert_eq!(text.lines().count(), 14, "{text}");
     }
 }

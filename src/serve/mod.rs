@@ -1,10 +1,13 @@
 //! One listener for the daemon's sockets: the control socket (Unix) and the metrics port
 //! (TCP) accept through the same loop, with the same limit on connections served at once
-//! and the same per-connection timeouts ([`Limits`]). A [`Handler`] says what a connection
-//! is answered; the loop only accepts, admits, bounds and spawns.
+//! and the same deadline for a request's head ([`HEAD`], in [`Limits`]). Once those places
+//! are taken, a listener with a [`Reserve`] still takes connections there, for the probes
+//! only ([`Place::Reserved`]). A [`Handler`] says what a connection is answered; the loop
+//! only accepts, admits, bounds and spawns.
 //!
 //! It never reads a request itself and never knows what it serves.
 
+mod reserve;
 mod timed;
 
 use std::future::Future;
@@ -16,7 +19,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
+pub use reserve::Reserve;
 pub use timed::Timed;
+
+use reserve::Reserved;
+
+/// How long a client has to send its whole request head (the control socket's line, an HTTP
+/// request's head), however slowly it trickles: a connection that sends a byte a second
+/// still loses its place then.
+pub const HEAD: Duration = Duration::from_secs(5);
 
 /// A socket that accepts connections.
 pub trait Listener: Send + 'static {
@@ -44,10 +55,22 @@ pub struct Limits {
     /// Connections served at once; more are closed at once (a flood of idle connections
     /// must not take the daemon's file descriptors).
     pub connections: usize,
-    /// How long a client may take to send its request: reading after that fails.
-    pub request: Duration,
+    /// How long a client may take to send its request head: reading after that fails.
+    pub head: Duration,
     /// How long a whole connection may last; `None` for as long as its answer takes.
     pub connection: Option<Duration>,
+    /// Places for the probes once `connections` are taken; `None`: such connections are
+    /// closed.
+    pub reserve: Option<Reserve>,
+}
+
+/// Which place a connection holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// One of [`Limits::connections`]: anything may be asked.
+    General,
+    /// One of the [`Reserve`]'s: only what is answered at once from memory (the probes).
+    Reserved,
 }
 
 /// What a listener's connections are answered.
@@ -57,8 +80,8 @@ pub trait Handler<S>: Clone + Send + Sync + 'static {
         true
     }
 
-    /// Answers one connection.
-    fn serve(self, stream: Timed<S>) -> impl Future<Output = ()> + Send;
+    /// Answers one connection, which holds `place`.
+    fn serve(self, stream: Timed<S>, place: Place) -> impl Future<Output = ()> + Send;
 }
 
 /// Accepts connections on `listener` and has `handler` answer each, within `limits`, until
@@ -69,6 +92,8 @@ where
     H: Handler<L::Stream>,
 {
     let places = Arc::new(Semaphore::new(limits.connections));
+    let reserved = Reserved::default();
+    let mut accepted: u64 = 0;
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
@@ -81,24 +106,49 @@ where
         if !handler.admit(&stream) {
             continue;
         }
-        let Ok(place) = places.clone().try_acquire_owned() else {
+        accepted += 1;
+        if let Ok(place) = places.clone().try_acquire_owned() {
+            let answer = handler
+                .clone()
+                .serve(Timed::new(stream, limits.head), Place::General);
+            tokio::spawn(async move {
+                let _place = place;
+                within(limits.connection, answer).await;
+            });
+            continue;
+        }
+        let Some(reserve) = limits.reserve else {
             tracing::debug!(
                 "{name}: {} connections open, closing another",
                 limits.connections
             );
             continue;
         };
-        let handler = handler.clone();
-        tokio::spawn(async move {
-            let _place = place;
-            let answer = handler.serve(Timed::new(stream, limits.request));
-            match limits.connection {
-                Some(limit) => {
-                    let _ = tokio::time::timeout(limit, answer).await;
-                }
-                None => answer.await,
-            }
+        tracing::debug!(
+            "{name}: {} connections open, this one may ask for a probe only",
+            limits.connections
+        );
+        let answer = handler
+            .clone()
+            .serve(Timed::new(stream, reserve.head), Place::Reserved);
+        let (id, held) = (accepted, reserved.clone());
+        reserved.take(reserve.places, id, || {
+            tokio::spawn(async move {
+                within(Some(reserve.head * 2), answer).await;
+                held.give_back(id);
+            })
+            .abort_handle()
         });
+    }
+}
+
+/// `answer`, cut off after `limit` if there is one.
+async fn within(limit: Option<Duration>, answer: impl Future<Output = ()>) {
+    match limit {
+        Some(limit) => {
+            let _ = tokio::time::timeout(limit, answer).await;
+        }
+        None => answer.await,
     }
 }
 
@@ -112,7 +162,10 @@ mod tests {
     struct Echo;
 
     impl Handler<TcpStream> for Echo {
-        async fn serve(self, mut stream: Timed<TcpStream>) {
+        async fn serve(self, mut stream: Timed<TcpStream>, place: Place) {
+            if place == Place::Reserved {
+                let _ = stream.write_all(b"R").await;
+            }
             let mut byte = [0u8; 1];
             while let Ok(1) = stream.read(&mut byte).await {
                 let _ = stream.write_all(&byte).await;
@@ -127,8 +180,9 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let limits = Limits {
             connections: 1,
-            request: Duration::from_millis(300),
+            head: Duration::from_millis(300),
             connection: None,
+            reserve: None,
         };
         let server = tokio::spawn(serve("test", listener, limits, Echo));
         let mut first = TcpStream::connect(addr).await.unwrap();
@@ -145,6 +199,42 @@ mod tests {
         let mut rest = Vec::new();
         first.read_to_end(&mut rest).await.unwrap();
         assert_eq!(rest, b"!");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn beyond_the_limit_a_reserve_takes_connections_and_evicts_the_oldest() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            connections: 1,
+            head: Duration::from_secs(30),
+            connection: None,
+            reserve: Some(Reserve {
+                places: 1,
+                head: Duration::from_secs(30),
+            }),
+        };
+        let server = tokio::spawn(serve("test", listener, limits, Echo));
+        let mut general = TcpStream::connect(addr).await.unwrap();
+        general.write_all(b"g").await.unwrap();
+        let mut byte = [0u8; 1];
+        general.read_exact(&mut byte).await.unwrap();
+        assert_eq!(&byte, b"g");
+        // The general place is taken: the next one is reserved…
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        first.read_exact(&mut byte).await.unwrap();
+        assert_eq!(&byte, b"R");
+        // …and gives its place up to a newer one, its socket closed.
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second.read_exact(&mut byte).await.unwrap();
+        assert_eq!(&byte, b"R");
+        let mut rest = Vec::new();
+        first.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "{rest:?}");
+        second.write_all(b"s").await.unwrap();
+        second.read_exact(&mut byte).await.unwrap();
+        assert_eq!(&byte, b"s");
         server.abort();
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod connect;
 pub mod fence;
+mod nodes;
 mod probe;
 mod row;
 pub mod schema;
@@ -433,34 +434,5 @@ impl Fleet {
         if let Some(sender) = crate::sync::lock(&self.news).get(name) {
             sender.send_if_modified(change);
         }
-    }
-
-    /// The nodes and their heartbeats (`status --nodes`).
-    pub async fn nodes(&self) -> Result<Vec<NodeStatus>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT n.name, n.version, n.started_at, n.heartbeat,
-                        extract(epoch FROM clock_timestamp() - n.heartbeat)::float8,
-                        (SELECT count(*) FROM refreshd_credentials c
-                          WHERE c.holder = n.name AND c.lease_until > clock_timestamp())
-                   FROM refreshd_nodes n ORDER BY n.name",
-                &[],
-            )
-            .await
-            .map_err(StoreError::query)?;
-        rows.iter()
-            .map(|row| {
-                Ok(NodeStatus {
-                    name: column(row, 0)?,
-                    version: column(row, 1)?,
-                    started_at: column(row, 2)?,
-                    heartbeat: column(row, 3)?,
-                    heartbeat_age: Duration::try_from_secs_f64(column::<f64>(row, 4)?)
-                        .unwrap_or(Duration::MAX),
-                    leases: count(row, 5)?,
-                })
-            })
-            .collect()
     }
 }

@@ -1520,3 +1520,40 @@ fn shared_false_never_spends_the_fleets_refresh_token() {
     assert_eq!(fleet.invalid_grants(), 0);
     node.r.assert_no_issued_tokens(&fleet.oidc);
 }
+
+/// `status --nodes` only reads the store: on a database no node has joined it creates no
+/// table and says so; beside a running node it lists that node and adds no row of its own.
+#[test]
+fn listing_the_nodes_writes_nothing() {
+    let fleet = Fleet::start(60);
+    let credentials = fleet.rotating("30s");
+    let mut looker = fleet.node("looker", "5s", &credentials);
+    let listed = looker.r.run(&["status", "--nodes"]);
+    let text = crate::common::stderr(&listed);
+    assert_eq!(listed.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("the store has no refreshd schema yet"),
+        "{text}"
+    );
+    let tables = "SELECT count(*) FROM pg_class WHERE relname LIKE 'refreshd%'";
+    assert_eq!(fleet.cluster.query("fleet", tables), "0");
+
+    let mut running = fleet.node("running", "5s", &credentials);
+    running.start();
+    running
+        .daemon()
+        .wait_for("INFO ready", Duration::from_secs(20));
+    let listed = looker.r.run(&["status", "--nodes"]);
+    assert_success(&listed);
+    let text = stdout(&listed);
+    assert!(text.contains("running: refreshd "), "{text}");
+    assert!(!text.contains("looker"), "{text}");
+    assert_eq!(
+        fleet
+            .cluster
+            .query("fleet", "SELECT string_agg(name, ',') FROM refreshd_nodes"),
+        "running"
+    );
+    let mut nodes = [running];
+    fleet.finish(&mut nodes);
+}

@@ -25,6 +25,7 @@ mod daemon_faults;
 mod daemon_lifecycle;
 mod docs;
 mod dotenv_interop;
+mod edges;
 mod fleet;
 mod google;
 mod hardening;
