@@ -98,3 +98,33 @@ pub(super) fn apply_attributes(
     }
     Ok(())
 }
+
+/// Why the existing file `before` at a target in `place`'s directory is one refreshd must
+/// not read and rewrite, if it is: a file of root's or refreshd's own in a directory another
+/// user controls that refreshd did not leave there. Such a file was moved or linked there by
+/// that user, and rewriting it (every other line kept, the file then given to the configured
+/// owner) would hand its content to them. refreshd itself leaves a target there either owned
+/// by the configured `owner`, or, without one, by its own user with a single link.
+pub(super) fn planted(
+    place: &crate::durable::Place,
+    before: &FileStat,
+    owner: Option<OwnerOverride>,
+) -> Option<String> {
+    let dir_owner = place.dir_stat.st_uid;
+    if crate::durable::chase::trusted(dir_owner) || !crate::durable::chase::trusted(before.st_uid) {
+        return None;
+    }
+    if before.st_nlink > 1 {
+        return Some(format!(
+            "is a file of uid {} with {} hard links, in a directory uid {dir_owner} controls: a link to a file that is not that user's; refreshd will not read or rewrite it (remove the link)",
+            before.st_uid, before.st_nlink
+        ));
+    }
+    match owner.and_then(|(uid, _)| uid) {
+        Some(wanted) if wanted.as_raw() != before.st_uid => Some(format!(
+            "is a file of uid {}, in a directory uid {dir_owner} controls, where the config gives it to uid {wanted}: refreshd never leaves it so, so it was moved there; refreshd will not read or rewrite it (remove it, or chown it to uid {wanted})",
+            before.st_uid
+        )),
+        _ => None,
+    }
+}

@@ -266,6 +266,9 @@ fn write_once(
         }
         Err(e) => return Err(io_failed(path, "open", e)),
     };
+    if let Some(why) = attributes::planted(place, &before, owner) {
+        return Err(failed(path, why));
+    }
     let current = durable::read_bounded(&mut file, MAX_TARGET)
         .map_err(|e| failed(path, format!("cannot read it: {e}")))?;
     let content =

@@ -432,3 +432,58 @@ fn root_refuses_to_write_into_another_users_state_directory() {
     let status = r.run(&["status"]);
     assert_eq!(status.status.code(), Some(3), "{}", stderr(&status));
 }
+
+/// A root-only file in the app user's directory, moved over its `owner = nobody` `.env`, and
+/// a hard link there to a root-only file elsewhere: root would read them, keep their other
+/// lines and hand the file to the app user. Both are refused, nothing is read or changed; a
+/// target refreshd makes there itself is written, and written again.
+#[test]
+fn a_root_file_moved_or_linked_into_a_target_path_is_refused() {
+    require_root("it gives a directory to uid 65534");
+    let mut r = Refreshd::new();
+    let app = app_dir(&r);
+    let moved = app.join(".env");
+    std::fs::write(&moved, "ROOT_ONLY=root-only-moved-value\n").unwrap();
+    std::fs::set_permissions(&moved, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let elsewhere = r.path("root-secret.env");
+    std::fs::write(&elsewhere, "ROOT_ONLY=root-only-linked-value\n").unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::hard_link(&elsewhere, app.join("linked.env")).unwrap();
+    let targets = format!(
+        "{{ type = \"dotenv\", path = \"{app}/.env\", key = \"TOKEN\", owner = \"nobody\" }}, {{ type = \"dotenv\", path = \"{app}/linked.env\", key = \"TOKEN\", owner = \"nobody\" }}",
+        app = app.display()
+    );
+    r.write_config(&command_credential(
+        &r,
+        "api",
+        "moved-file-test-token-value",
+        &targets,
+    ));
+    let once = r.run(&["once"]);
+    let said = out(&once);
+    assert_eq!(once.status.code(), Some(1), "{said}");
+    assert!(said.contains("so it was moved there"), "{said}");
+    assert!(said.contains("hard links"), "{said}");
+    use std::os::unix::fs::MetadataExt;
+    for (path, content) in [
+        (&moved, "ROOT_ONLY=root-only-moved-value\n"),
+        (&elsewhere, "ROOT_ONLY=root-only-linked-value\n"),
+    ] {
+        assert_eq!(std::fs::read_to_string(path).unwrap(), content);
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600), "{path:?}");
+    }
+    // Refreshd's own targets in that directory are written, and written again.
+    std::fs::remove_file(&moved).unwrap();
+    std::fs::remove_file(app.join("linked.env")).unwrap();
+    for args in [&["once"][..], &["once", "--force"][..]] {
+        let output = r.run(args);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {}", out(&output));
+    }
+    assert_eq!(std::fs::metadata(&moved).unwrap().uid(), NOBODY);
+    assert!(
+        std::fs::read_to_string(&moved)
+            .unwrap()
+            .contains("TOKEN=moved-file-test-token-value")
+    );
+}
