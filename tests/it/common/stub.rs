@@ -108,6 +108,9 @@ impl std::fmt::Debug for Arrival {
 struct Inner {
     mode: Mutex<Mode>,
     arrivals: Mutex<Vec<Arrival>>,
+    /// Requests read so far, counted before any mode's answer (an arrival is recorded
+    /// when it is answered): a test can act while a slow answer is on its way.
+    received: std::sync::atomic::AtomicUsize,
     upstream: String,
     stop: AtomicBool,
     client: reqwest::blocking::Client,
@@ -129,6 +132,7 @@ impl Stub {
         let inner = Arc::new(Inner {
             mode: Mutex::new(mode),
             arrivals: Mutex::new(Vec::new()),
+            received: std::sync::atomic::AtomicUsize::new(0),
             upstream: upstream.to_owned(),
             stop: AtomicBool::new(false),
             client: reqwest::blocking::Client::builder()
@@ -171,6 +175,11 @@ impl Stub {
     /// Requests so far that `mode` (a `Mode::label`) answered.
     pub fn count(&self, mode: &str) -> usize {
         self.arrivals().iter().filter(|a| a.mode == mode).count()
+    }
+
+    /// Requests read so far, answered or not yet (a `Slow` answer still on its way).
+    pub fn received(&self) -> usize {
+        self.inner.received.load(Ordering::SeqCst)
     }
 
     pub fn total(&self) -> usize {
@@ -292,6 +301,7 @@ fn serve(inner: &Inner, mut stream: TcpStream) -> std::io::Result<()> {
     let Some(request) = read_request(&stream)? else {
         return Ok(());
     };
+    inner.received.fetch_add(1, Ordering::SeqCst);
     let mode = inner.mode.lock().unwrap().clone();
     let at = Instant::now();
     let answer = match &mode {
