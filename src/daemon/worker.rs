@@ -236,7 +236,9 @@ impl Task {
             Attempt::Rotate(trigger) => trigger,
             Attempt::HolderSilent(waited) => {
                 let engine = &self.shared.engine;
-                return Rotation::Done(engine.holder_silent(&self.credential, waited).await);
+                // Boxed like a rotation: inline, its state would sit in every idle task.
+                let silent = Box::pin(engine.holder_silent(&self.credential, waited)).await;
+                return Rotation::Done(silent);
             }
         };
         if let Some(news) = self.news.as_mut() {
