@@ -286,4 +286,4 @@ fn backoff_ceiling(initial: Duration, max: Duration, attempt: u32) -> Duration {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,18 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
-
-fn timing() -> Timing {
-    Timing {
-        refresh_at: Duration::from_secs(50 * 60),
-        min_remaining: Duration::from_secs(10 * 60),
-        jitter: Duration::from_secs(30),
-        retry_initial: Duration::from_secs(2),
-        retry_max: Duration::from_secs(300),
-        timeout: Duration::from_secs(30),
-        default_lifetime: Duration::from_secs(3600),
-    }
-}
+use crate::credential::policy::tests::timing;
 
 fn at(secs: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap()

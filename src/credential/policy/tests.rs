@@ -1,6 +1,8 @@
 use super::*;
 
-fn timing() -> Timing {
+/// The timing of a one-hour token refreshed at 50 minutes (the defaults), for the tests of
+/// the pure decisions (`decide` uses it too).
+pub(crate) fn timing() -> Timing {
     Timing {
         refresh_at: Duration::from_secs(50 * 60),
         min_remaining: Duration::from_secs(10 * 60),
