@@ -14,12 +14,16 @@ use super::{Counters, CredentialStatus, FleetView, Snapshot, Vitals};
 use crate::clock::SharedClock;
 
 /// The writing side, kept by the daemon: its credential tasks' publishers set their
-/// statuses, the supervisor the daemon's own status and vitals.
+/// statuses, the supervisor the daemon's own status and vitals. One pointer: every
+/// credential task holds a clone (ten thousand of them).
 #[derive(Clone)]
-pub struct Model {
+pub struct Model(Arc<Written>);
+
+struct Written {
     snapshot: watch::Sender<Snapshot>,
     observed: Observed,
 }
+
 
 /// The reading side: what anyone outside the daemon may be shown.
 #[derive(Clone)]
@@ -40,7 +44,7 @@ impl Model {
         clock: SharedClock,
     ) -> Model {
         let (sender, receiver) = watch::channel(snapshot);
-        Model {
+        Model(Arc::new(Written {
             snapshot: sender,
             observed: Observed {
                 snapshot: receiver,
@@ -48,26 +52,26 @@ impl Model {
                 vitals: Arc::new(vitals),
                 clock,
             },
-        }
+        }))
     }
 
     /// A reader of this model.
     pub fn observed(&self) -> Observed {
-        self.observed.clone()
+        self.0.observed.clone()
     }
 
     pub fn vitals(&self) -> &Vitals {
-        &self.observed.vitals
+        &self.0.observed.vitals
     }
 
     /// Sets the status of `status.name`, replacing any earlier one.
     pub fn set(&self, status: CredentialStatus) {
-        self.snapshot.send_modify(|snapshot| snapshot.set(status));
+        self.0.snapshot.send_modify(|snapshot| snapshot.set(status));
     }
 
     /// Takes the statuses of `names` out (their credentials were removed).
     pub fn remove(&self, names: &[String]) {
-        self.snapshot.send_modify(|snapshot| {
+        self.0.snapshot.send_modify(|snapshot| {
             for name in names {
                 snapshot.remove(name);
             }
@@ -76,7 +80,7 @@ impl Model {
 
     /// The counters of `name` so far (a reload restarts its task, the counts carry on).
     pub fn counters(&self, name: &str) -> Counters {
-        self.snapshot
+        self.0.snapshot
             .borrow()
             .get(name)
             .map(|status| status.counters.clone())
@@ -85,7 +89,7 @@ impl Model {
 
     /// Records the outcome of loading the config file at `now`.
     pub fn config_loaded(&self, ok: bool, now: OffsetDateTime) {
-        self.snapshot.send_modify(|snapshot| {
+        self.0.snapshot.send_modify(|snapshot| {
             if let Some(daemon) = &mut snapshot.daemon {
                 daemon.config_reload_ok = ok;
                 if ok {
@@ -97,7 +101,7 @@ impl Model {
 
     /// The one-line summary for the service manager and the log.
     pub fn summary(&self) -> String {
-        self.observed.summary()
+        self.0.observed.summary()
     }
 }
 
