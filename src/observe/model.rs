@@ -24,7 +24,6 @@ struct Written {
     observed: Observed,
 }
 
-
 /// The reading side: what anyone outside the daemon may be shown.
 #[derive(Clone)]
 pub struct Observed {
@@ -80,7 +79,8 @@ impl Model {
 
     /// The counters of `name` so far (a reload restarts its task, the counts carry on).
     pub fn counters(&self, name: &str) -> Counters {
-        self.0.snapshot
+        self.0
+            .snapshot
             .borrow()
             .get(name)
             .map(|status| status.counters.clone())
