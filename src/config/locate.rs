@@ -49,6 +49,27 @@ impl<'a> Doc<'a> {
     }
 }
 
+/// Where a table of the config sits (a source, a target: one inline table, often one
+/// line): every error it raises names the line of `start` and a key under `key`, whichever
+/// of its fields is wrong.
+pub(super) struct At<'d, 'a> {
+    pub doc: &'d Doc<'a>,
+    pub start: usize,
+    pub key: &'d str,
+}
+
+impl At<'_, '_> {
+    /// An error about `field`, or about the table as a whole when `field` is empty.
+    pub(super) fn err(&self, field: &str, message: String) -> ConfigError {
+        let key = if field.is_empty() {
+            self.key.to_owned()
+        } else {
+            format!("{}.{field}", self.key)
+        };
+        self.doc.error(self.start, key, message)
+    }
+}
+
 /// The dotted key (`credentials.db.targets[0].colour`) whose key or value holds `offset`:
 /// the innermost one, so a parser error names the field rather than its table.
 pub(super) fn key_at(text: &str, offset: usize) -> Option<String> {

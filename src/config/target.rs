@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::ConfigError;
-use super::locate::Doc;
+use super::locate::{At, Doc};
 use super::names::valid_env_key;
 use super::raw::{RawMode, RawPort, RawTarget};
 
@@ -126,19 +126,7 @@ pub(super) fn target(
     })
 }
 
-/// Where a target sits: its errors name `key.field` on the line of `start`.
-struct At<'d, 'a> {
-    doc: &'d Doc<'a>,
-    start: usize,
-    key: &'d str,
-}
-
 impl At<'_, '_> {
-    fn err(&self, field: &str, message: String) -> ConfigError {
-        self.doc
-            .error(self.start, format!("{}.{field}", self.key), message)
-    }
-
     /// A field of another kind is refused rather than ignored: it is a typo or a wrong
     /// `type`, and either way the file would not be written as its author expects.
     fn not_for(&self, present: bool, field: &str, kind: &str) -> Result<(), ConfigError> {

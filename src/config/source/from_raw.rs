@@ -7,7 +7,7 @@
 
 use url::Url;
 
-use super::super::locate::Doc;
+use super::super::locate::{At, Doc};
 use super::super::names::valid_env_key;
 use super::super::raw::{
     RawBody, RawChain, RawClientCredentials, RawCommand, RawCommandFormat, RawGoogleAuthorizedUser,
@@ -35,25 +35,7 @@ pub(in crate::config) fn source(
     }
 }
 
-/// Where a source sits: every error it raises names the line of `start` and a key under
-/// `key`, whichever field is wrong (a source is one inline table, often one line).
-struct At<'d, 'a> {
-    doc: &'d Doc<'a>,
-    start: usize,
-    key: &'d str,
-}
-
 impl At<'_, '_> {
-    /// An error about `field` of the source, or about the source as a whole when empty.
-    fn err(&self, field: &str, message: String) -> ConfigError {
-        let key = if field.is_empty() {
-            self.key.to_owned()
-        } else {
-            format!("{}.{field}", self.key)
-        };
-        self.doc.error(self.start, key, message)
-    }
-
     /// Tokens travel over it: TLS, except to this host, where there is no wire to tap.
     fn http_url(&self, url: &Url, field: &str) -> Result<(), ConfigError> {
         match url.scheme() {
