@@ -7,7 +7,6 @@
 //! variables it names in `inherit_env` (other credentials' secrets stay out), and it is
 //! killed on timeout.
 
-use secrecy::SecretString;
 use serde_json::Value;
 
 use super::fields::{self, Expiry};
@@ -63,11 +62,7 @@ pub(super) async fn run(
         origin: program,
         reason,
     })?;
-    Ok(Fetched {
-        expires_in: expiry.and_then(|e| e.expires_in),
-        expires_at: expiry.and_then(|e| e.expires_at),
-        ..Fetched::new(SecretString::from(token))
-    })
+    Ok(fields::fetched(token, expiry))
 }
 
 /// The token and what the output says of its expiry. Errors describe the output's shape,

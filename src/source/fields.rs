@@ -13,6 +13,15 @@ pub(super) struct Expiry {
     pub expires_at: Option<time::OffsetDateTime>,
 }
 
+/// What a source read from a document: the token, with what the document said of its expiry.
+pub(super) fn fetched(token: String, expiry: Option<Expiry>) -> crate::token::Fetched {
+    crate::token::Fetched {
+        expires_in: expiry.and_then(|e| e.expires_in),
+        expires_at: expiry.and_then(|e| e.expires_at),
+        ..crate::token::Fetched::new(secrecy::SecretString::from(token))
+    }
+}
+
 /// The token at `token_field` (else a conventional name) and the expiry at `expiry_field`
 /// (else a conventional name, if any).
 pub(super) fn token_and_expiry(

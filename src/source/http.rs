@@ -105,11 +105,7 @@ fn token(
         origin: url.to_owned(),
         reason,
     })?;
-    Ok(Fetched {
-        expires_in: expiry.and_then(|e| e.expires_in),
-        expires_at: expiry.and_then(|e| e.expires_at),
-        ..Fetched::new(SecretString::from(token))
-    })
+    Ok(fields::fetched(token, expiry))
 }
 
 /// The error an unsuccessful answer stands for, with the bearer token redacted from
