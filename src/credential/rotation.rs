@@ -196,7 +196,12 @@ impl Engine {
 
     /// The step for what this host holds and what the session sees.
     fn decide(&self, job: &Job<'_>, session: &Session<'_>, local: &CredentialState) -> Step {
-        let bootstrap = configured_bootstrap(job.credential).map(|t| crate::token::fingerprint(&t));
+        // Only a follower looks at the configured bootstrap token (to hand a new one over):
+        // resolving it reads a secret file, which a local rotation need not do twice.
+        let bootstrap = matches!(session, Session::Follower(_))
+            .then(|| configured_bootstrap(job.credential))
+            .flatten()
+            .map(|t| crate::token::fingerprint(&t));
         decide::decide(&Situation {
             local,
             seat: session.seat(),
