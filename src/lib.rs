@@ -6,11 +6,13 @@
 //! rotation; one task per credential in `daemon`) → `source` → `token` → `state` →
 //! [`target`] → `reload` → `observe` (the one read model), which the `control` socket and
 //! `metrics` read;
+//! other processes read tokens only through [`access`] (readers checked, reads counted).
 //! `login` seeds a refresh token into `state`. Processes start only through `child`, the
 //! time comes only from `clock`. The binary (`main.rs`) only calls [`cli::main`].
 //!
 //! Public are the modules `main.rs` and the integration tests use; the rest is the crate's.
 
+pub(crate) mod access;
 pub(crate) mod child;
 pub mod cli;
 pub(crate) mod clock;

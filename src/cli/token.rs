@@ -16,7 +16,7 @@ pub async fn run(config: Config, name: String) -> anyhow::Result<Exit> {
     let request = Request::Token { name: name.clone() };
     // The daemon answers from the same state files; without one, the state directory does.
     let token = match super::ask_daemon(&config, &request, CONTROL_TIMEOUT).await {
-        Ok(Some(Response::Token(token))) => Ok(token),
+        Ok(Some(Response::Token(answer))) => Ok(answer.token),
         Ok(Some(Response::Error(message))) => Err(message),
         Ok(Some(_)) => Err("the daemon answered something else than a token".to_owned()),
         Ok(None) | Err(_) => StateDir::new(&config.daemon.state_dir)

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use toml::Spanned;
 
+use super::access::{Access, RawAccess};
 use super::locate::Doc;
 use super::names::valid_credential_name;
 use super::raw::{RawCredential, RawReload, RawTarget, RawTiming};
@@ -45,6 +46,8 @@ pub struct Credential {
     pub on_failure: Option<Vec<String>>,
     pub timing: Timing,
     pub sharing: Sharing,
+    /// Who else may read its token, and through what.
+    pub access: Access,
     /// Line of `[credentials.NAME]` in the config, for messages.
     pub line: usize,
 }
@@ -60,6 +63,7 @@ impl PartialEq for Credential {
             && self.on_failure == other.on_failure
             && self.timing == other.timing
             && self.sharing == other.sharing
+            && self.access == other.access
     }
 }
 
@@ -92,6 +96,15 @@ impl Doc<'_> {
         let targets = self.targets(start, &key, raw.targets)?;
         let reload = self.reloads(&key, raw.reload)?;
         let sharing = self.sharing(start, &key, &source, store, raw.shared, raw.local_fallback)?;
+        let access = self.access(
+            &key,
+            RawAccess {
+                readers: raw.readers,
+                serve: raw.serve,
+                git: raw.git,
+                docker: raw.docker,
+            },
+        )?;
         let on_failure = raw.on_failure.or_else(|| defaults.on_failure.clone());
         if on_failure.as_ref().is_some_and(|argv| argv.is_empty()) {
             return Err(self.error(
@@ -108,6 +121,7 @@ impl Doc<'_> {
             on_failure,
             timing,
             sharing,
+            access,
             line: self.line(start),
         }))
     }

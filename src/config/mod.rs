@@ -8,6 +8,7 @@
 //! Must never: read a secret's value (see [`crate::secret`]), create a directory or touch
 //! a target: loading a config has no side effects.
 
+mod access;
 mod credential;
 mod daemon;
 mod graph;
@@ -27,6 +28,7 @@ mod timing;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use access::{Access, DockerConfig, GitConfig, Reader, ServeConfig, ServeKind};
 pub use credential::{Credential, Sharing};
 pub use daemon::{DaemonConfig, MAX_LEASE, MIN_LEASE, StoreConfig};
 pub use load::control_socket_despite_errors;

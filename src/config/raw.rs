@@ -112,6 +112,13 @@ pub(super) struct RawCredential {
     /// With a store: `false` keeps this credential to this host.
     pub shared: Option<bool>,
     pub local_fallback: Option<bool>,
+    /// Who else may read the token through refreshd (`config/access.rs`).
+    #[serde(default)]
+    pub readers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub serve: Vec<Spanned<super::access::RawServe>>,
+    pub git: Option<Spanned<super::access::RawGit>>,
+    pub docker: Option<Spanned<super::access::RawDocker>>,
 }
 
 impl RawCredential {

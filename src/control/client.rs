@@ -10,6 +10,28 @@ use tokio::net::UnixStream;
 use super::ControlError;
 use super::protocol::{Request, Response};
 
+/// Whether a socket served by `uid` at `path` is refreshd's: served by root or this user,
+/// or by the user who owns the socket's directory when only root could have made that
+/// directory theirs (its parent is root's and writable by nobody else) — a system
+/// daemon's `/run/refreshd`, asked by one of its readers.
+fn trusted(path: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
+        return true;
+    }
+    let Some(dir) = path.parent() else {
+        return false;
+    };
+    let Some(parent) = dir.parent() else {
+        return false;
+    };
+    let owned_by_uid = std::fs::symlink_metadata(dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o022 == 0);
+    let made_by_root = std::fs::symlink_metadata(parent)
+        .is_ok_and(|m| m.is_dir() && m.uid() == 0 && m.mode() & 0o022 == 0);
+    owned_by_uid && made_by_root
+}
+
 /// Sends one request to the daemon at `path`. `Ok(None)` means no daemon is listening
 /// there (no socket, or a stale one), so the caller may fall back to the state directory.
 pub async fn request(
@@ -33,10 +55,10 @@ pub async fn request(
         }
         Err(e) => return Err(err(e)),
     };
-    // Only root or this user may answer: a socket someone else put there could lie.
+    // Only root, this user or the daemon's own user may answer: a socket someone else put
+    // there could lie.
     let server = stream.peer_cred().map_err(err)?.uid();
-    let own = nix::unistd::geteuid().as_raw();
-    if server != 0 && server != own {
+    if !trusted(path, server) {
         return Err(ControlError::Impostor {
             path: path.to_owned(),
             uid: server,

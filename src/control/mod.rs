@@ -2,8 +2,8 @@
 //! per connection — `status`, `rotate` and `token` ([`protocol`]) — answered by the
 //! daemon's [`server`] and asked by the CLI's [`client`].
 //!
-//! Only the daemon's own user (or root) is answered: `token` hands out a secret. Nothing
-//! here logs a token.
+//! The daemon's own user (or root) may ask anything; a credential's `readers` only its
+//! token and status ([`crate::access`]). Nothing here logs a token.
 
 pub mod client;
 pub mod protocol;
@@ -30,7 +30,7 @@ pub enum ControlError {
     #[error("control socket directory {dir}: {why}")]
     UnsafeDir { dir: PathBuf, why: String },
     #[error(
-        "control socket {path} is served by uid {uid}, neither root nor this user: not asking it (another user may have put it there)"
+        "control socket {path} is served by uid {uid}, neither root, this user nor the owner of a directory only root could have given it: not asking it (another user may have put it there)"
     )]
     Impostor { path: PathBuf, uid: u32 },
 }

@@ -2,12 +2,16 @@
 //! The wire form of a response is `{"ok": true, "status" | "results" | "token": …}` or
 //! `{"ok": false, "error": "…"}`; in code it is the [`Response`] enum.
 //!
-//! A token crosses here only in [`Response::Token`], to the daemon's own user.
+//! A token crosses here only in [`Response::Token`], to the daemon's own user or a reader
+//! of that credential ([`crate::access`]).
+
+use std::collections::BTreeMap;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::access::Issued;
 use crate::observe::{RotationReply, Snapshot};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +29,65 @@ pub enum Request {
     Token {
         name: String,
     },
+    /// Answer once any of `names` holds a token other than the one `seen` names (by
+    /// fingerprint; a name missing from `seen` counts as changed): `refreshd exec` follows
+    /// the daemon's rotations this way.
+    Watch {
+        names: Vec<String>,
+        #[serde(default)]
+        seen: BTreeMap<String, String>,
+    },
+    /// The credentials the caller may read that declare `git` or `docker`: what the
+    /// credential helpers match a URL or registry against.
+    Helpers,
+}
+
+/// A credential a credential helper may answer for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelperEntry {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<DockerEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitEntry {
+    pub url: String,
+    pub username: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerEntry {
+    pub server: String,
+    pub username: String,
+}
+
+/// A token as the daemon hands it out.
+pub struct TokenAnswer {
+    pub token: SecretString,
+    pub token_type: String,
+    pub expires_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for TokenAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenAnswer")
+            .field("token_type", &self.token_type)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<Issued> for TokenAnswer {
+    fn from(issued: Issued) -> TokenAnswer {
+        TokenAnswer {
+            token: issued.token,
+            token_type: issued.token_type.to_owned(),
+            expires_at: issued.expires_at,
+        }
+    }
 }
 
 /// The daemon's answer.
@@ -32,7 +95,10 @@ pub enum Request {
 pub enum Response {
     Status(Box<Snapshot>),
     Rotated(Vec<RotateOutcome>),
-    Token(SecretString),
+    Token(TokenAnswer),
+    /// A `watch`'s answer: the current fingerprint of each watched name.
+    Changed(BTreeMap<String, String>),
+    Helpers(Vec<HelperEntry>),
     Error(String),
 }
 
@@ -83,6 +149,17 @@ struct WireOut<'a> {
     results: Option<&'a [RotateOutcome]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'a str>,
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    expires_at: Option<OffsetDateTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changed: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    helpers: Option<&'a [HelperEntry]>,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +173,14 @@ struct WireIn {
     results: Option<Vec<RotateOutcome>>,
     #[serde(default)]
     token: Option<String>,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    changed: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    helpers: Option<Vec<HelperEntry>>,
 }
 
 impl Serialize for Response {
@@ -106,11 +191,21 @@ impl Serialize for Response {
             status: None,
             results: None,
             token: None,
+            token_type: None,
+            expires_at: None,
+            changed: None,
+            helpers: None,
         };
         match self {
             Response::Status(snapshot) => wire.status = Some(snapshot),
             Response::Rotated(results) => wire.results = Some(results),
-            Response::Token(token) => wire.token = Some(token.expose_secret()),
+            Response::Token(answer) => {
+                wire.token = Some(answer.token.expose_secret());
+                wire.token_type = Some(&answer.token_type);
+                wire.expires_at = Some(answer.expires_at);
+            }
+            Response::Changed(changed) => wire.changed = Some(changed),
+            Response::Helpers(helpers) => wire.helpers = Some(helpers),
             Response::Error(message) => {
                 wire.ok = false;
                 wire.error = Some(message);
@@ -136,8 +231,24 @@ impl<'de> Deserialize<'de> for Response {
                 ..
             } => Response::Rotated(results),
             WireIn {
-                token: Some(token), ..
-            } => Response::Token(SecretString::from(token)),
+                token: Some(token),
+                token_type,
+                expires_at,
+                ..
+            } => Response::Token(TokenAnswer {
+                token: SecretString::from(token),
+                token_type: token_type.unwrap_or_else(|| "Bearer".to_owned()),
+                // An older daemon's answer carries no expiry; none is claimed.
+                expires_at: expires_at.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            }),
+            WireIn {
+                changed: Some(changed),
+                ..
+            } => Response::Changed(changed),
+            WireIn {
+                helpers: Some(helpers),
+                ..
+            } => Response::Helpers(helpers),
             WireIn { .. } => {
                 return Err(serde::de::Error::custom(
                     "an ok answer without status, results or token",
@@ -155,8 +266,17 @@ mod tests {
     fn responses_keep_their_wire_form() {
         let error = serde_json::to_value(Response::Error("no".into())).unwrap();
         assert_eq!(error, serde_json::json!({"ok": false, "error": "no"}));
-        let token = serde_json::to_string(&Response::Token(SecretString::from("t".to_owned())));
-        assert_eq!(token.unwrap(), r#"{"ok":true,"token":"t"}"#);
+        let token = serde_json::to_string(&Response::Token(TokenAnswer {
+            token: SecretString::from("t".to_owned()),
+            token_type: "Bearer".into(),
+            expires_at: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+        }));
+        assert_eq!(
+            token.unwrap(),
+            r#"{"ok":true,"token":"t","token_type":"Bearer","expires_at":"2027-01-15T08:00:00Z"}"#
+        );
+        let back: Response = serde_json::from_str(r#"{"ok":true,"changed":{"a":"f"}}"#).unwrap();
+        assert!(matches!(back, Response::Changed(c) if c["a"] == "f"));
         let back: Response = serde_json::from_str(r#"{"ok":true,"results":[]}"#).unwrap();
         assert!(matches!(back, Response::Rotated(r) if r.is_empty()));
         assert!(serde_json::from_str::<Response>(r#"{"ok":true}"#).is_err());

@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub use render::render;
 
-use crate::observe::{Observed, Snapshot, Vitals};
+use crate::observe::{Observed, ReadCounts, Snapshot, Vitals};
 use crate::serve::{HEAD, Handler, Limits, Place, Reserve, Timed};
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -76,7 +76,8 @@ impl Handler<TcpStream> for Http {
             } else {
                 self.observed.snapshot()
             };
-            let response = respond(&request, &current, self.observed.vitals(), now);
+            let reads = self.observed.read_counts();
+            let response = respond(&request, &current, self.observed.vitals(), &reads, now);
             std::future::ready(Ok::<_, Infallible>(response))
         });
         let connection = hyper::server::conn::http1::Builder::new()
@@ -90,6 +91,7 @@ fn respond<B>(
     request: &Request<B>,
     snapshot: &Snapshot,
     vitals: &Vitals,
+    reads: &ReadCounts,
     now: OffsetDateTime,
 ) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -103,7 +105,7 @@ fn respond<B>(
         "/metrics" => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            render(snapshot, now),
+            render(snapshot, now) + &render::reads(&reads.all()),
         ),
         "/healthz" => probe(without_valid_token(snapshot, now)),
         "/livez" => probe(vitals.alive()),
@@ -229,7 +231,7 @@ mod tests {
         let vitals = Vitals::new(std::time::Duration::from_secs(30));
         let status = |path: &str, at: OffsetDateTime| {
             let request = Request::get(path).body(()).unwrap();
-            respond(&request, &snapshot, &vitals, at).status()
+            respond(&request, &snapshot, &vitals, &ReadCounts::default(), at).status()
         };
         let later = now + time::Duration::hours(1);
         assert_eq!(status("/healthz", now), StatusCode::OK);

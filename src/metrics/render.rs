@@ -44,6 +44,26 @@ pub fn render(snapshot: &Snapshot, now: OffsetDateTime) -> String {
     text
 }
 
+/// `refreshd_token_reads_total{credential,via}`: tokens handed to other processes
+/// (`(credential, via, count)` as [`crate::observe::ReadCounts::all`] lists them).
+pub fn reads(counts: &[(String, &'static str, u64)]) -> String {
+    let mut text = String::new();
+    family(
+        &mut text,
+        "refreshd_token_reads_total",
+        "counter",
+        "Tokens handed to other processes (readers), by credential and path.",
+    );
+    for (name, via, n) in counts {
+        let _ = writeln!(
+            text,
+            "refreshd_token_reads_total{{credential=\"{}\",via=\"{via}\"}} {n}",
+            label(name)
+        );
+    }
+    text
+}
+
 /// When the daemon started and how its config loads went.
 fn daemon_families(out: &mut String, daemon: &DaemonStatus) {
     family(

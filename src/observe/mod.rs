@@ -13,6 +13,7 @@ mod credential;
 mod fleet;
 mod health;
 mod model;
+mod reads;
 mod render;
 mod reply;
 mod shown;
@@ -26,6 +27,7 @@ pub use credential::CredentialStatus;
 pub use fleet::{FleetView, LeaseStatus, Role, StoreStatus};
 pub use health::{Health, Verdict};
 pub use model::{Model, Observed};
+pub use reads::ReadCounts;
 
 pub use reply::RotationReply;
 pub use shown::{JsonWriter, Shown, shown};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::{Counters, CredentialStatus, FleetView, Snapshot, Vitals};
+use super::{Counters, CredentialStatus, FleetView, ReadCounts, Snapshot, Vitals};
 use crate::clock::SharedClock;
 
 /// The writing side, kept by the daemon: its credential tasks' publishers set their
@@ -31,6 +31,8 @@ pub struct Observed {
     /// The store's view is asked for when read: it changes with every lease round.
     fleet: Option<Arc<dyn FleetView>>,
     vitals: Arc<Vitals>,
+    /// Tokens handed to other processes ([`crate::access`]).
+    reads: Arc<ReadCounts>,
     clock: SharedClock,
 }
 
@@ -49,6 +51,7 @@ impl Model {
                 snapshot: receiver,
                 fleet,
                 vitals: Arc::new(vitals),
+                reads: Arc::default(),
                 clock,
             },
         }))
@@ -132,6 +135,11 @@ impl Observed {
 
     pub fn vitals(&self) -> &Vitals {
         &self.vitals
+    }
+
+    /// The count of tokens handed to other processes.
+    pub fn read_counts(&self) -> Arc<ReadCounts> {
+        self.reads.clone()
     }
 
     /// The one-line summary as of now.

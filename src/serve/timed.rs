@@ -26,6 +26,16 @@ impl<S> Timed<S> {
             within,
         }
     }
+
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The stream without its deadline: for a connection whose request has arrived and
+    /// that stays open on purpose (a `watch`).
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Timed<S> {

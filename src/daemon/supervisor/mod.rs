@@ -38,6 +38,8 @@ pub(super) struct Daemon {
     workers: BTreeMap<String, worker::Handle>,
     /// Each credential's current token, published by its task (kept across its restarts).
     tokens: BTreeMap<String, tokio::sync::watch::Sender<Option<Token>>>,
+    /// How other processes read tokens: the control socket's and the endpoints' one path.
+    reads: crate::access::Reads,
     /// The credentials another one sends as a bearer (in the running config).
     followed: BTreeSet<String>,
     /// How the first refreshes after start are getting on.

@@ -80,6 +80,11 @@ impl Daemon {
             .map(str::to_owned)
             .collect();
         self.config = new;
+        self.reads.update(&self.config);
+        crate::control::server::permit(
+            &self.config.daemon.control_socket,
+            self.reads.any_readers(),
+        );
         if let Some(fleet) = &self.shared.fleet {
             fleet.set_names(self.config.shared_names());
         }

@@ -15,6 +15,7 @@ use super::super::liveness::Liveness;
 use super::super::timers::Timers;
 use super::super::{Signals, systemd, watch, worker};
 use super::{Daemon, FirstRound, followed};
+use crate::access::Reads;
 use crate::clock::{self, SharedClock};
 use crate::config::Config;
 use crate::control::server::{self as control, RotateRequest};
@@ -99,7 +100,9 @@ impl Daemon {
         if let Some(fleet) = &shared.fleet {
             background.extend(fleet.start());
         }
-        background.extend(sockets.serve(&shared.model, rotate_tx, &state));
+        let reads = Reads::new(&config, shared.model.observed(), state.clone());
+        control::permit(&config.daemon.control_socket, reads.any_readers());
+        background.extend(sockets.serve(&shared.model, rotate_tx, &reads));
         // The status line follows every change of the snapshot.
         background.push(tokio::spawn(follow_status(shared.model.observed())));
         let (watcher, config_changes) = match watch::config_file(&config.path) {
@@ -113,6 +116,7 @@ impl Daemon {
             config,
             state,
             shared,
+            reads,
             workers: BTreeMap::new(),
             tokens: BTreeMap::new(),
             followed: BTreeSet::new(),
@@ -175,12 +179,12 @@ impl Sockets {
         self,
         model: &Model,
         rotate: mpsc::Sender<RotateRequest>,
-        state: &StateDir,
+        reads: &Reads,
     ) -> Vec<JoinHandle<()>> {
         let server = control::Server {
             observed: model.observed(),
             rotate,
-            state: state.clone(),
+            reads: reads.clone(),
         };
         let mut tasks = vec![tokio::spawn(server.serve(self.control))];
         if let Some(listener) = self.metrics {
