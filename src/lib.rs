@@ -26,6 +26,7 @@ pub(crate) mod log;
 pub(crate) mod login;
 pub(crate) mod metrics;
 pub(crate) mod observe;
+pub mod peer;
 pub(crate) mod redact;
 pub(crate) mod reload;
 pub mod secret;
