@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use super::*;
 
+mod access;
 mod many;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {

@@ -207,7 +207,10 @@ fn system_unit_declares_the_daemon_contract() {
         ("RuntimeDirectoryMode", "0700"),
         ("ConfigurationDirectory", "refreshd"),
         ("ProtectSystem", "strict"),
-        ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+        (
+            "RestrictAddressFamilies",
+            "AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+        ),
         ("WantedBy", "multi-user.target"),
         ("Documentation", "man:refreshd(1) man:refreshd.toml(5)"),
     ] {
