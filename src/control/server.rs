@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::ControlError;
 use super::protocol::{DockerEntry, GitEntry, HelperEntry, Request, Response, RotateOutcome};
 use crate::access::{Caller, Reads, Via};
-use crate::observe::{Observed, RotationReply};
+use crate::observe::{Observed, RotationReply, Snapshot};
 use crate::serve::{HEAD, Handler, Limits, Place, Timed};
 
 /// A request is one line of JSON; nothing legitimate comes near this.
@@ -154,18 +154,22 @@ impl Server {
         let owner = Reads::is_owner(caller);
         match request {
             Request::Status => {
-                let mut snapshot = self.observed.status(self.observed.now());
-                if !owner {
-                    let names: Vec<String> =
-                        snapshot.credentials().map(|c| c.name.clone()).collect();
-                    let readable = self
-                        .reads
-                        .readable(names.iter().map(String::as_str), caller);
-                    for name in names.iter().filter(|n| !readable.contains(n)) {
-                        snapshot.remove(name);
+                let snapshot = self.observed.status(self.observed.now());
+                if owner {
+                    return Response::Status(Box::new(snapshot));
+                }
+                // A reader sees its credentials and the daemon's own line; not the others,
+                // nor the store's nodes and leases.
+                let names = snapshot.credentials().map(|c| c.name.as_str());
+                let readable = self.reads.readable(names, caller);
+                let mut shown = Snapshot::new(&snapshot.from);
+                shown.daemon.clone_from(&snapshot.daemon);
+                for name in &readable {
+                    if let Some(status) = snapshot.get(name) {
+                        shown.set(status.clone());
                     }
                 }
-                Response::Status(Box::new(snapshot))
+                Response::Status(Box::new(shown))
             }
             Request::Rotate { .. } if !owner => {
                 tracing::warn!(
