@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::common::{Daemon, INSTALL, Oidc, Refreshd, fingerprint, stderr};
+use crate::common::{Daemon, INSTALL, Oidc, Refreshd, assert_success, fingerprint, stderr};
 
 /// How long to wait for anything that should happen "soon" on a loaded two-core machine.
 const WAIT: Duration = Duration::from_secs(60);
@@ -1117,4 +1117,43 @@ targets = [ {{ type = "file", path = "{dir}/short.token" }} ]
     r.record_daemon(&daemon);
     let token = read(&r.path("short.token"));
     r.assert_no_secrets(&[token.trim()]);
+}
+
+/// A service manager that stops reading its notify socket (a full datagram queue blocks
+/// the sender) must not stall the daemon: the sends happen on a thread of their own, so
+/// rotations, `rotate` and `status` carry on while `STATUS=` and `WATCHDOG=1` wait.
+#[test]
+fn a_notify_socket_nobody_reads_stalls_nothing() {
+    let mut r = Refreshd::new();
+    let mut body = daemon_keys(&r);
+    for i in 0..6 {
+        body.push_str(&command_credential(
+            &format!("c{i}"),
+            &format!("c{i}"),
+            "2s",
+            &r.path(&format!("c{i}.token")),
+        ));
+    }
+    r.write_config(&body);
+    // Bound and never read: after `max_dgram_qlen` datagrams every send blocks.
+    let path = r.path("deaf-notify.sock");
+    let _deaf = UnixDatagram::bind(&path).unwrap();
+    let mut command = r.command(&["run"]);
+    command
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "200000")
+        .env_remove("WATCHDOG_PID");
+    let mut daemon = r.spawn_with(command);
+    daemon.wait_for("ready", WAIT);
+    // Watchdog pings every 100 ms and a status line per second: the queue is full long
+    // before this; rotations must go on regardless.
+    let before = daemon.count("rotated credential=");
+    daemon.wait_for_n("rotated credential=", before + 12, WAIT);
+    for _ in 0..3 {
+        let rotate = r.run(&["rotate", "c0"]);
+        assert_success(&rotate);
+        let status = r.run(&["status"]);
+        assert_success(&status);
+    }
+    daemon.terminate(WAIT);
 }
