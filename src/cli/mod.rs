@@ -142,7 +142,8 @@ async fn fleet(config: &Config) -> anyhow::Result<Option<std::sync::Arc<crate::s
         return Ok(None);
     };
     let (fleet, unreachable) =
-        crate::store::Fleet::join(store, config.shared_names(), crate::clock::system()).await?;
+        crate::store::Fleet::join(store, config.shared_names(), crate::clock::system(), None)
+            .await?;
     if let Some(e) = unreachable {
         eprintln!("refreshd: {e}");
     }

@@ -10,6 +10,7 @@
 
 pub mod connect;
 pub mod fence;
+mod instance;
 mod nodes;
 mod probe;
 mod row;
@@ -33,6 +34,7 @@ use connect::Target;
 use seal::Key;
 
 pub use fence::{Claim, Fence};
+pub use instance::Instance;
 pub use row::Stored;
 pub use status::NodeStatus;
 
@@ -60,6 +62,18 @@ pub enum StoreError {
         "the store's schema is version {found}, newer than this refreshd knows ({known}): upgrade refreshd on this host; it will not read or write a store it does not understand"
     )]
     NewerSchema { found: i32, known: i32 },
+    #[error(
+        "node name {node} is in use by another live refreshd (host {host}, pid {pid}): each daemon needs its own `[daemon] node`; stop that one or name this one differently"
+    )]
+    NodeInUse {
+        node: String,
+        host: String,
+        pid: i32,
+    },
+    #[error(
+        "another refreshd process took node name {0} over (its row names another instance): this one no longer acts for the node; give each daemon its own `[daemon] node`"
+    )]
+    NodeTaken(String),
     #[error(
         "[daemon] store.key is not the key this store was written with: every host must use the same key file; nothing was read or written"
     )]
@@ -131,6 +145,7 @@ impl StoreError {
                 | StoreError::Key(_)
                 | StoreError::NewerSchema { .. }
                 | StoreError::WrongKey
+                | StoreError::NodeInUse { .. }
         )
     }
 }
@@ -231,6 +246,8 @@ pub struct Fleet {
     /// Their connections between refreshes (at most [`FENCES`]).
     idle: Mutex<Vec<Client>>,
     started_at: OffsetDateTime,
+    /// A daemon's registration as its node's one process; `None` for one-shot commands.
+    instance: Option<Instance>,
     /// Counts queries sent, for the figures (`refreshd_store_queries_total`).
     queries: std::sync::atomic::AtomicU64,
 }
@@ -245,6 +262,14 @@ const FENCES: usize = 8;
 impl Fleet {
     /// Reads the URL and the key (a config error when either is unusable); connects later.
     pub fn new(config: &StoreConfig, clock: SharedClock) -> Result<Arc<Fleet>, StoreError> {
+        Fleet::new_as(config, clock, None)
+    }
+
+    fn new_as(
+        config: &StoreConfig,
+        clock: SharedClock,
+        instance: Option<Instance>,
+    ) -> Result<Arc<Fleet>, StoreError> {
         let url = config.url.resolve().map_err(StoreError::UrlSecret)?;
         let target = Target::parse(&url)?;
         let key = Key::from_base64(&config.key.resolve().map_err(StoreError::KeySecret)?)?;
@@ -270,6 +295,7 @@ impl Fleet {
             idle: Mutex::default(),
             uncommitted: Mutex::default(),
             started_at: now,
+            instance,
             queries: Default::default(),
         }))
     }
@@ -278,13 +304,15 @@ impl Fleet {
     /// node can take are taken, so that its rotations start as the holder's rather than read
     /// an empty store as a follower's. `Err` when the store refuses this host (another key, a
     /// newer schema); a store that does not answer yet is the round's error, beside the fleet,
-    /// for the caller to report (the rounds go on retrying it).
+    /// for the caller to report (the rounds go on retrying it). A daemon joins as an
+    /// `instance`: the node's one process ([`instance`]).
     pub async fn join(
         config: &StoreConfig,
         names: Vec<String>,
         clock: SharedClock,
+        instance: Option<Instance>,
     ) -> Result<(Arc<Fleet>, Option<StoreError>), StoreError> {
-        let fleet = Fleet::new(config, clock)?;
+        let fleet = Fleet::new_as(config, clock, instance)?;
         fleet.set_names(names);
         match fleet.round().await {
             Ok(()) => Ok((fleet, None)),
@@ -331,15 +359,14 @@ impl Fleet {
             .map_err(StoreError::query)?;
         schema::migrate(&mut client).await?;
         schema::check_key(&client, &self.key).await?;
-        client
-            .execute(
-                "INSERT INTO refreshd_nodes (name, version, started_at, heartbeat)
-                 VALUES ($1, $2, $3, clock_timestamp())
-                 ON CONFLICT (name) DO UPDATE SET version = $2, started_at = $3, heartbeat = clock_timestamp()",
-                &[&self.node, &env!("CARGO_PKG_VERSION"), &self.started_at],
-            )
-            .await
-            .map_err(StoreError::query)?;
+        instance::register(
+            &client,
+            &self.node,
+            self.started_at,
+            self.lease,
+            self.instance.as_ref(),
+        )
+        .await?;
         self.counted(6);
         let client = Arc::new(client);
         *control = Some(client.clone());

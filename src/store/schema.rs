@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/001_init.sql")),
     (2, include_str!("migrations/002_rotate_asks.sql")),
     (3, include_str!("migrations/003_refresh_intent.sql")),
+    (4, include_str!("migrations/004_node_instance.sql")),
 ];
 
 /// The version this build writes and understands.

@@ -125,13 +125,9 @@ impl Fleet {
             .view()
             .answering_since
             .is_some_and(|since| since.elapsed() >= self.lease);
-        let node_params: [Param<'_>; 1] = [&self.node];
         let names_params: [Param<'_>; 1] = [names];
         let claim_params: [Param<'_>; 4] = [names, &self.node, &lease, &settled];
-        let heartbeat = client.execute(
-            "UPDATE refreshd_nodes SET heartbeat = clock_timestamp() WHERE name = $1",
-            &node_params,
-        );
+        let heartbeat = super::instance::beat(client, &self.node, self.instance.as_ref());
         // Only names without a row: `ON CONFLICT` on an existing row waits for the lock a
         // refresh in flight holds on it (a slow provider would then look like a store that
         // does not answer), while `NOT EXISTS` is a plain read that never waits.
@@ -146,7 +142,8 @@ impl Fleet {
         // order, so the two could reach the server the other way round and a new
         // credential would go unclaimed for a round (and a one-shot command would fail).
         let (heartbeat, made) = tokio::join!(heartbeat, made);
-        heartbeat.map_err(StoreError::query)?;
+        // A daemon whose row another instance took acts no more for the node: no claim.
+        heartbeat?;
         made.map_err(StoreError::query)?;
         // Rows locked by a refresh in flight are skipped: their lease was extended when it
         // began, and a takeover must wait for its transaction anyway.
@@ -343,6 +340,9 @@ impl Fleet {
             )
             .await;
         self.lapse_all();
+        if let Some(instance) = &self.instance {
+            super::instance::leave(&client, &self.node, instance).await;
+        }
         if let Ok(n) = released
             && n > 0
         {

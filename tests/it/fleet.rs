@@ -526,7 +526,7 @@ fn wrong_key_newer_schema_and_migration() {
     let check = good.r.run(&["check", "--online"]);
     assert_success(&check);
     let text = stdout(&check);
-    assert!(text.contains("schema version 3"), "{text}");
+    assert!(text.contains("schema version 4"), "{text}");
     assert!(
         text.contains("shared: in the store at generation 1, token "),
         "{text}"
@@ -571,7 +571,7 @@ fn wrong_key_newer_schema_and_migration() {
     assert!(!output.status.success());
     let text = crate::common::stderr(&output);
     assert!(
-        text.contains("the store's schema is version 99, newer than this refreshd knows (3)"),
+        text.contains("the store's schema is version 99, newer than this refreshd knows (4)"),
         "{text}"
     );
     assert_eq!(sealed(&fleet.cluster, "fleet"), before);
@@ -579,7 +579,7 @@ fn wrong_key_newer_schema_and_migration() {
         .cluster
         .query("fleet", "DELETE FROM refreshd_schema WHERE version = 99");
 
-    // A store at schema version 1 (a row in it) is migrated to 3, the row kept.
+    // A store at schema version 1 (a row in it) is migrated to 4, the row kept.
     fleet
         .cluster
         .admin_sql("CREATE DATABASE fleet_v1 OWNER app");
@@ -606,7 +606,7 @@ fn wrong_key_newer_schema_and_migration() {
             "fleet_v1",
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM refreshd_schema"
         ),
-        "1,2,3"
+        "1,2,3,4"
     );
     assert_eq!(
         fleet.cluster.query("fleet_v1", "SELECT holder FROM refreshd_credentials WHERE name = 'older' AND rotate_asked_at IS NULL"),
@@ -1556,4 +1556,58 @@ fn listing_the_nodes_writes_nothing() {
     );
     let mut nodes = [running];
     fleet.finish(&mut nodes);
+}
+
+/// One daemon per node name: a second `run` claiming a live node's name refuses to start,
+/// naming the first's host and pid, and takes nothing; a one-shot command still acts as the
+/// node beside its daemon; once the first is gone (killed: its pid no longer runs on this
+/// host) the name is free, and the first, started again, is refused in its turn.
+#[test]
+fn a_second_daemon_with_a_live_nodes_name_refuses_to_start() {
+    let fleet = Fleet::start(60);
+    let credentials = fleet.rotating("30s");
+    let mut first = fleet.node("twin", "5s", &credentials);
+    first.start();
+    first
+        .daemon()
+        .wait_for("INFO ready", Duration::from_secs(20));
+    let first_pid = first.daemon().pid();
+    let mut second = fleet.node("twin", "5s", &credentials);
+    let refused = second.r.run(&["run"]);
+    assert!(!refused.status.success(), "a second daemon started");
+    let said = crate::common::stderr(&refused);
+    assert!(
+        said.contains("node name twin is in use by another live refreshd (host ")
+            && said.contains(&format!(", pid {first_pid})")),
+        "{said}"
+    );
+    assert!(
+        !second.r.path("app/.env").exists(),
+        "the refused daemon wrote a target"
+    );
+    assert_success(&second.r.run(&["once"]));
+
+    first.kill();
+    second.start();
+    second
+        .daemon()
+        .wait_for("INFO ready", Duration::from_secs(20));
+    let again = first.r.run(&["run"]);
+    assert!(
+        !again.status.success(),
+        "the first daemon started beside the second"
+    );
+    let said = crate::common::stderr(&again);
+    assert!(
+        said.contains(&format!(", pid {})", second.daemon().pid())),
+        "{said}"
+    );
+    // A clean stop frees the name at once.
+    second.stop();
+    first.start();
+    first
+        .daemon()
+        .wait_for("INFO ready", Duration::from_secs(20));
+    assert_eq!(fleet.invalid_grants(), 0);
+    fleet.finish(&mut [first, second]);
 }

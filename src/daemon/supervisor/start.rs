@@ -260,8 +260,13 @@ async fn start_fleet(
     config: &Config,
     clock: SharedClock,
 ) -> Result<Arc<crate::store::Fleet>, StartError> {
-    let (fleet, unreachable) =
-        crate::store::Fleet::join(store, config.shared_names(), clock).await?;
+    let (fleet, unreachable) = crate::store::Fleet::join(
+        store,
+        config.shared_names(),
+        clock,
+        Some(crate::store::Instance::this_process()),
+    )
+    .await?;
     if let Some(e) = unreachable {
         tracing::warn!(
             "{e}: starting without it; shared credentials are not refreshed until it answers"
