@@ -13,6 +13,7 @@
 //! Public are the modules `main.rs` and the integration tests use; the rest is the crate's.
 
 pub(crate) mod access;
+pub(crate) mod audit;
 pub(crate) mod child;
 pub mod cli;
 pub(crate) mod clock;

@@ -16,6 +16,9 @@ _refreshd() {
             ",$1")
                 cmd="refreshd"
                 ;;
+            refreshd,audit)
+                cmd="refreshd__subcmd__audit"
+                ;;
             refreshd,check)
                 cmd="refreshd__subcmd__check"
                 ;;
@@ -48,6 +51,21 @@ _refreshd() {
                 ;;
             refreshd,token)
                 cmd="refreshd__subcmd__token"
+                ;;
+            refreshd__subcmd__audit,help)
+                cmd="refreshd__subcmd__audit__subcmd__help"
+                ;;
+            refreshd__subcmd__audit,verify)
+                cmd="refreshd__subcmd__audit__subcmd__verify"
+                ;;
+            refreshd__subcmd__audit__subcmd__help,help)
+                cmd="refreshd__subcmd__audit__subcmd__help__subcmd__help"
+                ;;
+            refreshd__subcmd__audit__subcmd__help,verify)
+                cmd="refreshd__subcmd__audit__subcmd__help__subcmd__verify"
+                ;;
+            refreshd__subcmd__help,audit)
+                cmd="refreshd__subcmd__help__subcmd__audit"
                 ;;
             refreshd__subcmd__help,check)
                 cmd="refreshd__subcmd__help__subcmd__check"
@@ -82,6 +100,9 @@ _refreshd() {
             refreshd__subcmd__help,token)
                 cmd="refreshd__subcmd__help__subcmd__token"
                 ;;
+            refreshd__subcmd__help__subcmd__audit,verify)
+                cmd="refreshd__subcmd__help__subcmd__audit__subcmd__verify"
+                ;;
             refreshd__subcmd__help__subcmd__store,init-key)
                 cmd="refreshd__subcmd__help__subcmd__store__subcmd__init__subcmd__key"
                 ;;
@@ -104,8 +125,78 @@ _refreshd() {
 
     case "${cmd}" in
         refreshd)
-            opts="-h -V --help --version run status store rotate once check token login demo inspect help"
+            opts="-h -V --help --version run status store rotate once check token login demo inspect audit help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__audit)
+            opts="-h --help verify help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__audit__subcmd__help)
+            opts="verify help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__audit__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__audit__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__audit__subcmd__verify)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -154,8 +245,36 @@ _refreshd() {
             return 0
             ;;
         refreshd__subcmd__help)
-            opts="run status store rotate once check token login demo inspect help"
+            opts="run status store rotate once check token login demo inspect audit help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__help__subcmd__audit)
+            opts="verify"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__help__subcmd__audit__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

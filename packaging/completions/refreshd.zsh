@@ -158,6 +158,55 @@ _arguments "${_arguments_options[@]}" : \
 '::token -- The token, or `-` (the default) to read it from stdin:_default' \
 && ret=0
 ;;
+(audit)
+_arguments "${_arguments_options[@]}" : \
+'-h[Print help]' \
+'--help[Print help]' \
+":: :_refreshd__subcmd__audit_commands" \
+"*::: :->audit" \
+&& ret=0
+
+    case $state in
+    (audit)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:refreshd-audit-command-$line[1]:"
+        case $line[1] in
+            (verify)
+_arguments "${_arguments_options[@]}" : \
+'-h[Print help]' \
+'--help[Print help]' \
+':file -- The audit log (`log.audit`):_files' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_refreshd__subcmd__audit__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:refreshd-audit-help-command-$line[1]:"
+        case $line[1] in
+            (verify)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+        esac
+    ;;
+esac
+;;
 (help)
 _arguments "${_arguments_options[@]}" : \
 ":: :_refreshd__subcmd__help_commands" \
@@ -226,6 +275,26 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(audit)
+_arguments "${_arguments_options[@]}" : \
+":: :_refreshd__subcmd__help__subcmd__audit_commands" \
+"*::: :->audit" \
+&& ret=0
+
+    case $state in
+    (audit)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:refreshd-help-audit-command-$line[1]:"
+        case $line[1] in
+            (verify)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
 (help)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -252,9 +321,41 @@ _refreshd_commands() {
 'login:Get an oauth-refresh credential its first refresh token\: a browser login (authorization code + PKCE, loopback redirect) or the device flow' \
 'demo:Try refreshd\: a built-in token issuer on loopback and a daemon rotating 30-second JWTs into ./refreshd-demo/, until Ctrl-C' \
 'inspect:Decode a JWT without verifying it\: header, claims, expiry and time left' \
+'audit:The audit log (\`log.audit\`)' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'refreshd commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__audit_commands] )) ||
+_refreshd__subcmd__audit_commands() {
+    local commands; commands=(
+'verify:Check an audit log'\''s hash chain\: finds a removed, edited or reordered line' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'refreshd audit commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__audit__subcmd__help_commands] )) ||
+_refreshd__subcmd__audit__subcmd__help_commands() {
+    local commands; commands=(
+'verify:Check an audit log'\''s hash chain\: finds a removed, edited or reordered line' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'refreshd audit help commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__audit__subcmd__help__subcmd__help_commands] )) ||
+_refreshd__subcmd__audit__subcmd__help__subcmd__help_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd audit help help commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__audit__subcmd__help__subcmd__verify_commands] )) ||
+_refreshd__subcmd__audit__subcmd__help__subcmd__verify_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd audit help verify commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__audit__subcmd__verify_commands] )) ||
+_refreshd__subcmd__audit__subcmd__verify_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd audit verify commands' commands "$@"
 }
 (( $+functions[_refreshd__subcmd__check_commands] )) ||
 _refreshd__subcmd__check_commands() {
@@ -279,9 +380,22 @@ _refreshd__subcmd__help_commands() {
 'login:Get an oauth-refresh credential its first refresh token\: a browser login (authorization code + PKCE, loopback redirect) or the device flow' \
 'demo:Try refreshd\: a built-in token issuer on loopback and a daemon rotating 30-second JWTs into ./refreshd-demo/, until Ctrl-C' \
 'inspect:Decode a JWT without verifying it\: header, claims, expiry and time left' \
+'audit:The audit log (\`log.audit\`)' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'refreshd help commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__audit_commands] )) ||
+_refreshd__subcmd__help__subcmd__audit_commands() {
+    local commands; commands=(
+'verify:Check an audit log'\''s hash chain\: finds a removed, edited or reordered line' \
+    )
+    _describe -t commands 'refreshd help audit commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__audit__subcmd__verify_commands] )) ||
+_refreshd__subcmd__help__subcmd__audit__subcmd__verify_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help audit verify commands' commands "$@"
 }
 (( $+functions[_refreshd__subcmd__help__subcmd__check_commands] )) ||
 _refreshd__subcmd__help__subcmd__check_commands() {

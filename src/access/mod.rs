@@ -156,6 +156,13 @@ impl Reads {
 
     /// Logs and refuses a read `caller` may not make.
     pub fn refuse(&self, name: &str, caller: Caller, via: Via) -> ReadError {
+        crate::audit::record(&crate::audit::Event::Refused {
+            credential: Some(name),
+            uid: caller.uid,
+            pid: caller.pid,
+            via: via.as_str(),
+            what: "token",
+        });
         tracing::warn!(
             credential = %crate::observe::shown(name),
             uid = caller.uid,
@@ -231,6 +238,13 @@ impl Reads {
 
     fn record(&self, name: &str, caller: Caller, via: Via, fingerprint: &str) {
         self.0.counts.add(name, via.as_str());
+        crate::audit::record(&crate::audit::Event::TokenRead {
+            credential: name,
+            uid: caller.uid,
+            pid: caller.pid,
+            via: via.as_str(),
+            fingerprint,
+        });
         let first = {
             let mut seen = self
                 .0

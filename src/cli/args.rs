@@ -42,6 +42,15 @@ pub enum StoreCommand {
 }
 
 #[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check an audit log's hash chain: finds a removed, edited or reordered line
+    Verify {
+        /// The audit log (`log.audit`)
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum Command {
     /// Run the daemon in the foreground (systemd and launchd supervise it)
     Run {
@@ -126,5 +135,10 @@ pub enum Command {
     Inspect {
         /// The token, or `-` (the default) to read it from stdin
         token: Option<String>,
+    },
+    /// The audit log (`log.audit`)
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
 }

@@ -21,6 +21,7 @@ pub struct Flags {
 
 pub async fn run(config: Config, name: String, flags: Flags) -> anyhow::Result<Exit> {
     crate::log::init(config.log.level.as_str(), config.log.format);
+    crate::audit::open(config.log.audit.as_deref());
     let Some(credential) = super::credential(&config, &name) else {
         return Ok(Exit::Invalid);
     };

@@ -24,7 +24,7 @@ pub use exit::Exit;
 
 use crate::config::{Config, Credential};
 use crate::control::{ControlError, Request, Response};
-use args::{Cli, Command, ConfigArg, StoreCommand};
+use args::{AuditCommand, Cli, Command, ConfigArg, StoreCommand};
 
 /// How long `status` and `token` wait for the daemon; `rotate` waits for the refreshes.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,7 +36,10 @@ pub fn command() -> clap::Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match dispatch(cli.command) {
+    let result = dispatch(cli.command);
+    // What a command recorded reaches the audit log before the process ends.
+    crate::audit::flush(Duration::from_secs(5));
+    match result {
         Ok(exit) => exit.into(),
         Err(e) => {
             eprintln!("refreshd: {e:#}");
@@ -50,6 +53,21 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Run { config } => Ok(crate::daemon::main(&config.path()).into()),
         Command::Demo => Ok(crate::demo::main().into()),
         Command::Inspect { token } => inspect::run(token),
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => Ok(match crate::audit::verify(&file) {
+            Ok(lines) => {
+                println!(
+                    "{}: {lines} lines, each chained to the one before",
+                    file.display()
+                );
+                Exit::Ok
+            }
+            Err(broken) => {
+                eprintln!("refreshd: {broken}");
+                Exit::Failed
+            }
+        }),
         Command::Once {
             config,
             force,

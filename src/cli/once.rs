@@ -9,6 +9,7 @@ use crate::state::StateDir;
 
 pub async fn run(config: Config, force: bool, names: Vec<String>) -> anyhow::Result<Exit> {
     crate::log::init(config.log.level.as_str(), config.log.format);
+    crate::audit::open(config.log.audit.as_deref());
     if names
         .iter()
         .any(|name| super::credential(&config, name).is_none())

@@ -16,6 +16,8 @@ pub struct LogConfig {
     pub level: LogLevel,
     pub format: LogFormat,
     pub file: Option<PathBuf>,
+    /// The audit log ([`crate::audit`]).
+    pub audit: Option<PathBuf>,
     pub rotate: LogRotate,
     pub keep: usize,
 }
@@ -67,8 +69,19 @@ impl Doc<'_> {
                 )
             })?,
         };
+        let audit = match raw.audit {
+            Some(path) if !path.get_ref().is_absolute() => {
+                return Err(self.error(
+                    path.span().start,
+                    "log.audit",
+                    format!("{} must be an absolute path", path.get_ref().display()),
+                ));
+            }
+            other => other.map(toml::Spanned::into_inner),
+        };
         Ok(LogConfig {
             level,
+            audit,
             format: raw.format.unwrap_or(LogFormat::Text),
             file: raw.file,
             rotate: raw.rotate.unwrap_or(LogRotate::Daily),

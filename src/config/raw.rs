@@ -57,6 +57,7 @@ pub(super) struct RawLog {
     pub level: Option<Spanned<String>>,
     pub format: Option<super::LogFormat>,
     pub file: Option<PathBuf>,
+    pub audit: Option<Spanned<PathBuf>>,
     pub rotate: Option<super::LogRotate>,
     pub keep: Option<usize>,
 }

@@ -172,6 +172,13 @@ impl Server {
                 Response::Status(Box::new(shown))
             }
             Request::Rotate { .. } if !owner => {
+                crate::audit::record(&crate::audit::Event::Refused {
+                    credential: None,
+                    uid: caller.uid,
+                    pid: caller.pid,
+                    via: Via::Socket.as_str(),
+                    what: "rotate",
+                });
                 tracing::warn!(
                     uid = caller.uid,
                     pid = ?caller.pid,

@@ -25,6 +25,12 @@ pub(super) fn log_rotated(credential: &Credential, token: &Token, report: &Repor
         served_by = token.served.as_ref().map(|s| tracing::field::debug(&s.by)),
         "rotated"
     );
+    crate::audit::record(&crate::audit::Event::Rotation {
+        credential: &credential.name,
+        fingerprint: &report.fingerprint,
+        expires_at: token.expires_at,
+        refresh_token_rotated: rotated,
+    });
 }
 
 /// A follower's line for each new generation it takes over (the holder's is `rotated`).

@@ -69,6 +69,12 @@ impl Engine {
         if let Ok(Some(generation)) = committed {
             hold.state.record_committed(generation);
         }
+        if let Some(token) = &hold.state.token {
+            crate::audit::record(&crate::audit::Event::Login {
+                credential: &credential.name,
+                fingerprint: &token.fingerprint(),
+            });
+        }
         self.save(credential, &mut hold).await;
         let unsaved = hold.unsaved.take();
         self.let_go(&credential.name, hold);

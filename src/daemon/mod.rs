@@ -75,6 +75,7 @@ pub async fn serve(config_path: &Path) -> Stopped {
             return Stopped::InvalidConfig;
         }
     };
+    crate::audit::open(config.log.audit.as_deref());
     if let Err(e) = crate::log::init_daemon(&config.log) {
         eprintln!("refreshd: {e}");
         return Stopped::Failed;

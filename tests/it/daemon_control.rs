@@ -967,3 +967,92 @@ fn demo_rotates_30_second_tokens_into_its_directory_until_ctrl_c() {
     );
     r.assert_no_secrets(&[&first, &token, bootstrap.trim(), &refresh]);
 }
+
+/// `log.audit`: the rotation, a reader's token read (uid 65534 is among `api`'s readers),
+/// its refused read of a name it may not read and its refused `rotate`, and a config reload
+/// each leave one line chained to the one before; `audit verify` passes on the real log,
+/// and fails once a line is edited. No token is in the file.
+#[test]
+fn the_audit_log_chains_rotations_reads_refusals_and_reloads() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: it reads a token through the control socket as uid 65534"
+    );
+    let mut s = Setup::new();
+    std::fs::set_permissions(s.r.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::create_dir(s.r.path("run")).unwrap();
+    let audit = s.r.path("audit.jsonl");
+    s.write_config(
+        "",
+        &format!(
+            "readers = [\"uid:65534\"]\n\n[log]\naudit = \"{}\"",
+            audit.display()
+        ),
+    );
+    let mut daemon = s.start();
+    // Readers configured: the socket lets other users connect, each request is checked.
+    let mode = std::fs::metadata(s.socket()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o666, "socket mode {mode:o}");
+    // Not recorded: it holds the token, handed out on purpose.
+    let read = connect_as_nobody(&s.socket(), r#"{"op":"token","name":"api"}"#);
+    assert!(read.contains(r#"{"ok":true,"token":""#), "{read}");
+    assert!(
+        read.contains(&s.env_token()),
+        "the reader got another token"
+    );
+    for (request, said) in [
+        (
+            r#"{"op":"token","name":"nope"}"#,
+            "\"nope\\\\\" that this user may read",
+        ),
+        (
+            r#"{"op":"rotate","names":["api"]}"#,
+            "own user and root may rotate",
+        ),
+    ] {
+        let answer = connect_as_nobody(&s.socket(), request);
+        s.r.record_text(&answer);
+        assert!(answer.contains(said), "{request}: {answer}");
+    }
+    daemon.wait_for("token read refused", WAIT);
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_for("config reloaded", WAIT);
+    s.stop(daemon, Signal::SIGTERM);
+
+    let verified = s.r.run(&["audit", "verify", audit.to_str().unwrap()]);
+    assert_success(&verified);
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let has = |kind: &str, check: &dyn Fn(&Value) -> bool| {
+        lines.iter().any(|l| l["event"] == kind && check(l))
+    };
+    assert!(has("rotation", &|l| l["credential"] == "api"), "{text}");
+    assert!(
+        has("token_read", &|l| l["uid"] == 65534 && l["via"] == "socket"),
+        "{text}"
+    );
+    assert!(
+        has("refused", &|l| l["credential"] == "nope"
+            && l["what"] == "token"),
+        "{text}"
+    );
+    assert!(has("refused", &|l| l["what"] == "rotate"), "{text}");
+    assert!(has("config_reload", &|l| l["ok"] == true), "{text}");
+    s.r.record_file(&audit);
+    s.r.assert_no_issued_tokens(&s.oidc);
+
+    // An edited line (not the newest) breaks the chain at the line after it.
+    let edited = text.replacen("\"event\":\"rotation\"", "\"event\":\"rotatio\"", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&audit, edited).unwrap();
+    let broken = s.r.run(&["audit", "verify", audit.to_str().unwrap()]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(
+        stderr(&broken).contains("was edited"),
+        "{}",
+        stderr(&broken)
+    );
+}

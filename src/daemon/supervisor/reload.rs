@@ -31,6 +31,10 @@ impl Daemon {
                 tracing::error!(
                     "{why}: the new configuration is invalid, keeping the running one: {e}"
                 );
+                crate::audit::record(&crate::audit::Event::ConfigReload {
+                    ok: false,
+                    detail: &e.to_string(),
+                });
                 self.config_loaded(false);
             }
             Ok(new) => {
@@ -100,6 +104,16 @@ impl Daemon {
             let credential = Arc::clone(self.config.credential(name).expect("listed from new"));
             self.start_worker(credential);
         }
+        crate::audit::open(self.config.log.audit.as_deref());
+        crate::audit::record(&crate::audit::Event::ConfigReload {
+            ok: true,
+            detail: &format!(
+                "added={} removed={} changed={} ({why})",
+                added.join(","),
+                removed.join(","),
+                changed.join(",")
+            ),
+        });
         tracing::info!(
             added = %added.join(","),
             removed = %removed.join(","),
