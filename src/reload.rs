@@ -8,8 +8,10 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use time::OffsetDateTime;
@@ -17,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::child::{Child, ChildError};
 use crate::config::{ReloadAction, ReloadConfig};
+use crate::observe::ReloadResults;
 use crate::token;
 
 /// Default for an action without its own `timeout`.
@@ -86,12 +89,30 @@ pub struct Reloader {
     requests: mpsc::UnboundedSender<Request>,
 }
 
+/// What becomes of a failed reload.
+#[derive(Clone, Default)]
+pub struct Retries {
+    /// Retry in the background (a daemon's runner; a one-shot command exits instead).
+    pub background: bool,
+    /// Where each action's result goes (the read model's, for `status` and `/metrics`).
+    pub results: Option<Arc<ReloadResults>>,
+}
+
+/// The first retry of a failed reload waits this long; each next one twice as long.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
 impl Reloader {
     /// Starts the runner on the current tokio runtime. Requests for an equal action that
     /// arrive within `window` of the first one are merged into one run.
     pub fn start(window: Duration) -> Reloader {
+        Reloader::start_with(window, Retries::default())
+    }
+
+    /// [`Reloader::start`], retrying failed reloads and recording results as `retries` says.
+    pub fn start_with(window: Duration, retries: Retries) -> Reloader {
         let (requests, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(rx, window));
+        tokio::spawn(run(rx, window, retries));
         Reloader { requests }
     }
 
@@ -117,8 +138,11 @@ struct Batch {
     waiters: Vec<oneshot::Sender<Result<(), ReloadError>>>,
 }
 
-async fn run(mut requests: mpsc::UnboundedReceiver<Request>, window: Duration) {
+async fn run(mut requests: mpsc::UnboundedReceiver<Request>, window: Duration, retries: Retries) {
     let mut pending: HashMap<ReloadAction, Batch> = HashMap::new();
+    // The latest batch of each action: a retry stops once a newer rotation's batch runs.
+    let latest: Arc<Mutex<HashMap<ReloadAction, u64>>> = Arc::default();
+    let mut batches: u64 = 0;
     loop {
         let next_due = pending.values().map(|b| b.due).min();
         tokio::select! {
@@ -144,14 +168,69 @@ async fn run(mut requests: mpsc::UnboundedReceiver<Request>, window: Duration) {
                     .collect();
                 for action in due {
                     let batch = pending.remove(&action).expect("listed above");
-                    tokio::spawn(async move {
-                        let result = execute(&action, batch.timeout, &batch.contexts).await;
-                        for waiter in batch.waiters {
-                            let _ = waiter.send(result.clone());
-                        }
-                    });
+                    batches += 1;
+                    crate::sync::lock(&latest).insert(action.clone(), batches);
+                    let run = Run { action, id: batches, latest: latest.clone(), retries: retries.clone() };
+                    tokio::spawn(run.go(batch));
                 }
             }
+        }
+    }
+}
+
+/// One batch of one action: run, answer the waiters with the first result, then retry a
+/// failure in the background until it works or a newer batch of the action supersedes it.
+struct Run {
+    action: ReloadAction,
+    id: u64,
+    latest: Arc<Mutex<HashMap<ReloadAction, u64>>>,
+    retries: Retries,
+}
+
+impl Run {
+    async fn go(self, batch: Batch) {
+        let mut result = execute(&self.action, batch.timeout, &batch.contexts).await;
+        self.record(&result, 1);
+        for waiter in batch.waiters {
+            let _ = waiter.send(result.clone());
+        }
+        let label = self.action.label();
+        let mut wait = RETRY_FIRST;
+        let mut attempts = 1;
+        while result.is_err() && self.retries.background {
+            tokio::time::sleep(wait).await;
+            if !self.is_latest() {
+                tracing::info!(action = %label, "reload retry dropped: a newer rotation's reload has run");
+                return;
+            }
+            attempts += 1;
+            result = execute(&self.action, batch.timeout, &batch.contexts).await;
+            self.record(&result, attempts);
+            match &result {
+                Ok(()) => {
+                    tracing::info!(action = %label, attempts, "reload retried and done");
+                }
+                Err(e) => {
+                    tracing::warn!(action = %label, attempts, retry_in = %format!("{}s", (wait * 2).min(RETRY_MAX).as_secs()), "reload failed again: {e}");
+                }
+            }
+            wait = (wait * 2).min(RETRY_MAX);
+        }
+    }
+
+    fn is_latest(&self) -> bool {
+        crate::sync::lock(&self.latest).get(&self.action) == Some(&self.id)
+    }
+
+    fn record(&self, result: &Result<(), ReloadError>, attempts: u32) {
+        if let Some(results) = &self.retries.results {
+            let outcome = result.clone().map_err(|e| e.to_string());
+            results.record(
+                &self.action.label(),
+                outcome,
+                attempts,
+                crate::clock::system_now(),
+            );
         }
     }
 }
@@ -174,24 +253,7 @@ async fn execute(
             signal,
             pid_file,
             process_name,
-        } => {
-            let (pid, required_owner) = read_pid_file(pid_file)?;
-            if let Some(uid) = required_owner {
-                let actual = process_owner(pid).await;
-                if actual != Some(uid) {
-                    return Err(ReloadError::ForeignProcess {
-                        pid,
-                        pid_file: pid_file.clone(),
-                        file_owner: uid,
-                        process_owner: actual,
-                    });
-                }
-            }
-            if let Some(expected) = process_name {
-                check_process_name(pid, expected).await?;
-            }
-            send_signal(*signal, pid)
-        }
+        } => signal_pid_file(*signal, pid_file, process_name.as_deref()).await,
         ReloadAction::SystemdUnit {
             unit,
             action,
@@ -226,6 +288,56 @@ async fn execute(
         }
         ReloadAction::Command { argv } => run_command(argv, timeout, &environment(contexts)).await,
     }
+}
+
+/// How long a pid-file signal keeps re-reading a pid file whose process is gone: an app
+/// that restarted between the write and the signal writes its new pid within moments.
+const PID_FILE_SETTLE: Duration = Duration::from_secs(3);
+
+/// Signals the process `pid_file` names; when it names no running process (or does not
+/// exist yet), reads it again for a moment, so a restarted app's new process gets it.
+async fn signal_pid_file(
+    signal: Signal,
+    pid_file: &Path,
+    process_name: Option<&str>,
+) -> Result<(), ReloadError> {
+    let deadline = tokio::time::Instant::now() + PID_FILE_SETTLE;
+    loop {
+        let result = signal_pid_file_once(signal, pid_file, process_name).await;
+        let gone = match &result {
+            Err(ReloadError::Signal { reason, .. }) => reason == Errno::ESRCH.desc(),
+            Err(ReloadError::WrongProcess { actual, .. }) => actual == "not running",
+            Err(ReloadError::PidFile { .. }) => true,
+            _ => false,
+        };
+        if !gone || tokio::time::Instant::now() >= deadline {
+            return result;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn signal_pid_file_once(
+    signal: Signal,
+    pid_file: &Path,
+    process_name: Option<&str>,
+) -> Result<(), ReloadError> {
+    let (pid, required_owner) = read_pid_file(pid_file)?;
+    if let Some(uid) = required_owner {
+        let actual = process_owner(pid).await;
+        if actual != Some(uid) {
+            return Err(ReloadError::ForeignProcess {
+                pid,
+                pid_file: pid_file.to_owned(),
+                file_owner: uid,
+                process_owner: actual,
+            });
+        }
+    }
+    if let Some(expected) = process_name {
+        check_process_name(pid, expected).await?;
+    }
+    send_signal(signal, pid)
 }
 
 /// `REFRESHD_CREDENTIAL`, `REFRESHD_EXPIRES_AT` and `REFRESHD_TARGETS` for a command. When
@@ -447,6 +559,90 @@ mod tests {
                 "a child inherited {key}"
             );
         }
+    }
+
+    /// A reload command that fails twice is retried in the background (2 s, then 4 s) and
+    /// lands on its third try; the rotation's waiter heard the first failure at once, and
+    /// the results show the third try's success.
+    #[tokio::test]
+    async fn a_failing_reload_is_retried_until_it_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = dir.path().join("count");
+        let script = format!(
+            "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; [ $n -ge 3 ]",
+            c = count.display()
+        );
+        let reload = ReloadConfig {
+            action: ReloadAction::Command {
+                argv: vec!["sh".into(), "-c".into(), script],
+            },
+            timeout: None,
+        };
+        let results = Arc::new(ReloadResults::default());
+        let retries = Retries {
+            background: true,
+            results: Some(results.clone()),
+        };
+        let reloader = Reloader::start_with(Duration::ZERO, retries);
+        let first = reloader.reload(&reload, context("a")).await;
+        assert!(
+            matches!(first, Err(ReloadError::Failed { .. })),
+            "{first:?}"
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !results.all().first().is_some_and(|r| r.ok) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}",
+                results.all()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let status = results.all().remove(0);
+        assert_eq!(status.attempts, 3);
+        assert!(status.last_success.is_some());
+        assert_eq!(std::fs::read_to_string(&count).unwrap().trim(), "3");
+    }
+
+    /// The app restarts between the write and the signal: the pid file names a process
+    /// that is gone, then the new one. The signal reaches the new process.
+    #[tokio::test]
+    async fn a_pid_file_that_changes_under_the_signal_reaches_the_new_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("app.pid");
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        gone.wait().unwrap();
+        std::fs::write(&pid_file, format!("{}\n", gone.id())).unwrap();
+        let mut new = tokio::process::Command::new("sleep")
+            .arg("30")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let new_pid = new.id().unwrap();
+        let rewrite = {
+            let pid_file = pid_file.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                std::fs::write(&pid_file, format!("{new_pid}\n")).unwrap();
+            })
+        };
+        let reload = ReloadConfig {
+            action: ReloadAction::SignalPidFile {
+                signal: Signal::SIGTERM,
+                pid_file: pid_file.clone(),
+                process_name: Some("sleep".into()),
+            },
+            timeout: None,
+        };
+        let reloader = Reloader::start(Duration::ZERO);
+        reloader.reload(&reload, context("a")).await.unwrap();
+        rewrite.await.unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(10), new.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(status.signal(), Some(15), "{status:?}");
     }
 
     #[tokio::test]

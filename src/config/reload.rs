@@ -45,6 +45,31 @@ pub enum ReloadAction {
     },
 }
 
+impl ReloadAction {
+    /// The action as `status` and `/metrics` name it.
+    pub fn label(&self) -> String {
+        match self {
+            ReloadAction::SignalPidFile {
+                signal, pid_file, ..
+            } => format!(
+                "signal {} to pid_file {}",
+                signal.as_str(),
+                pid_file.display()
+            ),
+            ReloadAction::SignalPid { signal, pid } => {
+                format!("signal {} to pid {pid}", signal.as_str())
+            }
+            ReloadAction::SystemdUnit { unit, action, .. } => {
+                format!("systemctl {} {unit}", action.as_str())
+            }
+            ReloadAction::Launchd { label } => format!("launchctl kickstart {label}"),
+            ReloadAction::Command { argv } => {
+                format!("command {}", argv.first().map_or("", String::as_str))
+            }
+        }
+    }
+}
+
 /// What `systemctl` is asked to do to a unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SystemdAction {

@@ -41,6 +41,7 @@ pub fn render(snapshot: &Snapshot, now: OffsetDateTime) -> String {
     if let Some(store) = &snapshot.store {
         store_families(out, snapshot, store);
     }
+    reload_families(out, snapshot);
     text
 }
 
@@ -62,6 +63,40 @@ pub fn reads(counts: &[(String, &'static str, u64)]) -> String {
         );
     }
     text
+}
+
+/// Each reload action's last result and last success.
+fn reload_families(out: &mut String, snapshot: &Snapshot) {
+    family(
+        out,
+        "refreshd_reload_last_result",
+        "gauge",
+        "1 if the reload action's last try worked, 0 while it fails (it is retried).",
+    );
+    for reload in &snapshot.reloads {
+        let _ = writeln!(
+            out,
+            "refreshd_reload_last_result{{action=\"{}\"}} {}",
+            label(&reload.action),
+            u8::from(reload.ok)
+        );
+    }
+    family(
+        out,
+        "refreshd_reload_last_success_timestamp_seconds",
+        "gauge",
+        "When the reload action last worked (Unix time).",
+    );
+    for reload in &snapshot.reloads {
+        if let Some(at) = reload.last_success {
+            let _ = writeln!(
+                out,
+                "refreshd_reload_last_success_timestamp_seconds{{action=\"{}\"}} {}",
+                label(&reload.action),
+                at.unix_timestamp()
+            );
+        }
+    }
 }
 
 /// When the daemon started and how its config loads went.

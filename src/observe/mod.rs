@@ -14,6 +14,7 @@ mod fleet;
 mod health;
 mod model;
 mod reads;
+mod reloads;
 mod render;
 mod reply;
 mod shown;
@@ -28,6 +29,7 @@ pub use fleet::{FleetView, LeaseStatus, Role, StoreStatus};
 pub use health::{Health, Verdict};
 pub use model::{Model, Observed};
 pub use reads::ReadCounts;
+pub use reloads::{ReloadResults, ReloadStatus};
 
 pub use reply::RotationReply;
 pub use shown::{JsonWriter, Shown, shown};

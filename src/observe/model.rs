@@ -10,7 +10,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::{Counters, CredentialStatus, FleetView, ReadCounts, Snapshot, Vitals};
+use super::{Counters, CredentialStatus, FleetView, ReadCounts, ReloadResults, Snapshot, Vitals};
 use crate::clock::SharedClock;
 
 /// The writing side, kept by the daemon: its credential tasks' publishers set their
@@ -33,6 +33,8 @@ pub struct Observed {
     vitals: Arc<Vitals>,
     /// Tokens handed to other processes ([`crate::access`]).
     reads: Arc<ReadCounts>,
+    /// Each reload action's last result ([`crate::reload`]).
+    reloads: Arc<ReloadResults>,
     clock: SharedClock,
 }
 
@@ -52,6 +54,7 @@ impl Model {
                 fleet,
                 vitals: Arc::new(vitals),
                 reads: Arc::default(),
+                reloads: Arc::default(),
                 clock,
             },
         }))
@@ -118,6 +121,7 @@ impl Observed {
     pub fn status(&self, now: OffsetDateTime) -> Snapshot {
         let mut current = self.snapshot();
         current.store = self.fleet.as_ref().map(|fleet| fleet.status());
+        current.reloads = self.reloads.all();
         current.at(now)
     }
 
@@ -135,6 +139,11 @@ impl Observed {
 
     pub fn vitals(&self) -> &Vitals {
         &self.vitals
+    }
+
+    /// Where the reload runner records each action's result.
+    pub fn reload_results(&self) -> Arc<ReloadResults> {
+        self.reloads.clone()
     }
 
     /// The count of tokens handed to other processes.

@@ -43,6 +43,33 @@ impl Snapshot {
                 }
             }
         }
+        for reload in &self.reloads {
+            let tries = if reload.attempts > 1 {
+                format!(" (try {})", reload.attempts)
+            } else {
+                String::new()
+            };
+            match &reload.error {
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "reload: {}: ok {}{tries}",
+                        Shown(&reload.action),
+                        at.show(Some(reload.at))
+                    );
+                }
+                Some(error) => {
+                    let _ = writeln!(
+                        out,
+                        "reload: {}: failed {}{tries}, retrying; last success {}: {}",
+                        Shown(&reload.action),
+                        at.show(Some(reload.at)),
+                        at.show(reload.last_success),
+                        Shown(error)
+                    );
+                }
+            }
+        }
         if let Some(daemon) = self.daemon.as_ref().filter(|d| !d.config_reload_ok) {
             let _ = writeln!(
                 out,

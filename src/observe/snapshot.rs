@@ -40,6 +40,9 @@ pub struct Snapshot {
     /// Set by a running daemon with a fleet store: the store and each shared credential's lease.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreStatus>,
+    /// Set by a running daemon: each reload action's last result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reloads: Vec<super::ReloadStatus>,
     /// Shared, so a copy for a reader costs a pointer per credential, not a status.
     credentials: BTreeMap<Arc<str>, Arc<CredentialStatus>>,
     #[serde(skip)]

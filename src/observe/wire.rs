@@ -16,6 +16,8 @@ pub(super) struct Wire {
     daemon: Option<DaemonStatus>,
     #[serde(default)]
     store: Option<StoreStatus>,
+    #[serde(default)]
+    reloads: Vec<super::ReloadStatus>,
     credentials: BTreeMap<String, CredentialStatus>,
 }
 
@@ -24,6 +26,7 @@ impl From<Wire> for Snapshot {
         let mut snapshot = Snapshot::new(&wire.from);
         snapshot.daemon = wire.daemon;
         snapshot.store = wire.store;
+        snapshot.reloads = wire.reloads;
         for (_, status) in wire.credentials {
             snapshot.set(status);
         }

@@ -23,7 +23,7 @@ use crate::credential::{Engine, policy};
 use crate::observe::{
     CredentialStatus, DaemonStatus, FleetView, Model, Observed, Snapshot, Vitals,
 };
-use crate::reload::Reloader;
+use crate::reload::{Reloader, Retries};
 use crate::state::StateDir;
 
 /// Requests for one reload action from several credentials within this window run once.
@@ -76,14 +76,7 @@ impl Daemon {
         );
         let (settled_tx, settled) = mpsc::unbounded_channel();
         let shared = worker::Shared {
-            engine: Arc::new(
-                Engine::daemon(
-                    state.clone(),
-                    clock.clone(),
-                    Reloader::start(RELOAD_DEBOUNCE),
-                )
-                .with_fleet(fleet.clone()),
-            ),
+            engine: engine(&state, &clock, &model, fleet.clone()),
             fleet,
             clock,
             timers,
@@ -195,6 +188,22 @@ impl Sockets {
         }
         tasks
     }
+}
+
+/// The daemon's rotation engine: reloads merged within [`RELOAD_DEBOUNCE`], a failed one
+/// retried in the background, each result shown in the read model.
+fn engine(
+    state: &StateDir,
+    clock: &SharedClock,
+    model: &Model,
+    fleet: Option<Arc<crate::store::Fleet>>,
+) -> Arc<Engine> {
+    let retries = Retries {
+        background: true,
+        results: Some(model.observed().reload_results()),
+    };
+    let reloader = Reloader::start_with(RELOAD_DEBOUNCE, retries);
+    Arc::new(Engine::daemon(state.clone(), clock.clone(), reloader).with_fleet(fleet))
 }
 
 /// What the state directory holds: the first status of every credential, and how many of
