@@ -27,6 +27,7 @@ end
 complete -c refreshd -n "__fish_refreshd_needs_command" -s h -l help -d 'Print help'
 complete -c refreshd -n "__fish_refreshd_needs_command" -s V -l version -d 'Print version'
 complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "run" -d 'Run the daemon in the foreground (systemd and launchd supervise it)'
+complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "exec" -d 'Run a program with credentials\' current tokens in its environment, and restart (or signal) it when they rotate'
 complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "status" -d 'Show each credential\'s health, expiry, last rotation, last error and next refresh'
 complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "store" -d 'The fleet store (`[daemon] store`)'
 complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "rotate" -d 'Ask the running daemon to refresh now, and wait for the result'
@@ -39,6 +40,11 @@ complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "inspect" -d 'Deco
 complete -c refreshd -n "__fish_refreshd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c refreshd -n "__fish_refreshd_using_subcommand run" -s c -l config -d 'Configuration file [default: /etc/refreshd/config.toml for root, else $XDG_CONFIG_HOME/refreshd/config.toml]' -r -F
 complete -c refreshd -n "__fish_refreshd_using_subcommand run" -s h -l help -d 'Print help'
+complete -c refreshd -n "__fish_refreshd_using_subcommand exec" -s c -l config -d 'Configuration file [default: /etc/refreshd/config.toml for root, else $XDG_CONFIG_HOME/refreshd/config.toml]' -r -F
+complete -c refreshd -n "__fish_refreshd_using_subcommand exec" -l env -d 'Put the current token of credential NAME in the program\'s variable VAR (repeat for more)' -r
+complete -c refreshd -n "__fish_refreshd_using_subcommand exec" -l on-change -d 'On a rotation: restart the program, send it a signal (`signal:SIGHUP`), or nothing' -r
+complete -c refreshd -n "__fish_refreshd_using_subcommand exec" -l grace -d 'How long a restart or a stop waits after SIGTERM before SIGKILL' -r
+complete -c refreshd -n "__fish_refreshd_using_subcommand exec" -s h -l help -d 'Print help'
 complete -c refreshd -n "__fish_refreshd_using_subcommand status" -s c -l config -d 'Configuration file [default: /etc/refreshd/config.toml for root, else $XDG_CONFIG_HOME/refreshd/config.toml]' -r -F
 complete -c refreshd -n "__fish_refreshd_using_subcommand status" -l json -d 'Machine-readable output'
 complete -c refreshd -n "__fish_refreshd_using_subcommand status" -l nodes -d 'List the fleet store\'s nodes and their heartbeats instead (with a `[daemon] store`)'
@@ -68,15 +74,16 @@ complete -c refreshd -n "__fish_refreshd_using_subcommand login" -l no-browser -
 complete -c refreshd -n "__fish_refreshd_using_subcommand login" -s h -l help -d 'Print help'
 complete -c refreshd -n "__fish_refreshd_using_subcommand demo" -s h -l help -d 'Print help'
 complete -c refreshd -n "__fish_refreshd_using_subcommand inspect" -s h -l help -d 'Print help'
-complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status store rotate once check token login demo inspect help" -f -a "run" -d 'Run the daemon in the foreground (systemd and launchd supervise it)'
-complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status store rotate once check token login demo inspect help" -f -a "status" -d 'Show each credential\'s health, expiry, last rotation, last error and next refresh'
-complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status store rotate once check token login demo inspect help" -f -a "store" -d 'The fleet store (`[daemon] store`)'
-complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status store rotate once check token login demo inspect help" -f -a "rotate" -d 'Ask the running daemon to refresh now, and wait for the result'
-complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status store rotate once check token login demo inspect help" -f -a "once" -d 'Refresh every (named) credential that is due, write its targets, and exit'
-complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status store rotate once check token login demo inspect help" -f -a "check" -d 'Validate the config, secret references, target paths and permissions'
-complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status store rotate once check token login demo inspect help" -f -a "token" -d 'Print a credential\'s current access token (for `$(refreshd token NAME)`)'
-complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status store rotate once check token login demo inspect help" -f -a "login" -d 'Get an oauth-refresh credential its first refresh token: a browser login (authorization code + PKCE, loopback redirect) or the device flow'
-complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status store rotate once check token login demo inspect help" -f -a "demo" -d 'Try refreshd: a built-in token issuer on loopback and a daemon rotating 30-second JWTs into ./refreshd-demo/, until Ctrl-C'
-complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status store rotate once check token login demo inspect help" -f -a "inspect" -d 'Decode a JWT without verifying it: header, claims, expiry and time left'
-complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run status store rotate once check token login demo inspect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run exec status store rotate once check token login demo inspect help" -f -a "run" -d 'Run the daemon in the foreground (systemd and launchd supervise it)'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run exec status store rotate once check token login demo inspect help" -f -a "exec" -d 'Run a program with credentials\' current tokens in its environment, and restart (or signal) it when they rotate'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run exec status store rotate once check token login demo inspect help" -f -a "status" -d 'Show each credential\'s health, expiry, last rotation, last error and next refresh'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run exec status store rotate once check token login demo inspect help" -f -a "store" -d 'The fleet store (`[daemon] store`)'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run exec status store rotate once check token login demo inspect help" -f -a "rotate" -d 'Ask the running daemon to refresh now, and wait for the result'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run exec status store rotate once check token login demo inspect help" -f -a "once" -d 'Refresh every (named) credential that is due, write its targets, and exit'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run exec status store rotate once check token login demo inspect help" -f -a "check" -d 'Validate the config, secret references, target paths and permissions'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run exec status store rotate once check token login demo inspect help" -f -a "token" -d 'Print a credential\'s current access token (for `$(refreshd token NAME)`)'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run exec status store rotate once check token login demo inspect help" -f -a "login" -d 'Get an oauth-refresh credential its first refresh token: a browser login (authorization code + PKCE, loopback redirect) or the device flow'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run exec status store rotate once check token login demo inspect help" -f -a "demo" -d 'Try refreshd: a built-in token issuer on loopback and a daemon rotating 30-second JWTs into ./refreshd-demo/, until Ctrl-C'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run exec status store rotate once check token login demo inspect help" -f -a "inspect" -d 'Decode a JWT without verifying it: header, claims, expiry and time left'
+complete -c refreshd -n "__fish_refreshd_using_subcommand help; and not __fish_seen_subcommand_from run exec status store rotate once check token login demo inspect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c refreshd -n "__fish_refreshd_using_subcommand help; and __fish_seen_subcommand_from store" -f -a "init-key" -d 'Print a new store key (32 random bytes, base64) for `[daemon] store.key`'

@@ -5,6 +5,7 @@
 
 mod args;
 mod check;
+mod exec;
 mod exit;
 mod inspect;
 mod login;
@@ -48,6 +49,26 @@ pub fn main() -> ExitCode {
 fn dispatch(command: Command) -> anyhow::Result<Exit> {
     match command {
         Command::Run { config } => Ok(crate::daemon::main(&config.path()).into()),
+        Command::Exec {
+            config,
+            env,
+            on_change,
+            grace,
+            program,
+        } => {
+            let options = crate::exec::Options {
+                bindings: env,
+                on_change,
+                grace,
+                program,
+            };
+            // As PID 1, this process becomes the init that reaps orphans, and runs `exec`
+            // again as its child.
+            if std::process::id() == 1 {
+                return Ok(Exit::Program(crate::exec::reaper::run()));
+            }
+            with_config(&config, Exit::Config, |c| exec::run(c, options))
+        }
         Command::Demo => Ok(crate::demo::main().into()),
         Command::Inspect { token } => inspect::run(token),
         Command::Once {
