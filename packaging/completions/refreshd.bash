@@ -25,6 +25,9 @@ _refreshd() {
             refreshd,demo)
                 cmd="refreshd__subcmd__demo"
                 ;;
+            refreshd,exec)
+                cmd="refreshd__subcmd__exec"
+                ;;
             refreshd,help)
                 cmd="refreshd__subcmd__help"
                 ;;
@@ -72,6 +75,9 @@ _refreshd() {
                 ;;
             refreshd__subcmd__help,demo)
                 cmd="refreshd__subcmd__help__subcmd__demo"
+                ;;
+            refreshd__subcmd__help,exec)
+                cmd="refreshd__subcmd__help__subcmd__exec"
                 ;;
             refreshd__subcmd__help,help)
                 cmd="refreshd__subcmd__help__subcmd__help"
@@ -125,7 +131,7 @@ _refreshd() {
 
     case "${cmd}" in
         refreshd)
-            opts="-h -V --help --version run status store rotate once check token login demo inspect audit help"
+            opts="-h -V --help --version run exec status store rotate once check token login demo inspect audit help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -244,8 +250,42 @@ _refreshd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        refreshd__subcmd__exec)
+            opts="-c -h --config --env --on-change --grace --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --on-change)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         refreshd__subcmd__help)
-            opts="run status store rotate once check token login demo inspect audit help"
+            opts="run exec status store rotate once check token login demo inspect audit help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -301,6 +341,20 @@ _refreshd() {
             return 0
             ;;
         refreshd__subcmd__help__subcmd__demo)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__help__subcmd__exec)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

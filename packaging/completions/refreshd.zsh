@@ -36,6 +36,18 @@ _arguments "${_arguments_options[@]}" : \
 '--help[Print help]' \
 && ret=0
 ;;
+(exec)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--config=[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'*--env=[Put the current token of credential NAME in the program'\''s variable VAR (repeat for more)]:VAR=NAME:_default' \
+'--on-change=[On a rotation\: restart the program, send it a signal (\`signal\:SIGHUP\`), or nothing]:restart|signal:SIG|none:_default' \
+'--grace=[How long a restart or a stop waits after SIGTERM before SIGKILL]:DURATION:_default' \
+'-h[Print help]' \
+'--help[Print help]' \
+'*::program -- The program and its arguments, after `--`:_default' \
+&& ret=0
+;;
 (status)
 _arguments "${_arguments_options[@]}" : \
 '-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
@@ -223,6 +235,10 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(exec)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (status)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -312,6 +328,7 @@ esac
 _refreshd_commands() {
     local commands; commands=(
 'run:Run the daemon in the foreground (systemd and launchd supervise it)' \
+'exec:Run a program with credentials'\'' current tokens in its environment, and restart (or signal) it when they rotate' \
 'status:Show each credential'\''s health, expiry, last rotation, last error and next refresh' \
 'store:The fleet store (\`\[daemon\] store\`)' \
 'rotate:Ask the running daemon to refresh now, and wait for the result' \
@@ -367,10 +384,16 @@ _refreshd__subcmd__demo_commands() {
     local commands; commands=()
     _describe -t commands 'refreshd demo commands' commands "$@"
 }
+(( $+functions[_refreshd__subcmd__exec_commands] )) ||
+_refreshd__subcmd__exec_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd exec commands' commands "$@"
+}
 (( $+functions[_refreshd__subcmd__help_commands] )) ||
 _refreshd__subcmd__help_commands() {
     local commands; commands=(
 'run:Run the daemon in the foreground (systemd and launchd supervise it)' \
+'exec:Run a program with credentials'\'' current tokens in its environment, and restart (or signal) it when they rotate' \
 'status:Show each credential'\''s health, expiry, last rotation, last error and next refresh' \
 'store:The fleet store (\`\[daemon\] store\`)' \
 'rotate:Ask the running daemon to refresh now, and wait for the result' \
@@ -406,6 +429,11 @@ _refreshd__subcmd__help__subcmd__check_commands() {
 _refreshd__subcmd__help__subcmd__demo_commands() {
     local commands; commands=()
     _describe -t commands 'refreshd help demo commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__exec_commands] )) ||
+_refreshd__subcmd__help__subcmd__exec_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help exec commands' commands "$@"
 }
 (( $+functions[_refreshd__subcmd__help__subcmd__help_commands] )) ||
 _refreshd__subcmd__help__subcmd__help_commands() {

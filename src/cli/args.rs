@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::exec::{Binding, OnChange};
+
 #[derive(Parser)]
 #[command(
     name = "refreshd",
@@ -56,6 +58,28 @@ pub enum Command {
     Run {
         #[command(flatten)]
         config: ConfigArg,
+    },
+    /// Run a program with credentials' current tokens in its environment, and restart (or signal) it when they rotate
+    Exec {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Put the current token of credential NAME in the program's variable VAR (repeat for more)
+        #[arg(long = "env", value_name = "VAR=NAME", required = true, value_parser = parse_binding)]
+        env: Vec<Binding>,
+        /// On a rotation: restart the program, send it a signal (`signal:SIGHUP`), or nothing
+        #[arg(
+            long,
+            value_name = "restart|signal:SIG|none",
+            default_value = "restart",
+            value_parser = parse_on_change
+        )]
+        on_change: OnChange,
+        /// How long a restart or a stop waits after SIGTERM before SIGKILL
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+        /// The program and its arguments, after `--`
+        #[arg(last = true, required = true, value_name = "PROGRAM")]
+        program: Vec<std::ffi::OsString>,
     },
     /// Show each credential's health, expiry, last rotation, last error and next refresh
     Status {
@@ -141,4 +165,33 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+/// `VAR=NAME`: a variable name every shell agrees on, and a credential's name.
+fn parse_binding(text: &str) -> Result<Binding, String> {
+    let (var, credential) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not VAR=NAME"))?;
+    let mut bytes = var.bytes();
+    let valid = matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(format!("{var:?} is not a variable name"));
+    }
+    if var.starts_with("REFRESHD_") {
+        return Err(format!(
+            "{var:?}: REFRESHD_* variables never reach the program; choose another name"
+        ));
+    }
+    if credential.is_empty() {
+        return Err(format!("{text:?} names no credential"));
+    }
+    Ok(Binding {
+        var: var.to_owned(),
+        credential: credential.to_owned(),
+    })
+}
+
+fn parse_on_change(text: &str) -> Result<OnChange, String> {
+    text.parse()
 }

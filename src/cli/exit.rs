@@ -20,6 +20,9 @@ pub enum Exit {
     /// `once`: every refresh worked and every target was written, but a reload action
     /// failed (the app may still hold the old token), as certbot users asked of `renew`.
     ReloadFailed,
+    /// `exec`: the program's own exit status (128 + the signal's number when a signal ended
+    /// it; 126/127 when it could not be started).
+    Program(u8),
     /// sysexits.h `EX_CONFIG`: the configuration is invalid, so a supervisor can tell "fix
     /// your config" from "crashed" (`RestartPreventExitStatus=78`).
     Config,
@@ -34,6 +37,7 @@ impl Exit {
             Exit::NoData => 3,
             Exit::Unsaved => 4,
             Exit::ReloadFailed => 5,
+            Exit::Program(code) => code,
             Exit::Config => 78,
         }
     }

@@ -5,6 +5,7 @@
 
 mod args;
 mod check;
+mod exec;
 mod exit;
 mod inspect;
 mod login;
@@ -51,23 +52,29 @@ pub fn main() -> ExitCode {
 fn dispatch(command: Command) -> anyhow::Result<Exit> {
     match command {
         Command::Run { config } => Ok(crate::daemon::main(&config.path()).into()),
+        Command::Exec {
+            config,
+            env,
+            on_change,
+            grace,
+            program,
+        } => {
+            let options = crate::exec::Options {
+                bindings: env,
+                on_change,
+                grace,
+                program,
+            };
+            // As PID 1, this process becomes the init that reaps orphans, and runs `exec`
+            // again as its child.
+            if std::process::id() == 1 {
+                return Ok(Exit::Program(crate::exec::reaper::run()));
+            }
+            with_config(&config, Exit::Config, |c| exec::run(c, options))
+        }
         Command::Demo => Ok(crate::demo::main().into()),
         Command::Inspect { token } => inspect::run(token),
-        Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => Ok(match crate::audit::verify(&file) {
-            Ok(lines) => {
-                println!(
-                    "{}: {lines} lines, each chained to the one before",
-                    file.display()
-                );
-                Exit::Ok
-            }
-            Err(broken) => {
-                eprintln!("refreshd: {broken}");
-                Exit::Failed
-            }
-        }),
+        Command::Audit { command } => Ok(audit(&command)),
         Command::Once {
             config,
             force,
@@ -121,6 +128,24 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
                 timeout,
             };
             with_config(&config, Exit::Config, |c| login::run(c, name, options))
+        }
+    }
+}
+
+/// `refreshd audit verify FILE`.
+fn audit(command: &AuditCommand) -> Exit {
+    let AuditCommand::Verify { file } = command;
+    match crate::audit::verify(file) {
+        Ok(lines) => {
+            println!(
+                "{}: {lines} lines, each chained to the one before",
+                file.display()
+            );
+            Exit::Ok
+        }
+        Err(broken) => {
+            eprintln!("refreshd: {broken}");
+            Exit::Failed
         }
     }
 }

@@ -92,6 +92,31 @@ impl Config {
             .collect()
     }
 
+    /// The variables of refreshd's own environment this config reads secrets from: every
+    /// `{ env = "…" }` reference (the store's included) and every `command` source's
+    /// `inherit_env`. `refreshd exec` keeps them out of its program's environment.
+    pub fn secret_variables(&self) -> std::collections::BTreeSet<String> {
+        let store = self
+            .daemon
+            .store
+            .iter()
+            .flat_map(|store| [&store.url, &store.key]);
+        let sources = self
+            .credentials
+            .iter()
+            .flat_map(|c| c.source.secrets().into_iter().map(|(_, secret)| secret));
+        let referenced = store.chain(sources).filter_map(|secret| match secret {
+            crate::secret::SecretRef::Env(name) => Some(name.clone()),
+            _ => None,
+        });
+        let inherited = self
+            .credentials
+            .iter()
+            .flat_map(|c| c.source.inherited_variables())
+            .map(str::to_owned);
+        referenced.chain(inherited).collect()
+    }
+
     /// The credentials in an order where every bearer comes before the credentials that
     /// use its token, otherwise as configured.
     pub fn dependency_order(&self) -> Vec<&Credential> {

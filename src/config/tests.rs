@@ -451,3 +451,22 @@ fn an_inline_store_url_or_key_needs_a_private_config_file() {
         Config::load(&path).unwrap();
     }
 }
+
+#[test]
+fn secret_variables_are_every_env_reference_and_inherit_env() {
+    let config = parse(
+        r#"
+[credentials.a]
+source = { type = "oauth-refresh", token_url = "https://idp.example.com/token", client_id = "cli", client_secret = { env = "A_SECRET" }, refresh_token = { env = "A_RT" } }
+
+[credentials.b]
+source = { type = "oauth-client-credentials", token_url = "https://idp.example.com/token", client_id = "cli", client_secret = { file = "/etc/refreshd/b" } }
+
+[credentials.c]
+source = { type = "command", argv = ["mint"], env = { MODE = "x" }, inherit_env = ["VAULT_TOKEN"] }
+"#,
+    )
+    .unwrap();
+    let names: Vec<String> = config.secret_variables().into_iter().collect();
+    assert_eq!(names, ["A_RT", "A_SECRET", "VAULT_TOKEN"]);
+}

@@ -39,6 +39,20 @@ pub async fn request(
     request: &Request,
     timeout: Duration,
 ) -> Result<Option<Response>, ControlError> {
+    exchange(path, request, Some(timeout)).await
+}
+
+/// Sends a `watch` request and waits, however long it takes, for its answer: a daemon that
+/// stops or goes away ends the wait with an error (or `Ok(None)` when none listens at all).
+pub async fn watch(path: &Path, request: &Request) -> Result<Option<Response>, ControlError> {
+    exchange(path, request, None).await
+}
+
+async fn exchange(
+    path: &Path,
+    request: &Request,
+    timeout: Option<Duration>,
+) -> Result<Option<Response>, ControlError> {
     let err = |source| ControlError::Io {
         path: path.to_owned(),
         source,
@@ -72,16 +86,17 @@ pub async fn request(
         BufReader::new(&mut stream).read_line(&mut line).await?;
         Ok::<_, io::Error>(line)
     };
-    let line = match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok(line)) => line,
-        Ok(Err(e)) => return Err(err(e)),
-        Err(_) => {
-            return Err(ControlError::Timeout {
-                path: path.to_owned(),
-                timeout,
-            });
-        }
-    };
+    let answered =
+        match timeout {
+            Some(timeout) => tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+                ControlError::Timeout {
+                    path: path.to_owned(),
+                    timeout,
+                }
+            })?,
+            None => exchange.await,
+        };
+    let line = answered.map_err(err)?;
     serde_json::from_str(&line)
         .map(Some)
         .map_err(|e| ControlError::BadResponse {

@@ -2,9 +2,12 @@
 //! ([`worker`]), the control socket, the metrics listener, the config-file watch, signals
 //! and the service manager's notifications ([`systemd`]).
 //!
+//! [`Embedded`] runs the same credential tasks without the rest, for `refreshd exec`.
+//!
 //! It never refreshes a token itself and never cancels a rotation in progress: reloads
 //! stop a credential's task between rotations, and SIGTERM waits for in-flight ones.
 
+mod embedded;
 mod liveness;
 mod publish;
 mod reconfigure;
@@ -13,6 +16,9 @@ mod systemd;
 mod timers;
 mod watch;
 mod worker;
+
+pub(crate) use embedded::{Embedded, EmbeddedError};
+pub(crate) use publish::TokenWatch;
 
 use std::path::Path;
 use std::time::Duration;

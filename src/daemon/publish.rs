@@ -6,6 +6,7 @@
 //!
 //! Never rotates and never waits.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,41 @@ use crate::token::{self, Token};
 
 /// A credential's current token, as its task last published it.
 pub type TokenWatch = watch::Receiver<Option<Token>>;
+
+/// Each followed credential's token channel, by name: what its task publishes on.
+pub type TokenChannels = BTreeMap<String, watch::Sender<Option<Token>>>;
+
+/// The channel `name`'s task publishes its token on (made if missing).
+pub fn token_channel<'a>(
+    channels: &'a mut TokenChannels,
+    name: &str,
+) -> &'a watch::Sender<Option<Token>> {
+    channels
+        .entry(name.to_owned())
+        .or_insert_with(|| watch::channel(None).0)
+}
+
+/// A receiver of `name`'s token: a credential that sends it as a bearer, or `refreshd exec`
+/// handing it to its program. A task keeps its token in memory only while another follows
+/// it: for the first follower, the stored one is filled in (as no change to react to).
+pub fn follow_token(
+    channels: &mut TokenChannels,
+    state: &crate::state::StateDir,
+    name: &str,
+) -> TokenWatch {
+    // Subscribed first: from now on the task publishes its token here, so what is read
+    // from the state directory next can only be as new or older.
+    let channel = token_channel(channels, name);
+    let follower = channel.subscribe();
+    let stored = state.load(name).ok().and_then(|s| s.token);
+    channel.send_if_modified(|held| {
+        if held.is_none() {
+            *held = stored;
+        }
+        false
+    });
+    follower
+}
 
 /// One credential task's outlets.
 pub struct Publisher {

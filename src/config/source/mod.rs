@@ -242,6 +242,20 @@ impl SourceConfig {
         }
     }
 
+    /// The variables of refreshd's own environment a `command` source passes on to its
+    /// program (`inherit_env`, also in a chain): what it reads its secrets from.
+    pub fn inherited_variables(&self) -> Vec<&str> {
+        match self {
+            SourceConfig::Command(s) => s.inherit_env.iter().map(String::as_str).collect(),
+            SourceConfig::Chain(chain) => chain
+                .sources
+                .iter()
+                .flat_map(|s| s.inherited_variables())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Every secret reference with the key it sits under.
     pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
         let mut out = Vec::new();

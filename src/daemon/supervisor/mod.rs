@@ -14,6 +14,9 @@ mod first_round;
 mod reload;
 mod shutdown;
 mod start;
+
+pub(super) use shutdown::drain_limit;
+pub(super) use start::RELOAD_DEBOUNCE;
 mod watchdog;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,7 +25,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::publish::TokenWatch;
+use super::publish::{self, TokenChannels, TokenWatch};
 use super::{Signals, systemd, watch, worker};
 use crate::config::{Config, Credential};
 use crate::control::server::RotateRequest;
@@ -37,7 +40,7 @@ pub(super) struct Daemon {
     shared: worker::Shared,
     workers: BTreeMap<String, worker::Handle>,
     /// Each credential's current token, published by its task (kept across its restarts).
-    tokens: BTreeMap<String, tokio::sync::watch::Sender<Option<Token>>>,
+    tokens: TokenChannels,
     /// How other processes read tokens: the control socket's and the endpoints' one path.
     reads: crate::access::Reads,
     /// The credentials another one sends as a bearer (in the running config).
@@ -80,28 +83,13 @@ impl Daemon {
         self.workers.insert(name, handle);
     }
 
-    /// A receiver of `bearer`'s token. A credential's task keeps its token in memory only
-    /// while another follows it: for the first follower, the stored one is filled in.
+    /// A receiver of `bearer`'s token (see [`publish::follow_token`]).
     fn follow_token(&mut self, bearer: &str) -> TokenWatch {
-        // Subscribed first: from now on the task publishes its token here, so what is read
-        // from the state directory next can only be as new or older.
-        let channel = self.token_channel(bearer).clone();
-        let follower = channel.subscribe();
-        let stored = self.state.load(bearer).ok().and_then(|s| s.token);
-        channel.send_if_modified(|held| {
-            if held.is_none() {
-                *held = stored;
-            }
-            // What was on file is no change to react to.
-            false
-        });
-        follower
+        publish::follow_token(&mut self.tokens, &self.state, bearer)
     }
 
     fn token_channel(&mut self, name: &str) -> &tokio::sync::watch::Sender<Option<Token>> {
-        self.tokens
-            .entry(name.to_owned())
-            .or_insert_with(|| tokio::sync::watch::channel(None).0)
+        publish::token_channel(&mut self.tokens, name)
     }
 
     fn stop_worker(&mut self, name: &str) {

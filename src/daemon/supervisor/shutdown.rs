@@ -20,14 +20,7 @@ impl Daemon {
         self.shared.model.vitals().set_stopping();
         // Long enough for the slowest request in flight to answer and be stored: dropping
         // that answer could lose a rotated refresh token.
-        let drain_limit = self
-            .config
-            .credentials
-            .iter()
-            .map(|c| c.timing.timeout)
-            .max()
-            .unwrap_or_default()
-            + DRAIN_MARGIN;
+        let drain_limit = drain_limit(self.config.credentials.iter().map(|c| &**c));
         let mut joins = std::mem::take(&mut self.retiring);
         for handle in self.workers.values() {
             handle.stop();
@@ -59,6 +52,18 @@ impl Daemon {
         remove_socket(&self.config.daemon.control_socket);
         tracing::info!("stopped");
     }
+}
+
+/// How long a stop waits for the rotations in progress of `credentials`: the longest request
+/// timeout, plus [`DRAIN_MARGIN`] for the save, target writes and reloads after it.
+pub(in crate::daemon) fn drain_limit<'a>(
+    credentials: impl Iterator<Item = &'a crate::config::Credential>,
+) -> Duration {
+    credentials
+        .map(|c| c.timing.timeout)
+        .max()
+        .unwrap_or_default()
+        + DRAIN_MARGIN
 }
 
 fn remove_socket(path: &PathBuf) {

@@ -27,7 +27,7 @@ use crate::reload::{Reloader, Retries};
 use crate::state::StateDir;
 
 /// Requests for one reload action from several credentials within this window run once.
-const RELOAD_DEBOUNCE: Duration = Duration::from_secs(1);
+pub(in crate::daemon) const RELOAD_DEBOUNCE: Duration = Duration::from_secs(1);
 
 /// The shortest time between two `STATUS=` lines that follow rotations.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
