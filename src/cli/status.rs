@@ -1,6 +1,8 @@
 //! `refreshd status`: what the running daemon reports, or, without one, what the state
 //! directory says (with the schedule's plan, unjittered, as the next refresh). With a config
-//! file that does not load, still what the running daemon reports.
+//! file that does not load, still what the running daemon reports; with one this user may
+//! not read (a credential's reader), what the daemon at `--socket` or the default sockets
+//! shows it: its own credentials only.
 //!
 //! Everything it prints that came from outside (the daemon's or the store's words, node
 //! names, a provider's or a program's error) is escaped ([`Shown`]): it never writes an
