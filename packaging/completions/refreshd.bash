@@ -28,11 +28,17 @@ _refreshd() {
             refreshd,exec)
                 cmd="refreshd__subcmd__exec"
                 ;;
+            refreshd,git-credential)
+                cmd="refreshd__subcmd__git__subcmd__credential"
+                ;;
             refreshd,help)
                 cmd="refreshd__subcmd__help"
                 ;;
             refreshd,inspect)
                 cmd="refreshd__subcmd__inspect"
+                ;;
+            refreshd,kubectl-credential)
+                cmd="refreshd__subcmd__kubectl__subcmd__credential"
                 ;;
             refreshd,login)
                 cmd="refreshd__subcmd__login"
@@ -79,11 +85,17 @@ _refreshd() {
             refreshd__subcmd__help,exec)
                 cmd="refreshd__subcmd__help__subcmd__exec"
                 ;;
+            refreshd__subcmd__help,git-credential)
+                cmd="refreshd__subcmd__help__subcmd__git__subcmd__credential"
+                ;;
             refreshd__subcmd__help,help)
                 cmd="refreshd__subcmd__help__subcmd__help"
                 ;;
             refreshd__subcmd__help,inspect)
                 cmd="refreshd__subcmd__help__subcmd__inspect"
+                ;;
+            refreshd__subcmd__help,kubectl-credential)
+                cmd="refreshd__subcmd__help__subcmd__kubectl__subcmd__credential"
                 ;;
             refreshd__subcmd__help,login)
                 cmd="refreshd__subcmd__help__subcmd__login"
@@ -131,7 +143,7 @@ _refreshd() {
 
     case "${cmd}" in
         refreshd)
-            opts="-h -V --help --version run exec status store rotate once check token login demo inspect audit help"
+            opts="-h -V --help --version run exec status store rotate once check token kubectl-credential git-credential login demo inspect audit help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -284,8 +296,34 @@ _refreshd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        refreshd__subcmd__git__subcmd__credential)
+            opts="-c -h --config --socket --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         refreshd__subcmd__help)
-            opts="run exec status store rotate once check token login demo inspect audit help"
+            opts="run exec status store rotate once check token kubectl-credential git-credential login demo inspect audit help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -368,6 +406,20 @@ _refreshd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        refreshd__subcmd__help__subcmd__git__subcmd__credential)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         refreshd__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -383,6 +435,20 @@ _refreshd() {
             return 0
             ;;
         refreshd__subcmd__help__subcmd__inspect)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__help__subcmd__kubectl__subcmd__credential)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -522,6 +588,32 @@ _refreshd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        refreshd__subcmd__kubectl__subcmd__credential)
+            opts="-c -h --config --socket --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         refreshd__subcmd__login)
             opts="-c -h --config --device --no-browser --port --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -619,7 +711,7 @@ _refreshd() {
             return 0
             ;;
         refreshd__subcmd__status)
-            opts="-c -h --config --json --nodes --help"
+            opts="-c -h --config --socket --json --nodes --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -630,6 +722,10 @@ _refreshd() {
                     return 0
                     ;;
                 -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -711,7 +807,7 @@ _refreshd() {
             return 0
             ;;
         refreshd__subcmd__token)
-            opts="-c -h --config --help"
+            opts="-c -h --config --socket --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -723,6 +819,14 @@ _refreshd() {
                     ;;
                 -c)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "raw json env" -- "${cur}"))
                     return 0
                     ;;
                 *)

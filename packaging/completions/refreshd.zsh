@@ -52,6 +52,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
 '--config=[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--socket=[The daemon'\''s control socket \[default\: the config'\''s daemon.control_socket; without a readable config, this user'\''s default socket, then /run/refreshd/control.sock\]]:PATH:_files' \
 '--json[Machine-readable output]' \
 '--nodes[List the fleet store'\''s nodes and their heartbeats instead (with a \`\[daemon\] store\`)]' \
 '-h[Print help]' \
@@ -139,9 +140,33 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
 '--config=[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--socket=[The daemon'\''s control socket \[default\: the config'\''s daemon.control_socket; without a readable config, this user'\''s default socket, then /run/refreshd/control.sock\]]:PATH:_files' \
+'--format=[raw (the token), json (token, token_type, expires_at, expires_in) or env (\`export NAME_TOKEN='\''…'\''\` and \`NAME_EXPIRES_AT\` lines, for \`eval\`)]:FORMAT:((raw\:"The token and a newline"
+json\:"\`{"token", "token_type", "expires_at", "expires_in"}\`"
+env\:"\`export NAME_TOKEN='\''…'\''\` and \`export NAME_EXPIRES_AT='\''…'\''\`, for \`eval\` in a POSIX shell"))' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
+':name -- The credential:_default' \
+&& ret=0
+;;
+(kubectl-credential)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--config=[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--socket=[The daemon'\''s control socket \[default\: the config'\''s daemon.control_socket; without a readable config, this user'\''s default socket, then /run/refreshd/control.sock\]]:PATH:_files' \
 '-h[Print help]' \
 '--help[Print help]' \
 ':name -- The credential:_default' \
+&& ret=0
+;;
+(git-credential)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--config=[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--socket=[The daemon'\''s control socket \[default\: the config'\''s daemon.control_socket; without a readable config, this user'\''s default socket, then /run/refreshd/control.sock\]]:PATH:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+':operation -- What git asks\: get, store or erase (any other is ignored, as git wants):_default' \
 && ret=0
 ;;
 (login)
@@ -279,6 +304,14 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(kubectl-credential)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(git-credential)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (login)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -335,6 +368,8 @@ _refreshd_commands() {
 'once:Refresh every (named) credential that is due, write its targets, and exit' \
 'check:Validate the config, secret references, target paths and permissions' \
 'token:Print a credential'\''s current access token (for \`\$(refreshd token NAME)\`)' \
+'kubectl-credential:kubectl'\''s exec credential plugin\: print a client.authentication.k8s.io ExecCredential with the credential'\''s current token' \
+'git-credential:git'\''s credential helper (gitcredentials(7))\: \`get\` answers for the credentials whose \`git.url\` matches; \`store\` and \`erase\` do nothing' \
 'login:Get an oauth-refresh credential its first refresh token\: a browser login (authorization code + PKCE, loopback redirect) or the device flow' \
 'demo:Try refreshd\: a built-in token issuer on loopback and a daemon rotating 30-second JWTs into ./refreshd-demo/, until Ctrl-C' \
 'inspect:Decode a JWT without verifying it\: header, claims, expiry and time left' \
@@ -389,6 +424,11 @@ _refreshd__subcmd__exec_commands() {
     local commands; commands=()
     _describe -t commands 'refreshd exec commands' commands "$@"
 }
+(( $+functions[_refreshd__subcmd__git-credential_commands] )) ||
+_refreshd__subcmd__git-credential_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd git-credential commands' commands "$@"
+}
 (( $+functions[_refreshd__subcmd__help_commands] )) ||
 _refreshd__subcmd__help_commands() {
     local commands; commands=(
@@ -400,6 +440,8 @@ _refreshd__subcmd__help_commands() {
 'once:Refresh every (named) credential that is due, write its targets, and exit' \
 'check:Validate the config, secret references, target paths and permissions' \
 'token:Print a credential'\''s current access token (for \`\$(refreshd token NAME)\`)' \
+'kubectl-credential:kubectl'\''s exec credential plugin\: print a client.authentication.k8s.io ExecCredential with the credential'\''s current token' \
+'git-credential:git'\''s credential helper (gitcredentials(7))\: \`get\` answers for the credentials whose \`git.url\` matches; \`store\` and \`erase\` do nothing' \
 'login:Get an oauth-refresh credential its first refresh token\: a browser login (authorization code + PKCE, loopback redirect) or the device flow' \
 'demo:Try refreshd\: a built-in token issuer on loopback and a daemon rotating 30-second JWTs into ./refreshd-demo/, until Ctrl-C' \
 'inspect:Decode a JWT without verifying it\: header, claims, expiry and time left' \
@@ -435,6 +477,11 @@ _refreshd__subcmd__help__subcmd__exec_commands() {
     local commands; commands=()
     _describe -t commands 'refreshd help exec commands' commands "$@"
 }
+(( $+functions[_refreshd__subcmd__help__subcmd__git-credential_commands] )) ||
+_refreshd__subcmd__help__subcmd__git-credential_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help git-credential commands' commands "$@"
+}
 (( $+functions[_refreshd__subcmd__help__subcmd__help_commands] )) ||
 _refreshd__subcmd__help__subcmd__help_commands() {
     local commands; commands=()
@@ -444,6 +491,11 @@ _refreshd__subcmd__help__subcmd__help_commands() {
 _refreshd__subcmd__help__subcmd__inspect_commands() {
     local commands; commands=()
     _describe -t commands 'refreshd help inspect commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__kubectl-credential_commands] )) ||
+_refreshd__subcmd__help__subcmd__kubectl-credential_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help kubectl-credential commands' commands "$@"
 }
 (( $+functions[_refreshd__subcmd__help__subcmd__login_commands] )) ||
 _refreshd__subcmd__help__subcmd__login_commands() {
@@ -491,6 +543,11 @@ _refreshd__subcmd__help__subcmd__token_commands() {
 _refreshd__subcmd__inspect_commands() {
     local commands; commands=()
     _describe -t commands 'refreshd inspect commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__kubectl-credential_commands] )) ||
+_refreshd__subcmd__kubectl-credential_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd kubectl-credential commands' commands "$@"
 }
 (( $+functions[_refreshd__subcmd__login_commands] )) ||
 _refreshd__subcmd__login_commands() {

@@ -37,6 +37,25 @@ impl ConfigArg {
     }
 }
 
+/// Where a reader's command finds the daemon when it cannot read the config.
+#[derive(clap::Args)]
+pub struct SocketArg {
+    /// The daemon's control socket [default: the config's daemon.control_socket; without a readable config, this user's default socket, then /run/refreshd/control.sock]
+    #[arg(long = "socket", env = "REFRESHD_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+/// How `refreshd token` prints the token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenFormat {
+    /// The token and a newline
+    Raw,
+    /// `{"token", "token_type", "expires_at", "expires_in"}`
+    Json,
+    /// `export NAME_TOKEN='…'` and `export NAME_EXPIRES_AT='…'`, for `eval` in a POSIX shell
+    Env,
+}
+
 #[derive(Subcommand)]
 pub enum StoreCommand {
     /// Print a new store key (32 random bytes, base64) for `[daemon] store.key`
@@ -85,6 +104,8 @@ pub enum Command {
     Status {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        socket: SocketArg,
         /// Machine-readable output
         #[arg(long)]
         json: bool,
@@ -131,8 +152,31 @@ pub enum Command {
     Token {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        socket: SocketArg,
+        /// raw (the token), json (token, token_type, expires_at, expires_in) or env (`export NAME_TOKEN='…'` and `NAME_EXPIRES_AT` lines, for `eval`)
+        #[arg(long, value_enum, default_value_t = TokenFormat::Raw)]
+        format: TokenFormat,
         /// The credential
         name: String,
+    },
+    /// kubectl's exec credential plugin: print a client.authentication.k8s.io ExecCredential with the credential's current token
+    KubectlCredential {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        socket: SocketArg,
+        /// The credential
+        name: String,
+    },
+    /// git's credential helper (gitcredentials(7)): `get` answers for the credentials whose `git.url` matches; `store` and `erase` do nothing
+    GitCredential {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        socket: SocketArg,
+        /// What git asks: get, store or erase (any other is ignored, as git wants)
+        operation: String,
     },
     /// Get an oauth-refresh credential its first refresh token: a browser login (authorization code + PKCE, loopback redirect) or the device flow
     Login {

@@ -19,6 +19,18 @@ pub struct Flags {
     pub timeout: Duration,
 }
 
+impl Flags {
+    /// The flags as the command line gives them (`--no-browser`).
+    pub fn new(device: bool, no_browser: bool, port: Option<u16>, timeout: Duration) -> Flags {
+        Flags {
+            device,
+            open_browser: !no_browser,
+            port,
+            timeout,
+        }
+    }
+}
+
 pub async fn run(config: Config, name: String, flags: Flags) -> anyhow::Result<Exit> {
     crate::log::init(config.log.level.as_str(), config.log.format);
     crate::audit::open(config.log.audit.as_deref());

@@ -1,15 +1,21 @@
 //! The command line: parses arguments ([`args`]), loads the config, hands each command to
 //! its own module and maps what it returns to an [`Exit`] status. The only place `anyhow`
-//! is used. Only `refreshd token` ever prints a token; every other output shows
-//! fingerprints.
+//! is used. Only `refreshd token` and the credential helpers (`kubectl-credential`,
+//! `git-credential`, `docker-credential-refreshd`) ever print a token; every other output
+//! shows fingerprints. Started as `docker-credential-refreshd` (a link), it is docker's
+//! credential helper and takes no clap arguments.
 
 mod args;
 mod check;
+mod docker;
 mod exec;
 mod exit;
+mod git;
 mod inspect;
+mod kubectl;
 mod login;
 mod once;
+mod reach;
 mod rotate;
 mod status;
 mod token;
@@ -25,7 +31,7 @@ pub use exit::Exit;
 
 use crate::config::{Config, Credential};
 use crate::control::{ControlError, Request, Response};
-use args::{AuditCommand, Cli, Command, ConfigArg, StoreCommand};
+use args::{AuditCommand, Cli, Command, ConfigArg, SocketArg, StoreCommand};
 
 /// How long `status` and `token` wait for the daemon; `rotate` waits for the refreshes.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +42,9 @@ pub fn command() -> clap::Command {
 }
 
 pub fn main() -> ExitCode {
+    if docker::called_as_helper() {
+        return docker::main();
+    }
     let cli = Cli::parse();
     let result = dispatch(cli.command);
     // What a command recorded reaches the audit log before the process ends.
@@ -58,20 +67,15 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
             on_change,
             grace,
             program,
-        } => {
-            let options = crate::exec::Options {
+        } => exec(
+            &config,
+            crate::exec::Options {
                 bindings: env,
                 on_change,
                 grace,
                 program,
-            };
-            // As PID 1, this process becomes the init that reaps orphans, and runs `exec`
-            // again as its child.
-            if std::process::id() == 1 {
-                return Ok(Exit::Program(crate::exec::reaper::run()));
-            }
-            with_config(&config, Exit::Config, |c| exec::run(c, options))
-        }
+            },
+        ),
         Command::Demo => Ok(crate::demo::main().into()),
         Command::Inspect { token } => inspect::run(token),
         Command::Audit { command } => Ok(audit(&command)),
@@ -86,33 +90,41 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Store {
             command: StoreCommand::InitKey,
         } => {
-            println!(
-                "{}",
-                secrecy::ExposeSecret::expose_secret(&crate::store::seal::Key::generate())
-            );
+            let key = crate::store::seal::Key::generate();
+            println!("{}", secrecy::ExposeSecret::expose_secret(&key));
             Ok(Exit::Ok)
         }
         Command::Status {
             config,
             json,
             nodes: true,
+            ..
         } => with_config(&config, Exit::Config, |c| status::nodes(c, json)),
-        Command::Status { config, json, .. } => {
-            let path = config.path();
-            match Config::load(&path) {
-                Ok(config) => block_on(status::run(config, json)),
-                Err(e) => {
-                    eprintln!("refreshd: {e}");
-                    block_on(status::run_despite_invalid_config(&path, json))
-                }
-            }
-        }
+        Command::Status {
+            config,
+            socket,
+            json,
+            ..
+        } => status(&config, socket, json),
         Command::Rotate { config, all, names } => {
             with_config(&config, Exit::Config, |c| rotate::run(c, all, names))
         }
-        Command::Token { config, name } => {
-            with_config(&config, Exit::Config, |c| token::run(c, name))
-        }
+        Command::Token {
+            config,
+            socket,
+            format,
+            name,
+        } => with_reach(&config, socket, |reach| token::run(reach, name, format)),
+        Command::KubectlCredential {
+            config,
+            socket,
+            name,
+        } => with_reach(&config, socket, |reach| kubectl::run(reach, name)),
+        Command::GitCredential {
+            config,
+            socket,
+            operation,
+        } => with_reach(&config, socket, |reach| git::run(reach, operation)),
         Command::Login {
             config,
             name,
@@ -121,15 +133,19 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
             port,
             timeout,
         } => {
-            let options = login::Flags {
-                device,
-                open_browser: !no_browser,
-                port,
-                timeout,
-            };
-            with_config(&config, Exit::Config, |c| login::run(c, name, options))
+            let flags = login::Flags::new(device, no_browser, port, timeout);
+            with_config(&config, Exit::Config, |c| login::run(c, name, flags))
         }
     }
+}
+
+/// `refreshd exec`. As PID 1, this process becomes the init that reaps orphans, and runs
+/// `exec` again as its child.
+fn exec(config: &ConfigArg, options: crate::exec::Options) -> anyhow::Result<Exit> {
+    if std::process::id() == 1 {
+        return Ok(Exit::Program(crate::exec::reaper::run()));
+    }
+    with_config(config, Exit::Config, |c| exec::run(c, options))
 }
 
 /// `refreshd audit verify FILE`.
@@ -165,6 +181,49 @@ where
         }
     };
     block_on(command(config))
+}
+
+/// `status`: from the daemon at `--socket` or the config's socket; with a config this user
+/// cannot read, from the daemon at the default sockets (a reader sees its credentials);
+/// with an invalid one, what the running daemon still runs.
+fn status(config: &ConfigArg, socket: SocketArg, json: bool) -> anyhow::Result<Exit> {
+    let path = config.path();
+    match Config::load(&path) {
+        Ok(mut config) => {
+            if let Some(socket) = socket.socket {
+                config.daemon.control_socket = socket;
+            }
+            block_on(status::run(config, json))
+        }
+        Err(e) if reach::unreadable(&e) => {
+            let reach = reach::Reach::new(&path, socket.socket)?;
+            block_on(status::run_unread(reach, &path, json))
+        }
+        Err(e) => {
+            eprintln!("refreshd: {e}");
+            block_on(status::run_despite_invalid_config(
+                &path,
+                socket.socket,
+                json,
+            ))
+        }
+    }
+}
+
+/// Finds the daemon for a command that reads a token ([`reach`]): a config this user
+/// cannot read is no error, an invalid one exits `Config` after saying why.
+fn with_reach<F, Fut>(config: &ConfigArg, socket: SocketArg, command: F) -> anyhow::Result<Exit>
+where
+    F: FnOnce(reach::Reach) -> Fut,
+    Fut: Future<Output = anyhow::Result<Exit>>,
+{
+    match reach::Reach::new(&config.path(), socket.socket) {
+        Ok(reach) => block_on(command(reach)),
+        Err(e) => {
+            eprintln!("refreshd: {e}");
+            Ok(Exit::Config)
+        }
+    }
 }
 
 /// Runs `command` on a runtime of its own.
@@ -211,5 +270,7 @@ async fn ask_daemon(
     request: &Request,
     timeout: Duration,
 ) -> Result<Option<Response>, ControlError> {
-    crate::control::client::request(&config.daemon.control_socket, request, timeout).await
+    let state_dir = Some(config.daemon.state_dir.as_path());
+    crate::control::client::request(&config.daemon.control_socket, request, timeout, state_dir)
+        .await
 }

@@ -1,16 +1,19 @@
 //! `refreshd status`: what the running daemon reports, or, without one, what the state
 //! directory says (with the schedule's plan, unjittered, as the next refresh). With a config
-//! file that does not load, still what the running daemon reports.
+//! file that does not load, still what the running daemon reports; with one this user may
+//! not read (a credential's reader), what the daemon at `--socket` or the default sockets
+//! shows it: its own credentials only.
 //!
 //! Everything it prints that came from outside (the daemon's or the store's words, node
 //! names, a provider's or a program's error) is escaped ([`Shown`]): it never writes an
 //! escape sequence to the operator's terminal. `status --nodes` only reads the store.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
 use super::CONTROL_TIMEOUT;
+use super::reach::Reach;
 use crate::cli::Exit;
 use crate::config::Config;
 use crate::control::{Request, Response};
@@ -36,19 +39,20 @@ async fn status(config: Config, json: bool) -> anyhow::Result<Exit> {
         None => from_state(&config, now),
     };
     print(&snapshot, json, &config.path, now)?;
-    Ok(match snapshot.verdict() {
-        Verdict::Healthy => Exit::Ok,
-        Verdict::Unhealthy => Exit::Failed,
-        Verdict::NoData => Exit::NoData,
-    })
+    Ok(verdict(&snapshot))
 }
 
 /// The config file does not load (the caller said why): the running daemon, which keeps the
 /// configuration it last loaded, is still asked at the socket the file names. Exits `Config`
 /// (78) either way, so nobody mistakes this for a healthy answer.
-pub async fn run_despite_invalid_config(path: &Path, json: bool) -> anyhow::Result<Exit> {
-    let socket = crate::config::control_socket_despite_errors(path);
-    let answer = crate::control::client::request(&socket, &Request::Status, CONTROL_TIMEOUT).await;
+pub async fn run_despite_invalid_config(
+    path: &Path,
+    socket: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<Exit> {
+    let socket = socket.unwrap_or_else(|| crate::config::control_socket_despite_errors(path));
+    let answer =
+        crate::control::client::request(&socket, &Request::Status, CONTROL_TIMEOUT, None).await;
     match answer {
         Ok(Some(Response::Status(snapshot))) => {
             eprintln!(
@@ -61,6 +65,40 @@ pub async fn run_despite_invalid_config(path: &Path, json: bool) -> anyhow::Resu
         Err(e) => eprintln!("refreshd: {}", shown(&e.to_string())),
     }
     Ok(Exit::Config)
+}
+
+/// This user cannot read the config at `path`: a reader asks the daemon at
+/// `--socket` or the default sockets, which shows it the credentials it may read. With no
+/// daemon there is nothing else to ask, and it exits `Config` (78), as for a config that
+/// does not load.
+pub async fn run_unread(reach: Reach, path: &Path, json: bool) -> anyhow::Result<Exit> {
+    let now = crate::clock::system_now();
+    match reach.ask(&Request::Status, CONTROL_TIMEOUT).await {
+        Ok(Some(Response::Status(snapshot))) => {
+            print(&snapshot, json, path, now)?;
+            Ok(verdict(&snapshot))
+        }
+        Ok(Some(Response::Error(message))) => {
+            Err(anyhow::anyhow!("the daemon refused: {}", Shown(&message)))
+        }
+        Ok(Some(_)) => anyhow::bail!("the daemon answered something else than a status"),
+        Ok(None) => {
+            eprintln!("refreshd: {}", shown(&reach.nobody_answered()));
+            Ok(Exit::Config)
+        }
+        Err(e) => {
+            eprintln!("refreshd: {}", shown(&e.to_string()));
+            Ok(Exit::Config)
+        }
+    }
+}
+
+fn verdict(snapshot: &Snapshot) -> Exit {
+    match snapshot.verdict() {
+        Verdict::Healthy => Exit::Ok,
+        Verdict::Unhealthy => Exit::Failed,
+        Verdict::NoData => Exit::NoData,
+    }
 }
 
 /// `status --nodes`: the fleet store's nodes, their versions, heartbeats and leases, read

@@ -33,7 +33,7 @@ pub use credential::{Credential, Sharing};
 pub use daemon::{DaemonConfig, MAX_LEASE, MIN_LEASE, StoreConfig};
 pub use load::control_socket_despite_errors;
 pub use logging::{LogConfig, LogFormat, LogLevel, LogRotate};
-pub use paths::default_config_path;
+pub use paths::{default_config_path, default_control_socket};
 pub use reload::{ReloadAction, ReloadConfig, SystemdAction, parse_signal};
 pub use source::{
     BearerRef, BodyTemplate, ChainSource, ClientAuth, ClientCredentialsSource, CommandFormat,

@@ -48,7 +48,9 @@ pub(super) fn default_state_dir() -> PathBuf {
     }
 }
 
-pub(super) fn default_control_socket() -> PathBuf {
+/// `$RUNTIME_DIRECTORY/control.sock` under systemd, `/run/refreshd/control.sock` for root,
+/// else `$XDG_RUNTIME_DIR/refreshd/control.sock` (or the state directory's).
+pub fn default_control_socket() -> PathBuf {
     if let Some(dir) = systemd_dir("RUNTIME_DIRECTORY") {
         return dir.join("control.sock");
     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::access::Issued;
+use crate::config::Credential;
 use crate::observe::{RotationReply, Snapshot};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +51,28 @@ pub struct HelperEntry {
     pub git: Option<GitEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker: Option<DockerEntry>,
+}
+
+impl HelperEntry {
+    /// What a credential helper may answer for `credential`; `None` when it declares
+    /// neither `git` nor `docker`.
+    pub fn of(credential: &Credential) -> Option<HelperEntry> {
+        let access = &credential.access;
+        if access.git.is_none() && access.docker.is_none() {
+            return None;
+        }
+        Some(HelperEntry {
+            name: credential.name.clone(),
+            git: access.git.as_ref().map(|g| GitEntry {
+                url: g.url.to_string(),
+                username: g.username.clone(),
+            }),
+            docker: access.docker.as_ref().map(|d| DockerEntry {
+                server: d.server.clone(),
+                username: d.username.clone(),
+            }),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::ControlError;
-use super::protocol::{DockerEntry, GitEntry, HelperEntry, Request, Response, RotateOutcome};
+use super::protocol::{HelperEntry, Request, Response, RotateOutcome};
 use crate::access::{Caller, Reads, Via};
 use crate::observe::{Observed, RotationReply, Snapshot};
 use crate::serve::{HEAD, Handler, Limits, Place, Timed};
@@ -228,24 +228,7 @@ impl Server {
         self.reads
             .readable(names.into_iter(), caller)
             .into_iter()
-            .filter_map(|name| {
-                let credential = self.reads.credential(&name)?;
-                let access = &credential.access;
-                if access.git.is_none() && access.docker.is_none() {
-                    return None;
-                }
-                Some(HelperEntry {
-                    git: access.git.as_ref().map(|g| GitEntry {
-                        url: g.url.to_string(),
-                        username: g.username.clone(),
-                    }),
-                    docker: access.docker.as_ref().map(|d| DockerEntry {
-                        server: d.server.clone(),
-                        username: d.username.clone(),
-                    }),
-                    name,
-                })
-            })
+            .filter_map(|name| HelperEntry::of(&*self.reads.credential(&name)?))
             .collect()
     }
 

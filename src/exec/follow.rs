@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future as _;
-use std::path::Path;
+use std::path::PathBuf;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -149,9 +149,12 @@ async fn follow(
     updates: watch::Sender<Tokens>,
     mut stopped: oneshot::Receiver<()>,
 ) {
-    let socket = config.daemon.control_socket.clone();
+    let daemon = Daemon {
+        socket: config.daemon.control_socket.clone(),
+        state_dir: config.daemon.state_dir.clone(),
+    };
     let asked = tokio::select! {
-        asked = from_daemon(&socket, &names) => asked,
+        asked = from_daemon(&daemon, &names) => asked,
         _ = &mut stopped => return,
     };
     match asked {
@@ -161,7 +164,7 @@ async fn follow(
         Ok(Some(tokens)) => {
             let _ = first.send(Ok((Mode::Daemon, tokens.clone())));
             tokio::select! {
-                _ = follow_daemon(&socket, &names, &tokens, &updates) => {}
+                _ = follow_daemon(&daemon, &names, &tokens, &updates) => {}
                 _ = &mut stopped => {}
             }
         }
@@ -169,12 +172,19 @@ async fn follow(
     }
 }
 
+/// Where the daemon listens, and its state directory (whose owner it must run as).
+struct Daemon {
+    socket: PathBuf,
+    state_dir: PathBuf,
+}
+
 /// The tokens of `names` from the daemon; `None` when no daemon listens.
-async fn from_daemon(socket: &Path, names: &[String]) -> Result<Option<Tokens>, FollowError> {
+async fn from_daemon(daemon: &Daemon, names: &[String]) -> Result<Option<Tokens>, FollowError> {
+    let (socket, state_dir) = (&daemon.socket, Some(daemon.state_dir.as_path()));
     let mut tokens = Tokens::new();
     for name in names {
         let request = Request::Token { name: name.clone() };
-        match client::request(socket, &request, TOKEN_TIMEOUT).await? {
+        match client::request(socket, &request, TOKEN_TIMEOUT, state_dir).await? {
             None => return Ok(None),
             Some(Response::Token(answer)) => {
                 tokens.insert(name.clone(), Held::new(answer.token));
@@ -193,7 +203,7 @@ async fn from_daemon(socket: &Path, names: &[String]) -> Result<Option<Tokens>, 
 /// Follows the daemon's rotations of `names` with `watch`, publishing each new set of
 /// tokens; never ends (a daemon that goes away is waited for).
 async fn follow_daemon(
-    socket: &Path,
+    daemon: &Daemon,
     names: &[String],
     tokens: &Tokens,
     updates: &watch::Sender<Tokens>,
@@ -207,10 +217,11 @@ async fn follow_daemon(
             names: names.to_vec(),
             seen: seen.clone(),
         };
-        let failure = match client::watch(socket, &request).await {
+        let state_dir = Some(daemon.state_dir.as_path());
+        let failure = match client::watch(&daemon.socket, &request, state_dir).await {
             Ok(Some(Response::Changed(now))) => {
                 seen = now;
-                match from_daemon(socket, names).await {
+                match from_daemon(daemon, names).await {
                     Ok(Some(tokens)) => {
                         if lost {
                             tracing::info!("the daemon answers again: following its rotations");

@@ -8,12 +8,12 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use secrecy::SecretString;
 use time::OffsetDateTime;
 
 use super::{CredentialState, NoToken, StateError, format};
 use crate::durable::chase::Dir;
 use crate::durable::{self, Attributes};
+use crate::token::Token;
 
 /// A state file is well under a KiB; anything near this is not one.
 const MAX_STATE: u64 = 1 << 20;
@@ -148,15 +148,11 @@ impl StateDir {
         self.path.join("locks")
     }
 
-    /// The credential's access token, if it holds one valid at `now`: what `refreshd token`
-    /// prints, whether the daemon or the CLI answers.
-    pub fn current_token(
-        &self,
-        credential: &str,
-        now: OffsetDateTime,
-    ) -> Result<SecretString, NoToken> {
+    /// The credential's token, if it holds one valid at `now`: what `refreshd token`
+    /// prints when no daemon answers.
+    pub fn current(&self, credential: &str, now: OffsetDateTime) -> Result<Token, NoToken> {
         match self.load(credential)?.token {
-            Some(token) if token.is_valid_at(now) => Ok(token.access_token),
+            Some(token) if token.is_valid_at(now) => Ok(token),
             Some(token) => Err(NoToken::Expired {
                 credential: credential.to_owned(),
                 at: token.expires_at,

@@ -694,3 +694,26 @@ fn man_pages_render_without_warnings_and_cover_the_reference() {
         );
     }
 }
+
+/// A merge left no conflict markers in what operators read.
+#[test]
+fn no_conflict_markers_in_the_docs() {
+    for path in [
+        "README.md",
+        "docs/design.md",
+        "docs/man/refreshd.1.md",
+        "docs/man/refreshd.toml.5.md",
+        "config.example.toml",
+    ] {
+        let text = read(path);
+        for (i, line) in text.lines().enumerate() {
+            assert!(
+                !(line.starts_with("<<<<<<< ")
+                    || line.starts_with(">>>>>>> ")
+                    || line == "======="),
+                "{path}:{}: a merge conflict marker: {line}",
+                i + 1
+            );
+        }
+    }
+}

@@ -277,7 +277,7 @@ fn the_control_socket_needs_a_directory_of_its_own_and_clients_check_who_answers
         "the impostor's answer was printed"
     );
     assert!(
-        out(&status).contains("neither root nor this user"),
+        out(&status).contains("neither root, this user nor the owner of a directory"),
         "{}",
         out(&status)
     );

@@ -34,6 +34,7 @@ mod http_chain;
 mod login;
 mod oauth_flow;
 mod pgpass_psql;
+mod readers;
 mod readme_examples;
 mod service_units;
 mod storage;
