@@ -4,6 +4,7 @@ use std::time::Duration;
 use super::*;
 
 mod many;
+mod serve;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(Path::new("/etc/refreshd/config.toml"), text)
