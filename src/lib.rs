@@ -22,6 +22,7 @@ pub(crate) mod credential;
 pub(crate) mod daemon;
 pub(crate) mod demo;
 pub(crate) mod durable;
+pub(crate) mod endpoint;
 pub(crate) mod log;
 pub(crate) mod login;
 pub(crate) mod metrics;
