@@ -23,6 +23,7 @@ pub(crate) mod credential;
 pub(crate) mod daemon;
 pub(crate) mod demo;
 pub(crate) mod durable;
+pub(crate) mod endpoint;
 pub(crate) mod exec;
 pub(crate) mod log;
 pub(crate) mod login;

@@ -7,10 +7,11 @@
 //! This file holds what a credential's state is; its parts each do one job:
 //! `format` the bytes of a state file (versions, migration), `dir` the directory and its
 //! files, `lock` the directory's locks and the litter a crash leaves, `last_error` what a
-//! failure is recorded as.
+//! failure is recorded as, `identity` the secret an Azure managed-identity endpoint expects.
 
 mod dir;
 mod format;
+mod identity;
 mod last_error;
 mod lock;
 

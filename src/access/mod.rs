@@ -33,7 +33,6 @@ pub struct Caller {
 
 /// The path a read came through, as counted in `refreshd_token_reads_total{via}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[expect(dead_code, reason = "the SDK endpoints (serve/) construct the others")]
 pub enum Via {
     Socket,
     DatabricksMetadata,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::locate::{Doc, key_at};
 use super::raw::RawConfig;
-use super::{Config, ConfigError, graph, paths};
+use super::{Config, ConfigError, access, graph, paths};
 
 /// The control socket a config file names even when the file as a whole is invalid: its
 /// `daemon.control_socket` when the file still parses as TOML, else the default. For
@@ -117,6 +117,7 @@ impl Doc<'_> {
         // Config::credential searches in.
         debug_assert!(credentials.is_sorted_by(|a, b| a.name < b.name));
         graph::check(self, &credentials)?;
+        access::distinct_listeners(self, daemon.metrics_listen, &credentials)?;
         Ok(Config {
             path: self.path.to_path_buf(),
             daemon,

@@ -5,6 +5,7 @@ use super::*;
 
 mod access;
 mod many;
+mod serve;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(Path::new("/etc/refreshd/config.toml"), text)

@@ -31,6 +31,7 @@ const LIMITS: Limits = Limits {
     head: HEAD,
     connection: None,
     reserve: None,
+    queue: false,
 };
 
 /// A `rotate` request handed to the supervisor.

@@ -42,6 +42,7 @@ const LIMITS: Limits = Limits {
         places: 8,
         head: Duration::from_secs(1),
     }),
+    queue: false,
 };
 
 /// The paths a reserved place answers: what an orchestrator's probes ask, from memory.

@@ -1,9 +1,10 @@
-//! One listener for the daemon's sockets: the control socket (Unix) and the metrics port
-//! (TCP) accept through the same loop, with the same limit on connections served at once
-//! and the same deadline for a request's head ([`HEAD`], in [`Limits`]). Once those places
-//! are taken, a listener with a [`Reserve`] still takes connections there, for the probes
-//! only ([`Place::Reserved`]). A [`Handler`] says what a connection is answered; the loop
-//! only accepts, admits, bounds and spawns.
+//! One listener for the daemon's sockets: the control socket (Unix), the metrics port and
+//! the SDK endpoints (TCP) accept through the same loop, with the same limit on connections
+//! served at once and the same deadline for a request's head ([`HEAD`], in [`Limits`]).
+//! Once those places are taken, a listener with a [`Reserve`] still takes connections there,
+//! for the probes only ([`Place::Reserved`]); one that queues ([`Limits::queue`], the SDK
+//! endpoints) leaves them waiting in the kernel until a place frees. A [`Handler`] says what
+//! a connection is answered; the loop only accepts, admits, bounds and spawns.
 //!
 //! It never reads a request itself and never knows what it serves.
 
@@ -62,6 +63,11 @@ pub struct Limits {
     /// Places for the probes once `connections` are taken; `None`: such connections are
     /// closed.
     pub reserve: Option<Reserve>,
+    /// Once `connections` are taken, leave further connections in the kernel's listen
+    /// backlog until a place frees, rather than closing them (`reserve` is then unused): for
+    /// clients that do not retry (an SDK asking for its token), a burst is served in turn.
+    /// Descriptors stay bounded: a waiting connection is the kernel's, not ours.
+    pub queue: bool,
 }
 
 /// Which place a connection holds.
@@ -95,6 +101,11 @@ where
     let reserved = Reserved::default();
     let mut accepted: u64 = 0;
     loop {
+        let waited = if limits.queue {
+            places.clone().acquire_owned().await.ok()
+        } else {
+            None
+        };
         let stream = match listener.accept().await {
             Ok(stream) => stream,
             Err(e) => {
@@ -107,7 +118,7 @@ where
             continue;
         }
         accepted += 1;
-        if let Ok(place) = places.clone().try_acquire_owned() {
+        if let Some(place) = waited.or_else(|| places.clone().try_acquire_owned().ok()) {
             let answer = handler
                 .clone()
                 .serve(Timed::new(stream, limits.head), Place::General);
@@ -183,6 +194,7 @@ mod tests {
             head: Duration::from_millis(300),
             connection: None,
             reserve: None,
+            queue: false,
         };
         let server = tokio::spawn(serve("test", listener, limits, Echo));
         let mut first = TcpStream::connect(addr).await.unwrap();
@@ -203,6 +215,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_queueing_listener_serves_connections_beyond_the_limit_in_turn() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = Limits {
+            connections: 1,
+            head: Duration::from_secs(30),
+            connection: None,
+            reserve: None,
+            queue: true,
+        };
+        let server = tokio::spawn(serve("test", listener, limits, Echo));
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        first.write_all(b"a").await.unwrap();
+        let mut byte = [0u8; 1];
+        first.read_exact(&mut byte).await.unwrap();
+        // The one place is taken: the next connection waits (it is not closed)…
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second.write_all(b"b").await.unwrap();
+        let early = tokio::time::timeout(Duration::from_millis(200), second.read(&mut byte)).await;
+        assert!(
+            early.is_err(),
+            "answered before a place was free: {early:?}"
+        );
+        // …and is served once the first gives its place back.
+        first.shutdown().await.unwrap();
+        drop(first);
+        second.read_exact(&mut byte).await.unwrap();
+        assert_eq!(&byte, b"b");
+        server.abort();
+    }
+
+    #[tokio::test]
     async fn beyond_the_limit_a_reserve_takes_connections_and_evicts_the_oldest() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -214,6 +258,7 @@ mod tests {
                 places: 1,
                 head: Duration::from_secs(30),
             }),
+            queue: false,
         };
         let server = tokio::spawn(serve("test", listener, limits, Echo));
         let mut general = TcpStream::connect(addr).await.unwrap();

@@ -26,6 +26,7 @@ mod daemon_lifecycle;
 mod docs;
 mod dotenv_interop;
 mod edges;
+mod endpoints;
 mod exec;
 mod fleet;
 mod google;

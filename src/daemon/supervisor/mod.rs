@@ -43,6 +43,8 @@ pub(super) struct Daemon {
     tokens: TokenChannels,
     /// How other processes read tokens: the control socket's and the endpoints' one path.
     reads: crate::access::Reads,
+    /// The SDK endpoints (`serve`), kept in step with the config.
+    endpoints: crate::endpoint::Endpoints,
     /// The credentials another one sends as a bearer (in the running config).
     followed: BTreeSet<String>,
     /// How the first refreshes after start are getting on.

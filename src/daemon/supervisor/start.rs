@@ -1,7 +1,7 @@
-//! Start-up: takes the state directory's lock, binds the control socket and the metrics
-//! port, builds the read model from what the state directory holds, joins the fleet store,
-//! starts the listeners and the background tasks, then every credential's task. It never
-//! rotates: the first attempts are the credential tasks' own.
+//! Start-up: takes the state directory's lock, binds the control socket, the metrics port
+//! and the SDK endpoints, builds the read model from what the state directory holds, joins
+//! the fleet store, starts the listeners and the background tasks, then every credential's
+//! task. It never rotates: the first attempts are the credential tasks' own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -45,12 +45,15 @@ pub(in crate::daemon) enum StartError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Endpoint(#[from] crate::endpoint::EndpointError),
 }
 
 /// The sockets, bound before anything starts (a port in use fails the start at once).
 struct Sockets {
     control: UnixListener,
     metrics: Option<TcpListener>,
+    endpoints: crate::endpoint::Bound,
 }
 
 impl Daemon {
@@ -60,7 +63,7 @@ impl Daemon {
     ) -> Result<Daemon, StartError> {
         let state = StateDir::new(&config.daemon.state_dir);
         let lock = state.lock_daemon()?;
-        let sockets = Sockets::bind(&config).await?;
+        let sockets = Sockets::bind(&config, &state).await?;
         let clock: SharedClock = Arc::new(clock::SystemClock);
         let (snapshot, first_round) = from_state(&config, &state, &clock);
         let fleet = match &config.daemon.store {
@@ -95,21 +98,17 @@ impl Daemon {
         }
         let reads = Reads::new(&config, shared.model.observed(), state.clone());
         control::permit(&config.daemon.control_socket, reads.any_readers());
-        background.extend(sockets.serve(&shared.model, rotate_tx, &reads));
+        let (served, endpoints) = sockets.serve(&shared.model, rotate_tx, &reads);
+        background.extend(served);
         // The status line follows every change of the snapshot.
         background.push(tokio::spawn(follow_status(shared.model.observed())));
-        let (watcher, config_changes) = match watch::config_file(&config.path) {
-            Ok((watcher, changes)) => (Some(watcher), Some(changes)),
-            Err(e) => {
-                tracing::warn!(config = %config.path.display(), "cannot watch the config file ({e}); reload with SIGHUP");
-                (None, None)
-            }
-        };
+        let (watcher, config_changes) = watch_config(&config.path);
         let mut daemon = Daemon {
             config,
             state,
             shared,
             reads,
+            endpoints,
             workers: BTreeMap::new(),
             tokens: BTreeMap::new(),
             followed: BTreeSet::new(),
@@ -154,7 +153,7 @@ impl Daemon {
 }
 
 impl Sockets {
-    async fn bind(config: &Config) -> Result<Sockets, StartError> {
+    async fn bind(config: &Config, state: &StateDir) -> Result<Sockets, StartError> {
         let control = control::bind(&config.daemon.control_socket).await?;
         let metrics = match config.daemon.metrics_listen {
             Some(addr) => Some(
@@ -164,16 +163,21 @@ impl Sockets {
             ),
             None => None,
         };
-        Ok(Sockets { control, metrics })
+        let endpoints = crate::endpoint::bind(config, state).await?;
+        Ok(Sockets {
+            control,
+            metrics,
+            endpoints,
+        })
     }
 
-    /// Serves the control socket and the metrics port from `model`.
+    /// Serves the control socket, the metrics port and the SDK endpoints from `model`.
     fn serve(
         self,
         model: &Model,
         rotate: mpsc::Sender<RotateRequest>,
         reads: &Reads,
-    ) -> Vec<JoinHandle<()>> {
+    ) -> (Vec<JoinHandle<()>>, crate::endpoint::Endpoints) {
         let server = control::Server {
             observed: model.observed(),
             rotate,
@@ -186,7 +190,22 @@ impl Sockets {
                 model.observed(),
             )));
         }
-        tasks
+        let (endpoints, task) = self.endpoints.serve(reads.clone(), model.observed());
+        tasks.push(task);
+        (tasks, endpoints)
+    }
+}
+
+/// A watch on the config file, if one can be set.
+fn watch_config(
+    path: &std::path::Path,
+) -> (Option<watch::Watcher>, Option<mpsc::UnboundedReceiver<()>>) {
+    match watch::config_file(path) {
+        Ok((watcher, changes)) => (Some(watcher), Some(changes)),
+        Err(e) => {
+            tracing::warn!(config = %path.display(), "cannot watch the config file ({e}); reload with SIGHUP");
+            (None, None)
+        }
     }
 }
 
