@@ -27,6 +27,7 @@ mod docs;
 mod dotenv_interop;
 mod edges;
 mod fleet;
+mod formats;
 mod google;
 mod hardening;
 mod http_chain;
