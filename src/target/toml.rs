@@ -244,7 +244,10 @@ fn insertion(doc: &Document<&str>, path: &[String], quoted: &str) -> (usize, Str
     let mut body_depth = 0;
     let mut item = doc.as_item();
     let mut depth = 0;
-    while let Some(next) = item.as_table_like().and_then(|t| t.get(&path[depth])) {
+    while let Some(next) = path
+        .get(depth)
+        .and_then(|segment| item.as_table_like()?.get(segment))
+    {
         item = next;
         depth += 1;
         if let Item::Table(table) = item
@@ -328,7 +331,8 @@ fn body_insertion(raw: &str, table: &Table, top: bool, line: &str, eol: &str) ->
             )
         }
         (None, Some(header)) if !top => (line_end(raw, header.end), ""),
-        _ => (0, ""),
+        // First in the file, after a byte order mark.
+        _ => (if raw.starts_with('\u{feff}') { 3 } else { 0 }, ""),
     };
     let mut text = String::new();
     if at == raw.len() && at > 0 && !raw.ends_with('\n') {
@@ -535,6 +539,14 @@ mod tests {
                 at: "database.password".into(),
                 found: "an integer"
             }
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_stays_first() {
+        assert_eq!(
+            set_str("\u{feff}[a]\nb = 1\n", "token", "p"),
+            "\u{feff}token = \"p\"\n[a]\nb = 1\n"
         );
     }
 
