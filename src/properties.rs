@@ -170,6 +170,8 @@ proptest! {
     }
 }
 
+mod formats;
+
 const VALID: &str = r#"[daemon]
 state_dir = "/var/lib/refreshd"
 metrics_listen = "127.0.0.1:9813"

@@ -287,19 +287,36 @@ impl Doc<'_> {
     }
 }
 
-/// Where the App Service secret is written for the app: a `.env` key or a file of its own
-/// (it never expires, so no `expires_at_key`; a `.pgpass` line is no place for it).
+/// Where the App Service secret is written for the app: a key of a `.env`, INI, TOML or
+/// JSON file, or a file of its own (it never expires, so no expiry key; a `.pgpass` line is
+/// no place for it).
 fn header_target(target: &TargetConfig) -> Result<(), String> {
     match &target.kind {
         TargetKind::Dotenv {
             expires_at_key: Some(_),
             ..
-        } => Err("the secret does not expire: drop `expires_at_key`".into()),
+        }
+        | TargetKind::Ini {
+            expires_at_key: Some(_),
+            ..
+        }
+        | TargetKind::Toml {
+            expires_at_key: Some(_),
+            ..
+        }
+        | TargetKind::Json {
+            expires_at_pointer: Some(_),
+            ..
+        } => Err("the secret does not expire: drop the expiry key".into()),
         TargetKind::Pgpass { .. } => Err(
-            "the secret goes in a `dotenv` key (e.g. IDENTITY_HEADER) or a `file`, not a .pgpass line"
+            "the secret goes in a `dotenv` key (e.g. IDENTITY_HEADER), another file's key, or a `file`, not a .pgpass line"
                 .into(),
         ),
-        TargetKind::Dotenv { .. } | TargetKind::File { .. } => Ok(()),
+        TargetKind::Dotenv { .. }
+        | TargetKind::Ini { .. }
+        | TargetKind::Toml { .. }
+        | TargetKind::Json { .. }
+        | TargetKind::File { .. } => Ok(()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `credentials.NAME.targets[i]`: raw → typed. A target knows its kind's fields only
 //! (a pgpass target has no `key`), its mode is a real permission mode, and a pgpass mode
-//! that libpq would ignore is refused here rather than discovered by the app.
+//! that libpq would ignore is refused here rather than discovered by the app. INI keys,
+//! TOML key paths and JSON Pointers are parsed here, so a typo fails at load, not at 3 a.m.
 //!
 //! Never looks at the file system: whether the path is writable is `check`'s question.
 
@@ -12,6 +13,7 @@ use super::ConfigError;
 use super::locate::{At, Doc};
 use super::names::valid_env_key;
 use super::raw::{RawMode, RawPort, RawTarget};
+use crate::target::{ini, json, toml};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetConfig {
@@ -60,6 +62,21 @@ pub enum TargetKind {
         database: String,
         username: String,
     },
+    /// `key` (and `expires_at_key`) in `section`; `None` is the part before the first
+    /// section.
+    Ini {
+        section: Option<String>,
+        key: String,
+        expires_at_key: Option<String>,
+    },
+    Toml {
+        key: toml::KeyPath,
+        expires_at_key: Option<toml::KeyPath>,
+    },
+    Json {
+        pointer: json::Pointer,
+        expires_at_pointer: Option<json::Pointer>,
+    },
     File {
         newline: bool,
     },
@@ -70,6 +87,9 @@ impl TargetKind {
         match self {
             TargetKind::Dotenv { .. } => "dotenv",
             TargetKind::Pgpass { .. } => "pgpass",
+            TargetKind::Ini { .. } => "ini",
+            TargetKind::Toml { .. } => "toml",
+            TargetKind::Json { .. } => "json",
             TargetKind::File { .. } => "file",
         }
     }
@@ -106,12 +126,15 @@ pub(super) fn target(
     let kind = match raw.kind.as_str() {
         "dotenv" => dotenv(&at, &raw)?,
         "pgpass" => pgpass(&at, &raw, mode)?,
+        "ini" => ini_target(&at, &raw)?,
+        "toml" => toml_target(&at, &raw)?,
+        "json" => json_target(&at, &raw)?,
         "file" => file(&at, &raw)?,
         other => {
             return Err(at.err(
                 "type",
                 format!(
-                    "unknown target type {other:?}, expected one of \"dotenv\", \"pgpass\", \"file\""
+                    "unknown target type {other:?}, expected one of \"dotenv\", \"pgpass\", \"ini\", \"toml\", \"json\", \"file\""
                 ),
             ));
         }
@@ -129,24 +152,41 @@ pub(super) fn target(
 impl At<'_, '_> {
     /// A field of another kind is refused rather than ignored: it is a typo or a wrong
     /// `type`, and either way the file would not be written as its author expects.
-    fn not_for(&self, present: bool, field: &str, kind: &str) -> Result<(), ConfigError> {
-        if present {
-            Err(self.err(
-                field,
-                format!("`{field}` is not a field of a {kind} target"),
-            ))
-        } else {
-            Ok(())
+    fn only(&self, raw: &RawTarget, kind: &str, fields: &[&str]) -> Result<(), ConfigError> {
+        let present = [
+            ("key", raw.key.is_some()),
+            ("expires_at_key", raw.expires_at_key.is_some()),
+            ("section", raw.section.is_some()),
+            ("pointer", raw.pointer.is_some()),
+            ("expires_at_pointer", raw.expires_at_pointer.is_some()),
+            ("host", raw.host.is_some()),
+            ("port", raw.port.is_some()),
+            ("database", raw.database.is_some()),
+            ("username", raw.username.is_some()),
+            ("newline", raw.newline.is_some()),
+        ];
+        match present
+            .iter()
+            .find(|(field, present)| *present && !fields.contains(field))
+        {
+            Some((field, _)) => {
+                let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                };
+                Err(self.err(
+                    field,
+                    format!("`{field}` is not a field of {article} {kind} target"),
+                ))
+            }
+            None => Ok(()),
         }
     }
 }
 
 fn dotenv(at: &At<'_, '_>, raw: &RawTarget) -> Result<TargetKind, ConfigError> {
-    at.not_for(raw.host.is_some(), "host", "dotenv")?;
-    at.not_for(raw.port.is_some(), "port", "dotenv")?;
-    at.not_for(raw.database.is_some(), "database", "dotenv")?;
-    at.not_for(raw.username.is_some(), "username", "dotenv")?;
-    at.not_for(raw.newline.is_some(), "newline", "dotenv")?;
+    at.only(raw, "dotenv", &["key", "expires_at_key"])?;
     let Some(env_key) = &raw.key else {
         return Err(at.err(
             "key",
@@ -176,9 +216,7 @@ fn dotenv(at: &At<'_, '_>, raw: &RawTarget) -> Result<TargetKind, ConfigError> {
 }
 
 fn pgpass(at: &At<'_, '_>, raw: &RawTarget, mode: Option<u32>) -> Result<TargetKind, ConfigError> {
-    at.not_for(raw.key.is_some(), "key", "pgpass")?;
-    at.not_for(raw.expires_at_key.is_some(), "expires_at_key", "pgpass")?;
-    at.not_for(raw.newline.is_some(), "newline", "pgpass")?;
+    at.only(raw, "pgpass", &["host", "port", "database", "username"])?;
     if let Some(mode) = mode
         && mode & 0o077 != 0
     {
@@ -219,18 +257,115 @@ fn pgpass(at: &At<'_, '_>, raw: &RawTarget, mode: Option<u32>) -> Result<TargetK
 }
 
 fn file(at: &At<'_, '_>, raw: &RawTarget) -> Result<TargetKind, ConfigError> {
-    for (present, field) in [
-        (raw.key.is_some(), "key"),
-        (raw.expires_at_key.is_some(), "expires_at_key"),
-        (raw.host.is_some(), "host"),
-        (raw.port.is_some(), "port"),
-        (raw.database.is_some(), "database"),
-        (raw.username.is_some(), "username"),
-    ] {
-        at.not_for(present, field, "file")?;
-    }
+    at.only(raw, "file", &["newline"])?;
     Ok(TargetKind::File {
         newline: raw.newline.unwrap_or(true),
+    })
+}
+
+fn ini_target(at: &At<'_, '_>, raw: &RawTarget) -> Result<TargetKind, ConfigError> {
+    at.only(raw, "ini", &["section", "key", "expires_at_key"])?;
+    let Some(key) = &raw.key else {
+        return Err(at.err(
+            "key",
+            "an ini target needs `key`, the key it sets (such as \"token\")".into(),
+        ));
+    };
+    for (field, value) in [
+        ("key", Some(key)),
+        ("expires_at_key", raw.expires_at_key.as_ref()),
+    ] {
+        if let Some(value) = value {
+            ini::check_key(value).map_err(|why| at.err(field, format!("{value:?} {why}")))?;
+        }
+    }
+    if let Some(section) = &raw.section {
+        ini::check_section(section)
+            .map_err(|why| at.err("section", format!("{section:?} {why}")))?;
+    }
+    if raw
+        .expires_at_key
+        .as_ref()
+        .is_some_and(|e| e.to_lowercase() == key.to_lowercase())
+    {
+        return Err(at.err(
+            "expires_at_key",
+            "must differ from `key` (INI keys compare without case)".into(),
+        ));
+    }
+    Ok(TargetKind::Ini {
+        section: raw.section.clone(),
+        key: key.clone(),
+        expires_at_key: raw.expires_at_key.clone(),
+    })
+}
+
+/// Two paths where one names the other or something inside it: the file could not hold
+/// a string at both.
+fn overlap(at: &At<'_, '_>, field: &str, nested: bool) -> Result<(), ConfigError> {
+    if nested {
+        Err(at.err(
+            field,
+            "must not be the same as, inside, or around the token's own path".into(),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn toml_target(at: &At<'_, '_>, raw: &RawTarget) -> Result<TargetKind, ConfigError> {
+    at.only(raw, "toml", &["key", "expires_at_key"])?;
+    let parse =
+        |field: &str, text: &str| toml::KeyPath::parse(text).map_err(|why| at.err(field, why));
+    let Some(key) = &raw.key else {
+        return Err(at.err(
+            "key",
+            "a toml target needs `key`, the dotted key path it sets (such as \"database.password\")".into(),
+        ));
+    };
+    let key = parse("key", key)?;
+    let expires_at_key = match &raw.expires_at_key {
+        Some(text) => Some(parse("expires_at_key", text)?),
+        None => None,
+    };
+    if let Some(expiry) = &expires_at_key {
+        overlap(
+            at,
+            "expires_at_key",
+            expiry.starts_with(&key) || key.starts_with(expiry),
+        )?;
+    }
+    Ok(TargetKind::Toml {
+        key,
+        expires_at_key,
+    })
+}
+
+fn json_target(at: &At<'_, '_>, raw: &RawTarget) -> Result<TargetKind, ConfigError> {
+    at.only(raw, "json", &["pointer", "expires_at_pointer"])?;
+    let parse =
+        |field: &str, text: &str| json::Pointer::parse(text).map_err(|why| at.err(field, why));
+    let Some(pointer) = &raw.pointer else {
+        return Err(at.err(
+            "pointer",
+            "a json target needs `pointer`, the JSON Pointer of the string it sets (such as \"/db/password\")".into(),
+        ));
+    };
+    let pointer = parse("pointer", pointer)?;
+    let expires_at_pointer = match &raw.expires_at_pointer {
+        Some(text) => Some(parse("expires_at_pointer", text)?),
+        None => None,
+    };
+    if let Some(expiry) = &expires_at_pointer {
+        overlap(
+            at,
+            "expires_at_pointer",
+            expiry.starts_with(&pointer) || pointer.starts_with(expiry),
+        )?;
+    }
+    Ok(TargetKind::Json {
+        pointer,
+        expires_at_pointer,
     })
 }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 use super::*;
 
 mod access;
+mod formats;
 mod many;
 mod serve;
 

@@ -1,5 +1,5 @@
-//! Targets: put a token into the files applications read (`.env` key, `.pgpass` line, raw
-//! token file), changing nothing else in them.
+//! Targets: put a token into the files applications read (`.env` key, `.pgpass` line, INI,
+//! TOML or JSON value, raw token file), changing nothing else in them.
 //!
 //! The path is resolved safely ([`durable::chase`]: nobody else's symlinks, no step from an
 //! app user's directory into what that user did not make), the file opened without
@@ -12,8 +12,11 @@
 
 mod attributes;
 pub(crate) mod dotenv;
+pub mod ini;
+pub mod json;
 mod lock;
 pub(crate) mod pgpass;
+pub mod toml;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -72,7 +75,7 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Attempts before giving up on a file that keeps changing under us.
 const MAX_ATTEMPTS: usize = 8;
 
-/// The largest target file refreshd reads: a `.env` or `.pgpass` is a few KiB.
+/// The largest target file refreshd reads: a `.env`, `.pgpass` or app config is a few KiB.
 const MAX_TARGET: u64 = 4 << 20;
 
 /// The longest token written to a target: anything longer is not a credential.
@@ -188,6 +191,34 @@ fn render(
             }
             Ok(edited.content)
         }
+        TargetKind::Ini {
+            section,
+            key,
+            expires_at_key,
+        } => {
+            let expiry = crate::token::rfc3339(expires_at);
+            let mut edits = vec![(key.as_str(), value)];
+            edits.extend(expires_at_key.as_deref().map(|k| (k, expiry.as_str())));
+            ini::set(current, section.as_deref(), &edits).map_err(|e| e.to_string())
+        }
+        TargetKind::Toml {
+            key,
+            expires_at_key,
+        } => {
+            let expiry = crate::token::rfc3339(expires_at);
+            let mut edits = vec![(key, value)];
+            edits.extend(expires_at_key.as_ref().map(|k| (k, expiry.as_str())));
+            toml::set(current, &edits).map_err(|e| e.to_string())
+        }
+        TargetKind::Json {
+            pointer,
+            expires_at_pointer,
+        } => {
+            let expiry = crate::token::rfc3339(expires_at);
+            let mut edits = vec![(pointer, value)];
+            edits.extend(expires_at_pointer.as_ref().map(|p| (p, expiry.as_str())));
+            json::set(current, &edits).map_err(|e| e.to_string())
+        }
         TargetKind::File { newline } => {
             if value.contains(['\n', '\r', '\0']) {
                 return Err(
@@ -230,6 +261,9 @@ pub fn read_current(target: &TargetConfig) -> Option<SecretString> {
                 username,
             },
         )?,
+        TargetKind::Ini { section, key, .. } => ini::get(&content, section.as_deref(), key)?,
+        TargetKind::Toml { key, .. } => toml::get(&content, key)?,
+        TargetKind::Json { pointer, .. } => json::get(&content, pointer)?,
         TargetKind::File { .. } => {
             let text = String::from_utf8(content).ok()?;
             text.strip_suffix('\n').unwrap_or(&text).to_owned()

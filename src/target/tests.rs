@@ -2,6 +2,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use super::*;
 
+mod formats;
+
 /// Where these tests' target locks go (as the state directory's `locks/` would).
 fn locks() -> &'static Path {
     static LOCKS: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();

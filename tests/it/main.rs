@@ -29,6 +29,7 @@ mod edges;
 mod endpoints;
 mod exec;
 mod fleet;
+mod formats;
 mod google;
 mod hardening;
 mod http_chain;

@@ -26,7 +26,12 @@ const ALL_KINDS: [&str; 7] = [
 ];
 
 /// Keys whose string values start with `/` but are JSON pointers, not paths.
-const POINTER_KEYS: [&str; 2] = ["token_field", "expiry_field"];
+const POINTER_KEYS: [&str; 4] = [
+    "token_field",
+    "expiry_field",
+    "pointer",
+    "expires_at_pointer",
+];
 
 /// The README's ```toml blocks that configure a credential, without their fences.
 fn readme_examples() -> Vec<String> {
