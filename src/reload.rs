@@ -69,6 +69,20 @@ pub enum ReloadError {
     Gone,
 }
 
+impl ReloadError {
+    /// Whether trying again later may work: a process that was gone, a command or
+    /// `systemctl` that failed. A refusal made for safety (a live process of another name
+    /// or owner, a pid that reaches a process group) stays a refusal until the pid file
+    /// changes, which the next rotation's reload reads.
+    fn is_retryable(&self) -> bool {
+        match self {
+            ReloadError::WrongProcess { actual, .. } => actual == "not running",
+            ReloadError::ForeignProcess { .. } | ReloadError::BadPid(_) => false,
+            _ => true,
+        }
+    }
+}
+
 /// What a reload is about: goes into a command's environment and the log line.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -197,7 +211,7 @@ impl Run {
         let label = self.action.label();
         let mut wait = RETRY_FIRST;
         let mut attempts = 1;
-        while result.is_err() && self.retries.background {
+        while self.retries.background && result.as_ref().is_err_and(ReloadError::is_retryable) {
             tokio::time::sleep(wait).await;
             if !self.is_latest() {
                 tracing::info!(action = %label, "reload retry dropped: a newer rotation's reload has run");
