@@ -17,8 +17,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use minijinja::value::{Enumerator, Object, ObjectRepr};
-use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
+use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior, Value};
 use time::OffsetDateTime;
 
 /// The largest template file read: a template is an app's config file, a few KiB.
@@ -97,6 +97,16 @@ impl<'a> Vars<'a> {
     }
 }
 
+/// Every variable [`context`] makes: a template naming another is refused at load.
+const VARIABLES: &[&str] = &[
+    "token",
+    "token_type",
+    "expires_at",
+    "expires_at_unix",
+    "credential",
+    "claims",
+];
+
 /// The render context: every variable a template can name. The one place they are made.
 pub fn context(vars: &Vars<'_>) -> Value {
     let claims = match &vars.claims {
@@ -167,6 +177,17 @@ fn environment() -> Environment<'static> {
     env.set_auto_escape_callback(|_| AutoEscape::None);
     // `debug()` prints the whole context in a format of MiniJinja's choosing.
     env.remove_global("debug");
+    // These built-ins turn an undefined value into "" or `null` even under strict rules:
+    // `{{ claims.db_usr | urlencode }}` would write an empty user rather than fail.
+    env.add_filter("urlencode", |state: &State, value: &Value| {
+        defined(state, value).and_then(|()| minijinja::filters::urlencode(value))
+    });
+    env.add_filter(
+        "tojson",
+        |state: &State, value: &Value, indent: Option<Value>, kwargs: Kwargs| {
+            defined(state, value).and_then(|()| minijinja::filters::tojson(value, indent, kwargs))
+        },
+    );
     let mut syntax = minijinja::syntax::SyntaxConfig::builder();
     // A file's last line break is part of the file.
     syntax.keep_trailing_newline(true);
@@ -176,16 +197,55 @@ fn environment() -> Environment<'static> {
     env
 }
 
+/// Fails on an undefined `value` as MiniJinja's own strict filters do (`string` is one),
+/// so the error names the expression that was undefined.
+fn defined(state: &State, value: &Value) -> Result<(), Error> {
+    if value.is_undefined() {
+        minijinja::filters::string(state, value).map(drop)
+    } else {
+        Ok(())
+    }
+}
+
+/// The 1-based line of the first place `name` stands as a word in `source`.
+fn line_of(source: &str, name: &str) -> Option<usize> {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    source.match_indices(name).find_map(|(at, _)| {
+        let before = source[..at].chars().next_back();
+        let after = source[at + name.len()..].chars().next();
+        (!word(before) && !word(after)).then(|| source[..at].matches('\n').count() + 1)
+    })
+}
+
 impl Template {
-    /// Checks the syntax of `source`. The error names the line, never a value.
+    /// Checks the syntax of `source` and that it names no variable but [`context`]'s. The
+    /// error names the line, never a value.
     pub fn new(origin: Origin, source: String) -> Result<Template, String> {
         let template = Template {
             origin,
             source: source.into(),
         };
         let env = environment();
-        env.template_from_str(&template.source)
+        let compiled = env
+            .template_from_str(&template.source)
             .map_err(|e| template.describe(&e))?;
+        let globals: Vec<&str> = env.globals().map(|(name, _)| name).collect();
+        let mut unknown: Vec<String> = compiled
+            .undeclared_variables(false)
+            .into_iter()
+            .filter(|name| !VARIABLES.contains(&name.as_str()) && !globals.contains(&name.as_str()))
+            .collect();
+        unknown.sort_by_key(|name| line_of(&template.source, name));
+        if let Some(name) = unknown.first() {
+            let line = line_of(&template.source, name)
+                .map(|line| format!(", line {line}"))
+                .unwrap_or_default();
+            return Err(format!(
+                "{}{line}: unknown variable `{name}` (a template may use {})",
+                template.origin,
+                VARIABLES.join(", ")
+            ));
+        }
         Ok(template)
     }
 
@@ -239,8 +299,19 @@ impl Template {
         text
     }
 
-    /// The template's own text where `error` happened, on one line and short.
+    /// The template's own text where `error` happened, on one line and short: for an
+    /// undefined value, the expression MiniJinja names (rebuilt from the template's names
+    /// and literals, never from a value), else the span of the failing expression.
     fn excerpt(&self, error: &minijinja::Error) -> Option<String> {
+        let undefined = error
+            .detail()
+            .filter(|_| error.kind() == ErrorKind::UndefinedError)
+            .and_then(|detail| detail.split_once('`'))
+            .and_then(|(_, rest)| rest.split_once("` is undefined"))
+            .map(|(expr, _)| expr.to_owned());
+        if let Some(expr) = undefined {
+            return Some(expr.chars().take(80).collect());
+        }
         let range = error.range()?;
         let text = self.source.get(range)?.trim();
         let line = text.lines().next()?;

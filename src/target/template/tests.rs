@@ -58,10 +58,34 @@ fn an_undefined_variable_is_an_error_naming_it_and_its_line() {
     assert!(err.contains("undefined value"), "{err}");
     assert!(err.contains("claims.preferred_username"), "{err}");
     assert!(!err.contains(secret), "{err}");
-    let err = inline("{{ tokn }}")
-        .render(&vars(secret), LIMIT)
-        .unwrap_err();
-    assert!(err.contains("line 1") && err.contains("`tokn`"), "{err}");
+    // A filter that would turn an undefined value into "" fails instead.
+    for source in [
+        "u={{ claims.db_user | urlencode }}",
+        "u={{ claims.db_user | tojson }}",
+        "u={{ claims.db_user | string }}",
+    ] {
+        let err = inline(source).render(&vars(secret), LIMIT).unwrap_err();
+        assert!(
+            err.ends_with("line 1: undefined value in `claims.db_user`"),
+            "{source}: {err}"
+        );
+        assert!(!err.contains(secret), "{err}");
+    }
+}
+
+#[test]
+fn a_variable_the_context_lacks_is_refused_at_load_with_its_line() {
+    let err = Template::new(
+        Origin::Inline,
+        "a={{ token }}\n{% set ok = 1 %}{{ ok }}\nb={{ tokne | urlencode }}\n".to_owned(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        "inline template, line 3: unknown variable `tokne` (a template may use token, token_type, expires_at, expires_at_unix, credential, claims)"
+    );
+    // Globals and loop variables are not unknown.
+    inline("{% for i in range(2) %}{{ i }}{{ loop.index }}{% endfor %}{{ dict(a=1).a }}");
 }
 
 #[test]
@@ -122,10 +146,19 @@ fn no_file_can_be_named_and_no_environment_read() {
         };
         assert!(!refused.is_empty(), "{source}");
     }
-    for source in ["{{ env('HOME') }}", "{{ debug() }}", "{{ self }}"] {
+    for source in [
+        "{{ env('HOME') }}",
+        "{{ debug() }}",
+        "{{ self }}",
+        "{{ environ }}",
+    ] {
+        let refused = match Template::new(Origin::Inline, source.to_owned()) {
+            Err(err) => err,
+            Ok(t) => t.render(&vars("t"), LIMIT).unwrap_err(),
+        };
         assert!(
-            inline(source).render(&vars("t"), LIMIT).is_err(),
-            "{source}"
+            refused.contains("unknown variable") || refused.contains("undefined value"),
+            "{source}: {refused}"
         );
     }
 }
@@ -150,13 +183,13 @@ fn a_runaway_loop_and_an_oversized_output_are_refused() {
 
 #[test]
 fn any_claim_passes_a_check_without_a_token() {
-    let template = inline("{{ claims.preferred_username }} {{ tokn }}");
+    let template = inline("{{ claims.preferred_username }} {{ token.nope }}");
     let sample = Vars {
         claims: Claims::Any,
         ..vars("sample")
     };
     let err = template.render(&sample, LIMIT).unwrap_err();
-    assert!(err.contains("`tokn`"), "{err}");
+    assert!(err.contains("`token.nope`"), "{err}");
     let template = inline("{{ claims.preferred_username | urlencode }}");
     assert_eq!(template.render(&sample, LIMIT).unwrap(), "sample-claim");
 }
