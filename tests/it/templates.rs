@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 use time::OffsetDateTime;
 
-use crate::common::{INSTALL, Oidc, Refreshd, assert_success, repo, rt_basic_source, stderr};
+use crate::common::{
+    INSTALL, Oidc, Refreshd, assert_success, repo, require_root, rt_basic_source, stderr,
+};
 
 const JDBC_TEMPLATE: &str = "# app database, rendered by refreshd for {{ credential }}\n\
 driver=org.postgresql.Driver\n\
@@ -194,6 +196,32 @@ fn check_refuses_an_undefined_variable_and_a_syntax_error_by_name_and_line() {
             && err.contains("app.j2, line 2: syntax error"),
         "{err}"
     );
+}
+
+/// As root, a template file decides what root writes: like the config, it is read only when
+/// nobody but root could have changed it.
+#[test]
+fn as_root_a_template_others_can_change_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    require_root("a template writable by others is refused only when refreshd runs as root");
+    let mut r = Refreshd::new();
+    let template = r.path("app.j2");
+    std::fs::write(&template, "password={{ token }}\n").unwrap();
+    std::fs::set_permissions(&template, std::fs::Permissions::from_mode(0o666)).unwrap();
+    r.write_config(&format!(
+        "[credentials.db]\nsource = {{ type = \"command\", argv = [\"/bin/true\"] }}\ntargets = [ {{ type = \"template\", path = \"{}\", template = \"{}\" }} ]\n",
+        r.path("app.properties").display(),
+        template.display()
+    ));
+    let output = r.run(&["check"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("can be written by its group or others"),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::set_permissions(&template, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_success(&r.run(&["check"]));
 }
 
 fn jdbc_target(path: PathBuf) -> TargetConfig {
