@@ -28,11 +28,8 @@ pub async fn run(config: Config, online: bool) -> anyhow::Result<Exit> {
         }
         let has_stored_refresh = stored.as_ref().is_ok_and(|s| s.refresh_token.is_some());
         source_problems(name, &credential.source, has_stored_refresh, &mut problems);
-        for target in &credential.targets {
-            if let Err(e) = crate::target::check(target) {
-                problems.push(format!("{name}: {e}"));
-            }
-        }
+        let token = stored.as_ref().ok().and_then(|s| s.token.as_ref());
+        target_problems(credential, token, &mut problems);
     }
     let fleet = match &config.daemon.store {
         Some(store) => match crate::store::Fleet::new(store, crate::clock::system()) {
@@ -89,6 +86,26 @@ pub async fn run(config: Config, online: bool) -> anyhow::Result<Exit> {
             eprintln!("refreshd: {problem}");
         }
         Ok(Exit::Invalid)
+    }
+}
+
+/// Each target's file, and its template rendered (against the stored token when there is
+/// one), so an undefined variable is found now rather than at the next rotation.
+fn target_problems(
+    credential: &crate::config::Credential,
+    stored: Option<&token::Token>,
+    problems: &mut Vec<String>,
+) {
+    let name = &credential.name;
+    let sample = stored.map(|t| (&t.access_token, t.expires_at));
+    let now = crate::clock::system_now();
+    for target in &credential.targets {
+        if let Err(e) = crate::target::check(target) {
+            problems.push(format!("{name}: {e}"));
+        }
+        if let Err(e) = crate::target::check_render(target, sample, now) {
+            problems.push(format!("{name}: {e}"));
+        }
     }
 }
 

@@ -245,7 +245,7 @@ impl Doc<'_> {
             }
             RawServe::AzureManagedIdentity { listen: l, header } => {
                 let header_key = format!("{key}.header");
-                let header = target::target(self, start, &header_key, *header)?;
+                let header = target::target(self, start, &header_key, *header, None)?;
                 header_target(&header).map_err(|m| self.error(start, header_key, m))?;
                 ServeConfig {
                     listen: listen(&l)?,
@@ -317,6 +317,7 @@ fn header_target(target: &TargetConfig) -> Result<(), String> {
         | TargetKind::Toml { .. }
         | TargetKind::Json { .. }
         | TargetKind::File { .. } => Ok(()),
+        TargetKind::Template { .. } => Err("the secret goes in a key of a file or a `file`, not a template".into()),
     }
 }
 

@@ -93,7 +93,7 @@ impl Doc<'_> {
             &format!("{key}.source"),
             raw.source.into_inner(),
         )?;
-        let targets = self.targets(start, &key, raw.targets)?;
+        let targets = self.targets(start, &key, &name, raw.targets)?;
         let reload = self.reloads(&key, raw.reload)?;
         let sharing = self.sharing(start, &key, &source, store, raw.shared, raw.local_fallback)?;
         let access = self.access(
@@ -132,13 +132,14 @@ impl Doc<'_> {
         &self,
         start: usize,
         key: &str,
+        name: &str,
         raw: Vec<Spanned<RawTarget>>,
     ) -> Result<Vec<TargetConfig>, ConfigError> {
         let mut targets = Vec::with_capacity(raw.len());
         for (i, spanned) in raw.into_iter().enumerate() {
             let at = spanned.span().start;
             let target_key = format!("{key}.targets[{i}]");
-            let target = target::target(self, at, &target_key, spanned.into_inner())?;
+            let target = target::target(self, at, &target_key, spanned.into_inner(), Some(name))?;
             if let Some(other) = targets.iter().find(|b: &&TargetConfig| {
                 b.path == target.path && b.kind.name() != target.kind.name()
             }) {

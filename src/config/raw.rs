@@ -300,6 +300,9 @@ pub(super) struct RawTarget {
     pub database: Option<String>,
     pub username: Option<String>,
     pub newline: Option<bool>,
+    /// A `template` target's template file, or its text inline.
+    pub template: Option<PathBuf>,
+    pub inline: Option<String>,
     pub mode: Option<RawMode>,
     pub owner: Option<String>,
     pub group: Option<String>,

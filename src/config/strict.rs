@@ -19,10 +19,20 @@ const CONFIG_LIMIT: u64 = 64 << 20;
 /// The config file's text; refused, when running as root, unless only root could have
 /// written it.
 pub(super) fn read(path: &Path) -> io::Result<Vec<u8>> {
+    read_limited(path, CONFIG_LIMIT)
+}
+
+/// A file the config names whose text decides what refreshd writes as root (a template),
+/// at most `limit` bytes, under the config's own rule.
+pub(super) fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let root = nix::unistd::geteuid().is_root();
-    secure_read::read_checked(path, CONFIG_LIMIT, |resolved| {
-        if root { strict(resolved) } else { Ok(()) }
-    })
+    secure_read::read_checked(
+        path,
+        limit,
+        |resolved| {
+            if root { strict(resolved) } else { Ok(()) }
+        },
+    )
 }
 
 fn refused(why: String) -> io::Error {

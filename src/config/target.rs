@@ -1,9 +1,12 @@
 //! `credentials.NAME.targets[i]`: raw → typed. A target knows its kind's fields only
 //! (a pgpass target has no `key`), its mode is a real permission mode, and a pgpass mode
 //! that libpq would ignore is refused here rather than discovered by the app. INI keys,
-//! TOML key paths and JSON Pointers are parsed here, so a typo fails at load, not at 3 a.m.
+//! TOML key paths, JSON Pointers and templates are parsed here, so a typo fails at load,
+//! not at 3 a.m.
 //!
-//! Never looks at the file system: whether the path is writable is `check`'s question.
+//! Never looks at the file system but to read a `template` target's template file (as
+//! [`crate::secure_read`] reads, at most 1 MiB; as root, only a file only root could have
+//! changed, as the config itself): whether the path is writable is `check`'s question.
 
 use std::path::PathBuf;
 
@@ -13,6 +16,7 @@ use super::ConfigError;
 use super::locate::{At, Doc};
 use super::names::valid_env_key;
 use super::raw::{RawMode, RawPort, RawTarget};
+use crate::target::template::{Origin, TEMPLATE_LIMIT, Template};
 use crate::target::{ini, json, toml};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +84,11 @@ pub enum TargetKind {
     File {
         newline: bool,
     },
+    /// The whole file, rendered from `template` for the credential `credential`.
+    Template {
+        credential: String,
+        template: Template,
+    },
 }
 
 impl TargetKind {
@@ -91,6 +100,7 @@ impl TargetKind {
             TargetKind::Toml { .. } => "toml",
             TargetKind::Json { .. } => "json",
             TargetKind::File { .. } => "file",
+            TargetKind::Template { .. } => "template",
         }
     }
 }
@@ -103,11 +113,14 @@ pub enum WriteMode {
     InPlace,
 }
 
+/// The target at `key`; `credential`: the credential it belongs to (`None`: a file that
+/// holds no credential's token, such as the App Service header, which no template renders).
 pub(super) fn target(
     doc: &Doc<'_>,
     start: usize,
     key: &str,
     raw: RawTarget,
+    credential: Option<&str>,
 ) -> Result<TargetConfig, ConfigError> {
     let at = At { doc, start, key };
     if raw.path.as_os_str().is_empty() {
@@ -130,11 +143,12 @@ pub(super) fn target(
         "toml" => toml_target(&at, &raw)?,
         "json" => json_target(&at, &raw)?,
         "file" => file(&at, &raw)?,
+        "template" => template_target(&at, &raw, credential)?,
         other => {
             return Err(at.err(
                 "type",
                 format!(
-                    "unknown target type {other:?}, expected one of \"dotenv\", \"pgpass\", \"ini\", \"toml\", \"json\", \"file\""
+                    "unknown target type {other:?}, expected one of \"dotenv\", \"pgpass\", \"ini\", \"toml\", \"json\", \"file\", \"template\""
                 ),
             ));
         }
@@ -164,6 +178,8 @@ impl At<'_, '_> {
             ("database", raw.database.is_some()),
             ("username", raw.username.is_some()),
             ("newline", raw.newline.is_some()),
+            ("template", raw.template.is_some()),
+            ("inline", raw.inline.is_some()),
         ];
         match present
             .iter()
@@ -366,6 +382,70 @@ fn json_target(at: &At<'_, '_>, raw: &RawTarget) -> Result<TargetKind, ConfigErr
     Ok(TargetKind::Json {
         pointer,
         expires_at_pointer,
+    })
+}
+
+fn template_target(
+    at: &At<'_, '_>,
+    raw: &RawTarget,
+    credential: Option<&str>,
+) -> Result<TargetKind, ConfigError> {
+    at.only(raw, "template", &["template", "inline"])?;
+    let Some(credential) = credential else {
+        return Err(at.err(
+            "type",
+            "a template renders a credential's token; this file holds another secret: use a key of a file, or a `file`".into(),
+        ));
+    };
+    let (origin, source) = match (&raw.template, &raw.inline) {
+        (Some(path), None) => (Origin::File(path.clone()), read_template(at, path)?),
+        (None, Some(text)) => (Origin::Inline, text.clone()),
+        (Some(_), Some(_)) => {
+            return Err(at.err(
+                "inline",
+                "give the template either as a file (`template`) or inline (`inline`), not both"
+                    .into(),
+            ));
+        }
+        (None, None) => {
+            return Err(at.err(
+                "template",
+                "a template target needs `template`, the template file's path, or `inline`, its text".into(),
+            ));
+        }
+    };
+    let field = if raw.template.is_some() {
+        "template"
+    } else {
+        "inline"
+    };
+    let template = Template::new(origin, source).map_err(|why| at.err(field, why))?;
+    Ok(TargetKind::Template {
+        credential: credential.to_owned(),
+        template,
+    })
+}
+
+/// The template file's text, read now: a reload reads it again, and a render at 3 a.m.
+/// does not depend on a file still being there.
+fn read_template(at: &At<'_, '_>, path: &std::path::Path) -> Result<String, ConfigError> {
+    if !path.is_absolute() {
+        return Err(at.err(
+            "template",
+            format!("{} must be an absolute path", path.display()),
+        ));
+    }
+    let bytes = super::strict::read_limited(path, TEMPLATE_LIMIT).map_err(|e| {
+        at.err(
+            "template",
+            format!("cannot read template {}: {e}", path.display()),
+        )
+    })?;
+    String::from_utf8(bytes).map_err(|_| {
+        at.err(
+            "template",
+            format!("template {} is not UTF-8 text", path.display()),
+        )
     })
 }
 

@@ -7,6 +7,7 @@ mod access;
 mod formats;
 mod many;
 mod serve;
+mod templates;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse(Path::new("/etc/refreshd/config.toml"), text)

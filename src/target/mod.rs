@@ -1,5 +1,6 @@
 //! Targets: put a token into the files applications read (`.env` key, `.pgpass` line, INI,
-//! TOML or JSON value, raw token file), changing nothing else in them.
+//! TOML or JSON value, raw token file), changing nothing else in them; or render a whole
+//! file from a template.
 //!
 //! The path is resolved safely ([`durable::chase`]: nobody else's symlinks, no step from an
 //! app user's directory into what that user did not make), the file opened without
@@ -16,6 +17,7 @@ pub mod ini;
 pub mod json;
 mod lock;
 pub(crate) mod pgpass;
+pub mod template;
 pub mod toml;
 
 use std::io;
@@ -219,6 +221,10 @@ fn render(
             edits.extend(expires_at_pointer.as_ref().map(|p| (p, expiry.as_str())));
             json::set(current, &edits).map_err(|e| e.to_string())
         }
+        TargetKind::Template {
+            credential,
+            template,
+        } => render_template(template, &template::Vars::of(credential, value, expires_at)),
         TargetKind::File { newline } => {
             if value.contains(['\n', '\r', '\0']) {
                 return Err(
@@ -234,11 +240,23 @@ fn render(
     }
 }
 
+/// The whole file, from `template`; no larger than any target refreshd reads.
+fn render_template(
+    template: &template::Template,
+    vars: &template::Vars,
+) -> Result<Vec<u8>, String> {
+    let limit = usize::try_from(MAX_TARGET).unwrap_or(usize::MAX);
+    template.render(vars, limit).map(String::into_bytes)
+}
+
 /// The token the target holds now, read the way refreshd writes it, when only root and
 /// refreshd's user can write the file (a token anyone else could have planted is never
 /// taken over); `None` when the file is missing, unreadable, writable by others or holds
 /// the value in another form. Never logged.
 pub fn read_current(target: &TargetConfig) -> Option<SecretString> {
+    if matches!(target.kind, TargetKind::Template { .. }) {
+        return None;
+    }
     let place = durable::chase(&target.path).ok()?;
     if !durable::chase::only_trusted_can_write(&place) {
         return None;
@@ -264,6 +282,9 @@ pub fn read_current(target: &TargetConfig) -> Option<SecretString> {
         TargetKind::Ini { section, key, .. } => ini::get(&content, section.as_deref(), key)?,
         TargetKind::Toml { key, .. } => toml::get(&content, key)?,
         TargetKind::Json { pointer, .. } => json::get(&content, pointer)?,
+        // A token cannot be read back from arbitrary text: where the template put it, and
+        // how it escaped it, is the template's business.
+        TargetKind::Template { .. } => return None,
         TargetKind::File { .. } => {
             let text = String::from_utf8(content).ok()?;
             text.strip_suffix('\n').unwrap_or(&text).to_owned()
@@ -395,6 +416,37 @@ fn create(
         Ok(false) => Ok(None),
         Err(e) => Err(io_failed(path, "create", e)),
     }
+}
+
+/// Renders a `template` target's template without writing (for `check`), so an undefined
+/// variable is found now: with `stored`, the stored token and its own claims; without, a
+/// sample token whose every claim exists (which claims a provider sends is unknown until it
+/// sends a token; it expires an hour after `now`). Every other kind has nothing to
+/// render: `Ok`.
+pub fn check_render(
+    target: &TargetConfig,
+    stored: Option<(&SecretString, OffsetDateTime)>,
+    now: OffsetDateTime,
+) -> Result<(), TargetError> {
+    let TargetKind::Template {
+        credential,
+        template,
+    } = &target.kind
+    else {
+        return Ok(());
+    };
+    let vars = match stored {
+        Some((token, expires_at)) => {
+            template::Vars::of(credential, token.expose_secret(), expires_at)
+        }
+        None => template::Vars {
+            claims: template::Claims::Any,
+            ..template::Vars::of(credential, "sample-token", now + time::Duration::hours(1))
+        },
+    };
+    render_template(template, &vars)
+        .map(drop)
+        .map_err(|reason| failed(&target.path, reason))
 }
 
 /// Checks, without writing, that the target could be written: its directory exists and is

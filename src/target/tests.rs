@@ -3,6 +3,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use super::*;
 
 mod formats;
+mod templates;
 
 /// Where these tests' target locks go (as the state directory's `locks/` would).
 fn locks() -> &'static Path {

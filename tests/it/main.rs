@@ -41,4 +41,5 @@ mod readme_examples;
 mod service_units;
 mod storage;
 mod strict_config;
+mod templates;
 mod user_files;

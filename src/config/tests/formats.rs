@@ -17,12 +17,12 @@ targets = [
     )
 }
 
-fn target(target: &str) -> TargetKind {
+pub(super) fn target(target: &str) -> TargetKind {
     let config = parse(&with_target(target)).unwrap();
     config.credentials[0].targets[0].kind.clone()
 }
 
-fn error(target: &str) -> String {
+pub(super) fn error(target: &str) -> String {
     parse(&with_target(target)).unwrap_err().to_string()
 }
 

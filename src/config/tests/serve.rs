@@ -114,6 +114,11 @@ fn bad_entries_are_refused_with_their_key() {
             "serve[0].header",
             "not a .pgpass line",
         ),
+        (
+            r#"{ type = "azure-managed-identity", listen = "127.0.0.1:1", header = { type = "template", path = "/a/h", inline = "{{ token }}" } }"#,
+            "serve[0].header.type",
+            "a template renders a credential's token",
+        ),
     ] {
         let err = config(
             "",
