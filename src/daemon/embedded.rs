@@ -15,18 +15,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::liveness::Liveness;
 use super::publish::{TokenChannels, TokenWatch, follow_token, token_channel};
-use super::supervisor::{RELOAD_DEBOUNCE, drain_limit};
+use super::supervisor::drain_limit;
 use super::timers::Timers;
 use super::worker;
 use crate::config::{Config, Credential};
-use crate::credential::Engine;
 use crate::observe::{Model, Snapshot, Vitals};
-use crate::reload::Reloader;
 use crate::state::{StateDir, StateError};
 
 #[derive(Debug, thiserror::Error)]
@@ -70,19 +67,8 @@ impl Embedded {
             clock.clone(),
         );
         let (settled_tx, settled) = mpsc::unbounded_channel();
-        let reloader = Reloader::start(RELOAD_DEBOUNCE);
-        let shared = worker::Shared {
-            engine: Arc::new(Engine::daemon(state.clone(), clock.clone(), reloader)),
-            fleet: None,
-            clock,
-            timers,
-            liveness: Arc::new(Liveness::default()),
-            permits: Arc::new(Semaphore::new(
-                config.daemon.max_concurrent_refreshes.max(1),
-            )),
-            model,
-            settled: settled_tx,
-        };
+        let engine = super::supervisor::engine(&state, &clock, &model, None);
+        let shared = worker::Shared::new(config, engine, None, clock, timers, model, settled_tx);
         let mut channels = TokenChannels::new();
         let tokens: BTreeMap<String, TokenWatch> = names
             .iter()

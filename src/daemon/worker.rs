@@ -66,6 +66,33 @@ pub struct Shared {
     pub settled: mpsc::UnboundedSender<String>,
 }
 
+impl Shared {
+    /// What every credential task of one process shares: `engine` rotates, at most
+    /// `max_concurrent_refreshes` at once, publishing into `model`.
+    pub fn new(
+        config: &crate::config::Config,
+        engine: Arc<Engine>,
+        fleet: Option<Arc<Fleet>>,
+        clock: SharedClock,
+        timers: Timers,
+        model: Model,
+        settled: mpsc::UnboundedSender<String>,
+    ) -> Shared {
+        Shared {
+            engine,
+            fleet,
+            clock,
+            timers,
+            liveness: Arc::new(Liveness::default()),
+            permits: Arc::new(Semaphore::new(
+                config.daemon.max_concurrent_refreshes.max(1),
+            )),
+            model,
+            settled,
+        }
+    }
+}
+
 /// The supervisor's side of a running credential task.
 pub struct Handle {
     inbox: Arc<Inbox>,

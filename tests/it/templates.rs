@@ -9,8 +9,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use refreshd::config::{Config, TargetConfig};
 use refreshd::target;
@@ -280,32 +278,9 @@ fn a_rendered_file_survives_1000_rewrites_under_a_concurrent_reader() {
             std::fs::read_to_string(&target.path).unwrap()
         })
         .collect();
-    let done = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (done, path, versions) = (done.clone(), target.path.clone(), versions.clone());
-        std::thread::spawn(move || {
-            let mut reads = 0u64;
-            while !done.load(Ordering::Relaxed) {
-                let content = std::fs::read_to_string(&path).expect("the target always exists");
-                assert!(
-                    versions.contains(&content),
-                    "a reader saw a partial file ({} bytes)",
-                    content.len()
-                );
-                reads += 1;
-            }
-            reads
-        })
-    };
-    for i in 0..1000 {
+    crate::common::rewrites_under_a_reader(&target.path, &versions, |i| {
         write(&target, &tokens[i % 2]);
-    }
-    done.store(true, Ordering::Relaxed);
-    let reads = reader.join().unwrap();
-    assert!(
-        reads > 100,
-        "the reader only got {reads} reads in: the test proved little"
-    );
+    });
     assert_eq!(std::fs::read_to_string(&target.path).unwrap(), versions[1]);
     let names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -16,7 +16,7 @@ mod shutdown;
 mod start;
 
 pub(super) use shutdown::drain_limit;
-pub(super) use start::RELOAD_DEBOUNCE;
+pub(super) use start::engine;
 mod watchdog;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::super::liveness::Liveness;
 use super::super::timers::Timers;
 use super::super::{Signals, systemd, watch, worker};
 use super::{Daemon, FirstRound, followed};
@@ -78,18 +77,8 @@ impl Daemon {
             clock.clone(),
         );
         let (settled_tx, settled) = mpsc::unbounded_channel();
-        let shared = worker::Shared {
-            engine: engine(&state, &clock, &model, fleet.clone()),
-            fleet,
-            clock,
-            timers,
-            liveness: Arc::new(Liveness::default()),
-            permits: Arc::new(Semaphore::new(
-                config.daemon.max_concurrent_refreshes.max(1),
-            )),
-            model,
-            settled: settled_tx,
-        };
+        let engine = engine(&state, &clock, &model, fleet.clone());
+        let shared = worker::Shared::new(&config, engine, fleet, clock, timers, model, settled_tx);
         remove_litter(&config, &shared);
         let (rotate_tx, rotate_requests) = mpsc::channel(16);
         let mut background = vec![timer_task];
@@ -209,9 +198,10 @@ fn watch_config(
     }
 }
 
-/// The daemon's rotation engine: reloads merged within [`RELOAD_DEBOUNCE`], a failed one
-/// retried in the background, each result shown in the read model.
-fn engine(
+/// The daemon's rotation engine (and `exec`'s in-process one): reloads merged within
+/// [`RELOAD_DEBOUNCE`], a failed one retried in the background, each result shown in the
+/// read model.
+pub(in crate::daemon) fn engine(
     state: &StateDir,
     clock: &SharedClock,
     model: &Model,

@@ -610,3 +610,36 @@ pub fn rt_basic_source(r: &Refreshd, oidc: &Oidc) -> (Grant, String) {
     );
     (grant, source)
 }
+
+/// Calls `rewrite(i)` for i in 0..1,000 while a thread reads `path` in a loop: every read
+/// must be one of `versions` whole (never torn, truncated or missing).
+pub fn rewrites_under_a_reader(path: &Path, versions: &[String], mut rewrite: impl FnMut(usize)) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (done, path, versions) = (done.clone(), path.to_owned(), versions.to_vec());
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                let content = std::fs::read_to_string(&path).expect("the target always exists");
+                assert!(
+                    versions.contains(&content),
+                    "a reader saw a partial file ({} bytes)",
+                    content.len()
+                );
+                reads += 1;
+            }
+            reads
+        })
+    };
+    for i in 0..1000 {
+        rewrite(i);
+    }
+    done.store(true, Ordering::Relaxed);
+    let reads = reader.join().unwrap();
+    assert!(
+        reads > 100,
+        "the reader only got {reads} reads in: the test proved little"
+    );
+}
