@@ -9,11 +9,10 @@
 
 use std::net::SocketAddr;
 
-use serde::Deserialize;
 use toml::Spanned;
 
 use super::locate::{At, Doc};
-use super::raw::RawTarget;
+use super::raw::{RawDocker, RawGit, RawServe};
 use super::{ConfigError, TargetConfig, TargetKind, target};
 
 /// One entry of `readers`: a user (by name or `uid:N`) or a group's members
@@ -90,40 +89,6 @@ pub struct Access {
     pub serve: Vec<ServeConfig>,
     pub git: Option<GitConfig>,
     pub docker: Option<DockerConfig>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
-pub(super) enum RawServe {
-    DatabricksMetadata {
-        listen: String,
-        host: String,
-    },
-    GceMetadata {
-        listen: String,
-        email: Option<String>,
-        #[serde(default)]
-        scopes: Vec<String>,
-        project_id: Option<String>,
-    },
-    AzureManagedIdentity {
-        listen: String,
-        header: Box<RawTarget>,
-    },
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawGit {
-    pub url: String,
-    pub username: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawDocker {
-    pub server: String,
-    pub username: String,
 }
 
 /// The raw access keys of one credential.

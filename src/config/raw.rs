@@ -117,9 +117,9 @@ pub(super) struct RawCredential {
     #[serde(default)]
     pub readers: Vec<Spanned<String>>,
     #[serde(default)]
-    pub serve: Vec<Spanned<super::access::RawServe>>,
-    pub git: Option<Spanned<super::access::RawGit>>,
-    pub docker: Option<Spanned<super::access::RawDocker>>,
+    pub serve: Vec<Spanned<RawServe>>,
+    pub git: Option<Spanned<RawGit>>,
+    pub docker: Option<Spanned<RawDocker>>,
 }
 
 impl RawCredential {
@@ -346,4 +346,39 @@ fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
             "invalid duration {text:?}: {e} (write e.g. \"90s\", \"50m\", \"1h 5m\")"
         ))
     })
+}
+
+/// `serve[i]` of a credential (`config/access.rs` makes it a `ServeConfig`).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub(super) enum RawServe {
+    DatabricksMetadata {
+        listen: String,
+        host: String,
+    },
+    GceMetadata {
+        listen: String,
+        email: Option<String>,
+        #[serde(default)]
+        scopes: Vec<String>,
+        project_id: Option<String>,
+    },
+    AzureManagedIdentity {
+        listen: String,
+        header: Box<RawTarget>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGit {
+    pub url: String,
+    pub username: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDocker {
+    pub server: String,
+    pub username: String,
 }
