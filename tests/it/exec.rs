@@ -377,7 +377,7 @@ fn as_pid_1_it_reaps_orphans_and_exits_with_the_programs_status() {
     let mut command = Command::new("unshare");
     command
         .args(["--pid", "--fork", "--mount-proc"])
-        .arg(env!("CARGO_BIN_EXE_refreshd"))
+        .arg(crate::common::refreshd_bin())
         .args(["exec", "--env", "API_TOKEN=api", "--", python()])
         .args([&orphan, &out])
         .env("REFRESHD_CONFIG", &s.r.config)

@@ -19,8 +19,6 @@ use tempfile::TempDir;
 
 use crate::common::pg::{Cluster, PATH, show};
 
-const REFRESHD: &str = env!("CARGO_BIN_EXE_refreshd");
-
 /// A password with everything a `.pgpass` must escape (`:` and `\`, single and doubled),
 /// SQL and shell metacharacters, and a JWT-ish tail.
 const PW_AWKWARD: &str =
@@ -93,7 +91,7 @@ targets = [ {{ type = "pgpass", path = {pgpass}, host = "127.0.0.1", port = {por
 
     /// `refreshd once -c CONFIG [--force]`, asserting exit 0 and no secret in its output.
     fn once(&self, force: bool) -> Output {
-        let mut command = Command::new(REFRESHD);
+        let mut command = Command::new(crate::common::refreshd_bin());
         command
             .env_clear()
             .env("PATH", PATH)

@@ -34,7 +34,7 @@ const GIT_URL: &str = "https://git.example.com/org";
 const REGISTRY: &str = "registry.example.com";
 
 fn refreshd() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_refreshd"))
+    Path::new(crate::common::refreshd_bin())
 }
 
 /// Panics with the apt command when a client is missing: never a silent skip.

@@ -86,7 +86,7 @@ fn unit_copy(relative: &str, name: &str, dir: &Path, root_user: bool) -> PathBuf
         "{relative} does not mention {INSTALLED_BINARY}"
     );
     // Quoted, with `%` escaped, so any build path is one ExecStart= argument.
-    let binary = format!("\"{}\"", env!("CARGO_BIN_EXE_refreshd").replace('%', "%%"));
+    let binary = format!("\"{}\"", crate::common::refreshd_bin().replace('%', "%%"));
     let mut copy = original.replace(INSTALLED_BINARY, &binary);
     if root_user {
         copy = copy

@@ -61,7 +61,7 @@ fn run_bounded(r: &mut Refreshd, args: &[&str]) -> (Output, Duration) {
         .arg("-c")
         .arg("ulimit -d 524288; exec timeout -s KILL 20 \"$@\"")
         .arg("sh")
-        .arg(env!("CARGO_BIN_EXE_refreshd"))
+        .arg(crate::common::refreshd_bin())
         .args(args)
         .env("REFRESHD_CONFIG", &r.config)
         .env_remove("RUST_LOG")

@@ -291,7 +291,7 @@ impl Refreshd {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_refreshd"));
+        let mut command = Command::new(refreshd_bin());
         command
             .args(args)
             .env("REFRESHD_CONFIG", &self.config)
@@ -504,9 +504,19 @@ impl Drop for Daemon {
     }
 }
 
+/// The refreshd binary the tests run: `REFRESHD_TEST_BIN` when set (a copy of one work tree's
+/// build, so trees sharing a target directory do not run each other's binary), else cargo's.
+pub fn refreshd_bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("REFRESHD_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_refreshd").to_owned())
+    })
+}
+
 /// Runs refreshd with `args` (no config needed), asserts success, and returns its stdout.
 pub fn refreshd_output(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_refreshd"))
+    let output = Command::new(refreshd_bin())
         .args(args)
         .stdin(Stdio::null())
         .output()
