@@ -12,6 +12,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+/// Named values a source yields beside the token, minted with it in the same answer (a
+/// database user beside its password, an OAuth answer's `id_token`): every target of a
+/// credential gets one rotation's token and fields together. Each value is a secret.
+pub type Fields = std::collections::BTreeMap<String, SecretString>;
+
 /// What a source returns from one successful fetch.
 pub struct Fetched {
     pub access_token: SecretString,
@@ -25,6 +30,8 @@ pub struct Fetched {
     pub scopes: Option<Vec<String>>,
     /// For a chain: which member served the token, and why the ones before it did not.
     pub served: Option<Served>,
+    /// The named values the answer held beside the token.
+    pub fields: Fields,
 }
 
 impl Fetched {
@@ -37,6 +44,7 @@ impl Fetched {
             expires_at: None,
             scopes: None,
             served: None,
+            fields: Fields::new(),
         }
     }
 }
@@ -73,6 +81,8 @@ pub struct Token {
     pub scopes: Vec<String>,
     /// For a chain: the member that served this token.
     pub served: Option<Served>,
+    /// The named values minted with this token.
+    pub fields: Fields,
 }
 
 impl std::fmt::Debug for Token {
@@ -81,6 +91,7 @@ impl std::fmt::Debug for Token {
             .field("fingerprint", &fingerprint(&self.access_token))
             .field("issued_at", &self.issued_at)
             .field("expires_at", &self.expires_at)
+            .field("fields", &self.fields.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -250,6 +261,7 @@ impl Token {
             client_id: claims.client_id,
             scopes,
             served: fetched.served,
+            fields: fetched.fields,
         };
         if token.issued_at > token.expires_at {
             return Err(Absurd {
@@ -266,6 +278,23 @@ impl Token {
 
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.access_token)
+    }
+
+    /// A stand-in for a token not yet issued (what `check` renders a template with): the
+    /// value given, valid until `expires_at`, nothing else known.
+    pub fn sample(value: &SecretString, expires_at: OffsetDateTime) -> Token {
+        Token {
+            access_token: value.clone(),
+            issued_at: expires_at,
+            expires_at,
+            expiry_source: ExpirySource::DefaultLifetime,
+            subject: None,
+            issuer: None,
+            client_id: None,
+            scopes: Vec::new(),
+            served: None,
+            fields: Fields::new(),
+        }
     }
 
     pub fn is_valid_at(&self, now: OffsetDateTime) -> bool {

@@ -28,8 +28,14 @@ pub async fn run(config: Config, online: bool) -> anyhow::Result<Exit> {
         }
         let has_stored_refresh = stored.as_ref().is_ok_and(|s| s.refresh_token.is_some());
         source_problems(name, &credential.source, has_stored_refresh, &mut problems);
-        let token = stored.as_ref().ok().and_then(|s| s.token.as_ref());
-        target_problems(credential, token, &mut problems);
+        let sample = |name: &str| {
+            let credential = config.credentials.iter().find(|c| c.name == name)?;
+            Some(crate::target::Sample {
+                stored: state_dir.load(name).ok().and_then(|s| s.token),
+                fields: credential.source.fields(),
+            })
+        };
+        target_problems(credential, &sample, &mut problems);
     }
     let fleet = match &config.daemon.store {
         Some(store) => match crate::store::Fleet::new(store, crate::clock::system()) {
@@ -93,11 +99,10 @@ pub async fn run(config: Config, online: bool) -> anyhow::Result<Exit> {
 /// one), so an undefined variable is found now rather than at the next rotation.
 fn target_problems(
     credential: &crate::config::Credential,
-    stored: Option<&token::Token>,
+    sample: &dyn Fn(&str) -> Option<crate::target::Sample>,
     problems: &mut Vec<String>,
 ) {
     let name = &credential.name;
-    let sample = stored.map(|t| (&t.access_token, t.expires_at));
     let now = crate::clock::system_now();
     for target in &credential.targets {
         if let Err(e) = crate::target::check(target) {

@@ -13,7 +13,7 @@ use toml::Spanned;
 
 use super::locate::{At, Doc};
 use super::raw::{RawDocker, RawGit, RawServe};
-use super::{ConfigError, TargetConfig, TargetKind, target};
+use super::{ConfigError, TargetConfig, TargetKind, ValueOf, target};
 
 /// One entry of `readers`: a user (by name or `uid:N`) or a group's members
 /// (`group:NAME` or `gid:N`).
@@ -256,23 +256,10 @@ impl Doc<'_> {
 /// JSON file, or a file of its own (it never expires, so no expiry key; a `.pgpass` line is
 /// no place for it).
 fn header_target(target: &TargetConfig) -> Result<(), String> {
+    if target.values().iter().any(|v| **v != ValueOf::Token) {
+        return Err("the secret does not expire and has no fields: drop the expiry key".into());
+    }
     match &target.kind {
-        TargetKind::Dotenv {
-            expires_at_key: Some(_),
-            ..
-        }
-        | TargetKind::Ini {
-            expires_at_key: Some(_),
-            ..
-        }
-        | TargetKind::Toml {
-            expires_at_key: Some(_),
-            ..
-        }
-        | TargetKind::Json {
-            expires_at_pointer: Some(_),
-            ..
-        } => Err("the secret does not expire: drop the expiry key".into()),
         TargetKind::Pgpass { .. } => Err(
             "the secret goes in a `dotenv` key (e.g. IDENTITY_HEADER), another file's key, or a `file`, not a .pgpass line"
                 .into(),

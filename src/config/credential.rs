@@ -52,6 +52,26 @@ pub struct Credential {
     pub line: usize,
 }
 
+impl Credential {
+    /// The other credentials its templates render (`uses`): when one of them changes,
+    /// this credential's targets are written again.
+    pub fn uses(&self) -> Vec<&str> {
+        let mut uses: Vec<&str> = self
+            .targets
+            .iter()
+            .filter_map(|t| match &t.kind {
+                super::TargetKind::Template { uses, .. } => Some(uses),
+                _ => None,
+            })
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        uses.sort_unstable();
+        uses.dedup();
+        uses
+    }
+}
+
 /// Equal when a running credential would behave the same: the line it sits on is ignored,
 /// so moving it in the file does not restart it on a reload.
 impl PartialEq for Credential {
@@ -93,7 +113,12 @@ impl Doc<'_> {
             &format!("{key}.source"),
             raw.source.into_inner(),
         )?;
-        let targets = self.targets(start, &key, &name, raw.targets)?;
+        let fields = source.fields();
+        let owner = super::Owner {
+            name: &name,
+            fields: &fields,
+        };
+        let targets = self.targets(start, &key, owner, raw.targets)?;
         let reload = self.reloads(&key, raw.reload)?;
         let sharing = self.sharing(start, &key, &source, store, raw.shared, raw.local_fallback)?;
         let access = self.access(
@@ -132,14 +157,14 @@ impl Doc<'_> {
         &self,
         start: usize,
         key: &str,
-        name: &str,
+        owner: super::Owner<'_>,
         raw: Vec<Spanned<RawTarget>>,
     ) -> Result<Vec<TargetConfig>, ConfigError> {
         let mut targets = Vec::with_capacity(raw.len());
         for (i, spanned) in raw.into_iter().enumerate() {
             let at = spanned.span().start;
             let target_key = format!("{key}.targets[{i}]");
-            let target = target::target(self, at, &target_key, spanned.into_inner(), Some(name))?;
+            let target = target::target(self, at, &target_key, spanned.into_inner(), Some(owner))?;
             if let Some(other) = targets.iter().find(|b: &&TargetConfig| {
                 b.path == target.path && b.kind.name() != target.kind.name()
             }) {

@@ -1,5 +1,6 @@
-//! The bearer graph: which credential's token another one's `http` source sends. Every
-//! bearer must exist and no chain of bearers may come back to where it started (each
+//! The bearer graph: which credential's token another one's `http` source sends (and which
+//! credentials a template `uses`, which must exist too; re-rendering never cascades, so
+//! those may form cycles). Every bearer must exist and no chain of bearers may come back to where it started (each
 //! would wait for the other's token forever); `once` and `check --online` visit bearers
 //! before the credentials that use them.
 //!
@@ -22,6 +23,20 @@ pub(super) fn check(doc: &Doc<'_>, credentials: &[Arc<Credential>]) -> Result<()
     };
     let by_name = index(credentials);
     for credential in credentials {
+        if let Some(unknown) = credential
+            .uses()
+            .into_iter()
+            .find(|used| !by_name.contains_key(used))
+        {
+            return Err(ConfigError::Invalid {
+                path: doc.path.to_path_buf(),
+                line: credential.line,
+                key: format!("credentials.{}.targets", credential.name),
+                message: format!(
+                    "a template uses credential `{unknown}`, which this config does not define"
+                ),
+            });
+        }
         for bearer in credential.source.bearers() {
             if !by_name.contains_key(bearer) {
                 return Err(error(

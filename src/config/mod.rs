@@ -24,6 +24,7 @@ mod source;
 mod strict;
 mod target;
 mod timing;
+mod values;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,7 +41,8 @@ pub use source::{
     CommandSource, DEFAULT_REDIRECT_URI, GoogleAuthorizedUserSource, GoogleServiceAccountSource,
     HttpMethod, HttpSource, JsonFields, OauthRefreshSource, SecretAuth, SourceConfig,
 };
-pub use target::{TargetConfig, TargetKind, WriteMode};
+pub use target::{PgUser, TargetConfig, TargetKind, WriteMode};
+pub use values::{BUILT_IN as BUILT_IN_VALUES, Owner, ValueOf};
 pub use timing::{MAX_TIMEOUT, Timing};
 
 /// Why a configuration was refused: the file, the line, the dotted key and what is wrong.

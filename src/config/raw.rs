@@ -227,6 +227,8 @@ pub(super) struct RawCommand {
     pub token_field: Option<String>,
     pub expiry_field: Option<String>,
     #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub inherit_env: Vec<String>,
@@ -241,6 +243,8 @@ pub(super) struct RawHttp {
     pub bearer: Option<RawBearer>,
     pub token_field: String,
     pub expiry_field: Option<String>,
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
 }
 
 /// An `http` source's `body`: JSON text, or a TOML table sent as JSON.
@@ -298,8 +302,18 @@ pub(super) struct RawTarget {
     pub host: Option<String>,
     pub port: Option<RawPort>,
     pub database: Option<String>,
-    pub username: Option<String>,
+    pub username: Option<RawPgUser>,
+    /// A `pgpass` target's password: the token (default) or a field.
+    pub password: Option<String>,
     pub newline: Option<bool>,
+    /// A `file` target's value: the token (default) or another value.
+    pub value: Option<String>,
+    /// Places set to named values: variables, INI keys or TOML key paths.
+    pub keys: Option<std::collections::BTreeMap<String, String>>,
+    /// A `json` target's JSON Pointers set to named values.
+    pub pointers: Option<std::collections::BTreeMap<String, String>>,
+    /// The other credentials a `template` target renders.
+    pub uses: Option<Vec<String>>,
     /// A `template` target's template file, or its text inline.
     pub template: Option<PathBuf>,
     pub inline: Option<String>,
@@ -308,6 +322,14 @@ pub(super) struct RawTarget {
     pub group: Option<String>,
     #[serde(default)]
     pub write: super::WriteMode,
+}
+
+/// A `.pgpass` user: a name, or `{ field = "username" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawPgUser {
+    Name(String),
+    Field { field: String },
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -15,7 +15,9 @@ use serde::Deserialize;
 use super::ConfigError;
 use super::locate::{At, Doc};
 use super::names::valid_env_key;
-use super::raw::{RawMode, RawPort, RawTarget};
+use super::raw::{RawMode, RawPgUser, RawPort, RawTarget};
+use super::values::{Owner, Places};
+pub use super::values::ValueOf;
 use crate::target::template::{Origin, TEMPLATE_LIMIT, Template};
 use crate::target::{ini, json, toml};
 
@@ -42,53 +44,78 @@ impl TargetConfig {
         }
     }
 
-    /// A `dotenv` target setting `key`, without an expiry key.
+    /// A `dotenv` target setting `key` to the token, without an expiry key.
     pub fn dotenv(path: impl Into<PathBuf>, key: &str) -> TargetConfig {
         TargetConfig::new(
             path,
             TargetKind::Dotenv {
-                key: key.to_owned(),
-                expires_at_key: None,
+                keys: vec![(key.to_owned(), ValueOf::Token)],
             },
         )
+    }
+
+    /// Every value this target writes (the token, its expiry, fields), each once.
+    pub fn values(&self) -> Vec<&ValueOf> {
+        let mut values: Vec<&ValueOf> = match &self.kind {
+            TargetKind::Dotenv { keys } | TargetKind::Ini { keys, .. } => {
+                keys.iter().map(|(_, v)| v).collect()
+            }
+            TargetKind::Toml { keys } => keys.iter().map(|(_, v)| v).collect(),
+            TargetKind::Json { pointers } => pointers.iter().map(|(_, v)| v).collect(),
+            TargetKind::Pgpass { password, .. } => vec![password],
+            TargetKind::File { value, .. } => vec![value],
+            TargetKind::Template { .. } => Vec::new(),
+        };
+        values.dedup();
+        values
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetKind {
+    /// Each variable of `keys` set to its value, in order.
     Dotenv {
-        key: String,
-        expires_at_key: Option<String>,
+        keys: Vec<(String, ValueOf)>,
     },
+    /// The one line for `host`, `port` and `database` and the user: a fixed `username` (one
+    /// of four fields that identify the line), or a field of the credential (then the line
+    /// is the one for `host`, `port` and `database`, whatever user it held).
     Pgpass {
         host: String,
         port: String,
         database: String,
-        username: String,
+        username: PgUser,
+        password: ValueOf,
     },
-    /// `key` (and `expires_at_key`) in `section`; `None` is the part before the first
-    /// section.
+    /// Each key of `keys` in `section`; `None` is the part before the first section.
     Ini {
         section: Option<String>,
-        key: String,
-        expires_at_key: Option<String>,
+        keys: Vec<(String, ValueOf)>,
     },
     Toml {
-        key: toml::KeyPath,
-        expires_at_key: Option<toml::KeyPath>,
+        keys: Vec<(toml::KeyPath, ValueOf)>,
     },
     Json {
-        pointer: json::Pointer,
-        expires_at_pointer: Option<json::Pointer>,
+        pointers: Vec<(json::Pointer, ValueOf)>,
     },
     File {
         newline: bool,
+        value: ValueOf,
     },
-    /// The whole file, rendered from `template` for the credential `credential`.
+    /// The whole file, rendered from `template` for the credential `credential`, with the
+    /// values of the credentials it `uses` beside its own.
     Template {
         credential: String,
+        uses: Vec<String>,
         template: Template,
     },
+}
+
+/// A `.pgpass` line's user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgUser {
+    Fixed(String),
+    Field(String),
 }
 
 impl TargetKind {
@@ -120,7 +147,7 @@ pub(super) fn target(
     start: usize,
     key: &str,
     raw: RawTarget,
-    credential: Option<&str>,
+    credential: Option<Owner<'_>>,
 ) -> Result<TargetConfig, ConfigError> {
     let at = At { doc, start, key };
     if raw.path.as_os_str().is_empty() {
@@ -137,12 +164,12 @@ pub(super) fn target(
         Some(value) => Some(parse_mode(value).map_err(|m| at.err("mode", m))?),
     };
     let kind = match raw.kind.as_str() {
-        "dotenv" => dotenv(&at, &raw)?,
-        "pgpass" => pgpass(&at, &raw, mode)?,
-        "ini" => ini_target(&at, &raw)?,
-        "toml" => toml_target(&at, &raw)?,
-        "json" => json_target(&at, &raw)?,
-        "file" => file(&at, &raw)?,
+        "dotenv" => dotenv(&at, &raw, credential)?,
+        "pgpass" => pgpass(&at, &raw, mode, credential)?,
+        "ini" => ini_target(&at, &raw, credential)?,
+        "toml" => toml_target(&at, &raw, credential)?,
+        "json" => json_target(&at, &raw, credential)?,
+        "file" => file(&at, &raw, credential)?,
         "template" => template_target(&at, &raw, credential)?,
         other => {
             return Err(at.err(
@@ -180,6 +207,11 @@ impl At<'_, '_> {
             ("newline", raw.newline.is_some()),
             ("template", raw.template.is_some()),
             ("inline", raw.inline.is_some()),
+            ("keys", raw.keys.is_some()),
+            ("pointers", raw.pointers.is_some()),
+            ("password", raw.password.is_some()),
+            ("value", raw.value.is_some()),
+            ("uses", raw.uses.is_some()),
         ];
         match present
             .iter()
@@ -201,38 +233,47 @@ impl At<'_, '_> {
     }
 }
 
-fn dotenv(at: &At<'_, '_>, raw: &RawTarget) -> Result<TargetKind, ConfigError> {
-    at.only(raw, "dotenv", &["key", "expires_at_key"])?;
-    let Some(env_key) = &raw.key else {
-        return Err(at.err(
-            "key",
-            "a dotenv target needs `key`, the variable it sets".into(),
-        ));
+fn dotenv(
+    at: &At<'_, '_>,
+    raw: &RawTarget,
+    owner: Option<Owner<'_>>,
+) -> Result<TargetKind, ConfigError> {
+    at.only(raw, "dotenv", &["key", "expires_at_key", "keys"])?;
+    let places = Places {
+        key: ("key", raw.key.as_ref()),
+        expiry: ("expires_at_key", raw.expires_at_key.as_ref()),
+        keys: ("keys", raw.keys.as_ref()),
     };
-    for (field, value) in [
-        ("key", Some(env_key)),
-        ("expires_at_key", raw.expires_at_key.as_ref()),
-    ] {
-        if let Some(value) = value
-            && !valid_env_key(value)
-        {
-            return Err(at.err(
-                field,
-                format!("{value:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"),
-            ));
-        }
-    }
-    if raw.expires_at_key.as_deref() == Some(env_key.as_str()) {
-        return Err(at.err("expires_at_key", "must differ from `key`".into()));
-    }
-    Ok(TargetKind::Dotenv {
-        key: env_key.clone(),
-        expires_at_key: raw.expires_at_key.clone(),
-    })
+    let keys = places.parse(
+        at,
+        owner,
+        |field, text| {
+            if valid_env_key(text) {
+                Ok(text.to_owned())
+            } else {
+                Err(at.err(
+                    field,
+                    format!("{text:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+                ))
+            }
+        },
+        |a, b| a == b,
+        "a dotenv target needs `key`, the variable it sets to the token, or `keys`",
+    )?;
+    Ok(TargetKind::Dotenv { keys })
 }
 
-fn pgpass(at: &At<'_, '_>, raw: &RawTarget, mode: Option<u32>) -> Result<TargetKind, ConfigError> {
-    at.only(raw, "pgpass", &["host", "port", "database", "username"])?;
+fn pgpass(
+    at: &At<'_, '_>,
+    raw: &RawTarget,
+    mode: Option<u32>,
+    owner: Option<Owner<'_>>,
+) -> Result<TargetKind, ConfigError> {
+    at.only(
+        raw,
+        "pgpass",
+        &["host", "port", "database", "username", "password"],
+    )?;
     if let Some(mode) = mode
         && mode & 0o077 != 0
     {
@@ -264,134 +305,137 @@ fn pgpass(at: &At<'_, '_>, raw: &RawTarget, mode: Option<u32>) -> Result<TargetK
         Some(RawPort::Text(t)) => need(Some(t), "port")?,
         None => "5432".to_owned(),
     };
+    let username = match &raw.username {
+        Some(RawPgUser::Field { field }) => {
+            match super::values::value_of(at, "username.field", field, owner)? {
+                ValueOf::Field(name) => PgUser::Field(name),
+                _ => {
+                    return Err(at.err(
+                        "username.field",
+                        "names the token or its expiry, not a field that holds a user".into(),
+                    ));
+                }
+            }
+        }
+        Some(RawPgUser::Name(name)) => PgUser::Fixed(need(Some(name), "username")?),
+        None => PgUser::Fixed(need(None, "username")?),
+    };
+    let password = match &raw.password {
+        Some(name) => super::values::value_of(at, "password", name, owner)?,
+        None => ValueOf::Token,
+    };
     Ok(TargetKind::Pgpass {
         host: need(raw.host.as_deref(), "host")?,
         port,
         database: need(raw.database.as_deref(), "database")?,
-        username: need(raw.username.as_deref(), "username")?,
+        username,
+        password,
     })
 }
 
-fn file(at: &At<'_, '_>, raw: &RawTarget) -> Result<TargetKind, ConfigError> {
-    at.only(raw, "file", &["newline"])?;
+fn file(
+    at: &At<'_, '_>,
+    raw: &RawTarget,
+    owner: Option<Owner<'_>>,
+) -> Result<TargetKind, ConfigError> {
+    at.only(raw, "file", &["newline", "value"])?;
+    let value = match &raw.value {
+        Some(name) => super::values::value_of(at, "value", name, owner)?,
+        None => ValueOf::Token,
+    };
     Ok(TargetKind::File {
         newline: raw.newline.unwrap_or(true),
+        value,
     })
 }
 
-fn ini_target(at: &At<'_, '_>, raw: &RawTarget) -> Result<TargetKind, ConfigError> {
-    at.only(raw, "ini", &["section", "key", "expires_at_key"])?;
-    let Some(key) = &raw.key else {
-        return Err(at.err(
-            "key",
-            "an ini target needs `key`, the key it sets (such as \"token\")".into(),
-        ));
-    };
-    for (field, value) in [
-        ("key", Some(key)),
-        ("expires_at_key", raw.expires_at_key.as_ref()),
-    ] {
-        if let Some(value) = value {
-            ini::check_key(value).map_err(|why| at.err(field, format!("{value:?} {why}")))?;
-        }
-    }
+fn ini_target(
+    at: &At<'_, '_>,
+    raw: &RawTarget,
+    owner: Option<Owner<'_>>,
+) -> Result<TargetKind, ConfigError> {
+    at.only(raw, "ini", &["section", "key", "expires_at_key", "keys"])?;
     if let Some(section) = &raw.section {
         ini::check_section(section)
             .map_err(|why| at.err("section", format!("{section:?} {why}")))?;
     }
-    if raw
-        .expires_at_key
-        .as_ref()
-        .is_some_and(|e| e.to_lowercase() == key.to_lowercase())
-    {
-        return Err(at.err(
-            "expires_at_key",
-            "must differ from `key` (INI keys compare without case)".into(),
-        ));
-    }
+    let places = Places {
+        key: ("key", raw.key.as_ref()),
+        expiry: ("expires_at_key", raw.expires_at_key.as_ref()),
+        keys: ("keys", raw.keys.as_ref()),
+    };
+    let keys = places.parse(
+        at,
+        owner,
+        |field, text| {
+            ini::check_key(text)
+                .map(|()| text.to_owned())
+                .map_err(|why| at.err(field, format!("{text:?} {why}")))
+        },
+        // INI keys compare without case.
+        |a, b| a.to_lowercase() == b.to_lowercase(),
+        "an ini target needs `key`, the key it sets to the token (such as \"token\"), or `keys`",
+    )?;
     Ok(TargetKind::Ini {
         section: raw.section.clone(),
-        key: key.clone(),
-        expires_at_key: raw.expires_at_key.clone(),
+        keys,
     })
 }
 
-/// Two paths where one names the other or something inside it: the file could not hold
-/// a string at both.
-fn overlap(at: &At<'_, '_>, field: &str, nested: bool) -> Result<(), ConfigError> {
-    if nested {
-        Err(at.err(
-            field,
-            "must not be the same as, inside, or around the token's own path".into(),
-        ))
-    } else {
-        Ok(())
-    }
+fn toml_target(
+    at: &At<'_, '_>,
+    raw: &RawTarget,
+    owner: Option<Owner<'_>>,
+) -> Result<TargetKind, ConfigError> {
+    at.only(raw, "toml", &["key", "expires_at_key", "keys"])?;
+    let places = Places {
+        key: ("key", raw.key.as_ref()),
+        expiry: ("expires_at_key", raw.expires_at_key.as_ref()),
+        keys: ("keys", raw.keys.as_ref()),
+    };
+    let keys = places.parse(
+        at,
+        owner,
+        |field, text| toml::KeyPath::parse(text).map_err(|why| at.err(field, why)),
+        // A file cannot hold a string at a path and inside it.
+        |a, b| a.starts_with(b) || b.starts_with(a),
+        "a toml target needs `key`, the dotted key path it sets to the token (such as \"database.password\"), or `keys`",
+    )?;
+    Ok(TargetKind::Toml { keys })
 }
 
-fn toml_target(at: &At<'_, '_>, raw: &RawTarget) -> Result<TargetKind, ConfigError> {
-    at.only(raw, "toml", &["key", "expires_at_key"])?;
-    let parse =
-        |field: &str, text: &str| toml::KeyPath::parse(text).map_err(|why| at.err(field, why));
-    let Some(key) = &raw.key else {
-        return Err(at.err(
-            "key",
-            "a toml target needs `key`, the dotted key path it sets (such as \"database.password\")".into(),
-        ));
+fn json_target(
+    at: &At<'_, '_>,
+    raw: &RawTarget,
+    owner: Option<Owner<'_>>,
+) -> Result<TargetKind, ConfigError> {
+    at.only(raw, "json", &["pointer", "expires_at_pointer", "pointers"])?;
+    let places = Places {
+        key: ("pointer", raw.pointer.as_ref()),
+        expiry: ("expires_at_pointer", raw.expires_at_pointer.as_ref()),
+        keys: ("pointers", raw.pointers.as_ref()),
     };
-    let key = parse("key", key)?;
-    let expires_at_key = match &raw.expires_at_key {
-        Some(text) => Some(parse("expires_at_key", text)?),
-        None => None,
-    };
-    if let Some(expiry) = &expires_at_key {
-        overlap(
-            at,
-            "expires_at_key",
-            expiry.starts_with(&key) || key.starts_with(expiry),
-        )?;
-    }
-    Ok(TargetKind::Toml {
-        key,
-        expires_at_key,
-    })
-}
-
-fn json_target(at: &At<'_, '_>, raw: &RawTarget) -> Result<TargetKind, ConfigError> {
-    at.only(raw, "json", &["pointer", "expires_at_pointer"])?;
-    let parse =
-        |field: &str, text: &str| json::Pointer::parse(text).map_err(|why| at.err(field, why));
-    let Some(pointer) = &raw.pointer else {
-        return Err(at.err(
-            "pointer",
-            "a json target needs `pointer`, the JSON Pointer of the string it sets (such as \"/db/password\")".into(),
-        ));
-    };
-    let pointer = parse("pointer", pointer)?;
-    let expires_at_pointer = match &raw.expires_at_pointer {
-        Some(text) => Some(parse("expires_at_pointer", text)?),
-        None => None,
-    };
-    if let Some(expiry) = &expires_at_pointer {
-        overlap(
-            at,
-            "expires_at_pointer",
-            expiry.starts_with(&pointer) || pointer.starts_with(expiry),
-        )?;
-    }
-    Ok(TargetKind::Json {
-        pointer,
-        expires_at_pointer,
-    })
+    let pointers = places.parse(
+        at,
+        owner,
+        |field, text| json::Pointer::parse(text).map_err(|why| at.err(field, why)),
+        // A document cannot hold a string at a pointer and inside it.
+        |a, b| a.starts_with(b) || b.starts_with(a),
+        "a json target needs `pointer`, the JSON Pointer of the string it sets to the token (such as \"/db/password\"), or `pointers`",
+    )?;
+    Ok(TargetKind::Json { pointers })
 }
 
 fn template_target(
     at: &At<'_, '_>,
     raw: &RawTarget,
-    credential: Option<&str>,
+    credential: Option<Owner<'_>>,
 ) -> Result<TargetKind, ConfigError> {
-    at.only(raw, "template", &["template", "inline"])?;
-    let Some(credential) = credential else {
+    at.only(raw, "template", &["template", "inline", "uses"])?;
+    let Some(Owner {
+        name: credential, ..
+    }) = credential
+    else {
         return Err(at.err(
             "type",
             "a template renders a credential's token; this file holds another secret: use a key of a file, or a `file`".into(),
@@ -420,8 +464,16 @@ fn template_target(
         "inline"
     };
     let template = Template::new(origin, source).map_err(|why| at.err(field, why))?;
+    let uses = raw.uses.clone().unwrap_or_default();
+    if let Some(own) = uses.iter().find(|u| *u == credential) {
+        return Err(at.err(
+            "uses",
+            format!("names `{own}`, the credential this target belongs to: its values are there already"),
+        ));
+    }
     Ok(TargetKind::Template {
         credential: credential.to_owned(),
+        uses,
         template,
     })
 }

@@ -34,13 +34,19 @@ impl Engine {
             return report;
         };
         let targets = credential.targets.clone();
-        let value = token.access_token.clone();
-        let expires_at = token.expires_at;
-        let locks = self.state.locks();
+        let name = credential.name.clone();
+        let held = token.clone();
+        let state = self.state.clone();
         let outcomes = tokio::task::spawn_blocking(move || {
+            // Another credential's token, read under the target's lock (after this one's
+            // state was saved): of two credentials rotating at once, the later writer
+            // renders both new tokens.
+            let uses = |other: &str| state.load(other).ok().and_then(|s| s.token);
+            let values = target::Values::of(&name, &held, &uses);
+            let locks = state.locks();
             targets
                 .iter()
-                .map(|target| target::write(target, &value, expires_at, &locks))
+                .map(|target| target::write_values(target, &values, &locks))
                 .collect::<Vec<_>>()
         })
         .await
@@ -130,10 +136,9 @@ impl Engine {
                 now,
                 &timing,
             );
-            let current = !due
-                && targets
-                    .iter()
-                    .all(|t| target::is_current(t, &token.access_token, token.expires_at));
+            let uses = |other: &str| state_dir.load(other).ok().and_then(|s| s.token);
+            let values = target::Values::of(&name, token, &uses);
+            let current = !due && targets.iter().all(|t| target::is_current_values(t, &values));
             current.then_some(state)
         })
         .await

@@ -89,11 +89,14 @@ impl Embedded {
             let token = channels
                 .contains_key(&credential.name)
                 .then(|| token_channel(&mut channels, &credential.name).clone());
+            // A template's other credentials may not run here: its file is written again
+            // when this credential's token changes, or by the daemon.
             workers.push(worker::spawn(
                 credential.clone(),
                 shared.clone(),
                 token,
                 bearers,
+                Vec::new(),
             ));
         }
         let embedded = Embedded {

@@ -119,12 +119,15 @@ impl Handle {
 }
 
 /// Starts the task of `credential`: it publishes its token on `token` (when another
-/// credential follows it) and follows the tokens of its `bearers`.
+/// credential follows it) and follows the tokens of its `bearers` (a change refreshes it)
+/// and of the credentials its templates use (`rendered`: a change writes its targets
+/// again).
 pub fn spawn(
     credential: Arc<Credential>,
     shared: Shared,
     token: Option<watch::Sender<Option<Token>>>,
     bearers: Vec<(String, TokenWatch)>,
+    rendered: Vec<(String, TokenWatch)>,
 ) -> Handle {
     let inbox = Arc::new(Inbox::default());
     let publisher = Publisher::new(
@@ -147,6 +150,7 @@ pub fn spawn(
         shared,
         inbox: inbox.clone(),
         bearers,
+        rendered,
         publisher,
     };
     Handle {
@@ -164,6 +168,8 @@ struct Task {
     shared: Shared,
     inbox: Arc<Inbox>,
     bearers: Vec<(String, TokenWatch)>,
+    /// The credentials its templates use.
+    rendered: Vec<(String, TokenWatch)>,
     publisher: Publisher,
 }
 
@@ -364,10 +370,15 @@ impl Task {
                 tracing::info!(credential = %self.credential.name, bearers = %names.join(","), "a bearer credential's token changed: refreshing");
                 Wake::BearerChanged
             }
+            _ = bearer_changed(&mut self.rendered) => {
+                tracing::debug!(credential = %self.credential.name, "a credential its templates use has a new token: writing its targets again");
+                Wake::Rotate { if_due: true }
+            }
         }
     }
 
-    /// On start, gives the bearers (started at the same moment) up to twice the request
+    /// On start, gives the bearers and the credentials its templates use (started at the
+    /// same moment) up to twice the request
     /// timeout to get a token before this credential's first attempt, instead of failing
     /// it at once. `false` when the task was stopped meanwhile.
     async fn wait_for_bearers(&mut self) -> bool {
@@ -375,7 +386,7 @@ impl Task {
         tokio::pin!(patience);
         loop {
             let now = self.shared.clock.now();
-            let ready = self.bearers.iter_mut().all(|(_, rx)| {
+            let ready = self.bearers.iter_mut().chain(&mut self.rendered).all(|(_, rx)| {
                 rx.borrow_and_update()
                     .as_ref()
                     .is_some_and(|t| t.is_valid_at(now))
@@ -385,6 +396,7 @@ impl Task {
             }
             tokio::select! {
                 _ = bearer_changed(&mut self.bearers) => {}
+                _ = bearer_changed(&mut self.rendered) => {}
                 _ = &mut patience => return true,
                 _ = knocked(&self.inbox, false) => return false,
             }

@@ -520,6 +520,7 @@ readers = ["uid:65534"]
             client_id: None,
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
             served: None,
+            fields: Default::default(),
         }
     }
 

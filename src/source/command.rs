@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use super::fields::{self, Expiry};
+use super::fields;
 use super::{FetchContext, SourceError};
 use crate::child::{Child, ChildError, MAX_STDERR_LINES};
 use crate::config::{CommandFormat, CommandSource};
@@ -37,7 +37,7 @@ pub(super) async fn run(
     })?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let parsed = parse_output(source, &stdout);
-    let token_text = parsed.as_ref().ok().map(|(token, _)| token.as_str());
+    let token_text = parsed.as_ref().ok().map(|p| p.token.as_str());
     let stderr_lines = output.stderr_lines(token_text);
     // A chatty program gets a few log lines, not one per line it printed.
     for line in stderr_lines.iter().take(MAX_STDERR_LINES) {
@@ -58,16 +58,16 @@ pub(super) async fn run(
             stderr: stderr_lines.last().cloned(),
         });
     }
-    let (token, expiry) = parsed.map_err(|reason| SourceError::Malformed {
+    let parsed = parsed.map_err(|reason| SourceError::Malformed {
         origin: program,
         reason,
     })?;
-    Ok(fields::fetched(token, expiry))
+    Ok(fields::fetched(parsed.token, parsed.expiry, parsed.fields))
 }
 
 /// The token and what the output says of its expiry. Errors describe the output's shape,
 /// never its content.
-fn parse_output(source: &CommandSource, stdout: &str) -> Result<(String, Option<Expiry>), String> {
+fn parse_output(source: &CommandSource, stdout: &str) -> Result<fields::Parsed, String> {
     let trimmed = stdout.trim();
     let fields = match &source.format {
         CommandFormat::Json(fields) => Some(fields),
@@ -81,7 +81,11 @@ fn parse_output(source: &CommandSource, stdout: &str) -> Result<(String, Option<
         if trimmed.lines().count() > 1 || trimmed.contains(char::is_whitespace) {
             return Err("plain output must be one token on one line (use format = \"json\" for structured output)".to_owned());
         }
-        return Ok((trimmed.to_owned(), None));
+        return Ok(fields::Parsed {
+            token: trimmed.to_owned(),
+            expiry: None,
+            fields: crate::token::Fields::new(),
+        });
     };
     let value: Value = serde_json::from_str(trimmed).map_err(|e| {
         format!(
@@ -91,11 +95,16 @@ fn parse_output(source: &CommandSource, stdout: &str) -> Result<(String, Option<
             e.column()
         )
     })?;
-    fields::token_and_expiry(
+    let (token, expiry) = fields::token_and_expiry(
         &value,
         fields.token_field.as_deref(),
         fields.expiry_field.as_deref(),
-    )
+    )?;
+    Ok(fields::Parsed {
+        token,
+        expiry,
+        fields: fields::named(&value, &fields.fields)?,
+    })
 }
 
 pub(super) trait ClassifyKind {
@@ -132,6 +141,10 @@ mod tests {
         let fields = crate::config::JsonFields {
             token_field: token_field.map(str::to_owned),
             expiry_field: expiry_field.map(str::to_owned),
+            fields: [("user".to_owned(), "/user".to_owned())]
+                .into_iter()
+                .filter(|_| token_field == Some("/password"))
+                .collect(),
         };
         CommandSource {
             argv: vec!["x".into()],
@@ -148,7 +161,8 @@ mod tests {
     #[test]
     fn databricks_auth_token_output() {
         let out = r#"{"access_token":"eyJ.x.y","token_type":"Bearer","expiry":"2026-11-21T21:15:03.123+01:00"}"#;
-        let (token, expiry) = parse_output(&source(Format::Auto, None, None), out).unwrap();
+        let fields::Parsed { token, expiry, .. } =
+            parse_output(&source(Format::Auto, None, None), out).unwrap();
         assert_eq!(token, "eyJ.x.y");
         assert_eq!(
             crate::token::rfc3339(expiry.unwrap().expires_at.unwrap()),
@@ -158,17 +172,33 @@ mod tests {
 
     #[test]
     fn plain_pointer_and_relative_expiry() {
-        let (token, expiry) =
+        let fields::Parsed { token, expiry, .. } =
             parse_output(&source(Format::Auto, None, None), "ya29.abc\n").unwrap();
         assert_eq!((token.as_str(), expiry), ("ya29.abc", None));
         let out = r#"{"data":{"secret":"s3"},"ttl":{"expires_in":"120"}}"#;
-        let (token, expiry) = parse_output(
+        let fields::Parsed { token, expiry, .. } = parse_output(
             &source(Format::Json, Some("/data/secret"), Some("/ttl/expires_in")),
             out,
         )
         .unwrap();
         assert_eq!(token, "s3");
         assert_eq!(expiry.unwrap().expires_in, Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn fields_come_from_the_same_answer_as_the_token() {
+        use secrecy::ExposeSecret;
+        let out = r#"{"user":"u-7","password":"p-7","expires_in":60}"#;
+        let parsed = parse_output(&source(Format::Json, Some("/password"), None), out).unwrap();
+        assert_eq!(parsed.token, "p-7");
+        let user = parsed.fields.get("user").map(|v| v.expose_secret().to_owned());
+        assert_eq!(user.as_deref(), Some("u-7"));
+        let err = parse_output(
+            &source(Format::Json, Some("/password"), None),
+            r#"{"password":"p-secret"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err, "fields.user: no value at \"/user\"");
     }
 
     #[test]

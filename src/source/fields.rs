@@ -13,11 +13,25 @@ pub(super) struct Expiry {
     pub expires_at: Option<time::OffsetDateTime>,
 }
 
-/// What a source read from a document: the token, with what the document said of its expiry.
-pub(super) fn fetched(token: String, expiry: Option<Expiry>) -> crate::token::Fetched {
+/// What a source read from one document: the token, its expiry and its named fields.
+#[cfg_attr(test, derive(Debug))]
+pub(super) struct Parsed {
+    pub token: String,
+    pub expiry: Option<Expiry>,
+    pub fields: crate::token::Fields,
+}
+
+/// What a source read from a document: the token, with what the document said of its
+/// expiry, and the fields read beside it.
+pub(super) fn fetched(
+    token: String,
+    expiry: Option<Expiry>,
+    fields: crate::token::Fields,
+) -> crate::token::Fetched {
     crate::token::Fetched {
         expires_in: expiry.and_then(|e| e.expires_in),
         expires_at: expiry.and_then(|e| e.expires_at),
+        fields,
         ..crate::token::Fetched::new(secrecy::SecretString::from(token))
     }
 }
@@ -59,6 +73,27 @@ pub(super) fn token_and_expiry(
         .transpose()?,
     };
     Ok((token.to_owned(), expiry))
+}
+
+/// The value at each of `wanted` (name → JSON pointer or field name): a string as it is, a
+/// number as its decimal text. A missing one, or one of another type, is an error naming
+/// the field and where it was looked for, never a value.
+pub(super) fn named(
+    value: &Value,
+    wanted: &std::collections::BTreeMap<String, String>,
+) -> Result<crate::token::Fields, String> {
+    wanted
+        .iter()
+        .map(|(name, at)| {
+            let text = match lookup(value, at) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(_) => return Err(format!("fields.{name}: the value at {at:?} is not a string or a number")),
+                None => return Err(format!("fields.{name}: no value at {at:?}")),
+            };
+            Ok((name.clone(), secrecy::SecretString::from(text)))
+        })
+        .collect()
 }
 
 /// A JSON pointer (`/data/token`) or a top-level field name.

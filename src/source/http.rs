@@ -105,7 +105,11 @@ fn token(
         origin: url.to_owned(),
         reason,
     })?;
-    Ok(fields::fetched(token, expiry))
+    let named = fields::named(&json, &source.fields).map_err(|reason| SourceError::Malformed {
+        origin: url.to_owned(),
+        reason,
+    })?;
+    Ok(fields::fetched(token, expiry, named))
 }
 
 /// The error an unsuccessful answer stands for, with the bearer token redacted from

@@ -435,7 +435,51 @@ pub(super) fn parse_token_response(json: &Value) -> Result<Fetched, String> {
         expires_at,
         scopes,
         served: None,
+        fields: answer_fields(json),
     })
+}
+
+/// What a token answer holds beside the token that a target may want (an OIDC `id_token`,
+/// the granted `scope`, a Keycloak `refresh_expires_in`): [`OAUTH_FIELDS`], where present.
+fn answer_fields(json: &Value) -> crate::token::Fields {
+    OAUTH_FIELDS
+        .iter()
+        .filter_map(|&name| {
+            let text = match json.get(name)? {
+                Value::String(s) if !s.is_empty() => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            Some((name.to_owned(), SecretString::from(text)))
+        })
+        .collect()
+}
+
+/// The fields an OAuth token answer may yield.
+pub const OAUTH_FIELDS: [&str; 3] = ["id_token", "scope", "refresh_expires_in"];
+
+#[cfg(test)]
+#[test]
+fn an_answers_fields_are_kept_and_its_token_is_not_one() {
+    let json = serde_json::json!({
+        "access_token": "at", "token_type": "Bearer", "expires_in": 60,
+        "id_token": "eyJ.x.y", "scope": "openid offline_access", "refresh_expires_in": 1800,
+        "refresh_token": "rt"
+    });
+    let fetched = parse_token_response(&json).unwrap();
+    let fields: Vec<(&str, &str)> = fetched
+        .fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.expose_secret()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("id_token", "eyJ.x.y"),
+            ("refresh_expires_in", "1800"),
+            ("scope", "openid offline_access")
+        ]
+    );
 }
 
 /// `Retry-After` in seconds or as an HTTP date (RFC 9110 §10.2.3).

@@ -5,6 +5,8 @@
 //! It never touches a file, and an error it returns says where the bytes went wrong, never
 //! what they hold (they hold tokens).
 
+use std::collections::BTreeMap;
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -19,7 +21,8 @@ use crate::token::{ExpirySource, Served, Token};
 /// - 1: the first.
 /// - 2: a last error holds its `cause`; `uncommitted` (fleet credentials). A state that
 ///   has neither is still written as 1 (see [`encode`]).
-pub const VERSION: u32 = 2;
+/// - 3: the token's named `fields`. A state without them is written as 2 or 1.
+pub const VERSION: u32 = 3;
 
 // The on-disk form. Secrets are plain strings only here, between `load` and `save`.
 // Versions differ only in the last error (`E`): 1 had no cause.
@@ -92,6 +95,9 @@ struct TokenV1 {
     scopes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     served: Option<Served>,
+    /// Version 3 on: versions 1 and 2 never hold it, so reading them is unchanged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    fields: BTreeMap<String, String>,
 }
 
 /// Why bytes are not a state this build can use.
@@ -106,12 +112,15 @@ pub enum Decode {
 /// and migrated in one place. Written as the lowest version that holds it: a state with
 /// neither a last error nor an uncommitted answer (every state the fleet store seals) is
 /// version 1, so that a node not yet upgraded still reads what upgraded nodes commit, and a
-/// downgraded binary still reads a healthy state file.
+/// downgraded binary still reads a healthy state file. Only a token with fields makes a
+/// version 3 file.
 pub fn encode(credential: &str, state: &CredentialState) -> Vec<u8> {
-    let version = if state.last_error.is_none() && state.uncommitted.is_none() {
+    let version = if state.token.as_ref().is_some_and(|t| !t.fields.is_empty()) {
+        VERSION
+    } else if state.last_error.is_none() && state.uncommitted.is_none() {
         1
     } else {
-        VERSION
+        2
     };
     let file = File {
         version,
@@ -127,6 +136,11 @@ pub fn encode(credential: &str, state: &CredentialState) -> Vec<u8> {
             client_id: t.client_id.clone(),
             scopes: t.scopes.clone(),
             served: t.served.clone(),
+            fields: t
+                .fields
+                .iter()
+                .map(|(name, value)| (name.clone(), value.expose_secret().to_owned()))
+                .collect(),
         }),
         refresh_token: state
             .refresh_token
@@ -161,7 +175,7 @@ pub fn decode(credential: &str, bytes: &[u8]) -> Result<CredentialState, Decode>
         .map_err(|e| Decode::Invalid(format!("not JSON ({})", shape(e))))?;
     let file: File<LastError> = match value.get("version").and_then(serde_json::Value::as_u64) {
         Some(1) => parse::<File<LastErrorV1>>(value)?.migrate(),
-        Some(2) => parse(value)?,
+        Some(2 | 3) => parse(value)?,
         Some(found) if found > u64::from(VERSION) => return Err(Decode::Newer(found)),
         Some(found) => return Err(Decode::Invalid(format!("unknown version {found}"))),
         None => return Err(Decode::Invalid("no `version` field".to_owned())),
@@ -183,6 +197,11 @@ pub fn decode(credential: &str, bytes: &[u8]) -> Result<CredentialState, Decode>
             client_id: t.client_id,
             scopes: t.scopes,
             served: t.served,
+            fields: t
+                .fields
+                .into_iter()
+                .map(|(name, value)| (name, SecretString::from(value)))
+                .collect(),
         }),
         refresh_token: file.refresh_token.map(SecretString::from),
         bootstrap_fingerprint: file.bootstrap_fingerprint,

@@ -22,6 +22,7 @@ fn token() -> Token {
             by: "sources[1] command".into(),
             skipped: vec!["sources[0] oauth-refresh: invalid_grant".into()],
         }),
+        fields: Default::default(),
     }
 }
 
@@ -102,11 +103,11 @@ fn newer_and_unversioned_files_are_refused() {
     assert!(err.contains("version 7") && err.contains("newer"), "{err}");
     std::fs::write(
         dir.path().join("db.json"),
-        r#"{"version": 3, "credential": "db"}"#,
+        r#"{"version": 4, "credential": "db"}"#,
     )
     .unwrap();
     let err = state_dir.load("db").unwrap_err().to_string();
-    assert!(err.contains("version 3") && err.contains("newer"), "{err}");
+    assert!(err.contains("version 4") && err.contains("newer"), "{err}");
     std::fs::write(dir.path().join("db.json"), r#"{"credential": "db"}"#).unwrap();
     assert!(
         state_dir

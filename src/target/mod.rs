@@ -28,7 +28,8 @@ use nix::sys::stat::FileStat;
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
-use crate::config::{TargetConfig, TargetKind, WriteMode};
+use crate::config::{PgUser, TargetConfig, TargetKind, ValueOf, WriteMode};
+use crate::token::{Fields, Token};
 use crate::durable::{self, Attributes};
 
 use attributes::{OwnerOverride, apply_attributes, mode_for, resolve_owner, wanted_attributes};
@@ -83,31 +84,110 @@ const MAX_TARGET: u64 = 4 << 20;
 /// The longest token written to a target: anything longer is not a credential.
 pub const MAX_TOKEN: usize = 64 << 10;
 
-/// Writes `token` (and its expiry, for an `expires_at_key`) into `target`, queueing with
-/// other refreshd processes on a lock file in `locks` (refreshd's own directory).
+/// One rotation's values of a credential: everything any of its targets writes. Every
+/// target of a credential is written from one of these, so no file ever pairs a field of
+/// one rotation with a token of another.
+pub struct Values<'a> {
+    pub credential: &'a str,
+    pub token: &'a SecretString,
+    pub token_type: &'a str,
+    pub expires_at: OffsetDateTime,
+    pub fields: &'a Fields,
+    /// The current token of a credential a template `uses`; `None` while it has none.
+    pub uses: &'a (dyn Fn(&str) -> Option<Token> + Sync),
+}
+
+/// No fields, and no other credential's token.
+const NOTHING_USED: &(dyn Fn(&str) -> Option<Token> + Sync) = &|_| None;
+
+impl<'a> Values<'a> {
+    /// A bare token's values: no fields, nothing a template uses.
+    pub fn of_token(token: &'a SecretString, expires_at: OffsetDateTime) -> Values<'a> {
+        static NO_FIELDS: std::sync::LazyLock<Fields> = std::sync::LazyLock::new(Fields::new);
+        Values {
+            credential: "",
+            token,
+            token_type: "Bearer",
+            expires_at,
+            fields: &NO_FIELDS,
+            uses: NOTHING_USED,
+        }
+    }
+
+    /// `token`'s values, as `credential` holds them.
+    pub fn of(
+        credential: &'a str,
+        token: &'a Token,
+        uses: &'a (dyn Fn(&str) -> Option<Token> + Sync),
+    ) -> Values<'a> {
+        Values {
+            credential,
+            token: &token.access_token,
+            token_type: "Bearer",
+            expires_at: token.expires_at,
+            fields: &token.fields,
+            uses,
+        }
+    }
+
+    /// The text of `value`; a field this rotation's answer did not hold is an error.
+    fn get(&self, value: &ValueOf) -> Result<std::borrow::Cow<'a, str>, String> {
+        use std::borrow::Cow;
+        Ok(match value {
+            ValueOf::Token => Cow::Borrowed(self.token.expose_secret()),
+            ValueOf::ExpiresAt => Cow::Owned(crate::token::rfc3339(self.expires_at)),
+            ValueOf::TokenType => Cow::Borrowed(self.token_type),
+            ValueOf::Field(name) => match self.fields.get(name) {
+                Some(v) => Cow::Borrowed(v.expose_secret()),
+                None => {
+                    return Err(format!(
+                        "the source's answer held no `{name}` field this time: nothing written"
+                    ));
+                }
+            },
+        })
+    }
+}
+
+/// Writes `token` (and its expiry, for an `expires_at_key`) into `target`: [`write_values`]
+/// of a bare token.
 pub fn write(
     target: &TargetConfig,
     token: &SecretString,
     expires_at: OffsetDateTime,
     locks: &Path,
 ) -> Result<Outcome, TargetError> {
-    let value = token.expose_secret();
-    if value.len() > MAX_TOKEN {
-        return Err(failed(
-            &target.path,
-            format!(
-                "the token is {} bytes long, more than the {MAX_TOKEN} a credential can be: not written",
-                value.len()
-            ),
-        ));
+    write_values(target, &Values::of_token(token, expires_at), locks)
+}
+
+/// Writes one rotation's `values` into `target` (every key it sets, in one replacement),
+/// queueing with other refreshd processes on a lock file in `locks` (refreshd's own
+/// directory).
+pub fn write_values(
+    target: &TargetConfig,
+    values: &Values<'_>,
+    locks: &Path,
+) -> Result<Outcome, TargetError> {
+    for value in target.values() {
+        let text = values.get(value).map_err(|why| failed(&target.path, why))?;
+        if text.len() > MAX_TOKEN {
+            return Err(failed(
+                &target.path,
+                format!(
+                    "the {} is {} bytes long, more than the {MAX_TOKEN} a credential can be: not written",
+                    value.name(),
+                    text.len()
+                ),
+            ));
+        }
     }
     // Refuse before touching the file: a value the format cannot hold.
-    render(target, b"", value, expires_at).map_err(|reason| failed(&target.path, reason))?;
+    render(target, b"", values).map_err(|reason| failed(&target.path, reason))?;
     let owner = resolve_owner(target)?;
     let _lock = lock(locks, &target.path)?;
     for _ in 0..MAX_ATTEMPTS {
         let place = durable::chase(&target.path).map_err(|e| chase_failed(&target.path, e))?;
-        match write_once(target, &place, value, expires_at, owner)? {
+        match write_once(target, &place, values, owner)? {
             Some(outcome) => return Ok(outcome),
             None => continue,
         }
@@ -118,11 +198,17 @@ pub fn write(
     ))
 }
 
-/// Whether `target` already holds exactly what [`write`] would leave there (content, mode
-/// and owner), found by reading alone, without the writers' lock: a start with thousands of
-/// credentials whose targets are current then takes no lock and writes nothing. Any doubt
-/// is `false`, and the caller writes under the lock.
+/// Whether `target` already holds exactly what [`write`] would leave there: [`is_current_values`]
+/// of a bare token.
 pub fn is_current(target: &TargetConfig, token: &SecretString, expires_at: OffsetDateTime) -> bool {
+    is_current_values(target, &Values::of_token(token, expires_at))
+}
+
+/// Whether `target` already holds exactly what [`write_values`] would leave there (content,
+/// mode and owner), found by reading alone, without the writers' lock: a start with
+/// thousands of credentials whose targets are current then takes no lock and writes
+/// nothing. Any doubt is `false`, and the caller writes under the lock.
+pub fn is_current_values(target: &TargetConfig, values: &Values<'_>) -> bool {
     let Ok(owner) = resolve_owner(target) else {
         return false;
     };
@@ -138,7 +224,7 @@ pub fn is_current(target: &TargetConfig, token: &SecretString, expires_at: Offse
     let Ok(current) = durable::read_bounded(&mut file, MAX_TARGET) else {
         return false;
     };
-    let Ok(content) = render(target, &current, token.expose_secret(), expires_at) else {
+    let Ok(content) = render(target, &current, values) else {
         return false;
     };
     content == current && wanted_attributes(target, owner, &before).3
@@ -154,21 +240,23 @@ fn chase_failed(path: &Path, e: durable::ChaseError) -> TargetError {
 }
 
 /// The file's new content given its current content.
-fn render(
-    target: &TargetConfig,
-    current: &[u8],
-    value: &str,
-    expires_at: OffsetDateTime,
-) -> Result<Vec<u8>, String> {
+fn render(target: &TargetConfig, current: &[u8], values: &Values<'_>) -> Result<Vec<u8>, String> {
+    // Each place with its value's text: a missing field fails here, before any edit.
+    fn texts<'p, L>(
+        places: &'p [(L, ValueOf)],
+        values: &Values<'_>,
+    ) -> Result<Vec<(&'p L, String)>, String> {
+        places
+            .iter()
+            .map(|(place, value)| Ok((place, values.get(value)?.into_owned())))
+            .collect()
+    }
     match &target.kind {
-        TargetKind::Dotenv {
-            key,
-            expires_at_key,
-        } => {
-            let quoted = dotenv::quote(value).map_err(|e| e.to_string())?;
-            let mut content = dotenv::set(current, key, &quoted);
-            if let Some(expiry_key) = expires_at_key {
-                content = dotenv::set(&content, expiry_key, &crate::token::rfc3339(expires_at));
+        TargetKind::Dotenv { keys } => {
+            let mut content = current.to_vec();
+            for (key, text) in texts(keys, values)? {
+                let quoted = dotenv::quote(&text).map_err(|e| e.to_string())?;
+                content = dotenv::set(&content, key, &quoted);
             }
             Ok(content)
         }
@@ -177,55 +265,40 @@ fn render(
             port,
             database,
             username,
-        } => {
-            let entry = pgpass::Entry {
-                host,
-                port,
-                database,
-                username,
-            };
-            let edited = pgpass::set(current, &entry, value).map_err(|e| e.to_string())?;
-            if let Some(line) = edited.shadowed_by_line {
-                tracing::warn!(
-                    target_path = %target.path.display(),
-                    "line {line} of the .pgpass matches this host/port/database/username with wildcards and comes first: libpq will use its password, not refreshd's"
-                );
-            }
-            Ok(edited.content)
-        }
-        TargetKind::Ini {
-            section,
-            key,
-            expires_at_key,
-        } => {
-            let expiry = crate::token::rfc3339(expires_at);
-            let mut edits = vec![(key.as_str(), value)];
-            edits.extend(expires_at_key.as_deref().map(|k| (k, expiry.as_str())));
+            password,
+        } => pgpass_line(target, current, values, (host, port, database), username, password),
+        TargetKind::Ini { section, keys } => {
+            let texts = texts(keys, values)?;
+            let edits: Vec<(&str, &str)> =
+                texts.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             ini::set(current, section.as_deref(), &edits).map_err(|e| e.to_string())
         }
-        TargetKind::Toml {
-            key,
-            expires_at_key,
-        } => {
-            let expiry = crate::token::rfc3339(expires_at);
-            let mut edits = vec![(key, value)];
-            edits.extend(expires_at_key.as_ref().map(|k| (k, expiry.as_str())));
+        TargetKind::Toml { keys } => {
+            let texts = texts(keys, values)?;
+            let edits: Vec<_> = texts.iter().map(|(k, v)| (*k, v.as_str())).collect();
             toml::set(current, &edits).map_err(|e| e.to_string())
         }
-        TargetKind::Json {
-            pointer,
-            expires_at_pointer,
-        } => {
-            let expiry = crate::token::rfc3339(expires_at);
-            let mut edits = vec![(pointer, value)];
-            edits.extend(expires_at_pointer.as_ref().map(|p| (p, expiry.as_str())));
+        TargetKind::Json { pointers } => {
+            let texts = texts(pointers, values)?;
+            let edits: Vec<_> = texts.iter().map(|(p, v)| (*p, v.as_str())).collect();
             json::set(current, &edits).map_err(|e| e.to_string())
         }
         TargetKind::Template {
             credential,
+            uses,
             template,
-        } => render_template(template, &template::Vars::of(credential, value, expires_at)),
-        TargetKind::File { newline } => {
+        } => {
+            let used = used_tokens(uses, values)?;
+            let used: Vec<Values<'_>> = used
+                .iter()
+                .map(|(name, token)| Values::of(name, token, NOTHING_USED))
+                .collect();
+            let mut vars = template_vars(credential, values);
+            vars.uses = used.iter().map(|v| template_vars(v.credential, v)).collect();
+            render_template(template, &vars)
+        }
+        TargetKind::File { newline, value } => {
+            let value = values.get(value)?;
             if value.contains(['\n', '\r', '\0']) {
                 return Err(
                     "the value holds a line break or a NUL: a reader of the file would see two values, or a cut one; not written".to_owned(),
@@ -238,6 +311,71 @@ fn render(
             Ok(content)
         }
     }
+}
+
+/// The current token of each credential a template `uses`; one without a token yet stops
+/// the render (the file keeps what it holds until that credential has one).
+fn used_tokens<'u>(
+    uses: &'u [String],
+    values: &Values<'_>,
+) -> Result<Vec<(&'u str, Token)>, String> {
+    uses.iter()
+        .map(|name| {
+            (values.uses)(name)
+                .map(|token| (name.as_str(), token))
+                .ok_or_else(|| {
+                    format!("the template uses credential `{name}`, which has no token yet: not written")
+                })
+        })
+        .collect()
+}
+
+/// A template's variables for one credential's `values`.
+fn template_vars<'v>(credential: &'v str, values: &'v Values<'_>) -> template::Vars<'v> {
+    let mut vars = template::Vars::of(credential, values.token.expose_secret(), values.expires_at);
+    vars.token_type = values.token_type;
+    vars.fields = values
+        .fields
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.expose_secret()))
+        .collect();
+    vars
+}
+
+/// A `.pgpass` line: its user fixed, or one of the values (then the line is found by host,
+/// port and database alone).
+fn pgpass_line(
+    target: &TargetConfig,
+    current: &[u8],
+    values: &Values<'_>,
+    (host, port, database): (&str, &str, &str),
+    username: &PgUser,
+    password: &ValueOf,
+) -> Result<Vec<u8>, String> {
+    let password = values.get(password)?;
+    let (username, by_place) = match username {
+        PgUser::Fixed(name) => (std::borrow::Cow::Borrowed(name.as_str()), false),
+        PgUser::Field(name) => (values.get(&ValueOf::Field(name.clone()))?, true),
+    };
+    let entry = pgpass::Entry {
+        host,
+        port,
+        database,
+        username: &username,
+    };
+    let edited = if by_place {
+        pgpass::set_by_place(current, &entry, &password)
+    } else {
+        pgpass::set(current, &entry, &password)
+    }
+    .map_err(|e| e.to_string())?;
+    if let Some(line) = edited.shadowed_by_line {
+        tracing::warn!(
+            target_path = %target.path.display(),
+            "line {line} of the .pgpass matches this host/port/database/username with wildcards and comes first: libpq will use its password, not refreshd's"
+        );
+    }
+    Ok(edited.content)
 }
 
 /// The whole file, from `template`; no larger than any target refreshd reads.
@@ -254,24 +392,32 @@ fn render_template(
 /// taken over); `None` when the file is missing, unreadable, writable by others or holds
 /// the value in another form. Never logged.
 pub fn read_current(target: &TargetConfig) -> Option<SecretString> {
-    if matches!(target.kind, TargetKind::Template { .. }) {
-        return None;
+    // The place that holds the token itself; a template's text is its own business (where
+    // it put the token and how it escaped it), and a field is no token.
+    fn token_place<L>(places: &[(L, ValueOf)]) -> Option<&L> {
+        places
+            .iter()
+            .find(|(_, value)| *value == ValueOf::Token)
+            .map(|(place, _)| place)
     }
-    let place = durable::chase(&target.path).ok()?;
-    if !durable::chase::only_trusted_can_write(&place) {
-        return None;
-    }
-    let (mut file, _) = durable::open_existing(&place, false).ok()?;
-    let content = durable::read_bounded(&mut file, MAX_TARGET).ok()?;
+    let read = |target: &TargetConfig| -> Option<Vec<u8>> {
+        let place = durable::chase(&target.path).ok()?;
+        if !durable::chase::only_trusted_can_write(&place) {
+            return None;
+        }
+        let (mut file, _) = durable::open_existing(&place, false).ok()?;
+        durable::read_bounded(&mut file, MAX_TARGET).ok()
+    };
     let value = match &target.kind {
-        TargetKind::Dotenv { key, .. } => dotenv::get(&content, key)?,
+        TargetKind::Dotenv { keys } => dotenv::get(&read(target)?, token_place(keys)?)?,
         TargetKind::Pgpass {
             host,
             port,
             database,
-            username,
+            username: PgUser::Fixed(username),
+            password: ValueOf::Token,
         } => pgpass::get(
-            &content,
+            &read(target)?,
             &pgpass::Entry {
                 host,
                 port,
@@ -279,15 +425,20 @@ pub fn read_current(target: &TargetConfig) -> Option<SecretString> {
                 username,
             },
         )?,
-        TargetKind::Ini { section, key, .. } => ini::get(&content, section.as_deref(), key)?,
-        TargetKind::Toml { key, .. } => toml::get(&content, key)?,
-        TargetKind::Json { pointer, .. } => json::get(&content, pointer)?,
-        // A token cannot be read back from arbitrary text: where the template put it, and
-        // how it escaped it, is the template's business.
-        TargetKind::Template { .. } => return None,
-        TargetKind::File { .. } => {
-            let text = String::from_utf8(content).ok()?;
+        TargetKind::Ini { section, keys } => {
+            ini::get(&read(target)?, section.as_deref(), token_place(keys)?)?
+        }
+        TargetKind::Toml { keys } => toml::get(&read(target)?, token_place(keys)?)?,
+        TargetKind::Json { pointers } => json::get(&read(target)?, token_place(pointers)?)?,
+        TargetKind::File {
+            value: ValueOf::Token,
+            ..
+        } => {
+            let text = String::from_utf8(read(target)?).ok()?;
             text.strip_suffix('\n').unwrap_or(&text).to_owned()
+        }
+        TargetKind::Pgpass { .. } | TargetKind::File { .. } | TargetKind::Template { .. } => {
+            return None;
         }
     };
     (!value.is_empty()).then(|| SecretString::from(value))
@@ -297,13 +448,12 @@ pub fn read_current(target: &TargetConfig) -> Option<SecretString> {
 fn write_once(
     target: &TargetConfig,
     place: &durable::Place,
-    value: &str,
-    expires_at: OffsetDateTime,
+    values: &Values<'_>,
     owner: Option<OwnerOverride>,
 ) -> Result<Option<Outcome>, TargetError> {
     let path = &target.path;
     if place.existing.is_none() {
-        return create(target, place, value, expires_at, owner);
+        return create(target, place, values, owner);
     }
     let in_place = target.write == WriteMode::InPlace;
     let (mut file, before) = match durable::open_existing(place, in_place) {
@@ -326,8 +476,7 @@ fn write_once(
     }
     let current = durable::read_bounded(&mut file, MAX_TARGET)
         .map_err(|e| failed(path, format!("cannot read it: {e}")))?;
-    let content =
-        render(target, &current, value, expires_at).map_err(|reason| failed(path, reason))?;
+    let content = render(target, &current, values).map_err(|reason| failed(path, reason))?;
     let (mode, uid, gid, attributes_match) = wanted_attributes(target, owner, &before);
     if content == current {
         if !attributes_match {
@@ -394,12 +543,11 @@ fn same_version(a: &FileStat, b: &FileStat) -> bool {
 fn create(
     target: &TargetConfig,
     place: &durable::Place,
-    value: &str,
-    expires_at: OffsetDateTime,
+    values: &Values<'_>,
     owner: Option<OwnerOverride>,
 ) -> Result<Option<Outcome>, TargetError> {
     let path = &target.path;
-    let content = render(target, b"", value, expires_at).map_err(|reason| failed(path, reason))?;
+    let content = render(target, b"", values).map_err(|reason| failed(path, reason))?;
     let owner = owner.map(|(u, g)| {
         (
             u.unwrap_or_else(nix::unistd::geteuid),
@@ -418,35 +566,74 @@ fn create(
     }
 }
 
+/// What `check` knows of a credential a template renders: its stored token, if any, and
+/// the fields its source declares.
+pub struct Sample {
+    pub stored: Option<Token>,
+    pub fields: Vec<String>,
+}
+
 /// Renders a `template` target's template without writing (for `check`), so an undefined
-/// variable is found now: with `stored`, the stored token and its own claims; without, a
-/// sample token whose every claim exists (which claims a provider sends is unknown until it
-/// sends a token; it expires an hour after `now`). Every other kind has nothing to
-/// render: `Ok`.
+/// variable is found now: for the credential and each it `uses` (`sample` says what is
+/// known of one; `None`: no such credential), the stored token, its own claims and
+/// fields; without one, a sample token whose every claim exists and each declared field
+/// (which claims a provider sends is unknown until it sends a token; it expires an hour
+/// after `now`). Every other kind has nothing to render: `Ok`.
 pub fn check_render(
     target: &TargetConfig,
-    stored: Option<(&SecretString, OffsetDateTime)>,
+    sample: &dyn Fn(&str) -> Option<Sample>,
     now: OffsetDateTime,
 ) -> Result<(), TargetError> {
     let TargetKind::Template {
         credential,
+        uses,
         template,
     } = &target.kind
     else {
         return Ok(());
     };
-    let vars = match stored {
-        Some((token, expires_at)) => {
-            template::Vars::of(credential, token.expose_secret(), expires_at)
-        }
-        None => template::Vars {
-            claims: template::Claims::Any,
-            ..template::Vars::of(credential, "sample-token", now + time::Duration::hours(1))
-        },
-    };
-    render_template(template, &vars)
-        .map(drop)
-        .map_err(|reason| failed(&target.path, reason))
+    let fail = |reason: String| failed(&target.path, reason);
+    let samples = std::iter::once(credential)
+        .chain(uses)
+        .map(|name| {
+            sample(name)
+                .map(|s| (name.as_str(), s))
+                .ok_or_else(|| fail(format!("the template uses credential `{name}`, which this config does not define")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let sample_token = SecretString::from("sample-token");
+    let sample_value = SecretString::from("sample-field");
+    let tokens: Vec<(&str, Token, bool)> = samples
+        .into_iter()
+        .map(|(name, sample)| {
+            let real = sample.stored.is_some();
+            let mut token = sample
+                .stored
+                .unwrap_or_else(|| Token::sample(&sample_token, now + time::Duration::hours(1)));
+            for field in sample.fields {
+                token.fields.entry(field).or_insert_with(|| sample_value.clone());
+            }
+            (name, token, real)
+        })
+        .collect();
+    let values: Vec<Values<'_>> = tokens
+        .iter()
+        .map(|(name, token, _)| Values::of(name, token, NOTHING_USED))
+        .collect();
+    let mut vars: Vec<template::Vars<'_>> = tokens
+        .iter()
+        .zip(&values)
+        .map(|((name, _, real), values)| {
+            let mut vars = template_vars(name, values);
+            if !real {
+                vars.claims = template::Claims::Any;
+            }
+            vars
+        })
+        .collect();
+    let mut own = vars.remove(0);
+    own.uses = vars;
+    render_template(template, &own).map(drop).map_err(fail)
 }
 
 /// Checks, without writing, that the target could be written: its directory exists and is

@@ -6,7 +6,7 @@
 
 /// Why a password cannot go into a `.pgpass` line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the password cannot be written to .pgpass: it holds a line break or NUL")]
+#[error("the password or user cannot be written to .pgpass: it holds a line break or NUL")]
 pub struct Unwritable;
 
 pub struct Entry<'a> {
@@ -44,7 +44,8 @@ fn key_fields<'e>(entry: &'e Entry<'_>) -> [&'e str; 4] {
 
 /// The full line for `entry` with `password`, without a line ending.
 pub fn line(entry: &Entry<'_>, password: &str) -> Result<String, Unwritable> {
-    if password.contains(['\n', '\r', '\0']) {
+    let unwritable = |v: &str| v.contains(['\n', '\r', '\0']);
+    if unwritable(password) || unwritable(entry.username) {
         return Err(Unwritable);
     }
     let mut parts: Vec<String> = key_fields(entry)
@@ -76,7 +77,29 @@ pub fn get(content: &[u8], entry: &Entry<'_>) -> Option<String> {
         .filter(|p| !p.is_empty())
 }
 
+/// Sets the password of the line whose host, port, database and username are `entry`'s.
 pub fn set(content: &[u8], entry: &Entry<'_>, password: &str) -> Result<Edited, Unwritable> {
+    set_first(content, entry, password, 4)
+}
+
+/// Sets user and password of the first line whose host, port and database are `entry`'s
+/// (whatever user it held: the user changes with each rotation), or inserts it at the top.
+pub fn set_by_place(
+    content: &[u8],
+    entry: &Entry<'_>,
+    password: &str,
+) -> Result<Edited, Unwritable> {
+    set_first(content, entry, password, 3)
+}
+
+/// The first line whose first `identifying` fields are `entry`'s becomes `entry` with
+/// `password`; without one, that line goes first.
+fn set_first(
+    content: &[u8],
+    entry: &Entry<'_>,
+    password: &str,
+    identifying: usize,
+) -> Result<Edited, Unwritable> {
     let new_line = line(entry, password)?;
     let ours = key_fields(entry);
     let mut offset = 0;
@@ -100,7 +123,7 @@ pub fn set(content: &[u8], entry: &Entry<'_>, password: &str) -> Result<Edited, 
         if theirs.len() < 5 {
             continue;
         }
-        if theirs[..4].iter().zip(ours).all(|(t, o)| t == o) {
+        if theirs[..identifying].iter().zip(ours).all(|(t, o)| t == o) {
             let end = start + body_len;
             let mut out = Vec::with_capacity(content.len() + 16);
             out.extend_from_slice(&content[..start]);

@@ -72,13 +72,18 @@ pub enum Claims {
     Any,
 }
 
-/// What the template's variables are made from: one credential's rotation.
+/// What the template's variables are made from: one credential's rotation, and the
+/// current values of the credentials the template `uses`.
 pub struct Vars<'a> {
     pub credential: &'a str,
     pub token: &'a str,
     pub token_type: &'a str,
     pub expires_at: OffsetDateTime,
     pub claims: Claims,
+    /// The fields minted with the token.
+    pub fields: BTreeMap<&'a str, &'a str>,
+    /// Each credential the template `uses`, by name, with its own values.
+    pub uses: Vec<Vars<'a>>,
 }
 
 impl<'a> Vars<'a> {
@@ -93,6 +98,8 @@ impl<'a> Vars<'a> {
             token_type: "Bearer",
             expires_at,
             claims: Claims::Of(claims),
+            fields: BTreeMap::new(),
+            uses: Vec::new(),
         }
     }
 }
@@ -105,10 +112,25 @@ const VARIABLES: &[&str] = &[
     "expires_at_unix",
     "credential",
     "claims",
+    "fields",
+    "credentials",
 ];
 
 /// The render context: every variable a template can name. The one place they are made.
+/// The rendering credential's values stand at the top; `credentials.NAME` holds each
+/// credential's (its own and those it `uses`) under its name.
 pub fn context(vars: &Vars<'_>) -> Value {
+    let mut map = own(vars);
+    let credentials: BTreeMap<&str, Value> = std::iter::once(vars)
+        .chain(&vars.uses)
+        .map(|one| (one.credential, Value::from(own(one))))
+        .collect();
+    map.insert("credentials", Value::from(credentials));
+    Value::from(map)
+}
+
+/// One credential's variables.
+fn own<'v>(vars: &Vars<'v>) -> BTreeMap<&'v str, Value> {
     let claims = match &vars.claims {
         Claims::Of(json) => from_json(json),
         Claims::Any => Value::from_object(AnyClaim),
@@ -126,7 +148,13 @@ pub fn context(vars: &Vars<'_>) -> Value {
     );
     map.insert("credential", Value::from(vars.credential));
     map.insert("claims", claims);
-    Value::from(map)
+    let fields: BTreeMap<&str, Value> = vars
+        .fields
+        .iter()
+        .map(|(name, value)| (*name, Value::from(*value)))
+        .collect();
+    map.insert("fields", Value::from(fields));
+    map
 }
 
 fn from_json(json: &serde_json::Value) -> Value {

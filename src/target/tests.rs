@@ -19,8 +19,10 @@ fn dotenv(path: PathBuf) -> TargetConfig {
     target(
         path,
         TargetKind::Dotenv {
-            key: "TOKEN".into(),
-            expires_at_key: Some("TOKEN_EXPIRES_AT".into()),
+            keys: vec![
+                ("TOKEN".into(), ValueOf::Token),
+                ("TOKEN_EXPIRES_AT".into(), ValueOf::ExpiresAt),
+            ],
         },
     )
 }
@@ -129,7 +131,8 @@ fn pgpass_is_tightened_to_0600() {
             host: "h".into(),
             port: "5432".into(),
             database: "d".into(),
-            username: "u".into(),
+            username: PgUser::Fixed("u".into()),
+            password: ValueOf::Token,
         },
     );
     write(&t, &SecretString::from("p:w"), now(), locks()).unwrap();
@@ -145,11 +148,17 @@ fn raw_file_target() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = target(
         dir.path().join("token"),
-        TargetKind::File { newline: false },
+        TargetKind::File {
+            newline: false,
+            value: ValueOf::Token,
+        },
     );
     write(&t, &SecretString::from("tok"), now(), locks()).unwrap();
     assert_eq!(std::fs::read(&t.path).unwrap(), b"tok");
-    t.kind = TargetKind::File { newline: true };
+    t.kind = TargetKind::File {
+            newline: true,
+            value: ValueOf::Token,
+        };
     write(&t, &SecretString::from("tok"), now(), locks()).unwrap();
     assert_eq!(std::fs::read(&t.path).unwrap(), b"tok\n");
 }
@@ -166,10 +175,14 @@ fn the_current_value_reads_back_from_every_kind() {
                 host: "db".into(),
                 port: "5432".into(),
                 database: "app".into(),
-                username: "a:b".into(),
+                username: PgUser::Fixed("a:b".into()),
+                password: ValueOf::Token,
             },
         ),
-        TargetConfig::new(dir.path().join("token"), TargetKind::File { newline: true }),
+        TargetConfig::new(dir.path().join("token"), TargetKind::File {
+            newline: true,
+            value: ValueOf::Token,
+        }),
     ];
     for target in &targets {
         assert!(read_current(target).is_none());
@@ -203,7 +216,10 @@ fn a_missing_directory_is_named() {
 #[test]
 fn a_token_over_64_kib_and_a_file_value_with_a_line_break_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let t = target(dir.path().join("token"), TargetKind::File { newline: true });
+    let t = target(dir.path().join("token"), TargetKind::File {
+            newline: true,
+            value: ValueOf::Token,
+        });
     let huge = SecretString::from("t".repeat(MAX_TOKEN + 1));
     let err = write(&t, &huge, now(), locks()).unwrap_err().to_string();
     assert!(err.contains("more than the 65536"), "{err}");

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use refreshd::config::{TargetConfig, TargetKind};
+use refreshd::config::{TargetConfig, TargetKind, ValueOf};
 use refreshd::target::{self, json::Pointer, toml::KeyPath};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -327,8 +327,7 @@ fn ini_target(path: &Path) -> TargetConfig {
         path,
         TargetKind::Ini {
             section: Some("profile x".into()),
-            key: "token".into(),
-            expires_at_key: None,
+            keys: vec![("token".into(), ValueOf::Token)],
         },
     )
 }
@@ -337,8 +336,10 @@ fn toml_target(path: &Path) -> TargetConfig {
     TargetConfig::new(
         path,
         TargetKind::Toml {
-            key: KeyPath::parse(r#"servers."eu.1".token"#).unwrap(),
-            expires_at_key: None,
+            keys: vec![(
+                KeyPath::parse(r#"servers."eu.1".token"#).unwrap(),
+                ValueOf::Token,
+            )],
         },
     )
 }
@@ -347,8 +348,10 @@ fn json_target(path: &Path) -> TargetConfig {
     TargetConfig::new(
         path,
         TargetKind::Json {
-            pointer: Pointer::parse("/servers/eu~11/token").unwrap(),
-            expires_at_pointer: None,
+            pointers: vec![(
+                Pointer::parse("/servers/eu~11/token").unwrap(),
+                ValueOf::Token,
+            )],
         },
     )
 }

@@ -181,6 +181,7 @@ fn command(at: &At<'_, '_>, raw: RawCommand) -> Result<SourceConfig, ConfigError
         format,
         token_field,
         expiry_field,
+        fields: named,
         env,
         inherit_env,
     } = raw;
@@ -191,9 +192,11 @@ fn command(at: &At<'_, '_>, raw: RawCommand) -> Result<SourceConfig, ConfigError
         ));
     }
     command_env(at, &env, &inherit_env)?;
+    named_fields(at, &named)?;
     let fields = JsonFields {
         token_field,
         expiry_field,
+        fields: named,
     };
     let format = match format {
         RawCommandFormat::Auto => CommandFormat::Auto(fields),
@@ -202,7 +205,7 @@ fn command(at: &At<'_, '_>, raw: RawCommand) -> Result<SourceConfig, ConfigError
             if fields != JsonFields::default() {
                 return Err(at.err(
                     "",
-                    "`token_field` and `expiry_field` need format = \"json\" or \"auto\"".into(),
+                    "`token_field`, `expiry_field` and `fields` need format = \"json\" or \"auto\"".into(),
                 ));
             }
             CommandFormat::Plain
@@ -253,8 +256,10 @@ fn http(at: &At<'_, '_>, raw: RawHttp) -> Result<SourceConfig, ConfigError> {
         bearer,
         token_field,
         expiry_field,
+        fields,
     } = raw;
     at.http_url(&url, "url")?;
+    named_fields(at, &fields)?;
     let method = match method.as_deref().unwrap_or("POST") {
         "GET" => HttpMethod::Get,
         "POST" => HttpMethod::Post,
@@ -288,7 +293,35 @@ fn http(at: &At<'_, '_>, raw: RawHttp) -> Result<SourceConfig, ConfigError> {
         }),
         token_field,
         expiry_field,
+        fields,
     }))
+}
+
+/// `fields = { NAME = "/pointer" }`: each name one a template and a target's `keys` can say
+/// (`fields.NAME`), none of the values every credential has, each place non-empty.
+fn named_fields(at: &At<'_, '_>, fields: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    for (name, place) in fields {
+        let key = format!("fields.{name}");
+        if !valid_env_key(name) {
+            return Err(at.err(
+                &key,
+                format!("{name:?} is not a field name ([A-Za-z_][A-Za-z0-9_]*)"),
+            ));
+        }
+        if crate::config::BUILT_IN_VALUES.contains(&name.as_str()) {
+            return Err(at.err(
+                &key,
+                format!("`{name}` is a value every credential has; name the field otherwise"),
+            ));
+        }
+        if place.is_empty() {
+            return Err(at.err(
+                &key,
+                "must not be empty: a JSON pointer such as \"/user\" or a field name".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A body written as JSON text must be JSON once its placeholders are filled, or every

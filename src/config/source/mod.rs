@@ -120,6 +120,8 @@ impl GoogleAuthorizedUserSource {
 pub struct JsonFields {
     pub token_field: Option<String>,
     pub expiry_field: Option<String>,
+    /// Named values read from the same answer: name → JSON pointer or field name.
+    pub fields: BTreeMap<String, String>,
 }
 
 /// How a command's stdout is read.
@@ -189,6 +191,8 @@ pub struct HttpSource {
     pub bearer: Option<BearerRef>,
     pub token_field: String,
     pub expiry_field: Option<String>,
+    /// Named values read from the same answer: name → JSON pointer or field name.
+    pub fields: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +234,33 @@ impl SourceConfig {
             SourceConfig::OauthRefresh(s) => Some(s),
             SourceConfig::Chain(chain) => chain.sources.iter().find_map(|s| s.oauth_refresh()),
             _ => None,
+        }
+    }
+
+    /// The fields every answer of this source may hold beside the token: those a `command`
+    /// or `http` source reads by `fields`, those of an OAuth token answer; for a chain, those
+    /// every member yields (whichever serves, a target gets its values).
+    pub fn fields(&self) -> Vec<String> {
+        match self {
+            SourceConfig::OauthRefresh(_) | SourceConfig::OauthClientCredentials(_) => {
+                crate::source::oauth::OAUTH_FIELDS
+                    .iter()
+                    .map(|&f| f.to_owned())
+                    .collect()
+            }
+            SourceConfig::Command(CommandSource {
+                format: CommandFormat::Auto(json) | CommandFormat::Json(json),
+                ..
+            }) => json.fields.keys().cloned().collect(),
+            SourceConfig::Http(s) => s.fields.keys().cloned().collect(),
+            SourceConfig::Chain(chain) => {
+                let mut members = chain.sources.iter().map(SourceConfig::fields);
+                let first = members.next().unwrap_or_default();
+                members.fold(first, |all, next| {
+                    all.into_iter().filter(|f| next.contains(f)).collect()
+                })
+            }
+            _ => Vec::new(),
         }
     }
 

@@ -34,36 +34,35 @@ fn ini_toml_and_json_targets_parse() {
         ),
         TargetKind::Ini {
             section: Some("DEFAULT".into()),
-            key: "token".into(),
-            expires_at_key: Some("token_expiry".into()),
+            keys: vec![
+                ("token".into(), ValueOf::Token),
+                ("token_expiry".into(), ValueOf::ExpiresAt)
+            ],
         }
     );
     assert!(matches!(
         target(r#"{ type = "ini", path = "/srv/app/app.ini", key = "token" }"#),
         TargetKind::Ini { section: None, .. }
     ));
-    let TargetKind::Toml {
-        key,
-        expires_at_key,
-    } = target(
+    let TargetKind::Toml { keys } = target(
         r#"{ type = "toml", path = "/srv/app/config.toml", key = 'database."pass.word"', expires_at_key = "database.expires" }"#,
     )
     else {
         panic!("not a toml target");
     };
-    assert_eq!(key.segments(), ["database", "pass.word"]);
-    assert_eq!(expires_at_key.unwrap().segments(), ["database", "expires"]);
-    let TargetKind::Json {
-        pointer,
-        expires_at_pointer,
-    } = target(
+    assert_eq!(keys[0].0.segments(), ["database", "pass.word"]);
+    assert_eq!(keys[0].1, ValueOf::Token);
+    assert_eq!(keys[1].0.segments(), ["database", "expires"]);
+    assert_eq!(keys[1].1, ValueOf::ExpiresAt);
+    let TargetKind::Json { pointers } = target(
         r#"{ type = "json", path = "/srv/app/config.json", pointer = "/db/pass~1word", expires_at_pointer = "/db/expires" }"#,
     )
     else {
         panic!("not a json target");
     };
-    assert_eq!(pointer.tokens(), ["db", "pass/word"]);
-    assert_eq!(expires_at_pointer.unwrap().to_string(), "/db/expires");
+    assert_eq!(pointers[0].0.tokens(), ["db", "pass/word"]);
+    assert_eq!(pointers[1].0.to_string(), "/db/expires");
+    assert_eq!(pointers[1].1, ValueOf::ExpiresAt);
 }
 
 /// A target, the key its error names, and what the error says.

@@ -10,6 +10,7 @@ fn an_inline_template_and_a_template_file_parse() {
     let TargetKind::Template {
         credential,
         template,
+        ..
     } = target(
         r#"{ type = "template", path = "/srv/app/jdbc.properties", inline = "password={{ token }}\n" }"#,
     )

@@ -75,13 +75,18 @@ impl Daemon {
             .into_iter()
             .map(|bearer| (bearer.to_owned(), self.follow_token(bearer)))
             .collect();
+        let rendered: Vec<(String, TokenWatch)> = credential
+            .uses()
+            .into_iter()
+            .map(|used| (used.to_owned(), self.follow_token(used)))
+            .collect();
         // Only a credential another one sends as a bearer publishes its token (a watch
         // channel per credential is half a kilobyte; ten thousand of them add up).
         let token = self
             .followed
             .contains(&name)
             .then(|| self.token_channel(&name).clone());
-        let handle = worker::spawn(credential, self.shared.clone(), token, bearers);
+        let handle = worker::spawn(credential, self.shared.clone(), token, bearers, rendered);
         self.workers.insert(name, handle);
     }
 
@@ -187,12 +192,12 @@ impl Daemon {
     }
 }
 
-/// The credentials some credential of `config` sends as a bearer.
+/// The credentials some credential of `config` sends as a bearer or renders in a template.
 fn followed(config: &Config) -> BTreeSet<String> {
     config
         .credentials
         .iter()
-        .flat_map(|c| c.source.bearers())
+        .flat_map(|c| c.source.bearers().into_iter().chain(c.uses()))
         .map(str::to_owned)
         .collect()
 }

@@ -75,7 +75,7 @@ impl Daemon {
         let newly_followed: BTreeSet<String> = new
             .credentials
             .iter()
-            .flat_map(|c| c.source.bearers())
+            .flat_map(|c| c.source.bearers().into_iter().chain(c.uses()))
             .filter(|bearer| {
                 !self.tokens.contains_key(*bearer)
                     && self.workers.contains_key(*bearer)

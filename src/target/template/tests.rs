@@ -82,7 +82,7 @@ fn a_variable_the_context_lacks_is_refused_at_load_with_its_line() {
     .unwrap_err();
     assert_eq!(
         err,
-        "inline template, line 3: unknown variable `tokne` (a template may use token, token_type, expires_at, expires_at_unix, credential, claims)"
+        "inline template, line 3: unknown variable `tokne` (a template may use token, token_type, expires_at, expires_at_unix, credential, claims, fields, credentials)"
     );
     // Globals and loop variables are not unknown.
     inline("{% for i in range(2) %}{{ i }}{{ loop.index }}{% endfor %}{{ dict(a=1).a }}");

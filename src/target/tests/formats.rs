@@ -9,8 +9,10 @@ fn ini(path: PathBuf) -> TargetConfig {
         path,
         TargetKind::Ini {
             section: Some("DEFAULT".into()),
-            key: "token".into(),
-            expires_at_key: Some("token_expires_at".into()),
+            keys: vec![
+                ("token".into(), ValueOf::Token),
+                ("token_expires_at".into(), ValueOf::ExpiresAt),
+            ],
         },
     )
 }
@@ -19,8 +21,16 @@ fn toml(path: PathBuf) -> TargetConfig {
     TargetConfig::new(
         path,
         TargetKind::Toml {
-            key: toml::KeyPath::parse("database.password").unwrap(),
-            expires_at_key: Some(toml::KeyPath::parse("database.expires_at").unwrap()),
+            keys: vec![
+                (
+                    toml::KeyPath::parse("database.password").unwrap(),
+                    ValueOf::Token,
+                ),
+                (
+                    toml::KeyPath::parse("database.expires_at").unwrap(),
+                    ValueOf::ExpiresAt,
+                ),
+            ],
         },
     )
 }
@@ -29,8 +39,13 @@ fn json(path: PathBuf) -> TargetConfig {
     TargetConfig::new(
         path,
         TargetKind::Json {
-            pointer: json::Pointer::parse("/db/password").unwrap(),
-            expires_at_pointer: Some(json::Pointer::parse("/db/expires_at").unwrap()),
+            pointers: vec![
+                (json::Pointer::parse("/db/password").unwrap(), ValueOf::Token),
+                (
+                    json::Pointer::parse("/db/expires_at").unwrap(),
+                    ValueOf::ExpiresAt,
+                ),
+            ],
         },
     )
 }

@@ -12,6 +12,7 @@ fn jdbc(path: PathBuf) -> TargetConfig {
         path,
         TargetKind::Template {
             credential: "db".into(),
+            uses: Vec::new(),
             template: Template::new(Origin::Inline, source.into()).unwrap(),
         },
     )
@@ -51,6 +52,7 @@ fn no_token_is_adopted_from_a_rendered_file() {
         dir.path().join("token.txt"),
         TargetKind::Template {
             credential: "db".into(),
+            uses: Vec::new(),
             template: Template::new(Origin::Inline, "{{ token }}".into()).unwrap(),
         },
     );
@@ -82,6 +84,7 @@ fn a_failing_render_writes_nothing_and_quotes_no_token() {
         dir.path().join("app.conf"),
         TargetKind::Template {
             credential: "db".into(),
+            uses: Vec::new(),
             template: Template::new(Origin::Inline, "a={{ token }}\nb={{ claims.sub }}\n".into())
                 .unwrap(),
         },
@@ -99,9 +102,21 @@ fn a_failing_render_writes_nothing_and_quotes_no_token() {
     assert_eq!(std::fs::read_to_string(&t.path).unwrap(), "before\n");
     // `check` finds it with a stored token, and passes it without one (any claim exists).
     let stored = SecretString::from(secret);
-    let err = check_render(&t, Some((&stored, now())), now())
+    let with_stored = |_: &str| {
+        Some(Sample {
+            stored: Some(crate::token::Token::sample(&stored, now())),
+            fields: Vec::new(),
+        })
+    };
+    let err = check_render(&t, &with_stored, now())
         .unwrap_err()
         .to_string();
     assert!(err.contains("claims.sub") && !err.contains(secret), "{err}");
-    check_render(&t, None, now()).unwrap();
+    let without = |_: &str| {
+        Some(Sample {
+            stored: None,
+            fields: Vec::new(),
+        })
+    };
+    check_render(&t, &without, now()).unwrap();
 }
