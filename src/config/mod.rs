@@ -42,8 +42,8 @@ pub use source::{
     HttpMethod, HttpSource, JsonFields, OauthRefreshSource, SecretAuth, SourceConfig,
 };
 pub use target::{PgUser, TargetConfig, TargetKind, WriteMode};
-pub use values::{BUILT_IN as BUILT_IN_VALUES, Owner, ValueOf};
 pub use timing::{MAX_TIMEOUT, Timing};
+pub use values::{BUILT_IN as BUILT_IN_VALUES, Owner, ValueOf};
 
 /// Why a configuration was refused: the file, the line, the dotted key and what is wrong.
 #[derive(Debug, thiserror::Error)]

@@ -16,8 +16,8 @@ use super::ConfigError;
 use super::locate::{At, Doc};
 use super::names::valid_env_key;
 use super::raw::{RawMode, RawPgUser, RawPort, RawTarget};
-use super::values::{Owner, Places};
 pub use super::values::ValueOf;
+use super::values::{Owner, Places};
 use crate::target::template::{Origin, TEMPLATE_LIMIT, Template};
 use crate::target::{ini, json, toml};
 
@@ -468,7 +468,9 @@ fn template_target(
     if let Some(own) = uses.iter().find(|u| *u == credential) {
         return Err(at.err(
             "uses",
-            format!("names `{own}`, the credential this target belongs to: its values are there already"),
+            format!(
+                "names `{own}`, the credential this target belongs to: its values are there already"
+            ),
         ));
     }
     Ok(TargetKind::Template {

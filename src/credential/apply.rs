@@ -138,7 +138,10 @@ impl Engine {
             );
             let uses = |other: &str| state_dir.load(other).ok().and_then(|s| s.token);
             let values = target::Values::of(&name, token, &uses);
-            let current = !due && targets.iter().all(|t| target::is_current_values(t, &values));
+            let current = !due
+                && targets
+                    .iter()
+                    .all(|t| target::is_current_values(t, &values));
             current.then_some(state)
         })
         .await

@@ -386,11 +386,15 @@ impl Task {
         tokio::pin!(patience);
         loop {
             let now = self.shared.clock.now();
-            let ready = self.bearers.iter_mut().chain(&mut self.rendered).all(|(_, rx)| {
-                rx.borrow_and_update()
-                    .as_ref()
-                    .is_some_and(|t| t.is_valid_at(now))
-            });
+            let ready = self
+                .bearers
+                .iter_mut()
+                .chain(&mut self.rendered)
+                .all(|(_, rx)| {
+                    rx.borrow_and_update()
+                        .as_ref()
+                        .is_some_and(|t| t.is_valid_at(now))
+                });
             if ready {
                 return true;
             }

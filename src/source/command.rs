@@ -191,7 +191,10 @@ mod tests {
         let out = r#"{"user":"u-7","password":"p-7","expires_in":60}"#;
         let parsed = parse_output(&source(Format::Json, Some("/password"), None), out).unwrap();
         assert_eq!(parsed.token, "p-7");
-        let user = parsed.fields.get("user").map(|v| v.expose_secret().to_owned());
+        let user = parsed
+            .fields
+            .get("user")
+            .map(|v| v.expose_secret().to_owned());
         assert_eq!(user.as_deref(), Some("u-7"));
         let err = parse_output(
             &source(Format::Json, Some("/password"), None),

@@ -88,7 +88,11 @@ pub(super) fn named(
             let text = match lookup(value, at) {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Number(n)) => n.to_string(),
-                Some(_) => return Err(format!("fields.{name}: the value at {at:?} is not a string or a number")),
+                Some(_) => {
+                    return Err(format!(
+                        "fields.{name}: the value at {at:?} is not a string or a number"
+                    ));
+                }
                 None => return Err(format!("fields.{name}: no value at {at:?}")),
             };
             Ok((name.clone(), secrecy::SecretString::from(text)))

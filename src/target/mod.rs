@@ -29,8 +29,8 @@ use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
 use crate::config::{PgUser, TargetConfig, TargetKind, ValueOf, WriteMode};
-use crate::token::{Fields, Token};
 use crate::durable::{self, Attributes};
+use crate::token::{Fields, Token};
 
 use attributes::{OwnerOverride, apply_attributes, mode_for, resolve_owner, wanted_attributes};
 use lock::lock;
@@ -266,11 +266,20 @@ fn render(target: &TargetConfig, current: &[u8], values: &Values<'_>) -> Result<
             database,
             username,
             password,
-        } => pgpass_line(target, current, values, (host, port, database), username, password),
+        } => pgpass_line(
+            target,
+            current,
+            values,
+            (host, port, database),
+            username,
+            password,
+        ),
         TargetKind::Ini { section, keys } => {
             let texts = texts(keys, values)?;
-            let edits: Vec<(&str, &str)> =
-                texts.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let edits: Vec<(&str, &str)> = texts
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             ini::set(current, section.as_deref(), &edits).map_err(|e| e.to_string())
         }
         TargetKind::Toml { keys } => {
@@ -287,16 +296,7 @@ fn render(target: &TargetConfig, current: &[u8], values: &Values<'_>) -> Result<
             credential,
             uses,
             template,
-        } => {
-            let used = used_tokens(uses, values)?;
-            let used: Vec<Values<'_>> = used
-                .iter()
-                .map(|(name, token)| Values::of(name, token, NOTHING_USED))
-                .collect();
-            let mut vars = template_vars(credential, values);
-            vars.uses = used.iter().map(|v| template_vars(v.credential, v)).collect();
-            render_template(template, &vars)
-        }
+        } => render_with_uses(template, credential, uses, values),
         TargetKind::File { newline, value } => {
             let value = values.get(value)?;
             if value.contains(['\n', '\r', '\0']) {
@@ -313,6 +313,26 @@ fn render(target: &TargetConfig, current: &[u8], values: &Values<'_>) -> Result<
     }
 }
 
+/// `template` rendered for `credential`'s `values` and the current values of those it `uses`.
+fn render_with_uses(
+    template: &template::Template,
+    credential: &str,
+    uses: &[String],
+    values: &Values<'_>,
+) -> Result<Vec<u8>, String> {
+    let used = used_tokens(uses, values)?;
+    let used: Vec<Values<'_>> = used
+        .iter()
+        .map(|(name, token)| Values::of(name, token, NOTHING_USED))
+        .collect();
+    let mut vars = template_vars(credential, values);
+    vars.uses = used
+        .iter()
+        .map(|v| template_vars(v.credential, v))
+        .collect();
+    render_template(template, &vars)
+}
+
 /// The current token of each credential a template `uses`; one without a token yet stops
 /// the render (the file keeps what it holds until that credential has one).
 fn used_tokens<'u>(
@@ -324,7 +344,9 @@ fn used_tokens<'u>(
             (values.uses)(name)
                 .map(|token| (name.as_str(), token))
                 .ok_or_else(|| {
-                    format!("the template uses credential `{name}`, which has no token yet: not written")
+                    format!(
+                        "the template uses credential `{name}`, which has no token yet: not written"
+                    )
                 })
         })
         .collect()
@@ -596,9 +618,11 @@ pub fn check_render(
     let samples = std::iter::once(credential)
         .chain(uses)
         .map(|name| {
-            sample(name)
-                .map(|s| (name.as_str(), s))
-                .ok_or_else(|| fail(format!("the template uses credential `{name}`, which this config does not define")))
+            sample(name).map(|s| (name.as_str(), s)).ok_or_else(|| {
+                fail(format!(
+                    "the template uses credential `{name}`, which this config does not define"
+                ))
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let sample_token = SecretString::from("sample-token");
@@ -611,7 +635,10 @@ pub fn check_render(
                 .stored
                 .unwrap_or_else(|| Token::sample(&sample_token, now + time::Duration::hours(1)));
             for field in sample.fields {
-                token.fields.entry(field).or_insert_with(|| sample_value.clone());
+                token
+                    .fields
+                    .entry(field)
+                    .or_insert_with(|| sample_value.clone());
             }
             (name, token, real)
         })

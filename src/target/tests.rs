@@ -156,9 +156,9 @@ fn raw_file_target() {
     write(&t, &SecretString::from("tok"), now(), locks()).unwrap();
     assert_eq!(std::fs::read(&t.path).unwrap(), b"tok");
     t.kind = TargetKind::File {
-            newline: true,
-            value: ValueOf::Token,
-        };
+        newline: true,
+        value: ValueOf::Token,
+    };
     write(&t, &SecretString::from("tok"), now(), locks()).unwrap();
     assert_eq!(std::fs::read(&t.path).unwrap(), b"tok\n");
 }
@@ -179,10 +179,13 @@ fn the_current_value_reads_back_from_every_kind() {
                 password: ValueOf::Token,
             },
         ),
-        TargetConfig::new(dir.path().join("token"), TargetKind::File {
-            newline: true,
-            value: ValueOf::Token,
-        }),
+        TargetConfig::new(
+            dir.path().join("token"),
+            TargetKind::File {
+                newline: true,
+                value: ValueOf::Token,
+            },
+        ),
     ];
     for target in &targets {
         assert!(read_current(target).is_none());
@@ -216,10 +219,13 @@ fn a_missing_directory_is_named() {
 #[test]
 fn a_token_over_64_kib_and_a_file_value_with_a_line_break_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let t = target(dir.path().join("token"), TargetKind::File {
+    let t = target(
+        dir.path().join("token"),
+        TargetKind::File {
             newline: true,
             value: ValueOf::Token,
-        });
+        },
+    );
     let huge = SecretString::from("t".repeat(MAX_TOKEN + 1));
     let err = write(&t, &huge, now(), locks()).unwrap_err().to_string();
     assert!(err.contains("more than the 65536"), "{err}");

@@ -28,6 +28,7 @@ mod dotenv_interop;
 mod edges;
 mod endpoints;
 mod exec;
+mod fields;
 mod fleet;
 mod formats;
 mod google;

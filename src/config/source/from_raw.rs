@@ -205,7 +205,8 @@ fn command(at: &At<'_, '_>, raw: RawCommand) -> Result<SourceConfig, ConfigError
             if fields != JsonFields::default() {
                 return Err(at.err(
                     "",
-                    "`token_field`, `expiry_field` and `fields` need format = \"json\" or \"auto\"".into(),
+                    "`token_field`, `expiry_field` and `fields` need format = \"json\" or \"auto\""
+                        .into(),
                 ));
             }
             CommandFormat::Plain

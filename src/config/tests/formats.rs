@@ -46,8 +46,7 @@ fn ini_toml_and_json_targets_parse() {
     ));
     let TargetKind::Toml { keys } = target(
         r#"{ type = "toml", path = "/srv/app/config.toml", key = 'database."pass.word"', expires_at_key = "database.expires" }"#,
-    )
-    else {
+    ) else {
         panic!("not a toml target");
     };
     assert_eq!(keys[0].0.segments(), ["database", "pass.word"]);
@@ -56,8 +55,7 @@ fn ini_toml_and_json_targets_parse() {
     assert_eq!(keys[1].1, ValueOf::ExpiresAt);
     let TargetKind::Json { pointers } = target(
         r#"{ type = "json", path = "/srv/app/config.json", pointer = "/db/pass~1word", expires_at_pointer = "/db/expires" }"#,
-    )
-    else {
+    ) else {
         panic!("not a json target");
     };
     assert_eq!(pointers[0].0.tokens(), ["db", "pass/word"]);

@@ -40,7 +40,10 @@ fn json(path: PathBuf) -> TargetConfig {
         path,
         TargetKind::Json {
             pointers: vec![
-                (json::Pointer::parse("/db/password").unwrap(), ValueOf::Token),
+                (
+                    json::Pointer::parse("/db/password").unwrap(),
+                    ValueOf::Token,
+                ),
                 (
                     json::Pointer::parse("/db/expires_at").unwrap(),
                     ValueOf::ExpiresAt,
