@@ -67,7 +67,7 @@ fn readers_never_see_a_user_of_one_rotation_with_a_password_of_another() {
     r.write_config(&pair_config(&r));
     assert_success(&r.run(&["once"]));
     let stop = r.path("stop");
-    let mut reader = Command::new(python())
+    let reader = Command::new(python())
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .arg(repo().join("tests/readers/read_pairs.py"))
@@ -256,11 +256,10 @@ targets = [ {{ type = "template", path = "{}", uses = ["nosuch"], inline = "x" }
             "a template uses credential `nosuch`, which this config does not define",
         ),
         (
-            format!(
-                r#"[credentials.db]
-source = {{ type = "command", argv = ["/bin/true"], format = "json", fields = {{ token = "/t" }} }}
+            r#"[credentials.db]
+source = { type = "command", argv = ["/bin/true"], format = "json", fields = { token = "/t" } }
 "#
-            ),
+            .to_owned(),
             "credentials.db.source.fields.token: `token` is a value every credential has",
         ),
     ];
