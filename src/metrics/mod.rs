@@ -267,4 +267,24 @@ mod tests {
         assert_eq!(status("/livez", now), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(status("/nope", now), StatusCode::NOT_FOUND);
     }
+
+    #[test]
+    fn notifications_are_counted_by_sink_kind_and_result() {
+        let counts = NotificationCounts::default();
+        counts.add("ops", "failing", crate::observe::Delivery::Error);
+        counts.add("ops", "failing", crate::observe::Delivery::Sent);
+        counts.add("ops", "recovered", crate::observe::Delivery::Dropped);
+        let text = render::notifications(&counts.all());
+        for line in [
+            "# TYPE refreshd_notifications_total counter",
+            "refreshd_notifications_total{sink=\"ops\",kind=\"failing\",result=\"sent\"} 1",
+            "refreshd_notifications_total{sink=\"ops\",kind=\"failing\",result=\"error\"} 1",
+            "refreshd_notifications_total{sink=\"ops\",kind=\"recovered\",result=\"dropped\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
 }

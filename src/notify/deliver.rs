@@ -53,15 +53,20 @@ impl Lane {
         counts: Arc<NotificationCounts>,
         http: reqwest::Client,
     ) -> Arc<Lane> {
-        let lane = Arc::new(Lane {
+        let lane = Lane::idle(sink, counts);
+        tokio::spawn(run(lane.clone(), http));
+        lane
+    }
+
+    /// A lane whose task is not started.
+    fn idle(sink: Arc<NotifySink>, counts: Arc<NotificationCounts>) -> Arc<Lane> {
+        Arc::new(Lane {
             sink,
             queue: Mutex::new(VecDeque::new()),
             knock: Notify::new(),
             closed: AtomicBool::new(false),
             counts,
-        });
-        tokio::spawn(run(lane.clone(), http));
-        lane
+        })
     }
 
     /// Queues `event`; never waits. A full queue loses its oldest event.
@@ -247,4 +252,75 @@ pub fn on_failure(hook: Hook, event: Event, counts: Arc<NotificationCounts>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EventKind;
+
+    fn event(failures: u32) -> Event {
+        Event {
+            version: super::super::VERSION,
+            kind: EventKind::Failing,
+            credential: Some("api".into()),
+            node: "web-1".into(),
+            error_class: None,
+            error: None,
+            error_description: None,
+            expires_at: None,
+            consecutive_failures: failures,
+            reminder: false,
+            at: time::OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_its_oldest_event_and_counts_it() {
+        let sink = NotifySink {
+            name: "ops".into(),
+            kind: SinkKind::Command {
+                argv: vec!["true".into()],
+            },
+            events: EventKind::ALL.into_iter().collect(),
+            credentials: None,
+            after: 1,
+            min_remaining: None,
+            repeat: None,
+            timeout: Duration::from_secs(1),
+            line: 1,
+        };
+        let counts = Arc::new(NotificationCounts::default());
+        let lane = Lane::idle(Arc::new(sink), counts.clone());
+        for n in 0..(QUEUE as u32 + 2) {
+            lane.push(event(n));
+        }
+        let queue = crate::sync::lock(&lane.queue);
+        assert_eq!(queue.len(), QUEUE);
+        assert_eq!(queue.front().unwrap().consecutive_failures, 2);
+        assert_eq!(counts.all(), [("ops".to_owned(), "failing", "dropped", 2)]);
+    }
+
+    #[tokio::test]
+    async fn a_command_sink_gets_the_event_on_stdin_and_its_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("got");
+        let argv = vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!(
+                "echo \"$REFRESHD_EVENT $REFRESHD_CREDENTIAL $(cat)\" > {}",
+                out.display()
+            ),
+        ];
+        let event = event(3);
+        command(&argv, &event, Duration::from_secs(10), &event.env())
+            .await
+            .unwrap_or_else(|f| panic!("{}", f.reason));
+        let got = std::fs::read_to_string(&out).unwrap();
+        let (words, json) = got.split_at(got.find('{').unwrap());
+        assert_eq!(words, "failing api ");
+        let json: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(json["consecutive_failures"], 3);
+    }
 }
