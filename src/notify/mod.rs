@@ -145,6 +145,12 @@ impl Notifier {
             expires_at: status.expires_at,
         };
         let failing = seen.consecutive_failures > 0 || !seen.health.is_healthy();
+        let mut book = self.book();
+        let book = &mut *book;
+        if !failing && !book.credentials.contains_key(&credential.name) {
+            // Nothing going on and nothing told: nothing to keep (the common case).
+            return;
+        }
         let failure = status
             .last_error
             .as_ref()
@@ -158,12 +164,6 @@ impl Notifier {
             argv: argv.clone(),
             timeout: credential.timing.timeout,
         });
-        let mut book = self.book();
-        let book = &mut *book;
-        if !book.credentials.contains_key(&credential.name) && !failing {
-            // Nothing going on and nothing told: nothing to keep.
-            return;
-        }
         let watched = book
             .credentials
             .entry(credential.name.clone())

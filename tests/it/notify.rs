@@ -7,11 +7,14 @@
 //!   sink, which gets the same event on stdin and `REFRESHD_EVENT` in its environment.
 //! - A receiver that is down delays no rotation: rotations go on while its deliveries fail,
 //!   and it gets the events, in order, once it listens (here in the Slack format).
+//! - A fleet store (a real PostgreSQL) that stops answering gives one `store_unreachable`
+//!   event naming no credential, and one `recovered` once it is back.
 //! - No issued token, refresh token or client secret is in any payload, and the webhook's
 //!   URL (a secret read from a file) is in no line refreshd printed.
 
 use std::time::Duration;
 
+use crate::common::pg::Cluster;
 use crate::common::receiver::{Received, Receiver};
 use crate::common::stub::{Mode, Stub};
 use crate::common::{Daemon, Grant, Oidc, Refreshd};
@@ -36,6 +39,11 @@ struct Setup {
 /// and `sinks` (`[[notify]]` tables; `{DIR}` is the test's directory). The webhook URL is
 /// in `{DIR}/hook.url`.
 fn setup(hook_url: &str, sinks: &str) -> Setup {
+    setup_with(hook_url, "", sinks)
+}
+
+/// [`setup`] with more `[daemon]` keys (`{DIR}` is the test's directory).
+fn setup_with(hook_url: &str, daemon: &str, sinks: &str) -> Setup {
     let refreshd = Refreshd::new();
     let oidc = Oidc::start(refreshd.dir.path(), TTL);
     let stub = Stub::start(&oidc.token_endpoint, Mode::Forward);
@@ -48,7 +56,7 @@ fn setup(hook_url: &str, sinks: &str) -> Setup {
         r#"[daemon]
 state_dir = "{dir}/state"
 control_socket = "{dir}/control.sock"
-
+{daemon}
 [credentials.api]
 refresh_at = "4s"
 min_remaining = "1m"
@@ -61,6 +69,7 @@ targets = [{{ type = "file", path = "{dir}/token" }}]
 {sinks}"#,
         url = stub.url,
         sinks = sinks.replace("{DIR}", &dir),
+        daemon = daemon.replace("{DIR}", &dir),
     );
     std::fs::write(&refreshd.config, config).unwrap();
     Setup {
@@ -239,5 +248,67 @@ events = ["failing", "recovered"]
     );
     daemon.wait_for_n("notification sent", 2, WAIT);
     let payloads: Vec<String> = received.iter().map(|r| r.body.clone()).collect();
+    s.finish(daemon, &payloads);
+}
+
+#[test]
+fn a_store_that_stops_answering_is_told_once_and_its_return_too() {
+    let mut cluster = Cluster::start();
+    cluster.set_password("notify-store-pw");
+    cluster.admin_sql("CREATE DATABASE fleet OWNER app");
+    let receiver = Receiver::start();
+    let sinks = r#"[[notify]]
+name = "ops-hook"
+type = "webhook"
+url = { file = "{DIR}/hook.url" }
+events = ["store_unreachable", "recovered"]
+"#;
+    let daemon_keys = r#"node = "notify-node"
+store = { type = "postgres", url = { file = "{DIR}/store.url" }, key = { file = "{DIR}/store.key" }, lease = "3s" }
+"#;
+    let s = setup_with(&receiver.url(HOOK_PATH), daemon_keys, sinks);
+    std::fs::write(
+        s.refreshd.path("store.url"),
+        format!(
+            "postgres://app:notify-store-pw@127.0.0.1:{}/fleet?sslmode=disable",
+            cluster.port
+        ),
+    )
+    .unwrap();
+    let key = crate::common::refreshd_output(&["store", "init-key"]);
+    std::fs::write(s.refreshd.path("store.key"), key).unwrap();
+    // This host's own: only the store's reachability is under test.
+    let config = std::fs::read_to_string(&s.refreshd.config).unwrap();
+    let config = config.replace("[credentials.api]", "[credentials.api]\nshared = false");
+    std::fs::write(&s.refreshd.config, config).unwrap();
+    let mut daemon = s.refreshd.spawn(&["run"]);
+    daemon.wait_for(ROTATED, WAIT);
+    assert!(receiver.received().is_empty(), "{:#?}", receiver.received());
+
+    cluster.stop();
+    let down = receiver.wait_for(1, WAIT);
+    let event = down[0].json();
+    assert_eq!(event["kind"], "store_unreachable", "{event}");
+    assert!(event["credential"].is_null(), "{event}");
+    assert_eq!(event["node"], "notify-node", "{event}");
+    assert_eq!(event["error_class"], "store", "{event}");
+    assert!(
+        !event["error"].as_str().unwrap().contains("notify-store-pw"),
+        "{event}"
+    );
+
+    cluster.start_again();
+    let both = receiver.wait_for(2, WAIT);
+    let back = both[1].json();
+    assert_eq!(back["kind"], "recovered", "{back}");
+    assert!(back["credential"].is_null(), "{back}");
+    // The credential's own rotations went on meanwhile and told nothing.
+    let rotations = daemon.count(ROTATED);
+    daemon.wait_for_n(ROTATED, rotations + 1, WAIT);
+    assert_eq!(
+        kinds(&receiver.received()),
+        ["store_unreachable", "recovered"]
+    );
+    let payloads: Vec<String> = both.iter().map(|r| r.body.clone()).collect();
     s.finish(daemon, &payloads);
 }
