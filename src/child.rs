@@ -4,8 +4,8 @@
 //! A child gets an environment cleared to an allow-list of refreshd's own variables
 //! ([`inherited`]), plus the `REFRESHD_*` variables and whatever its config names for it,
 //! so a secret referenced as `{ env = … }` for one credential never reaches another's
-//! program, and `NOTIFY_SOCKET`/`WATCHDOG_*` stay with the daemon. stdin is null, a
-//! timeout kills it, and what it says on stderr comes back with token-like runs masked.
+//! program, and `NOTIFY_SOCKET`/`WATCHDOG_*` stay with the daemon. stdin is null (or the
+//! bytes given, a notification's event), a timeout kills it, and what it says on stderr comes back with token-like runs masked.
 //! Never puts a token in a child's argv or environment.
 
 use std::process::{ExitStatus, Stdio};
@@ -46,6 +46,7 @@ pub struct Child<'a> {
     env: Vec<(String, String)>,
     inherit: &'a [String],
     capture_stdout: bool,
+    stdin: Option<Vec<u8>>,
 }
 
 /// How a child ended.
@@ -65,6 +66,7 @@ impl<'a> Child<'a> {
             env: Vec::new(),
             inherit: &[],
             capture_stdout: false,
+            stdin: None,
         }
     }
 
@@ -90,6 +92,12 @@ impl<'a> Child<'a> {
         self
     }
 
+    /// Gives the child these bytes on stdin (then end of file), instead of nothing.
+    pub fn stdin(mut self, bytes: Vec<u8>) -> Child<'a> {
+        self.stdin = Some(bytes);
+        self
+    }
+
     pub fn program(&self) -> String {
         self.argv.first().cloned().unwrap_or_default()
     }
@@ -100,7 +108,11 @@ impl<'a> Child<'a> {
         command
             .args(self.argv.iter().skip(1))
             .env_clear()
-            .stdin(Stdio::null())
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(if self.capture_stdout {
                 Stdio::piped()
             } else {
@@ -121,10 +133,21 @@ impl<'a> Child<'a> {
         })?;
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
+        let input = child.stdin.take().zip(self.stdin);
         let run = async {
+            // Written beside the reads: a child that answers before it has read all of its
+            // input must not block on a full pipe. One that never reads it gets EPIPE,
+            // which is its business.
+            let feed = async {
+                if let Some((mut pipe, bytes)) = input {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = pipe.write_all(&bytes).await;
+                }
+            };
             // Both pipes drained at once (a child blocked on a full stderr never exits), each
             // read only up to its limit: a runaway program cannot fill refreshd's memory.
-            let (stdout, stderr, status) = tokio::join!(
+            let ((), stdout, stderr, status) = tokio::join!(
+                feed,
                 read_limited(stdout, MAX_STDOUT),
                 read_limited(stderr, MAX_STDERR),
                 child.wait()

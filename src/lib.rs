@@ -5,7 +5,8 @@
 //! Data flows one way (docs/design.md §5): [`config`] → [`credential`] (policy, transition,
 //! rotation; one task per credential in `daemon`) → `source` → `token` → `state` →
 //! [`target`] → `reload` → `observe` (the one read model), which the `control` socket and
-//! `metrics` read;
+//! `metrics` read; a credential's publisher tells `notify` (webhooks, commands,
+//! `on_failure`) what changed;
 //! other processes read tokens only through [`access`] (readers checked, reads counted).
 //! `login` seeds a refresh token into `state`. Processes start only through `child`, the
 //! time comes only from `clock`. The binary (`main.rs`) only calls [`cli::main`].
@@ -28,6 +29,7 @@ pub(crate) mod exec;
 pub(crate) mod log;
 pub(crate) mod login;
 pub(crate) mod metrics;
+pub(crate) mod notify;
 pub(crate) mod observe;
 pub mod peer;
 pub(crate) mod redact;

@@ -496,22 +496,6 @@ pub async fn run_command(
     })
 }
 
-/// Runs a credential's `on_failure` hook in the background, with `REFRESHD_ERROR`.
-pub fn on_failure(argv: &[String], credential: &str, error: &str, timeout: Duration) {
-    let argv = argv.to_vec();
-    let env = vec![
-        ("REFRESHD_CREDENTIAL".to_owned(), credential.to_owned()),
-        ("REFRESHD_ERROR".to_owned(), error.to_owned()),
-    ];
-    let credential = credential.to_owned();
-    tokio::spawn(async move {
-        match run_command(&argv, timeout, &env).await {
-            Ok(()) => tracing::info!(credential = %credential, "on_failure hook ran"),
-            Err(e) => tracing::warn!(credential = %credential, "on_failure hook failed: {e}"),
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,6 +83,16 @@ impl Config {
                 }
             }
         }
+        let webhook = self.notify.iter().find_map(|sink| match &sink.kind {
+            super::SinkKind::Webhook { url, .. } if url.is_inline() => {
+                let i = self.notify.iter().position(|s| s.name == sink.name)?;
+                Some((format!("notify[{i}].url"), sink.line))
+            }
+            _ => None,
+        });
+        if webhook.is_some() {
+            return webhook;
+        }
         self.credentials.iter().find_map(|credential| {
             credential
                 .source
@@ -118,11 +128,13 @@ impl Doc<'_> {
         debug_assert!(credentials.is_sorted_by(|a, b| a.name < b.name));
         graph::check(self, &credentials)?;
         access::distinct_listeners(self, daemon.metrics_listen, &credentials)?;
+        let notify = self.notify_sinks(raw.notify, &credentials)?;
         Ok(Config {
             path: self.path.to_path_buf(),
             daemon,
             log,
             credentials,
+            notify,
         })
     }
 }

@@ -16,6 +16,7 @@ mod load;
 mod locate;
 mod logging;
 mod names;
+mod notify;
 mod paths;
 mod raw;
 mod reload;
@@ -34,6 +35,7 @@ pub use credential::{Credential, Sharing};
 pub use daemon::{DaemonConfig, MAX_LEASE, MIN_LEASE, StoreConfig};
 pub use load::control_socket_despite_errors;
 pub use logging::{LogConfig, LogFormat, LogLevel, LogRotate};
+pub use notify::{EventKind, NotifySink, SinkKind, WebhookFormat};
 pub use paths::{default_config_path, default_control_socket};
 pub use reload::{ReloadAction, ReloadConfig, SystemdAction, parse_signal};
 pub use source::{
@@ -71,6 +73,8 @@ pub struct Config {
     /// Sorted by name, each name once: this is the index [`Config::credential`] searches,
     /// so whatever changes it keeps it sorted.
     pub credentials: Vec<Arc<Credential>>,
+    /// `[[notify]]`, in the file's order.
+    pub notify: Vec<NotifySink>,
 }
 
 impl Config {
@@ -102,7 +106,11 @@ impl Config {
             .daemon
             .store
             .iter()
-            .flat_map(|store| [&store.url, &store.key]);
+            .flat_map(|store| [&store.url, &store.key])
+            .chain(self.notify.iter().filter_map(|sink| match &sink.kind {
+                SinkKind::Webhook { url, .. } => Some(url),
+                SinkKind::Command { .. } => None,
+            }));
         let sources = self
             .credentials
             .iter()

@@ -23,6 +23,30 @@ pub(super) struct RawConfig {
     pub defaults: RawTiming,
     #[serde(default)]
     pub credentials: BTreeMap<String, Spanned<RawCredential>>,
+    /// `[[notify]]`: where failures are told (`config/notify.rs`).
+    #[serde(default)]
+    pub notify: Vec<Spanned<RawNotify>>,
+}
+
+/// One `[[notify]]` sink.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: Option<SecretRef>,
+    pub format: Option<String>,
+    pub argv: Option<Vec<String>>,
+    pub events: Option<Vec<String>>,
+    pub credentials: Option<Vec<String>>,
+    pub after: Option<u32>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub min_remaining: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub repeat: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,6 +6,7 @@ use super::*;
 mod access;
 mod formats;
 mod many;
+mod notify;
 mod serve;
 mod templates;
 

@@ -95,6 +95,18 @@ impl RotationResult {
         matches!(&self.outcome, RotationOutcome::Failed { error, .. } if error.is_waiting())
     }
 
+    /// The provider's own words about a failed attempt (`error_description`), when it sent
+    /// some: what a notification quotes beside refreshd's message.
+    pub fn provider_words(&self) -> Option<&str> {
+        match &self.outcome {
+            RotationOutcome::Failed {
+                error: RotationError::Source(e),
+                ..
+            } => e.description(),
+            _ => None,
+        }
+    }
+
     pub fn report(&self) -> Option<&Report> {
         match &self.outcome {
             RotationOutcome::Rotated(report) | RotationOutcome::Current(report) => Some(report),

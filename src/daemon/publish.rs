@@ -1,7 +1,7 @@
 //! What a credential task tells the rest of the daemon after each attempt, fed from the
 //! rotation's own result (never from a second read of the state file): the log line of
-//! its plan, the rotation counters, answers to waiting `rotate` requests, the `on_failure`
-//! hook when it turns unhealthy, its entry in the status snapshot, its current token for
+//! its plan, the rotation counters, answers to waiting `rotate` requests, the notifier
+//! (which tells `[[notify]]` sinks and runs the `on_failure` hook), its entry in the status snapshot, its current token for
 //! the credentials that send it as a bearer, and that its first attempt is done.
 //!
 //! Never rotates and never waits.
@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::Credential;
 use crate::credential::policy::{Backoff, Plan};
 use crate::credential::{RotationOutcome, RotationResult};
+use crate::notify::Notifier;
 use crate::observe::{Counters, CredentialStatus, Model, RotationReply};
 use crate::token::{self, Token};
 
@@ -65,7 +66,7 @@ pub struct Publisher {
     /// Only for a credential another one sends as a bearer.
     token: Option<watch::Sender<Option<Token>>>,
     counters: Counters,
-    was_healthy: Option<bool>,
+    notifier: Notifier,
     settled_sent: bool,
     /// `rotate` requests waiting for the next attempt's outcome.
     pub replies: Vec<oneshot::Sender<RotationReply>>,
@@ -78,6 +79,7 @@ impl Publisher {
         model: Model,
         settled: mpsc::UnboundedSender<String>,
         token: Option<watch::Sender<Option<Token>>>,
+        notifier: Notifier,
     ) -> Publisher {
         let counters = model.counters(&credential.name);
         Publisher {
@@ -86,7 +88,7 @@ impl Publisher {
             settled,
             token,
             counters,
-            was_healthy: None,
+            notifier,
             settled_sent: false,
             replies: Vec::new(),
         }
@@ -123,7 +125,12 @@ impl Publisher {
             if let Some(refused) = &result.unsaved {
                 status.mark_unsaved(refused.cause, &refused.reason, now);
             }
-            self.on_health(&status);
+            // The one place failures and recoveries are told: from this attempt's status.
+            self.notifier.credential(
+                &self.credential,
+                &status,
+                result.provider_words().map(str::to_owned),
+            );
             self.model.set(status);
             if let Some(token) = &self.token {
                 let current = result.state.token.as_ref();
@@ -164,28 +171,6 @@ impl Publisher {
             }
             _ => {}
         }
-    }
-
-    /// Runs the `on_failure` hook when the credential turns unhealthy.
-    fn on_health(&mut self, status: &CredentialStatus) {
-        let healthy = status.health.is_healthy();
-        if self.was_healthy != Some(false)
-            && !healthy
-            && let Some(argv) = &self.credential.on_failure
-        {
-            let error = status
-                .last_error
-                .as_ref()
-                .map(|e| e.message.clone())
-                .unwrap_or_else(|| format!("{}: no valid token", status.health.as_str()));
-            crate::reload::on_failure(
-                argv,
-                &self.credential.name,
-                &error,
-                self.credential.timing.timeout,
-            );
-        }
-        self.was_healthy = Some(healthy);
     }
 }
 

@@ -64,6 +64,8 @@ pub struct Shared {
     pub model: Model,
     /// Receives a credential's name after its first attempt (for `READY=1`).
     pub settled: mpsc::UnboundedSender<String>,
+    /// Where each publisher reports, to tell the `[[notify]]` sinks and `on_failure` hooks.
+    pub notifier: crate::notify::Notifier,
 }
 
 impl Shared {
@@ -78,6 +80,12 @@ impl Shared {
         model: Model,
         settled: mpsc::UnboundedSender<String>,
     ) -> Shared {
+        let notifier = crate::notify::Notifier::start(
+            config,
+            clock.clone(),
+            model.observed().notification_counts(),
+            fleet.clone(),
+        );
         Shared {
             engine,
             fleet,
@@ -89,6 +97,7 @@ impl Shared {
             )),
             model,
             settled,
+            notifier,
         }
     }
 }
@@ -135,6 +144,7 @@ pub fn spawn(
         shared.model.clone(),
         shared.settled.clone(),
         token,
+        shared.notifier.clone(),
     );
     let news = shared
         .fleet

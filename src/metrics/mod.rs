@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub use render::render;
 
-use crate::observe::{Observed, ReadCounts, Snapshot, Vitals};
+use crate::observe::{NotificationCounts, Observed, ReadCounts, Snapshot, Vitals};
 use crate::serve::{HEAD, Handler, Limits, Place, Reserve, Timed};
 
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -78,7 +78,12 @@ impl Handler<TcpStream> for Http {
                 self.observed.snapshot()
             };
             let reads = self.observed.read_counts();
-            let response = respond(&request, &current, self.observed.vitals(), &reads, now);
+            let notifications = self.observed.notification_counts();
+            let counts = Counts {
+                reads: &reads,
+                notifications: &notifications,
+            };
+            let response = respond(&request, &current, self.observed.vitals(), counts, now);
             std::future::ready(Ok::<_, Infallible>(response))
         });
         let connection = hyper::server::conn::http1::Builder::new()
@@ -88,11 +93,18 @@ impl Handler<TcpStream> for Http {
     }
 }
 
+/// The counters kept beside the snapshot.
+#[derive(Clone, Copy)]
+struct Counts<'a> {
+    reads: &'a ReadCounts,
+    notifications: &'a NotificationCounts,
+}
+
 fn respond<B>(
     request: &Request<B>,
     snapshot: &Snapshot,
     vitals: &Vitals,
-    reads: &ReadCounts,
+    counts: Counts<'_>,
     now: OffsetDateTime,
 ) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
@@ -106,7 +118,9 @@ fn respond<B>(
         "/metrics" => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            render(snapshot, now) + &render::reads(&reads.all()),
+            render(snapshot, now)
+                + &render::reads(&counts.reads.all())
+                + &render::notifications(&counts.notifications.all()),
         ),
         "/healthz" => probe(without_valid_token(snapshot, now)),
         "/livez" => probe(vitals.alive()),
@@ -230,9 +244,14 @@ mod tests {
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         let snapshot = snapshot(now);
         let vitals = Vitals::new(std::time::Duration::from_secs(30));
+        let (reads, notifications) = (ReadCounts::default(), NotificationCounts::default());
+        let counts = Counts {
+            reads: &reads,
+            notifications: &notifications,
+        };
         let status = |path: &str, at: OffsetDateTime| {
             let request = Request::get(path).body(()).unwrap();
-            respond(&request, &snapshot, &vitals, &ReadCounts::default(), at).status()
+            respond(&request, &snapshot, &vitals, counts, at).status()
         };
         let later = now + time::Duration::hours(1);
         assert_eq!(status("/healthz", now), StatusCode::OK);
@@ -247,5 +266,25 @@ mod tests {
         vitals.beat(vec!["the timer queue".to_owned()]);
         assert_eq!(status("/livez", now), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(status("/nope", now), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn notifications_are_counted_by_sink_kind_and_result() {
+        let counts = NotificationCounts::default();
+        counts.add("ops", "failing", crate::observe::Delivery::Error);
+        counts.add("ops", "failing", crate::observe::Delivery::Sent);
+        counts.add("ops", "recovered", crate::observe::Delivery::Dropped);
+        let text = render::notifications(&counts.all());
+        for line in [
+            "# TYPE refreshd_notifications_total counter",
+            "refreshd_notifications_total{sink=\"ops\",kind=\"failing\",result=\"sent\"} 1",
+            "refreshd_notifications_total{sink=\"ops\",kind=\"failing\",result=\"error\"} 1",
+            "refreshd_notifications_total{sink=\"ops\",kind=\"recovered\",result=\"dropped\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
     }
 }

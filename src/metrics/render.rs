@@ -278,6 +278,26 @@ fn store_families(out: &mut String, snapshot: &Snapshot, store: &StoreStatus) {
     );
 }
 
+/// `refreshd_notifications_total{sink,kind,result}` (`(sink, kind, result, count)` as
+/// [`crate::observe::NotificationCounts::all`] lists them).
+pub fn notifications(counts: &[(String, &'static str, &'static str, u64)]) -> String {
+    let mut text = String::new();
+    family(
+        &mut text,
+        "refreshd_notifications_total",
+        "counter",
+        "Notifications by sink, event kind and result (sent, error: a try failed and is retried, failed: given up, dropped: pushed out of a full queue).",
+    );
+    for (sink, kind, result, n) in counts {
+        let _ = writeln!(
+            text,
+            "refreshd_notifications_total{{sink=\"{}\",kind=\"{kind}\",result=\"{result}\"}} {n}",
+            label(sink)
+        );
+    }
+    text
+}
+
 /// Label values are credential names (`[A-Za-z0-9_.-]`), but escape anyway.
 fn label(value: &str) -> String {
     value

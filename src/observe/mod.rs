@@ -13,6 +13,7 @@ mod credential;
 mod fleet;
 mod health;
 mod model;
+mod notifications;
 mod reads;
 mod reloads;
 mod render;
@@ -28,6 +29,7 @@ pub use credential::CredentialStatus;
 pub use fleet::{FleetView, LeaseStatus, Role, StoreStatus};
 pub use health::{Health, Verdict};
 pub use model::{Model, Observed};
+pub use notifications::{Delivery, NotificationCounts};
 pub use reads::ReadCounts;
 pub use reloads::{ReloadResults, ReloadStatus};
 

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::{Counters, CredentialStatus, FleetView, ReadCounts, ReloadResults, Snapshot, Vitals};
+use super::{
+    Counters, CredentialStatus, FleetView, NotificationCounts, ReadCounts, ReloadResults, Snapshot,
+    Vitals,
+};
 use crate::clock::SharedClock;
 
 /// The writing side, kept by the daemon: its credential tasks' publishers set their
@@ -35,6 +38,8 @@ pub struct Observed {
     reads: Arc<ReadCounts>,
     /// Each reload action's last result ([`crate::reload`]).
     reloads: Arc<ReloadResults>,
+    /// Each notification sink's deliveries ([`crate::notify`]).
+    notifications: Arc<NotificationCounts>,
     clock: SharedClock,
 }
 
@@ -55,6 +60,7 @@ impl Model {
                 vitals: Arc::new(vitals),
                 reads: Arc::default(),
                 reloads: Arc::default(),
+                notifications: Arc::default(),
                 clock,
             },
         }))
@@ -149,6 +155,11 @@ impl Observed {
     /// The count of tokens handed to other processes.
     pub fn read_counts(&self) -> Arc<ReadCounts> {
         self.reads.clone()
+    }
+
+    /// The count of notifications delivered, failed and dropped.
+    pub fn notification_counts(&self) -> Arc<NotificationCounts> {
+        self.notifications.clone()
     }
 
     /// The one-line summary as of now.

@@ -199,6 +199,17 @@ impl SourceError {
         cause_of(self)
     }
 
+    /// The provider's own words about the failure (`error_description`), when it sent some:
+    /// what a notification quotes.
+    pub fn description(&self) -> Option<&str> {
+        match self {
+            SourceError::Provider { description, .. } => description.as_deref(),
+            SourceError::ClockSkew { description, .. } => Some(description),
+            SourceError::Chain(errors) => errors.iter().find_map(SourceError::description),
+            _ => None,
+        }
+    }
+
     /// What the provider asked for with `Retry-After`.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -406,6 +406,12 @@ impl Fleet {
         }
     }
 
+    /// Why the store did not answer this node's last round, or `None` when it did (for
+    /// notifications: cheaper than the whole [`crate::observe::FleetView`]).
+    pub fn unreachable(&self) -> Option<String> {
+        self.view().error.clone()
+    }
+
     /// Whether this node holds `name`'s lease with time to spare.
     pub fn holds(&self, name: &str) -> bool {
         self.view()

@@ -85,6 +85,7 @@ impl Daemon {
             .collect();
         self.config = new;
         self.reads.update(&self.config);
+        self.shared.notifier.update(&self.config);
         self.endpoints.update(&self.config);
         crate::control::server::permit(
             &self.config.daemon.control_socket,

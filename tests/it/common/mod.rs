@@ -3,6 +3,7 @@
 //! line refreshd printed. A missing peer fails loudly with the command that installs it.
 
 pub mod pg;
+pub mod receiver;
 pub mod stub;
 
 use std::io::{BufRead, BufReader};
