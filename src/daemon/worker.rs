@@ -1,7 +1,8 @@
 //! One task per credential: it only waits, rotates, plans and publishes. It rotates when
 //! due (through [`crate::credential`]), asks [`policy::plan`] when to try next, hands the
 //! result to its [`Publisher`], and waits for that moment (in the daemon's one timer queue,
-//! [`Timers`]), a `rotate` request, a change of a bearer's token, or a stop.
+//! [`Timers`]), a `rotate` request, a change of a bearer's token or of a watched subject
+//! token file, or a stop.
 //!
 //! A rotation that has started is never cancelled: a stop waits for it, because dropping a
 //! token response on the floor can lose a rotated refresh token, and a target write must
@@ -140,9 +141,11 @@ pub fn spawn(
         .map(|fleet| fleet.subscribe(&credential.name));
     // Requests from before this task started were another task's to answer.
     let seen = news.as_ref().map(|news| *news.borrow()).unwrap_or_default();
+    let subjects = watch_subjects(&credential);
     let task = Task {
         news,
         seen,
+        subjects,
         credential,
         shared,
         inbox: inbox.clone(),
@@ -164,7 +167,32 @@ struct Task {
     shared: Shared,
     inbox: Arc<Inbox>,
     bearers: Vec<(String, TokenWatch)>,
+    /// A token exchange's subject token files: a new token there exchanges again at once.
+    subjects: Option<SubjectWatch>,
     publisher: Publisher,
+}
+
+/// The watch of a credential's subject token files, and its news of a new token.
+type SubjectWatch = (
+    super::watch::Watcher,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+);
+
+/// Watches the files `credential`'s source re-reads for a new subject token. Without a
+/// watch (inotify exhausted) each exchange still reads the file: only the prompt exchange
+/// on a new token is lost, which the warning says.
+fn watch_subjects(credential: &Credential) -> Option<SubjectWatch> {
+    let files = credential.source.watched_files();
+    if files.is_empty() {
+        return None;
+    }
+    match super::watch::files(&files) {
+        Ok(watch) => Some(watch),
+        Err(e) => {
+            tracing::warn!(credential = %credential.name, error = %e, "cannot watch the subject token file: a new token is exchanged only at the next refresh");
+            None
+        }
+    }
 }
 
 /// Why a wait ended.
@@ -174,6 +202,7 @@ enum Wake {
         if_due: bool,
     },
     BearerChanged,
+    SubjectChanged,
     /// A follower asked this node, the holder, to rotate now.
     Asked,
     Stop,
@@ -241,11 +270,12 @@ async fn run(mut task: Task) {
                 None => Attempt::Rotate(planned),
             },
             Wake::Rotate { if_due: true } => Attempt::Rotate(Trigger::IfDue),
-            Wake::Rotate { if_due: false } | Wake::BearerChanged | Wake::Asked => {
-                Attempt::Rotate(Trigger::Force {
-                    since: task.shared.clock.now(),
-                })
-            }
+            Wake::Rotate { if_due: false }
+            | Wake::BearerChanged
+            | Wake::SubjectChanged
+            | Wake::Asked => Attempt::Rotate(Trigger::Force {
+                since: task.shared.clock.now(),
+            }),
             Wake::Stop => break,
         };
     }
@@ -364,6 +394,10 @@ impl Task {
                 tracing::info!(credential = %self.credential.name, bearers = %names.join(","), "a bearer credential's token changed: refreshing");
                 Wake::BearerChanged
             }
+            () = subject_changed(&mut self.subjects) => {
+                tracing::info!(credential = %self.credential.name, "the subject token file holds a new token: exchanging it");
+                Wake::SubjectChanged
+            }
         }
     }
 
@@ -458,6 +492,16 @@ async fn bearer_changed(bearers: &mut [(String, TokenWatch)]) {
     if result.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// Resolves when a watched subject token file holds a new token; never without a watch.
+async fn subject_changed(subjects: &mut Option<SubjectWatch>) {
+    if let Some((_, news)) = subjects
+        && news.recv().await.is_some()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// A uniform random number in `[0, 1)`.

@@ -13,7 +13,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{FetchContext, SourceError};
-use crate::config::{ClientAuth, ClientCredentialsSource, OauthRefreshSource, SecretAuth};
+use crate::config::{
+    ClientAuth, ClientCredentialsSource, JWT_BEARER_ASSERTION, OauthRefreshSource, SecretAuth,
+};
 use crate::secret::SecretRef;
 use crate::token::Fetched;
 
@@ -74,51 +76,92 @@ pub(super) async fn client_credentials(
         form.push(("scope", &scope));
     }
     form.extend(source.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let mut request = ctx.http.post(source.token_url.clone());
-    // The client secret, or the signed assertion that stands in for it.
-    let credential: SecretString;
-    match &source.client {
-        ClientAuth::Secret { secret, auth } => {
-            credential = resolve("client_secret", secret)?;
-            request = client_auth(
-                request,
-                &mut form,
-                &source.client_id,
-                Some(&credential),
-                *auth,
-            );
-        }
-        ClientAuth::PrivateKeyJwt {
-            key,
-            key_id,
-            x5t,
-            audience,
-        } => {
-            let key = resolve("private_key", key)?;
-            let audience = audience.as_deref().unwrap_or(source.token_url.as_str());
-            credential = client_assertion(
-                &source.client_id,
-                audience,
-                key_id.as_deref(),
-                x5t.as_deref(),
-                &key,
-            )?;
-            form.push(("client_id", &source.client_id));
-            form.push((
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ));
-            form.push(("client_assertion", credential.expose_secret()));
-        }
-    }
+    let proof = ClientProof::of(&source.client_id, &source.client, &source.token_url)?;
+    let request = proof.present(
+        ctx.http.post(source.token_url.clone()),
+        &mut form,
+        &source.client_id,
+    );
     post(
         request,
         &form,
         source.token_url.as_str(),
         ctx.timeout,
-        &[Some(&credential)],
+        &[Some(&proof.value)],
     )
     .await
+}
+
+/// What a confidential client sends to prove who it is: its secret, or an assertion
+/// (signed here with its key, or a federated token someone else signed).
+pub(super) struct ClientProof {
+    pub(super) value: SecretString,
+    how: Proof,
+}
+
+enum Proof {
+    Secret(SecretAuth),
+    Assertion,
+}
+
+impl ClientProof {
+    /// Reads the secret, key or assertion now (files are re-read: they rotate).
+    pub(super) fn of(
+        client_id: &str,
+        client: &ClientAuth,
+        token_url: &url::Url,
+    ) -> Result<ClientProof, SourceError> {
+        match client {
+            ClientAuth::Secret { secret, auth } => Ok(ClientProof {
+                value: resolve("client_secret", secret)?,
+                how: Proof::Secret(*auth),
+            }),
+            ClientAuth::PrivateKeyJwt {
+                key,
+                key_id,
+                x5t,
+                audience,
+            } => {
+                let key = resolve("private_key", key)?;
+                let audience = audience.as_deref().unwrap_or(token_url.as_str());
+                let value =
+                    client_assertion(client_id, audience, key_id.as_deref(), x5t.as_deref(), &key)?;
+                Ok(ClientProof {
+                    value,
+                    how: Proof::Assertion,
+                })
+            }
+            ClientAuth::Assertion { assertion } => {
+                let value = resolve("client_assertion", assertion)?;
+                super::subject::refuse_expired(&value, || {
+                    format!("client_assertion {}", super::subject::describe(assertion))
+                })?;
+                Ok(ClientProof {
+                    value,
+                    how: Proof::Assertion,
+                })
+            }
+        }
+    }
+
+    /// Adds the proof to the request: HTTP Basic or the body for a secret (RFC 6749
+    /// §2.3.1), the body for an assertion (RFC 7521 §4.2).
+    pub(super) fn present<'a>(
+        &'a self,
+        request: reqwest::RequestBuilder,
+        form: &mut Vec<(&'a str, &'a str)>,
+        client_id: &'a str,
+    ) -> reqwest::RequestBuilder {
+        match self.how {
+            Proof::Secret(auth) => client_auth(request, form, client_id, Some(&self.value), auth),
+            Proof::Assertion => {
+                form.push(("client_id", client_id));
+                form.push(("client_assertion_type", JWT_BEARER_ASSERTION));
+                form.push(("client_assertion", self.value.expose_secret()));
+                request
+            }
+        }
+    }
 }
 
 /// The refresh client's secret, when it is a confidential client.
@@ -138,7 +181,7 @@ pub(super) fn resolve(key: &'static str, secret: &SecretRef) -> Result<SecretStr
 
 /// RFC 6749 §2.3.1: HTTP Basic with form-urlencoded id and secret, or both in the body.
 /// A public client (no secret) sends only `client_id` in the body.
-fn client_auth<'a>(
+pub(super) fn client_auth<'a>(
     request: reqwest::RequestBuilder,
     form: &mut Vec<(&'a str, &'a str)>,
     client_id: &'a str,
