@@ -1,8 +1,7 @@
 //! The bearer graph: which credential's token another one's source uses (an `http`
-//! source's bearer, a token exchange's subject). Every
-//! bearer must exist and no chain of bearers may come back to where it started (each
-//! would wait for the other's token forever); `once` and `check --online` visit bearers
-//! before the credentials that use them.
+//! source's bearer, a token exchange's subject). Every bearer must exist and no chain of
+//! bearers may come back to where it started (each would wait for the other's token
+//! forever); `once` and `check --online` visit bearers before the credentials that use them.
 //!
 //! Must never: cost more than a pass over the credentials for a config that loads; a
 //! fleet's holds ten thousand.

@@ -18,7 +18,7 @@ pub(super) async fn exchange(
     source: &TokenExchangeSource,
     ctx: &FetchContext<'_>,
 ) -> Result<Fetched, SourceError> {
-    let (subject_token, _) = subject::read(&source.subject, ctx).await?;
+    let subject_token = subject::read(&source.subject, ctx).await?;
     let mut form: Vec<(&str, &str)> = vec![
         ("grant_type", TOKEN_EXCHANGE_GRANT),
         ("subject_token", subject_token.expose_secret()),

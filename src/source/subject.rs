@@ -13,11 +13,11 @@ use super::{FetchContext, SourceError};
 use crate::config::SubjectToken;
 use crate::secret::SecretRef;
 
-/// The subject token now, and where it came from (for errors).
+/// The subject token now; refused when it is a JWT past its `exp`.
 pub(super) async fn read(
     subject: &SubjectToken,
     ctx: &FetchContext<'_>,
-) -> Result<(SecretString, String), SourceError> {
+) -> Result<SecretString, SourceError> {
     let (token, origin) = match subject {
         SubjectToken::Secret(secret) => (
             super::oauth::resolve("subject_token", secret)?,
@@ -34,8 +34,8 @@ pub(super) async fn read(
             format!("subject_token from command {:?}", command.argv[0]),
         ),
     };
-    refuse_expired(&token, || origin.clone())?;
-    Ok((token, origin))
+    refuse_expired(&token, || origin)?;
+    Ok(token)
 }
 
 /// Where a secret reference points, without its value.
