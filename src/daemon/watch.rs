@@ -121,3 +121,33 @@ async fn digests(files: &[std::path::PathBuf]) -> Vec<Option<[u8; 32]>> {
     .await
     .unwrap_or_default()
 }
+
+/// The watch of a credential's subject token files, and its news of a new token.
+pub type SubjectWatch = (Watcher, mpsc::UnboundedReceiver<()>);
+
+/// Watches the files `credential`'s source re-reads for a new subject token. Without a
+/// watch (inotify exhausted) each exchange still reads the file: only the prompt exchange
+/// on a new token is lost, which the warning says.
+pub fn subjects(credential: &crate::config::Credential) -> Option<SubjectWatch> {
+    let paths = credential.source.watched_files();
+    if paths.is_empty() {
+        return None;
+    }
+    match files(&paths) {
+        Ok(watch) => Some(watch),
+        Err(e) => {
+            tracing::warn!(credential = %credential.name, error = %e, "cannot watch the subject token file: a new token is exchanged only at the next refresh");
+            None
+        }
+    }
+}
+
+/// Resolves when a watched subject token file holds a new token; never without a watch.
+pub async fn subject_changed(subjects: &mut Option<SubjectWatch>) {
+    if let Some((_, news)) = subjects
+        && news.recv().await.is_some()
+    {
+        return;
+    }
+    std::future::pending().await
+}

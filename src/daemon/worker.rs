@@ -141,7 +141,7 @@ pub fn spawn(
         .map(|fleet| fleet.subscribe(&credential.name));
     // Requests from before this task started were another task's to answer.
     let seen = news.as_ref().map(|news| *news.borrow()).unwrap_or_default();
-    let subjects = watch_subjects(&credential);
+    let subjects = super::watch::subjects(&credential);
     let task = Task {
         news,
         seen,
@@ -168,31 +168,8 @@ struct Task {
     inbox: Arc<Inbox>,
     bearers: Vec<(String, TokenWatch)>,
     /// A token exchange's subject token files: a new token there exchanges again at once.
-    subjects: Option<SubjectWatch>,
+    subjects: Option<super::watch::SubjectWatch>,
     publisher: Publisher,
-}
-
-/// The watch of a credential's subject token files, and its news of a new token.
-type SubjectWatch = (
-    super::watch::Watcher,
-    tokio::sync::mpsc::UnboundedReceiver<()>,
-);
-
-/// Watches the files `credential`'s source re-reads for a new subject token. Without a
-/// watch (inotify exhausted) each exchange still reads the file: only the prompt exchange
-/// on a new token is lost, which the warning says.
-fn watch_subjects(credential: &Credential) -> Option<SubjectWatch> {
-    let files = credential.source.watched_files();
-    if files.is_empty() {
-        return None;
-    }
-    match super::watch::files(&files) {
-        Ok(watch) => Some(watch),
-        Err(e) => {
-            tracing::warn!(credential = %credential.name, error = %e, "cannot watch the subject token file: a new token is exchanged only at the next refresh");
-            None
-        }
-    }
 }
 
 /// Why a wait ended.
@@ -394,7 +371,7 @@ impl Task {
                 tracing::info!(credential = %self.credential.name, bearers = %names.join(","), "a bearer credential's token changed: refreshing");
                 Wake::BearerChanged
             }
-            () = subject_changed(&mut self.subjects) => {
+            () = super::watch::subject_changed(&mut self.subjects) => {
                 tracing::info!(credential = %self.credential.name, "the subject token file holds a new token: exchanging it");
                 Wake::SubjectChanged
             }
@@ -492,16 +469,6 @@ async fn bearer_changed(bearers: &mut [(String, TokenWatch)]) {
     if result.is_err() {
         std::future::pending::<()>().await;
     }
-}
-
-/// Resolves when a watched subject token file holds a new token; never without a watch.
-async fn subject_changed(subjects: &mut Option<SubjectWatch>) {
-    if let Some((_, news)) = subjects
-        && news.recv().await.is_some()
-    {
-        return;
-    }
-    std::future::pending().await
 }
 
 /// A uniform random number in `[0, 1)`.
