@@ -1,8 +1,9 @@
-//! The bearer graph: which credential's token another one's `http` source sends (and which
-//! credentials a template `uses`, which must exist too; re-rendering never cascades, so
-//! those may form cycles). Every bearer must exist and no chain of bearers may come back to where it started (each
-//! would wait for the other's token forever); `once` and `check --online` visit bearers
-//! before the credentials that use them.
+//! The bearer graph: which credential's token another one's source uses (an `http`
+//! source's bearer, a token exchange's subject), and which credentials a template `uses`
+//! (they must exist; re-rendering never cascades, so those may form cycles). Every bearer
+//! must exist and no chain of bearers may come back to where it started (each would wait for
+//! the other's token forever); `once` and `check --online` visit bearers before the
+//! credentials that use them.
 //!
 //! Must never: cost more than a pass over the credentials for a config that loads; a
 //! fleet's holds ten thousand.
@@ -15,10 +16,10 @@ use super::{ConfigError, Credential};
 
 /// Refuses unknown bearers and bearer cycles.
 pub(super) fn check(doc: &Doc<'_>, credentials: &[Arc<Credential>]) -> Result<(), ConfigError> {
-    let error = |credential: &Credential, message: String| ConfigError::Invalid {
+    let error = |credential: &Credential, key: &str, message: String| ConfigError::Invalid {
         path: doc.path.to_path_buf(),
         line: credential.line,
-        key: format!("credentials.{}.source.bearer", credential.name),
+        key: format!("credentials.{}.source.{key}", credential.name),
         message,
     };
     let by_name = index(credentials);
@@ -37,10 +38,11 @@ pub(super) fn check(doc: &Doc<'_>, credentials: &[Arc<Credential>]) -> Result<()
                 ),
             });
         }
-        for bearer in credential.source.bearers() {
+        for (key, bearer) in credential.source.bearer_keys() {
             if !by_name.contains_key(bearer) {
                 return Err(error(
                     credential,
+                    key,
                     format!("names credential `{bearer}`, which this config does not define"),
                 ));
             }
@@ -59,8 +61,10 @@ pub(super) fn check(doc: &Doc<'_>, credentials: &[Arc<Credential>]) -> Result<()
         }
         let mut path = vec![credential.name.as_str()];
         if let Some(cycle) = find_cycle(&by_name, &mut path) {
+            let key = credential.source.bearer_keys()[0].0;
             return Err(error(
                 credential,
+                key,
                 format!("bearer references form a cycle: {}", cycle.join(" → ")),
             ));
         }

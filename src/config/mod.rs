@@ -40,8 +40,10 @@ pub use paths::{default_config_path, default_control_socket};
 pub use reload::{ReloadAction, ReloadConfig, SystemdAction, parse_signal};
 pub use source::{
     BearerRef, BodyTemplate, ChainSource, ClientAuth, ClientCredentialsSource, CommandFormat,
-    CommandSource, DEFAULT_REDIRECT_URI, GoogleAuthorizedUserSource, GoogleServiceAccountSource,
-    HttpMethod, HttpSource, JsonFields, OauthRefreshSource, SecretAuth, SourceConfig,
+    CommandSource, DEFAULT_REDIRECT_URI, DEFAULT_SUBJECT_TOKEN_TYPE, GoogleAuthorizedUserSource,
+    GoogleServiceAccountSource, HttpMethod, HttpSource, JWT_BEARER_ASSERTION, JsonFields,
+    OauthRefreshSource, SecretAuth, SourceConfig, SubjectToken, TOKEN_EXCHANGE_GRANT,
+    TokenExchangeSource,
 };
 pub use target::{PgUser, TargetConfig, TargetKind, WriteMode};
 pub use timing::{MAX_TIMEOUT, Timing};

@@ -171,6 +171,7 @@ pub(super) enum RawSource {
     Command(RawCommand),
     Http(RawHttp),
     Chain(RawChain),
+    OauthTokenExchange(Box<RawTokenExchange>),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -215,8 +216,44 @@ pub(super) struct RawClientCredentials {
     #[serde(default)]
     pub scopes: Vec<String>,
     pub auth: Option<RawSecretAuth>,
+    /// A federated token (Entra workload identity) sent as the client assertion.
+    pub client_assertion: Option<SecretRef>,
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+}
+
+/// `oauth-token-exchange` (RFC 8693).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTokenExchange {
+    pub token_url: Url,
+    pub subject_token: RawSubjectToken,
+    pub subject_token_type: Option<String>,
+    pub requested_token_type: Option<String>,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretRef>,
+    pub private_key: Option<SecretRef>,
+    pub key_id: Option<String>,
+    pub x5t: Option<String>,
+    pub client_assertion: Option<SecretRef>,
+    pub auth: Option<RawSecretAuth>,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+/// Where a token exchange's subject token comes from: exactly one of these keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSubjectToken {
+    pub file: Option<PathBuf>,
+    pub env: Option<String>,
+    pub systemd: Option<String>,
+    pub credential: Option<String>,
+    pub command: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,7 +1,8 @@
 //! One task per credential: it only waits, rotates, plans and publishes. It rotates when
 //! due (through [`crate::credential`]), asks [`policy::plan`] when to try next, hands the
 //! result to its [`Publisher`], and waits for that moment (in the daemon's one timer queue,
-//! [`Timers`]), a `rotate` request, a change of a bearer's token, or a stop.
+//! [`Timers`]), a `rotate` request, a change of a bearer's token or of a watched subject
+//! token file, or a stop.
 //!
 //! A rotation that has started is never cancelled: a stop waits for it, because dropping a
 //! token response on the floor can lose a rotated refresh token, and a target write must
@@ -153,9 +154,11 @@ pub fn spawn(
         .map(|fleet| fleet.subscribe(&credential.name));
     // Requests from before this task started were another task's to answer.
     let seen = news.as_ref().map(|news| *news.borrow()).unwrap_or_default();
+    let subjects = super::watch::subjects(&credential);
     let task = Task {
         news,
         seen,
+        subjects,
         credential,
         shared,
         inbox: inbox.clone(),
@@ -180,6 +183,8 @@ struct Task {
     bearers: Vec<(String, TokenWatch)>,
     /// The credentials its templates use.
     rendered: Vec<(String, TokenWatch)>,
+    /// A token exchange's subject token files: a new token there exchanges again at once.
+    subjects: Option<super::watch::SubjectWatch>,
     publisher: Publisher,
 }
 
@@ -190,6 +195,7 @@ enum Wake {
         if_due: bool,
     },
     BearerChanged,
+    SubjectChanged,
     /// A follower asked this node, the holder, to rotate now.
     Asked,
     Stop,
@@ -257,11 +263,12 @@ async fn run(mut task: Task) {
                 None => Attempt::Rotate(planned),
             },
             Wake::Rotate { if_due: true } => Attempt::Rotate(Trigger::IfDue),
-            Wake::Rotate { if_due: false } | Wake::BearerChanged | Wake::Asked => {
-                Attempt::Rotate(Trigger::Force {
-                    since: task.shared.clock.now(),
-                })
-            }
+            Wake::Rotate { if_due: false }
+            | Wake::BearerChanged
+            | Wake::SubjectChanged
+            | Wake::Asked => Attempt::Rotate(Trigger::Force {
+                since: task.shared.clock.now(),
+            }),
             Wake::Stop => break,
         };
     }
@@ -383,6 +390,10 @@ impl Task {
             _ = bearer_changed(&mut self.rendered) => {
                 tracing::debug!(credential = %self.credential.name, "a credential its templates use has a new token: writing its targets again");
                 Wake::Rotate { if_due: true }
+            }
+            () = super::watch::subject_changed(&mut self.subjects) => {
+                tracing::info!(credential = %self.credential.name, "the subject token file holds a new token: exchanging it");
+                Wake::SubjectChanged
             }
         }
     }

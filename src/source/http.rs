@@ -55,21 +55,7 @@ fn request(
         .timeout(ctx.timeout);
     let mut sent = None;
     if let Some(bearer) = &source.bearer {
-        let token = match ctx.bearers.get(&bearer.credential) {
-            Some(Ok(token)) => token.clone(),
-            Some(Err(reason)) => {
-                return Err(SourceError::Bearer {
-                    credential: bearer.credential.clone(),
-                    reason: reason.clone(),
-                });
-            }
-            None => {
-                return Err(SourceError::Bearer {
-                    credential: bearer.credential.clone(),
-                    reason: "it was not looked up".to_owned(),
-                });
-            }
-        };
+        let token = super::bearer_token(ctx, &bearer.credential)?;
         request = request.bearer_auth(token.expose_secret());
         sent = Some(token);
     }

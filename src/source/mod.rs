@@ -7,10 +7,12 @@
 //! and no error it returns contains a token, a refresh token or a client secret.
 
 pub mod command;
+mod exchange;
 mod fields;
 mod google;
 pub mod http;
 pub mod oauth;
+mod subject;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -130,6 +132,15 @@ pub enum SourceError {
     /// A Google key or application-default credentials file that cannot be used.
     #[error("{}: {reason}", path.display())]
     CredentialsFile { path: PathBuf, reason: String },
+    /// A subject token or client assertion that is a JWT past its `exp`: never sent.
+    #[error(
+        "{origin}: the token expired at {expired_at} ({ago} ago) and was not sent; whatever writes it should have replaced it"
+    )]
+    Expired {
+        origin: String,
+        expired_at: String,
+        ago: String,
+    },
     #[error(transparent)]
     NoRefreshToken(#[from] NoRefreshToken),
     /// The credential whose token an `http` source sends as its bearer has none to give.
@@ -175,6 +186,9 @@ impl SourceError {
             | SourceError::Timeout { .. }
             | SourceError::Malformed { .. }
             | SourceError::Incomplete { .. }
+            // The platform replaces it (the daemon watches its file), or the credential
+            // it comes from refreshes.
+            | SourceError::Expired { .. }
             | SourceError::CommandFailed { .. }
             | SourceError::CommandTimeout { .. } => FailureKind::Transient,
             SourceError::Secret { .. }
@@ -239,6 +253,7 @@ fn cause_of(error: &SourceError) -> Cause {
         SourceError::Malformed { .. } | SourceError::Incomplete { .. } => Cause::Malformed,
         SourceError::Secret { .. }
         | SourceError::PrivateKey(_)
+        | SourceError::Expired { .. }
         | SourceError::CredentialsFile { .. } => Cause::Secret,
         SourceError::Spawn { .. }
         | SourceError::CommandFailed { .. }
@@ -299,6 +314,7 @@ pub async fn fetch(source: &SourceConfig, ctx: &FetchContext<'_>) -> Result<Fetc
         SourceConfig::GoogleServiceAccount(s) => google::service_account(s, ctx).await,
         SourceConfig::GoogleAuthorizedUser(s) => google::authorized_user(s, ctx).await,
         SourceConfig::Http(s) => http::fetch(s, ctx).await,
+        SourceConfig::OauthTokenExchange(s) => exchange::exchange(s, ctx).await,
         SourceConfig::Chain(chain) => {
             let mut errors = Vec::new();
             let mut skipped = Vec::new();
@@ -335,6 +351,22 @@ pub async fn fetch(source: &SourceConfig, ctx: &FetchContext<'_>) -> Result<Fetc
                 None => Err(SourceError::Chain(errors)),
             }
         }
+    }
+}
+
+/// The current token of `credential`, a bearer or subject this source uses, as the
+/// caller looked it up.
+fn bearer_token(ctx: &FetchContext<'_>, credential: &str) -> Result<SecretString, SourceError> {
+    match ctx.bearers.get(credential) {
+        Some(Ok(token)) => Ok(token.clone()),
+        Some(Err(reason)) => Err(SourceError::Bearer {
+            credential: credential.to_owned(),
+            reason: reason.clone(),
+        }),
+        None => Err(SourceError::Bearer {
+            credential: credential.to_owned(),
+            reason: "it was not looked up".to_owned(),
+        }),
     }
 }
 

@@ -1,5 +1,6 @@
 //! OAuth 2.0 token endpoint requests: the refresh grant (RFC 6749 §6) and the client
-//! credentials grant (§4.4) with a client secret or an RFC 7523 private-key assertion.
+//! credentials grant (§4.4) with a client secret or an assertion; how a client
+//! authenticates is [`client`]'s, shared with the token exchange.
 //!
 //! Written against reqwest rather than the `oauth2` crate because refreshd needs what that
 //! crate hides: the HTTP status and `Retry-After` of an error (to classify it), `expires_in`
@@ -13,7 +14,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{FetchContext, SourceError};
-use crate::config::{ClientAuth, ClientCredentialsSource, OauthRefreshSource, SecretAuth};
+use crate::config::{ClientCredentialsSource, OauthRefreshSource};
 use crate::secret::SecretRef;
 use crate::token::Fetched;
 
@@ -74,49 +75,18 @@ pub(super) async fn client_credentials(
         form.push(("scope", &scope));
     }
     form.extend(source.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let mut request = ctx.http.post(source.token_url.clone());
-    // The client secret, or the signed assertion that stands in for it.
-    let credential: SecretString;
-    match &source.client {
-        ClientAuth::Secret { secret, auth } => {
-            credential = resolve("client_secret", secret)?;
-            request = client_auth(
-                request,
-                &mut form,
-                &source.client_id,
-                Some(&credential),
-                *auth,
-            );
-        }
-        ClientAuth::PrivateKeyJwt {
-            key,
-            key_id,
-            x5t,
-            audience,
-        } => {
-            let key = resolve("private_key", key)?;
-            let audience = audience.as_deref().unwrap_or(source.token_url.as_str());
-            credential = client_assertion(
-                &source.client_id,
-                audience,
-                key_id.as_deref(),
-                x5t.as_deref(),
-                &key,
-            )?;
-            form.push(("client_id", &source.client_id));
-            form.push((
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ));
-            form.push(("client_assertion", credential.expose_secret()));
-        }
-    }
+    let proof = ClientProof::of(&source.client_id, &source.client, &source.token_url)?;
+    let request = proof.present(
+        ctx.http.post(source.token_url.clone()),
+        &mut form,
+        &source.client_id,
+    );
     post(
         request,
         &form,
         source.token_url.as_str(),
         ctx.timeout,
-        &[Some(&credential)],
+        &[Some(&proof.value)],
     )
     .await
 }
@@ -134,76 +104,6 @@ pub(super) fn resolve(key: &'static str, secret: &SecretRef) -> Result<SecretStr
     secret
         .resolve()
         .map_err(|source| SourceError::Secret { key, source })
-}
-
-/// RFC 6749 §2.3.1: HTTP Basic with form-urlencoded id and secret, or both in the body.
-/// A public client (no secret) sends only `client_id` in the body.
-fn client_auth<'a>(
-    request: reqwest::RequestBuilder,
-    form: &mut Vec<(&'a str, &'a str)>,
-    client_id: &'a str,
-    secret: Option<&'a SecretString>,
-    auth: SecretAuth,
-) -> reqwest::RequestBuilder {
-    match (secret, auth) {
-        (Some(secret), SecretAuth::Basic) => {
-            let id: String = url::form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
-            let pass: String =
-                url::form_urlencoded::byte_serialize(secret.expose_secret().as_bytes()).collect();
-            request.basic_auth(id, Some(pass))
-        }
-        (Some(secret), SecretAuth::Post) => {
-            form.push(("client_id", client_id));
-            form.push(("client_secret", secret.expose_secret()));
-            request
-        }
-        (None, _) => {
-            form.push(("client_id", client_id));
-            request
-        }
-    }
-}
-
-/// A short-lived RS256/ES256 client assertion (RFC 7523 §2.2, `private_key_jwt`).
-fn client_assertion(
-    client_id: &str,
-    audience: &str,
-    key_id: Option<&str>,
-    x5t: Option<&str>,
-    pem: &SecretString,
-) -> Result<SecretString, SourceError> {
-    use jsonwebtoken::{Algorithm, EncodingKey, Header};
-    let pem = pem.expose_secret().as_bytes();
-    let (key, algorithm) = match EncodingKey::from_rsa_pem(pem) {
-        Ok(key) => (key, Algorithm::RS256),
-        Err(_) => match EncodingKey::from_ec_pem(pem) {
-            Ok(key) => (key, Algorithm::ES256),
-            Err(_) => {
-                return Err(SourceError::PrivateKey(
-                    "not a PEM RSA or EC (P-256) private key".to_owned(),
-                ));
-            }
-        },
-    };
-    let mut header = Header::new(algorithm);
-    header.kid = key_id.map(str::to_owned);
-    // Entra ID finds the certificate by its SHA-1 thumbprint, not by `kid`.
-    header.x5t = x5t.map(str::to_owned);
-    let now = crate::clock::system_now().unix_timestamp();
-    let mut jti = [0u8; 16];
-    getrandom::fill(&mut jti)
-        .map_err(|e| SourceError::PrivateKey(format!("no randomness for jti: {e}")))?;
-    let claims = serde_json::json!({
-        "iss": client_id,
-        "sub": client_id,
-        "aud": audience,
-        "iat": now,
-        "exp": now + 300,
-        "jti": jti.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-    });
-    jsonwebtoken::encode(&header, &claims, &key)
-        .map(SecretString::from)
-        .map_err(|e| SourceError::PrivateKey(format!("cannot sign the client assertion: {e}")))
 }
 
 /// Sends the one token POST and turns the answer into a token or a classified error.
@@ -529,6 +429,12 @@ pub(super) fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Dura
     let at = OffsetDateTime::from(httpdate::parse_http_date(value).ok()?);
     Some(Duration::from_secs((at - now).whole_seconds().max(0) as u64))
 }
+
+mod client;
+pub(super) use client::ClientProof;
+#[cfg(test)]
+use client::client_assertion;
+use client::client_auth;
 
 #[cfg(test)]
 mod tests;

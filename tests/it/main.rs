@@ -44,4 +44,5 @@ mod service_units;
 mod storage;
 mod strict_config;
 mod templates;
+mod token_exchange;
 mod user_files;

@@ -15,7 +15,7 @@ use crate::common::{Refreshd, stderr};
 use refreshd::config::{Config, SourceConfig};
 use refreshd::secret::SecretRef;
 
-const ALL_KINDS: [&str; 7] = [
+const ALL_KINDS: [&str; 8] = [
     "oauth-refresh",
     "oauth-client-credentials",
     "google-service-account",
@@ -23,6 +23,7 @@ const ALL_KINDS: [&str; 7] = [
     "command",
     "http",
     "chain",
+    "oauth-token-exchange",
 ];
 
 /// Keys whose string values start with `/` but are JSON pointers, not paths.

@@ -16,6 +16,8 @@ use super::super::raw::{
 use super::*;
 use crate::config::ConfigError;
 
+mod exchange;
+
 /// Validates one raw source; `start` is where it sits in the file, `key` its dotted key.
 pub(in crate::config) fn source(
     doc: &Doc<'_>,
@@ -32,6 +34,7 @@ pub(in crate::config) fn source(
         RawSource::GoogleServiceAccount(s) => google_service_account(&at, s),
         RawSource::GoogleAuthorizedUser(s) => google_authorized_user(&at, s),
         RawSource::Chain(s) => chain(&at, s),
+        RawSource::OauthTokenExchange(s) => exchange::token_exchange(&at, *s),
     }
 }
 
@@ -123,26 +126,91 @@ fn client_credentials(
         audience,
         scopes,
         auth,
+        client_assertion,
         params,
     } = raw;
     at.client(&token_url, &client_id)?;
-    let client = match (client_secret, private_key) {
-        (Some(secret), None) => {
-            for (present, field) in [
-                (key_id.is_some(), "key_id"),
-                (x5t.is_some(), "x5t"),
-                (audience.is_some(), "audience"),
-            ] {
-                if present {
-                    return Err(at.err(field, format!("`{field}` goes only with `private_key`")));
-                }
+    let client = client_auth(
+        at,
+        RawClient {
+            client_secret,
+            private_key,
+            key_id,
+            x5t,
+            audience,
+            client_assertion,
+            auth,
+        },
+    )?
+    .ok_or_else(|| at.err("", format!("give exactly one of {CLIENT_KEYS}")))?;
+    Ok(SourceConfig::OauthClientCredentials(
+        ClientCredentialsSource {
+            token_url,
+            client_id,
+            client,
+            scopes,
+            params,
+        },
+    ))
+}
+
+/// The ways a client proves who it is, for the message that asks for one.
+const CLIENT_KEYS: &str =
+    "`client_secret`, `private_key` (with `key_id`) and `client_assertion` (a federated token)";
+
+/// The client authentication keys of the sources that take them.
+pub(super) struct RawClient {
+    client_secret: Option<SecretRef>,
+    private_key: Option<SecretRef>,
+    key_id: Option<String>,
+    x5t: Option<String>,
+    audience: Option<String>,
+    client_assertion: Option<SecretRef>,
+    auth: Option<RawSecretAuth>,
+}
+
+/// At most one way of client authentication, with only the keys that go with it; `None`
+/// when none is configured.
+pub(super) fn client_auth(
+    at: &At<'_, '_>,
+    raw: RawClient,
+) -> Result<Option<ClientAuth>, ConfigError> {
+    let RawClient {
+        client_secret,
+        private_key,
+        key_id,
+        x5t,
+        audience,
+        client_assertion,
+        auth,
+    } = raw;
+    let only_with = |keys: &[(bool, &str)], with: &str| {
+        for (present, field) in keys {
+            if *present {
+                return Err(at.err(field, format!("`{field}` goes only with `{with}`")));
             }
+        }
+        Ok(())
+    };
+    let key_keys = [
+        (key_id.is_some(), "key_id"),
+        (x5t.is_some(), "x5t"),
+        (audience.is_some(), "audience"),
+    ];
+    let client = match (client_secret, private_key, client_assertion) {
+        (None, None, None) => {
+            only_with(&key_keys, "private_key")?;
+            only_with(&[(auth.is_some(), "auth")], "client_secret")?;
+            return Ok(None);
+        }
+        (Some(secret), None, None) => {
+            only_with(&key_keys, "private_key")?;
             ClientAuth::Secret {
                 secret,
                 auth: secret_auth(auth.unwrap_or_default()),
             }
         }
-        (None, Some(key)) => {
+        (None, Some(key), None) => {
             if auth.is_some() {
                 return Err(at.err(
                     "auth",
@@ -157,22 +225,16 @@ fn client_credentials(
                 audience,
             }
         }
+        (None, None, Some(assertion)) => {
+            only_with(&key_keys, "private_key")?;
+            only_with(&[(auth.is_some(), "auth")], "client_secret")?;
+            ClientAuth::Assertion { assertion }
+        }
         _ => {
-            return Err(at.err(
-                "",
-                "give exactly one of `client_secret` and `private_key` (with `key_id`)".into(),
-            ));
+            return Err(at.err("", format!("give only one of {CLIENT_KEYS}")));
         }
     };
-    Ok(SourceConfig::OauthClientCredentials(
-        ClientCredentialsSource {
-            token_url,
-            client_id,
-            client,
-            scopes,
-            params,
-        },
-    ))
+    Ok(Some(client))
 }
 
 fn command(at: &At<'_, '_>, raw: RawCommand) -> Result<SourceConfig, ConfigError> {

@@ -26,6 +26,8 @@ pub enum SourceConfig {
     Command(CommandSource),
     Http(HttpSource),
     Chain(ChainSource),
+    // Boxed like `OauthRefresh`: its subject and client make it the largest.
+    OauthTokenExchange(Box<TokenExchangeSource>),
 }
 
 /// How a client secret travels to the token endpoint (RFC 6749 §2.3.1).
@@ -55,6 +57,52 @@ pub enum ClientAuth {
         /// Assertion audience; the token URL when absent.
         audience: Option<String>,
     },
+    /// A client assertion someone else signed (a federated token: Entra workload identity
+    /// federation), read afresh for every request.
+    Assertion {
+        assertion: SecretRef,
+    },
+}
+
+/// `client_assertion_type` of an RFC 7523 client assertion (RFC 7521 §4.2).
+pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// `grant_type` of RFC 8693 §2.1.
+pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// The `subject_token_type` sent when the config names none (RFC 8693 §3): what a
+/// projected service-account token or a CI OIDC token is.
+pub const DEFAULT_SUBJECT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// An RFC 8693 token exchange: a short-lived token the platform gives the workload (the
+/// subject) traded for the provider's token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenExchangeSource {
+    pub token_url: Url,
+    pub subject: SubjectToken,
+    pub subject_token_type: String,
+    pub requested_token_type: Option<String>,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    pub scopes: Vec<String>,
+    /// Sent in the body when there is no client authentication, and as the client of one.
+    pub client_id: Option<String>,
+    /// Client authentication, when the provider wants one (RFC 8693 §2.1 leaves it open).
+    pub client: Option<ClientAuth>,
+    pub params: BTreeMap<String, String>,
+}
+
+/// Where the subject token comes from, read afresh for every exchange.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubjectToken {
+    /// A file (watched by the daemon: projected tokens rotate), a variable or a systemd
+    /// credential.
+    Secret(SecretRef),
+    /// Another credential's current token (it is refreshed first, and a new one of its
+    /// tokens makes this one exchange again).
+    Credential(String),
+    /// A program's stdout, read as a `command` source reads it.
+    Command(CommandSource),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -215,6 +263,7 @@ impl SourceConfig {
             SourceConfig::Command(_) => "command",
             SourceConfig::Http(_) => "http",
             SourceConfig::Chain(_) => "chain",
+            SourceConfig::OauthTokenExchange(_) => "oauth-token-exchange",
         }
     }
 
@@ -223,6 +272,7 @@ impl SourceConfig {
         match self {
             SourceConfig::OauthRefresh(s) => Some(&s.client_id),
             SourceConfig::OauthClientCredentials(s) => Some(&s.client_id),
+            SourceConfig::OauthTokenExchange(s) => s.client_id.as_deref(),
             _ => None,
         }
     }
@@ -242,12 +292,12 @@ impl SourceConfig {
     /// every member yields (whichever serves, a target gets its values).
     pub fn fields(&self) -> Vec<String> {
         match self {
-            SourceConfig::OauthRefresh(_) | SourceConfig::OauthClientCredentials(_) => {
-                crate::source::oauth::OAUTH_FIELDS
-                    .iter()
-                    .map(|&f| f.to_owned())
-                    .collect()
-            }
+            SourceConfig::OauthRefresh(_)
+            | SourceConfig::OauthClientCredentials(_)
+            | SourceConfig::OauthTokenExchange(_) => crate::source::oauth::OAUTH_FIELDS
+                .iter()
+                .map(|&f| f.to_owned())
+                .collect(),
             SourceConfig::Command(CommandSource {
                 format: CommandFormat::Auto(json) | CommandFormat::Json(json),
                 ..
@@ -264,11 +314,48 @@ impl SourceConfig {
         }
     }
 
-    /// The credentials whose tokens this source uses as a bearer (`http`, also in a chain).
+    /// The credentials whose tokens this source uses (an `http` source's bearer, a token
+    /// exchange's subject; also in a chain): they are refreshed first, and a new token of
+    /// theirs makes this credential refresh.
     pub fn bearers(&self) -> Vec<&str> {
+        self.bearer_keys()
+            .into_iter()
+            .map(|(_, name)| name)
+            .collect()
+    }
+
+    /// [`bearers`](Self::bearers) with the key that names each, for errors.
+    pub fn bearer_keys(&self) -> Vec<(&'static str, &str)> {
         match self {
-            SourceConfig::Http(s) => s.bearer.iter().map(|b| b.credential.as_str()).collect(),
-            SourceConfig::Chain(chain) => chain.sources.iter().flat_map(|s| s.bearers()).collect(),
+            SourceConfig::Http(s) => s
+                .bearer
+                .iter()
+                .map(|b| ("bearer", b.credential.as_str()))
+                .collect(),
+            SourceConfig::OauthTokenExchange(s) => match &s.subject {
+                SubjectToken::Credential(name) => vec![("subject_token", name.as_str())],
+                _ => Vec::new(),
+            },
+            SourceConfig::Chain(chain) => {
+                chain.sources.iter().flat_map(|s| s.bearer_keys()).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The files whose change makes the credential refresh at once: a token exchange's
+    /// subject token file (also in a chain).
+    pub fn watched_files(&self) -> Vec<&std::path::Path> {
+        match self {
+            SourceConfig::OauthTokenExchange(s) => match &s.subject {
+                SubjectToken::Secret(SecretRef::File(path)) => vec![path.as_path()],
+                _ => Vec::new(),
+            },
+            SourceConfig::Chain(chain) => chain
+                .sources
+                .iter()
+                .flat_map(|s| s.watched_files())
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -278,6 +365,12 @@ impl SourceConfig {
     pub fn inherited_variables(&self) -> Vec<&str> {
         match self {
             SourceConfig::Command(s) => s.inherit_env.iter().map(String::as_str).collect(),
+            SourceConfig::OauthTokenExchange(s) => match &s.subject {
+                SubjectToken::Command(command) => {
+                    command.inherit_env.iter().map(String::as_str).collect()
+                }
+                _ => Vec::new(),
+            },
             SourceConfig::Chain(chain) => chain
                 .sources
                 .iter()
@@ -299,10 +392,13 @@ impl SourceConfig {
                     out.push(("client_secret", secret));
                 }
             }
-            SourceConfig::OauthClientCredentials(s) => match &s.client {
-                ClientAuth::Secret { secret, .. } => out.push(("client_secret", secret)),
-                ClientAuth::PrivateKeyJwt { key, .. } => out.push(("private_key", key)),
-            },
+            SourceConfig::OauthClientCredentials(s) => out.push(s.client.secret()),
+            SourceConfig::OauthTokenExchange(s) => {
+                if let SubjectToken::Secret(subject) = &s.subject {
+                    out.push(("subject_token", subject));
+                }
+                out.extend(s.client.as_ref().map(ClientAuth::secret));
+            }
             SourceConfig::Chain(chain) => {
                 for source in &chain.sources {
                     out.extend(source.secrets());
@@ -311,5 +407,16 @@ impl SourceConfig {
             _ => {}
         }
         out
+    }
+}
+
+impl ClientAuth {
+    /// The client's secret reference, with the key it sits under.
+    pub fn secret(&self) -> (&'static str, &SecretRef) {
+        match self {
+            ClientAuth::Secret { secret, .. } => ("client_secret", secret),
+            ClientAuth::PrivateKeyJwt { key, .. } => ("private_key", key),
+            ClientAuth::Assertion { assertion } => ("client_assertion", assertion),
+        }
     }
 }

@@ -90,16 +90,17 @@ pub struct Grant {
 
 impl Oidc {
     pub fn start(dir: &Path, access_token_ttl: u32) -> Oidc {
-        let node = NodeFixture::start(
-            "server.mjs",
-            "oidc-provider",
-            &[
-                ("ACCESS_TOKEN_TTL", access_token_ttl.to_string()),
-                ("FIXTURE_DIR", dir.display().to_string()),
-            ],
-            dir,
-            "oidc.stderr",
-        );
+        Oidc::start_with(dir, access_token_ttl, &[])
+    }
+
+    /// [`Oidc::start`] with more of the fixture's environment (e.g. `TOKEN_EXCHANGE_JWK`).
+    pub fn start_with(dir: &Path, access_token_ttl: u32, envs: &[(&str, String)]) -> Oidc {
+        let mut all = vec![
+            ("ACCESS_TOKEN_TTL", access_token_ttl.to_string()),
+            ("FIXTURE_DIR", dir.display().to_string()),
+        ];
+        all.extend(envs.iter().cloned());
+        let node = NodeFixture::start("server.mjs", "oidc-provider", &all, dir, "oidc.stderr");
         let text = |k: &str| node.ready[k].as_str().unwrap().to_owned();
         Oidc {
             issuer: text("issuer"),
@@ -141,6 +142,14 @@ impl Oidc {
     /// Every access and refresh token the fixture has issued so far.
     pub fn issued(&self) -> Vec<String> {
         get_tokens(&self.http, &format!("{}/test/issued", self.issuer))
+    }
+
+    /// Every token exchange the fixture saw (`sub`, `jti`, parameters, `ok` or `error`).
+    pub fn exchanges(&self) -> Vec<Value> {
+        get_json(&self.http, &format!("{}/test/exchanges", self.issuer))["exchanges"]
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     pub fn count(&self, group: &str, key: &str) -> u64 {
