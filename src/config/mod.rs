@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 pub use access::{Access, DockerConfig, GitConfig, Reader, ServeConfig, ServeKind};
 pub use credential::{Credential, Sharing};
-pub use daemon::{DaemonConfig, MAX_LEASE, MIN_LEASE, StoreConfig};
+pub use daemon::{DaemonConfig, MAX_LEASE, MIN_LEASE, StateKeyConfig, StoreConfig};
 pub use load::control_socket_despite_errors;
 pub use logging::{LogConfig, LogFormat, LogLevel, LogRotate};
 pub use paths::{default_config_path, default_control_socket};
@@ -100,7 +100,8 @@ impl Config {
             .daemon
             .store
             .iter()
-            .flat_map(|store| [&store.url, &store.key]);
+            .flat_map(|store| [&store.url, &store.key])
+            .chain(self.daemon.state_key.iter().map(|state_key| &state_key.key));
         let sources = self
             .credentials
             .iter()

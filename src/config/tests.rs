@@ -7,6 +7,7 @@ mod access;
 mod formats;
 mod many;
 mod serve;
+mod state_key;
 mod templates;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {

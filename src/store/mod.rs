@@ -15,7 +15,6 @@ mod nodes;
 mod probe;
 mod row;
 pub mod schema;
-pub mod seal;
 mod status;
 mod watch;
 
@@ -29,9 +28,9 @@ use tokio_postgres::Client;
 
 use crate::clock::SharedClock;
 use crate::config::StoreConfig;
+use crate::seal::{self, Key};
 use crate::secret::SecretError;
 use connect::Target;
-use seal::Key;
 
 pub use fence::{Claim, Fence};
 pub use instance::Instance;
@@ -78,8 +77,11 @@ pub enum StoreError {
         "[daemon] store.key is not the key this store was written with: every host must use the same key file; nothing was read or written"
     )]
     WrongKey,
-    #[error(transparent)]
-    Unopenable(#[from] seal::Unopenable),
+    /// A sealed value did not open: another key sealed it, or it was changed or moved.
+    #[error(
+        "the store key does not open the state of {credential} (generation {generation}): the store was written with another key, or the row was altered; check [daemon] store.key against the other hosts'"
+    )]
+    Unopenable { credential: String, generation: u64 },
     #[error("the state of {credential} in the store is not valid: {reason}")]
     Invalid { credential: String, reason: String },
     #[error(
