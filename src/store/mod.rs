@@ -3,7 +3,7 @@
 //! a lease naming the one node that may refresh it. This module keeps this node's view of
 //! the store (leases held, generations seen, whether the store answers) and tells each
 //! credential's task when something changed; [`fence`] is the only place a token request's
-//! result is committed.
+//! result is committed. Rows are sealed with [`crate::seal`] (the state directory's seal too).
 //!
 //! Must never: refresh (the credential engine does), hold a token in the clear in the
 //! database, or log the URL, the key or a state.
