@@ -34,6 +34,7 @@ pub(crate) mod observe;
 pub mod peer;
 pub(crate) mod redact;
 pub(crate) mod reload;
+pub(crate) mod seal;
 pub mod secret;
 pub(crate) mod secure_read;
 pub(crate) mod serve;

@@ -2,18 +2,23 @@
 //! (`NAME.json`, 0600, in a 0700 directory) holding the current access token, its expiry,
 //! the rotated refresh token and what status needs; written durably before any target.
 //! Per-credential lock files make sure two processes never refresh one credential at once.
+//! With `[daemon] state_key`, every state file is sealed (see [`sealed`]); every reader of
+//! state goes through [`StateDir::load`], so every reader unseals.
 //!
 //! State files hold secrets: nothing here logs their contents, and `Debug` shows none.
 //! This file holds what a credential's state is; its parts each do one job:
 //! `format` the bytes of a state file (versions, migration), `dir` the directory and its
 //! files, `lock` the directory's locks and the litter a crash leaves, `last_error` what a
-//! failure is recorded as, `identity` the secret an Azure managed-identity endpoint expects.
+//! failure is recorded as, `identity` the secret an Azure managed-identity endpoint expects,
+//! `sealed` the sealing of a file's bytes, `migrate` `refreshd state seal|unseal`.
 
 mod dir;
 mod format;
 mod identity;
 mod last_error;
 mod lock;
+mod migrate;
+mod sealed;
 
 use std::io;
 use std::path::PathBuf;
@@ -27,6 +32,7 @@ pub use dir::StateDir;
 pub use format::{Decode, VERSION, decode, encode};
 pub use last_error::{Cause, FailureKind, LastError};
 pub use lock::{CredentialLock, DaemonLock};
+pub use migrate::Direction;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -44,6 +50,20 @@ pub enum StateError {
     ForeignOwner { path: PathBuf, owner: String },
     #[error("state file {path} is not valid: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    #[error(
+        "state file {path} is sealed: set [daemon] state_key to the key it was sealed with (nothing was read or changed)"
+    )]
+    Sealed { path: PathBuf },
+    #[error(
+        "state file {path} does not open with [daemon] state_key: it was sealed with another key, or altered; set the key it was sealed with (nothing was read or changed)"
+    )]
+    Unopenable { path: PathBuf },
+    #[error("[daemon] state_key: {0}")]
+    KeySecret(crate::secret::SecretError),
+    #[error("[daemon] state_key: {0}")]
+    Key(#[from] crate::seal::KeyError),
+    #[error("[daemon] state_key is not set: `refreshd state seal` and `unseal` need the key")]
+    NoKey,
     #[error(
         "state file {path} has version {found}, newer than this refreshd understands ({VERSION}): upgrade refreshd, or move the file away to start over (its refresh token would be lost)"
     )]
@@ -94,6 +114,19 @@ impl Unsaved {
 }
 
 impl StateError {
+    /// Whether this is about the state key (missing, unreadable, or not the one a file was
+    /// sealed with): then nothing may be refreshed until a person sets the right key.
+    pub fn is_key(&self) -> bool {
+        matches!(
+            self,
+            StateError::Sealed { .. }
+                | StateError::Unopenable { .. }
+                | StateError::KeySecret(_)
+                | StateError::Key(_)
+                | StateError::NoKey
+        )
+    }
+
     /// Why the disk refused a state that [`StateDir::save`] could not store.
     pub fn unsaved(&self) -> Unsaved {
         match self {
@@ -101,7 +134,12 @@ impl StateError {
             StateError::ForeignOwner { .. } => Unsaved::Permission,
             StateError::DaemonRunning { .. }
             | StateError::Invalid { .. }
-            | StateError::Newer { .. } => Unsaved::Io,
+            | StateError::Newer { .. }
+            | StateError::Sealed { .. }
+            | StateError::Unopenable { .. }
+            | StateError::KeySecret(_)
+            | StateError::Key(_)
+            | StateError::NoKey => Unsaved::Io,
         }
     }
 }
@@ -157,5 +195,7 @@ impl std::fmt::Debug for CredentialState {
     }
 }
 
+#[cfg(test)]
+mod sealed_tests;
 #[cfg(test)]
 mod tests;

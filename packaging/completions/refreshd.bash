@@ -52,6 +52,9 @@ _refreshd() {
             refreshd,run)
                 cmd="refreshd__subcmd__run"
                 ;;
+            refreshd,state)
+                cmd="refreshd__subcmd__state"
+                ;;
             refreshd,status)
                 cmd="refreshd__subcmd__status"
                 ;;
@@ -109,6 +112,9 @@ _refreshd() {
             refreshd__subcmd__help,run)
                 cmd="refreshd__subcmd__help__subcmd__run"
                 ;;
+            refreshd__subcmd__help,state)
+                cmd="refreshd__subcmd__help__subcmd__state"
+                ;;
             refreshd__subcmd__help,status)
                 cmd="refreshd__subcmd__help__subcmd__status"
                 ;;
@@ -121,8 +127,32 @@ _refreshd() {
             refreshd__subcmd__help__subcmd__audit,verify)
                 cmd="refreshd__subcmd__help__subcmd__audit__subcmd__verify"
                 ;;
+            refreshd__subcmd__help__subcmd__state,seal)
+                cmd="refreshd__subcmd__help__subcmd__state__subcmd__seal"
+                ;;
+            refreshd__subcmd__help__subcmd__state,unseal)
+                cmd="refreshd__subcmd__help__subcmd__state__subcmd__unseal"
+                ;;
             refreshd__subcmd__help__subcmd__store,init-key)
                 cmd="refreshd__subcmd__help__subcmd__store__subcmd__init__subcmd__key"
+                ;;
+            refreshd__subcmd__state,help)
+                cmd="refreshd__subcmd__state__subcmd__help"
+                ;;
+            refreshd__subcmd__state,seal)
+                cmd="refreshd__subcmd__state__subcmd__seal"
+                ;;
+            refreshd__subcmd__state,unseal)
+                cmd="refreshd__subcmd__state__subcmd__unseal"
+                ;;
+            refreshd__subcmd__state__subcmd__help,help)
+                cmd="refreshd__subcmd__state__subcmd__help__subcmd__help"
+                ;;
+            refreshd__subcmd__state__subcmd__help,seal)
+                cmd="refreshd__subcmd__state__subcmd__help__subcmd__seal"
+                ;;
+            refreshd__subcmd__state__subcmd__help,unseal)
+                cmd="refreshd__subcmd__state__subcmd__help__subcmd__unseal"
                 ;;
             refreshd__subcmd__store,help)
                 cmd="refreshd__subcmd__store__subcmd__help"
@@ -143,7 +173,7 @@ _refreshd() {
 
     case "${cmd}" in
         refreshd)
-            opts="-h -V --help --version run exec status store rotate once check token kubectl-credential git-credential login demo inspect audit help"
+            opts="-h -V --help --version run exec status store rotate once check token kubectl-credential git-credential login demo inspect audit state help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -323,7 +353,7 @@ _refreshd() {
             return 0
             ;;
         refreshd__subcmd__help)
-            opts="run exec status store rotate once check token kubectl-credential git-credential login demo inspect audit help"
+            opts="run exec status store rotate once check token kubectl-credential git-credential login demo inspect audit state help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -518,6 +548,48 @@ _refreshd() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        refreshd__subcmd__help__subcmd__state)
+            opts="seal unseal"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__help__subcmd__state__subcmd__seal)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__help__subcmd__state__subcmd__unseal)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         refreshd__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -691,6 +763,120 @@ _refreshd() {
         refreshd__subcmd__run)
             opts="-c -h --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__state)
+            opts="-h --help seal unseal help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__state__subcmd__help)
+            opts="seal unseal help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__state__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__state__subcmd__help__subcmd__seal)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__state__subcmd__help__subcmd__unseal)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__state__subcmd__seal)
+            opts="-c -h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        refreshd__subcmd__state__subcmd__unseal)
+            opts="-c -h --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -244,6 +244,68 @@ esac
     ;;
 esac
 ;;
+(state)
+_arguments "${_arguments_options[@]}" : \
+'-h[Print help]' \
+'--help[Print help]' \
+":: :_refreshd__subcmd__state_commands" \
+"*::: :->state" \
+&& ret=0
+
+    case $state in
+    (state)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:refreshd-state-command-$line[1]:"
+        case $line[1] in
+            (seal)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--config=[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(unseal)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'--config=[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_refreshd__subcmd__state__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:refreshd-state-help-command-$line[1]:"
+        case $line[1] in
+            (seal)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(unseal)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+        esac
+    ;;
+esac
+;;
 (help)
 _arguments "${_arguments_options[@]}" : \
 ":: :_refreshd__subcmd__help_commands" \
@@ -344,6 +406,30 @@ _arguments "${_arguments_options[@]}" : \
     ;;
 esac
 ;;
+(state)
+_arguments "${_arguments_options[@]}" : \
+":: :_refreshd__subcmd__help__subcmd__state_commands" \
+"*::: :->state" \
+&& ret=0
+
+    case $state in
+    (state)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:refreshd-help-state-command-$line[1]:"
+        case $line[1] in
+            (seal)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(unseal)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
 (help)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -374,6 +460,7 @@ _refreshd_commands() {
 'demo:Try refreshd\: a built-in token issuer on loopback and a daemon rotating 30-second JWTs into ./refreshd-demo/, until Ctrl-C' \
 'inspect:Decode a JWT without verifying it\: header, claims, expiry and time left' \
 'audit:The audit log (\`log.audit\`)' \
+'state:The state directory'\''s files (\`\[daemon\] state_key\`)' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'refreshd commands' commands "$@"
@@ -446,6 +533,7 @@ _refreshd__subcmd__help_commands() {
 'demo:Try refreshd\: a built-in token issuer on loopback and a daemon rotating 30-second JWTs into ./refreshd-demo/, until Ctrl-C' \
 'inspect:Decode a JWT without verifying it\: header, claims, expiry and time left' \
 'audit:The audit log (\`log.audit\`)' \
+'state:The state directory'\''s files (\`\[daemon\] state_key\`)' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'refreshd help commands' commands "$@"
@@ -517,6 +605,24 @@ _refreshd__subcmd__help__subcmd__run_commands() {
     local commands; commands=()
     _describe -t commands 'refreshd help run commands' commands "$@"
 }
+(( $+functions[_refreshd__subcmd__help__subcmd__state_commands] )) ||
+_refreshd__subcmd__help__subcmd__state_commands() {
+    local commands; commands=(
+'seal:Seal every state file with \`\[daemon\] state_key\` (offline\: refused while the daemon runs)' \
+'unseal:Open every sealed state file back into plain JSON (offline\: refused while the daemon runs)' \
+    )
+    _describe -t commands 'refreshd help state commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__state__subcmd__seal_commands] )) ||
+_refreshd__subcmd__help__subcmd__state__subcmd__seal_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help state seal commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__help__subcmd__state__subcmd__unseal_commands] )) ||
+_refreshd__subcmd__help__subcmd__state__subcmd__unseal_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd help state unseal commands' commands "$@"
+}
 (( $+functions[_refreshd__subcmd__help__subcmd__status_commands] )) ||
 _refreshd__subcmd__help__subcmd__status_commands() {
     local commands; commands=()
@@ -568,6 +674,49 @@ _refreshd__subcmd__rotate_commands() {
 _refreshd__subcmd__run_commands() {
     local commands; commands=()
     _describe -t commands 'refreshd run commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__state_commands] )) ||
+_refreshd__subcmd__state_commands() {
+    local commands; commands=(
+'seal:Seal every state file with \`\[daemon\] state_key\` (offline\: refused while the daemon runs)' \
+'unseal:Open every sealed state file back into plain JSON (offline\: refused while the daemon runs)' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'refreshd state commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__state__subcmd__help_commands] )) ||
+_refreshd__subcmd__state__subcmd__help_commands() {
+    local commands; commands=(
+'seal:Seal every state file with \`\[daemon\] state_key\` (offline\: refused while the daemon runs)' \
+'unseal:Open every sealed state file back into plain JSON (offline\: refused while the daemon runs)' \
+'help:Print this message or the help of the given subcommand(s)' \
+    )
+    _describe -t commands 'refreshd state help commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__state__subcmd__help__subcmd__help_commands] )) ||
+_refreshd__subcmd__state__subcmd__help__subcmd__help_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd state help help commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__state__subcmd__help__subcmd__seal_commands] )) ||
+_refreshd__subcmd__state__subcmd__help__subcmd__seal_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd state help seal commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__state__subcmd__help__subcmd__unseal_commands] )) ||
+_refreshd__subcmd__state__subcmd__help__subcmd__unseal_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd state help unseal commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__state__subcmd__seal_commands] )) ||
+_refreshd__subcmd__state__subcmd__seal_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd state seal commands' commands "$@"
+}
+(( $+functions[_refreshd__subcmd__state__subcmd__unseal_commands] )) ||
+_refreshd__subcmd__state__subcmd__unseal_commands() {
+    local commands; commands=()
+    _describe -t commands 'refreshd state unseal commands' commands "$@"
 }
 (( $+functions[_refreshd__subcmd__status_commands] )) ||
 _refreshd__subcmd__status_commands() {

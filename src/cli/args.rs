@@ -63,6 +63,20 @@ pub enum StoreCommand {
 }
 
 #[derive(Subcommand)]
+pub enum StateCommand {
+    /// Seal every state file with `[daemon] state_key` (offline: refused while the daemon runs)
+    Seal {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Open every sealed state file back into plain JSON (offline: refused while the daemon runs)
+    Unseal {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum AuditCommand {
     /// Check an audit log's hash chain: finds a removed, edited or reordered line
     Verify {
@@ -208,6 +222,11 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// The state directory's files (`[daemon] state_key`)
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
     },
 }
 

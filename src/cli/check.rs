@@ -15,11 +15,14 @@ use crate::token;
 pub async fn run(config: Config, online: bool) -> anyhow::Result<Exit> {
     crate::log::init("warn", LogFormat::Text);
     let mut problems: Vec<String> = Vec::new();
-    let state_dir = StateDir::new(&config.daemon.state_dir);
+    let state_dir = StateDir::of(&config.daemon);
     if let Err(e) = state_dir.refuse_if_foreign() {
         problems.push(e.to_string());
     }
     problems.extend(state_dir_problem(&config.daemon.state_dir));
+    if let Err(e) = state_dir.key() {
+        problems.push(e.to_string());
+    }
     for credential in &config.credentials {
         let name = &credential.name;
         let stored = state_dir.load(name);

@@ -44,9 +44,9 @@ pub async fn run(config: Config, name: String, flags: Flags) -> anyhow::Result<E
         timeout: flags.timeout,
         request_timeout: credential.timing.timeout,
     };
-    let state = StateDir::new(&config.daemon.state_dir);
+    let state = StateDir::of(&config.daemon);
     // Before the flow: a login whose result cannot be stored is a login thrown away.
-    if let Err(e) = state.refuse_if_foreign() {
+    if let Err(e) = state.ready_to_write([name.as_str()]) {
         eprintln!("refreshd: login {name}: {e}");
         return Ok(Exit::Failed);
     }

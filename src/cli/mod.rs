@@ -17,6 +17,7 @@ mod login;
 mod once;
 mod reach;
 mod rotate;
+mod state;
 mod status;
 mod token;
 
@@ -79,6 +80,7 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Demo => Ok(crate::demo::main().into()),
         Command::Inspect { token } => inspect::run(token),
         Command::Audit { command } => Ok(audit(&command)),
+        Command::State { command } => state::command(&command),
         Command::Once {
             config,
             force,
@@ -90,7 +92,7 @@ fn dispatch(command: Command) -> anyhow::Result<Exit> {
         Command::Store {
             command: StoreCommand::InitKey,
         } => {
-            let key = crate::store::seal::Key::generate();
+            let key = crate::seal::Key::generate();
             println!("{}", secrecy::ExposeSecret::expose_secret(&key));
             Ok(Exit::Ok)
         }

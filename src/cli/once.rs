@@ -23,8 +23,9 @@ pub async fn run(config: Config, force: bool, names: Vec<String>) -> anyhow::Res
     } else {
         Trigger::IfDue
     };
-    let state = StateDir::new(&config.daemon.state_dir);
-    if let Err(e) = state.refuse_if_foreign() {
+    let state = StateDir::of(&config.daemon);
+    // Before any refresh: a wrong state key changes nothing.
+    if let Err(e) = state.ready_to_write(config.credentials.iter().map(|c| c.name.as_str())) {
         eprintln!("refreshd: {e}");
         return Ok(Exit::Failed);
     }

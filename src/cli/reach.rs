@@ -141,7 +141,7 @@ impl Reach {
                 config.path.display()
             ));
         }
-        let token = StateDir::new(&config.daemon.state_dir)
+        let token = StateDir::of(&config.daemon)
             .current(name, crate::clock::system_now())
             .map_err(|e| e.to_string())?;
         Ok(TokenAnswer {

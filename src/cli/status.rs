@@ -178,7 +178,7 @@ fn write_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 fn from_state(config: &Config, now: OffsetDateTime) -> Snapshot {
-    let state_dir = StateDir::new(&config.daemon.state_dir);
+    let state_dir = StateDir::of(&config.daemon);
     let mut snapshot = Snapshot::new("state");
     for credential in &config.credentials {
         let state = state_dir.load(&credential.name).unwrap_or_else(|e| {

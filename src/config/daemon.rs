@@ -24,7 +24,26 @@ pub struct DaemonConfig {
     pub max_concurrent_refreshes: usize,
     /// The fleet store several hosts share credentials through; `None`: each host alone.
     pub store: Option<StoreConfig>,
+    /// Seals every state file; `None`: state files are plain JSON (0600).
+    pub state_key: Option<StateKeyConfig>,
 }
+
+/// `[daemon] state_key`: 32 random bytes, base64, that seal every state file.
+#[derive(Debug, Clone)]
+pub struct StateKeyConfig {
+    pub key: crate::secret::SecretRef,
+    /// Line of `state_key =` in the config, for messages.
+    pub line: usize,
+}
+
+/// Equal when the same key would be read: moving `state_key =` in the file is no change.
+impl PartialEq for StateKeyConfig {
+    fn eq(&self, other: &StateKeyConfig) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for StateKeyConfig {}
 
 /// `[daemon] store`: where a fleet of refreshd hosts keeps its shared credentials.
 #[derive(Debug, Clone)]
@@ -99,8 +118,13 @@ impl Doc<'_> {
             Some(n) => n.into_inner(),
         };
         let store = self.store(raw.store, raw.node)?;
+        let state_key = raw.state_key.map(|key| StateKeyConfig {
+            line: self.line(key.span().start),
+            key: key.into_inner(),
+        });
         Ok(DaemonConfig {
             store,
+            state_key,
             state_dir: absolute(raw.state_dir, "daemon.state_dir", paths::default_state_dir)?,
             control_socket: absolute(
                 raw.control_socket,

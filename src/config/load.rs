@@ -76,6 +76,11 @@ impl Config {
 
     /// The key (and line) of the first secret written inline, if any.
     fn first_inline_secret(&self) -> Option<(String, usize)> {
+        if let Some(state_key) = &self.daemon.state_key
+            && state_key.key.is_inline()
+        {
+            return Some(("daemon.state_key".to_owned(), state_key.line));
+        }
         if let Some(store) = &self.daemon.store {
             for (key, secret) in [("url", &store.url), ("key", &store.key)] {
                 if secret.is_inline() {

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 pub use access::{Access, DockerConfig, GitConfig, Reader, ServeConfig, ServeKind};
 pub use credential::{Credential, Sharing};
-pub use daemon::{DaemonConfig, MAX_LEASE, MIN_LEASE, StoreConfig};
+pub use daemon::{DaemonConfig, MAX_LEASE, MIN_LEASE, StateKeyConfig, StoreConfig};
 pub use load::control_socket_despite_errors;
 pub use logging::{LogConfig, LogFormat, LogLevel, LogRotate};
 pub use notify::{EventKind, NotifySink, SinkKind, WebhookFormat};
@@ -112,7 +112,8 @@ impl Config {
             .chain(self.notify.iter().filter_map(|sink| match &sink.kind {
                 SinkKind::Webhook { url, .. } => Some(url),
                 SinkKind::Command { .. } => None,
-            }));
+            }))
+            .chain(self.daemon.state_key.iter().map(|state_key| &state_key.key));
         let sources = self
             .credentials
             .iter()

@@ -58,6 +58,7 @@ pub(super) struct RawDaemon {
     pub max_concurrent_refreshes: Option<Spanned<usize>>,
     pub store: Option<Spanned<RawStore>>,
     pub node: Option<Spanned<String>>,
+    pub state_key: Option<Spanned<SecretRef>>,
 }
 
 #[derive(Debug, Deserialize)]

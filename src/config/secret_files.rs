@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use super::{Config, ConfigError, SourceConfig};
+use super::{Config, ConfigError, SourceConfig, StateKeyConfig};
 use crate::secret::SecretRef;
 
 /// A secret file and where the config names it.
@@ -40,6 +40,17 @@ pub(super) fn inspect(config: &Config) -> Result<(), ConfigError> {
 
 fn named_files(config: &Config) -> Vec<Named> {
     let mut out = Vec::new();
+    if let Some(StateKeyConfig {
+        key: SecretRef::File(path),
+        line,
+    }) = &config.daemon.state_key
+    {
+        out.push(Named {
+            path: path.clone(),
+            key: "daemon.state_key".to_owned(),
+            line: *line,
+        });
+    }
     if let Some(store) = &config.daemon.store {
         for (key, secret) in [("url", &store.url), ("key", &store.key)] {
             if let SecretRef::File(path) = secret {

@@ -9,6 +9,7 @@ mod formats;
 mod many;
 mod notify;
 mod serve;
+mod state_key;
 mod templates;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {

@@ -55,9 +55,9 @@ impl Embedded {
         config: &Config,
         names: &[String],
     ) -> Result<(Embedded, BTreeMap<String, TokenWatch>), EmbeddedError> {
-        let state = StateDir::new(&config.daemon.state_dir);
-        state.refuse_if_foreign()?;
+        let state = StateDir::of(&config.daemon);
         let credentials = with_bearers(config, names)?;
+        state.ready_to_write(credentials.iter().map(|c| c.name.as_str()))?;
         let clock = crate::clock::system();
         let (timers, timer_task) = Timers::start(clock.clone());
         let model = Model::new(

@@ -90,7 +90,11 @@ pub async fn serve(config_path: &Path) -> Stopped {
         Ok(daemon) => daemon,
         Err(e) => {
             tracing::error!("{e}");
-            return Stopped::Failed;
+            return if e.is_config() {
+                Stopped::InvalidConfig
+            } else {
+                Stopped::Failed
+            };
         }
     };
     daemon.run().await;

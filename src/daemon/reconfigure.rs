@@ -35,6 +35,10 @@ impl ConfigChanges {
                 old.daemon.max_concurrent_refreshes != new.daemon.max_concurrent_refreshes,
             ),
             ("daemon.store", old.daemon.store != new.daemon.store),
+            (
+                "daemon.state_key",
+                old.daemon.state_key != new.daemon.state_key,
+            ),
             ("log", old.log != new.log),
         ];
         changes.restart_needed = daemon
@@ -91,6 +95,22 @@ mod tests {
         let moved = config(&format!("[daemon]\nstate_dir = \"/s\"\n\n{b}\n{a}"));
         assert_eq!(
             ConfigChanges::between(&old, &moved),
+            ConfigChanges::default()
+        );
+    }
+
+    #[test]
+    fn a_new_state_key_takes_a_restart_and_a_moved_one_does_not() {
+        let plain = config("[daemon]\nstate_dir = \"/s\"\n");
+        let key = "state_key = { file = \"/etc/refreshd/state.key\" }";
+        let sealed = config(&format!("[daemon]\nstate_dir = \"/s\"\n{key}\n"));
+        let moved = config(&format!("[daemon]\n\n{key}\nstate_dir = \"/s\"\n"));
+        assert_eq!(
+            ConfigChanges::between(&plain, &sealed).restart_needed,
+            ["daemon.state_key"]
+        );
+        assert_eq!(
+            ConfigChanges::between(&sealed, &moved),
             ConfigChanges::default()
         );
     }

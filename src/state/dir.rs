@@ -1,7 +1,9 @@
 //! The state directory: made 0700 and kept so, resolved once and held open, never written
-//! by root when another user owns it; one credential's state loaded and saved durably.
+//! by root when another user owns it; one credential's state loaded and saved durably,
+//! sealed when the config has a `state_key` (see [`super::sealed`]).
 //!
-//! It never follows a symlink to a state file it writes, and never logs a state's content.
+//! It never follows a symlink to a state file it writes, never logs a state's content, and
+//! never writes a state unsealed when it has a key.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -10,7 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
 
+use secrecy::{ExposeSecret, SecretBox};
+
+use super::sealed::{self, StateKey};
 use super::{CredentialState, NoToken, StateError, format};
+use crate::config::DaemonConfig;
 use crate::durable::chase::Dir;
 use crate::durable::{self, Attributes};
 use crate::token::Token;
@@ -42,14 +48,65 @@ pub struct StateDir {
     /// Resolved once and held open (shared by clones): a rotation then finds its state file,
     /// lock and temp file with one look each rather than a walk from `/` per step.
     resolved: Arc<Mutex<Option<Arc<Dir>>>>,
+    /// `[daemon] state_key`: seals every state file written; `None`: plain files.
+    key: Option<Arc<StateKey>>,
 }
 
 impl StateDir {
+    /// The config's state directory, with its `state_key`: the one way the program gets
+    /// one, so every reader and writer of state seals and unseals alike.
+    pub fn of(daemon: &DaemonConfig) -> StateDir {
+        StateDir {
+            path: daemon.state_dir.clone(),
+            resolved: Arc::default(),
+            key: daemon
+                .state_key
+                .as_ref()
+                .map(|state_key| Arc::new(StateKey::new(state_key.key.clone()))),
+        }
+    }
+
+    /// A state directory of plain files (tests).
+    #[cfg(test)]
     pub fn new(path: impl Into<PathBuf>) -> StateDir {
         StateDir {
             path: path.into(),
             resolved: Arc::default(),
+            key: None,
         }
+    }
+
+    /// A state directory sealed with `key` (tests).
+    #[cfg(test)]
+    pub fn sealed(path: impl Into<PathBuf>, key: crate::secret::SecretRef) -> StateDir {
+        StateDir {
+            key: Some(Arc::new(StateKey::new(key))),
+            ..StateDir::new(path)
+        }
+    }
+
+    /// The state key, read (once) if there is one: `Err` when it cannot be read or is no key.
+    pub fn key(&self) -> Result<Option<Arc<crate::seal::Key>>, StateError> {
+        self.key.as_ref().map(|key| key.resolve()).transpose()
+    }
+
+    /// What a state directory without a running daemon must check before anything is
+    /// refreshed: the key can be read, and opens the state file of every one of `credentials`
+    /// (a sealed file without a key, or with another key, is refused, naming the file, with
+    /// nothing changed). Other faults of a file are its credential's own, reported when it
+    /// rotates.
+    pub fn check_key<'a>(
+        &self,
+        credentials: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), StateError> {
+        self.key()?;
+        for credential in credentials {
+            match self.load(credential) {
+                Err(e) if e.is_key() => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// The directory, resolved and held open; made (0700) when missing if `create`, else
@@ -98,6 +155,17 @@ impl StateDir {
             Ok(meta) => refuse_foreign(&self.path, meta.uid()),
             Err(_) => Ok(()),
         }
+    }
+
+    /// For a command about to refresh and write state for `credentials`: `Err` when root
+    /// would be writing into another user's directory, or the state key is missing,
+    /// unreadable or wrong (see [`StateDir::check_key`]), before anything is done.
+    pub fn ready_to_write<'a>(
+        &self,
+        credentials: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), StateError> {
+        self.refuse_if_foreign()?;
+        self.check_key(credentials)
     }
 
     /// Where `name` sits in the directory (made if missing).
@@ -164,8 +232,21 @@ impl StateDir {
     /// The credential's state; the default (empty) state when it has none yet.
     pub fn load(&self, credential: &str) -> Result<CredentialState, StateError> {
         let path = self.file(credential);
-        let Some(dir) = self.dir(false)? else {
+        let Some(bytes) = self.read(credential)? else {
             return Ok(CredentialState::default());
+        };
+        let plain = self.plain(credential, &path, bytes)?;
+        format::decode(credential, plain.expose_secret()).map_err(|e| match e {
+            format::Decode::Newer(found) => StateError::Newer { path, found },
+            format::Decode::Invalid(reason) => StateError::Invalid { path, reason },
+        })
+    }
+
+    /// The bytes of `credential`'s state file as they are on disk; `None` when it has none.
+    pub(super) fn read(&self, credential: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let path = self.file(credential);
+        let Some(dir) = self.dir(false)? else {
+            return Ok(None);
         };
         let read = dir
             .place(format!("{credential}.json").as_ref())
@@ -177,25 +258,49 @@ impl StateDir {
                     durable::read_bounded(&mut file, MAX_STATE).map(Some)
                 }
             });
-        let bytes = match read {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return Ok(CredentialState::default()),
-            Err(source) => return Err(StateError::Io { path, source }),
+        read.map_err(|source| StateError::Io { path, source })
+    }
+
+    /// The plain bytes of a state file read from `path`: opened with the key when sealed.
+    fn plain(
+        &self,
+        credential: &str,
+        path: &Path,
+        bytes: Vec<u8>,
+    ) -> Result<SecretBox<Vec<u8>>, StateError> {
+        if !sealed::is_sealed(&bytes) {
+            return Ok(SecretBox::new(Box::new(bytes)));
+        }
+        let Some(key) = self.key()? else {
+            return Err(StateError::Sealed {
+                path: path.to_owned(),
+            });
         };
-        format::decode(credential, &bytes).map_err(|e| match e {
-            format::Decode::Newer(found) => StateError::Newer { path, found },
-            format::Decode::Invalid(reason) => StateError::Invalid { path, reason },
-        })
+        sealed::open(&key, credential, path, &bytes)
     }
 
     /// Writes the credential's state durably (fsynced file and directory) before returning.
     pub fn save(&self, credential: &str, state: &CredentialState) -> Result<(), StateError> {
+        let plain = format::encode(credential, state);
+        match self.key()? {
+            Some(key) => {
+                let plain = SecretBox::new(Box::new(plain));
+                self.write(
+                    credential,
+                    &sealed::seal(&key, credential, plain.expose_secret()),
+                )
+            }
+            None => self.write(credential, &plain),
+        }
+    }
+
+    /// Replaces `credential`'s state file with `bytes`, durably (0600).
+    pub(super) fn write(&self, credential: &str, bytes: &[u8]) -> Result<(), StateError> {
         let path = self.file(credential);
-        let bytes = format::encode(credential, state);
         let place = self.place(&format!("{credential}.json"))?;
         durable::replace_at(
             &place,
-            &bytes,
+            bytes,
             Attributes {
                 mode: 0o600,
                 owner: None,

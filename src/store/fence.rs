@@ -15,6 +15,7 @@ use tokio_postgres::Client;
 use super::row::Stored;
 use super::watch::CHANNEL;
 use super::{Fleet, SEALED, StoreError};
+use crate::seal::Binding;
 use crate::state::{self, CredentialState};
 
 /// How long a refresh waits for the row when a login (or a stalled holder's transaction)
@@ -187,9 +188,10 @@ impl Fleet {
         // own history from it (credential::transition), the generation is the store's.
         let mut sealed_state = state.clone();
         sealed_state.generation = Some(next);
-        let sealed = self
-            .key
-            .seal(name, next, &state::encode(name, &sealed_state));
+        let sealed = self.key.seal(
+            &Binding::store(name, next),
+            &state::encode(name, &sealed_state),
+        );
         let expires_at = state.token.as_ref().map(|t| t.expires_at);
         client
             .execute(

@@ -3,7 +3,7 @@
 //! a lease naming the one node that may refresh it. This module keeps this node's view of
 //! the store (leases held, generations seen, whether the store answers) and tells each
 //! credential's task when something changed; [`fence`] is the only place a token request's
-//! result is committed.
+//! result is committed. Rows are sealed with [`crate::seal`] (the state directory's seal too).
 //!
 //! Must never: refresh (the credential engine does), hold a token in the clear in the
 //! database, or log the URL, the key or a state.
@@ -15,7 +15,6 @@ mod nodes;
 mod probe;
 mod row;
 pub mod schema;
-pub mod seal;
 mod status;
 mod watch;
 
@@ -29,9 +28,9 @@ use tokio_postgres::Client;
 
 use crate::clock::SharedClock;
 use crate::config::StoreConfig;
+use crate::seal::{self, Key};
 use crate::secret::SecretError;
 use connect::Target;
-use seal::Key;
 
 pub use fence::{Claim, Fence};
 pub use instance::Instance;
@@ -78,8 +77,11 @@ pub enum StoreError {
         "[daemon] store.key is not the key this store was written with: every host must use the same key file; nothing was read or written"
     )]
     WrongKey,
-    #[error(transparent)]
-    Unopenable(#[from] seal::Unopenable),
+    /// A sealed value did not open: another key sealed it, or it was changed or moved.
+    #[error(
+        "the store key does not open the state of {credential} (generation {generation}): the store was written with another key, or the row was altered; check [daemon] store.key against the other hosts'"
+    )]
+    Unopenable { credential: String, generation: u64 },
     #[error("the state of {credential} in the store is not valid: {reason}")]
     Invalid { credential: String, reason: String },
     #[error(

@@ -119,7 +119,7 @@ async fn check_key(tx: &Transaction<'_>, fleet: &Fleet) -> Result<(), StoreError
         return Ok(());
     };
     let stored: Vec<u8> = column(&row, 0)?;
-    match fleet.key.open("", 0, &stored) {
+    match fleet.key.open(&crate::seal::Binding::store("", 0), &stored) {
         Ok(_) => Ok(()),
         Err(_) => Err(StoreError::WrongKey),
     }

@@ -74,7 +74,10 @@ impl Fleet {
         if let Some(row) = check
             && self
                 .key
-                .open("", 0, &super::column::<Vec<u8>>(&row, 0)?)
+                .open(
+                    &crate::seal::Binding::store("", 0),
+                    &super::column::<Vec<u8>>(&row, 0)?,
+                )
                 .is_err()
         {
             return Err(StoreError::WrongKey);

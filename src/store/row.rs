@@ -10,6 +10,7 @@ use secrecy::ExposeSecret;
 
 use super::watch::{ASK_STAMP, CHANNEL};
 use super::{Fleet, SEALED, StoreError};
+use crate::seal::Binding;
 use crate::state::{self, CredentialState};
 
 /// A credential's row as a follower reads it.
@@ -39,7 +40,13 @@ impl Fleet {
                     .to_owned(),
             });
         }
-        let plain = self.key.open(name, generation, sealed)?;
+        let plain = self
+            .key
+            .open(&Binding::store(name, generation), sealed)
+            .map_err(|_| StoreError::Unopenable {
+                credential: name.to_owned(),
+                generation,
+            })?;
         let mut state =
             state::decode(name, plain.expose_secret()).map_err(|e| StoreError::Invalid {
                 credential: name.to_owned(),

@@ -8,7 +8,7 @@
 use tokio_postgres::Client;
 
 use super::StoreError;
-use super::seal::Key;
+use crate::seal::{Binding, Key};
 
 /// The migrations, by version; a database at version N has had 1..=N applied.
 pub const MIGRATIONS: &[(i32, &str)] = &[
@@ -76,7 +76,7 @@ const CHECK: &[u8] = b"refreshd store key check";
 /// Checks `key` against the one the store was first written with (recording it on a new
 /// store): a host with another key is refused before it reads or writes a credential.
 pub async fn check_key(client: &Client, key: &Key) -> Result<(), StoreError> {
-    let sealed = key.seal("", 0, CHECK);
+    let sealed = key.seal(&Binding::store("", 0), CHECK);
     client
         .execute(
             "INSERT INTO refreshd_meta (key, value) VALUES ('key_check', $1) ON CONFLICT (key) DO NOTHING",
@@ -92,7 +92,7 @@ pub async fn check_key(client: &Client, key: &Key) -> Result<(), StoreError> {
         .await
         .map_err(StoreError::query)?;
     let stored: Vec<u8> = super::column(&row, 0)?;
-    match key.open("", 0, &stored) {
+    match key.open(&Binding::store("", 0), &stored) {
         Ok(_) => Ok(()),
         Err(_) => Err(StoreError::WrongKey),
     }

@@ -40,6 +40,7 @@ mod oauth_flow;
 mod pgpass_psql;
 mod readers;
 mod readme_examples;
+mod sealed_state;
 mod service_units;
 mod storage;
 mod strict_config;

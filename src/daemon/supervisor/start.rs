@@ -35,6 +35,9 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 pub(in crate::daemon) enum StartError {
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// The state key is missing, unreadable or wrong: a person must set it.
+    #[error(transparent)]
+    StateKey(crate::state::StateError),
     #[error(transparent)]
     Control(#[from] crate::control::ControlError),
     #[error(transparent)]
@@ -46,6 +49,14 @@ pub(in crate::daemon) enum StartError {
     },
     #[error(transparent)]
     Endpoint(#[from] crate::endpoint::EndpointError),
+}
+
+impl StartError {
+    /// Whether the config must change before a start can work (exit `EX_CONFIG`, so the
+    /// service manager does not restart into the same refusal).
+    pub(in crate::daemon) fn is_config(&self) -> bool {
+        matches!(self, StartError::StateKey(_))
+    }
 }
 
 /// The sockets, bound before anything starts (a port in use fails the start at once).
@@ -60,8 +71,13 @@ impl Daemon {
         config: Config,
         signals: Signals,
     ) -> Result<Daemon, StartError> {
-        let state = StateDir::new(&config.daemon.state_dir);
+        let state = StateDir::of(&config.daemon);
         let lock = state.lock_daemon()?;
+        // Before any socket, store or refresh: with a key that is missing, unreadable or
+        // not the one the files were sealed with, nothing is done at all.
+        state
+            .check_key(config.credentials.iter().map(|c| c.name.as_str()))
+            .map_err(StartError::StateKey)?;
         let sockets = Sockets::bind(&config, &state).await?;
         let clock: SharedClock = Arc::new(clock::SystemClock);
         let (snapshot, first_round) = from_state(&config, &state, &clock);
