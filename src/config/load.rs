@@ -45,6 +45,7 @@ impl Config {
         })?;
         let config = Config::parse(path, &text)?;
         super::secret_files::inspect(&config)?;
+        super::network::check_ca_files(&config)?;
         if let Some((key, line)) = config.first_inline_secret() {
             let meta = std::fs::metadata(path).map_err(read_error)?;
             if meta.mode() & 0o077 != 0 {

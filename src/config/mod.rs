@@ -16,6 +16,7 @@ mod load;
 mod locate;
 mod logging;
 mod names;
+mod network;
 mod paths;
 mod raw;
 mod reload;
@@ -33,6 +34,7 @@ pub use credential::{Credential, Sharing};
 pub use daemon::{DaemonConfig, MAX_LEASE, MIN_LEASE, StoreConfig};
 pub use load::control_socket_despite_errors;
 pub use logging::{LogConfig, LogFormat, LogLevel, LogRotate};
+pub use network::{CaFile, MtlsMethod, Network, ProxySetting, ProxyUrl, TlsClientAuth};
 pub use paths::{default_config_path, default_control_socket};
 pub use reload::{ReloadAction, ReloadConfig, SystemdAction, parse_signal};
 pub use source::{

@@ -6,6 +6,7 @@ use super::*;
 mod access;
 mod formats;
 mod many;
+mod network;
 mod serve;
 mod templates;
 

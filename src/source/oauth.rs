@@ -34,7 +34,8 @@ pub(super) async fn refresh(
     if !scope.is_empty() {
         form.push(("scope", &scope));
     }
-    grant(source, ctx.http, ctx.timeout, &form, &[refresh_token]).await
+    let http = ctx.http(source.tls_client.as_ref())?;
+    grant(source, &http, ctx.timeout, &form, &[refresh_token]).await
 }
 
 /// A grant at an `oauth-refresh` source's token endpoint with its client authentication
@@ -74,20 +75,16 @@ pub(super) async fn client_credentials(
         form.push(("scope", &scope));
     }
     form.extend(source.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let mut request = ctx.http.post(source.token_url.clone());
-    // The client secret, or the signed assertion that stands in for it.
-    let credential: SecretString;
-    match &source.client {
-        ClientAuth::Secret { secret, auth } => {
-            credential = resolve("client_secret", secret)?;
-            request = client_auth(
-                request,
-                &mut form,
-                &source.client_id,
-                Some(&credential),
-                *auth,
-            );
-        }
+    let tls = match &source.client {
+        ClientAuth::Tls(tls) => Some(tls),
+        _ => None,
+    };
+    let mut request = ctx.http(tls)?.post(source.token_url.clone());
+    // The client secret, or the signed assertion that stands in for it; nothing with a
+    // TLS client certificate, which the handshake has sent.
+    let credential: Option<SecretString> = match &source.client {
+        ClientAuth::Secret { secret, .. } => Some(resolve("client_secret", secret)?),
+        ClientAuth::Tls(_) => None,
         ClientAuth::PrivateKeyJwt {
             key,
             key_id,
@@ -96,27 +93,41 @@ pub(super) async fn client_credentials(
         } => {
             let key = resolve("private_key", key)?;
             let audience = audience.as_deref().unwrap_or(source.token_url.as_str());
-            credential = client_assertion(
+            Some(client_assertion(
                 &source.client_id,
                 audience,
                 key_id.as_deref(),
                 x5t.as_deref(),
                 &key,
-            )?;
+            )?)
+        }
+    };
+    match (&source.client, &credential) {
+        (ClientAuth::Secret { auth, .. }, secret) => {
+            request = client_auth(
+                request,
+                &mut form,
+                &source.client_id,
+                secret.as_ref(),
+                *auth,
+            );
+        }
+        (ClientAuth::PrivateKeyJwt { .. }, Some(assertion)) => {
             form.push(("client_id", &source.client_id));
             form.push((
                 "client_assertion_type",
                 "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             ));
-            form.push(("client_assertion", credential.expose_secret()));
+            form.push(("client_assertion", assertion.expose_secret()));
         }
+        _ => form.push(("client_id", &source.client_id)),
     }
     post(
         request,
         &form,
         source.token_url.as_str(),
         ctx.timeout,
-        &[Some(&credential)],
+        &[credential.as_ref()],
     )
     .await
 }
@@ -356,6 +367,12 @@ pub fn transport_error(url: &str, timeout: Duration, e: &reqwest::Error) -> Sour
         return SourceError::Timeout {
             url: url.to_owned(),
             after: timeout,
+        };
+    }
+    if let Some(message) = super::net::untrusted_certificate(e) {
+        return SourceError::Transport {
+            url: url.to_owned(),
+            message,
         };
     }
     // The innermost cause says what actually went wrong (refused, DNS, TLS).

@@ -15,6 +15,8 @@ use super::super::raw::{
 };
 use super::*;
 use crate::config::ConfigError;
+use crate::config::network::{MtlsMethod, TlsClientAuth};
+use crate::secret::SecretRef;
 
 /// Validates one raw source; `start` is where it sits in the file, `key` its dotted key.
 pub(in crate::config) fn source(
@@ -72,8 +74,17 @@ fn oauth_refresh(at: &At<'_, '_>, raw: RawOauthRefresh) -> Result<SourceConfig, 
         issuer,
         redirect_uri,
         authorize_params,
+        client_cert,
+        client_key,
     } = raw;
     at.client(&token_url, &client_id)?;
+    let tls_client = tls_client(at, Some(auth), client_cert, client_key)?;
+    if tls_client.is_some() && client_secret.is_some() {
+        return Err(at.err(
+            "client_secret",
+            "a client that authenticates with its TLS certificate sends no secret: remove `client_secret` or `auth`".into(),
+        ));
+    }
     for (field, url) in [
         ("authorize_url", &authorize_url),
         ("device_authorization_url", &device_authorization_url),
@@ -98,6 +109,7 @@ fn oauth_refresh(at: &At<'_, '_>, raw: RawOauthRefresh) -> Result<SourceConfig, 
         client_id,
         client_secret,
         auth: secret_auth(auth),
+        tls_client,
         refresh_token,
         scopes,
         params,
@@ -124,25 +136,35 @@ fn client_credentials(
         scopes,
         auth,
         params,
+        client_cert,
+        client_key,
     } = raw;
     at.client(&token_url, &client_id)?;
-    let client = match (client_secret, private_key) {
-        (Some(secret), None) => {
-            for (present, field) in [
-                (key_id.is_some(), "key_id"),
-                (x5t.is_some(), "x5t"),
-                (audience.is_some(), "audience"),
-            ] {
-                if present {
-                    return Err(at.err(field, format!("`{field}` goes only with `private_key`")));
-                }
-            }
-            ClientAuth::Secret {
-                secret,
-                auth: secret_auth(auth.unwrap_or_default()),
+    let tls = tls_client(at, auth, client_cert, client_key)?;
+    if private_key.is_none() {
+        for (present, field) in [
+            (key_id.is_some(), "key_id"),
+            (x5t.is_some(), "x5t"),
+            (audience.is_some(), "audience"),
+        ] {
+            if present {
+                return Err(at.err(field, format!("`{field}` goes only with `private_key`")));
             }
         }
-        (None, Some(key)) => {
+    }
+    let client = match (client_secret, private_key, tls) {
+        (None, None, Some(tls)) => ClientAuth::Tls(tls),
+        (_, _, Some(_)) => {
+            return Err(at.err(
+                "auth",
+                "a client that authenticates with its TLS certificate sends no `client_secret` and no `private_key`".into(),
+            ));
+        }
+        (Some(secret), None, None) => ClientAuth::Secret {
+            secret,
+            auth: secret_auth(auth.unwrap_or_default()),
+        },
+        (None, Some(key), None) => {
             if auth.is_some() {
                 return Err(at.err(
                     "auth",
@@ -160,7 +182,7 @@ fn client_credentials(
         _ => {
             return Err(at.err(
                 "",
-                "give exactly one of `client_secret` and `private_key` (with `key_id`)".into(),
+                "give exactly one of `client_secret`, `private_key` (with `key_id`) and `auth = \"tls_client_auth\"` (with `client_cert` and `client_key`)".into(),
             ));
         }
     };
@@ -378,10 +400,54 @@ fn chain(at: &At<'_, '_>, RawChain { sources }: RawChain) -> Result<SourceConfig
     Ok(SourceConfig::Chain(ChainSource { sources }))
 }
 
+/// How a secret travels; a TLS client sends none, so its `auth` says nothing here.
 fn secret_auth(raw: RawSecretAuth) -> SecretAuth {
     match raw {
-        RawSecretAuth::Basic => SecretAuth::Basic,
         RawSecretAuth::Post => SecretAuth::Post,
+        RawSecretAuth::Basic
+        | RawSecretAuth::TlsClientAuth
+        | RawSecretAuth::SelfSignedTlsClientAuth => SecretAuth::Basic,
+    }
+}
+
+/// RFC 8705: `auth = "tls_client_auth"` or `"self_signed_tls_client_auth"` with both
+/// `client_cert` and `client_key`; either key without such an `auth` is refused (a
+/// certificate that is never sent would be a silent mistake).
+fn tls_client(
+    at: &At<'_, '_>,
+    auth: Option<RawSecretAuth>,
+    cert: Option<SecretRef>,
+    key: Option<SecretRef>,
+) -> Result<Option<TlsClientAuth>, ConfigError> {
+    let method = match auth {
+        Some(RawSecretAuth::TlsClientAuth) => MtlsMethod::TlsClientAuth,
+        Some(RawSecretAuth::SelfSignedTlsClientAuth) => MtlsMethod::SelfSignedTlsClientAuth,
+        _ => {
+            if let Some(field) = [("client_cert", &cert), ("client_key", &key)]
+                .into_iter()
+                .find_map(|(field, value)| value.is_some().then_some(field))
+            {
+                return Err(at.err(
+                    field,
+                    format!("`{field}` goes only with auth = \"tls_client_auth\" or \"self_signed_tls_client_auth\""),
+                ));
+            }
+            return Ok(None);
+        }
+    };
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsClientAuth { method, cert, key })),
+        (cert, _) => {
+            let missing = if cert.is_none() {
+                "client_cert"
+            } else {
+                "client_key"
+            };
+            Err(at.err(
+                missing,
+                "a client that authenticates with its TLS certificate needs `client_cert` and `client_key` (PEM, secret references)".into(),
+            ))
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use url::Url;
 
+use super::network::TlsClientAuth;
 use super::paths;
 use crate::secret::SecretRef;
 
@@ -55,6 +56,8 @@ pub enum ClientAuth {
         /// Assertion audience; the token URL when absent.
         audience: Option<String>,
     },
+    /// RFC 8705: the TLS client certificate, and `client_id` in the body.
+    Tls(TlsClientAuth),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +66,8 @@ pub struct OauthRefreshSource {
     pub client_id: String,
     pub client_secret: Option<SecretRef>,
     pub auth: SecretAuth,
+    /// RFC 8705: the client authenticates with this TLS certificate (then it has no secret).
+    pub tls_client: Option<TlsClientAuth>,
     /// The bootstrap refresh token; a rotated one (or one from `refreshd login`) lives in
     /// the state directory. Absent: `refreshd login NAME` provides the first one.
     pub refresh_token: Option<SecretRef>,
@@ -267,10 +272,16 @@ impl SourceConfig {
                 if let Some(secret) = &s.client_secret {
                     out.push(("client_secret", secret));
                 }
+                if let Some(tls) = &s.tls_client {
+                    out.extend([("client_cert", &tls.cert), ("client_key", &tls.key)]);
+                }
             }
             SourceConfig::OauthClientCredentials(s) => match &s.client {
                 ClientAuth::Secret { secret, .. } => out.push(("client_secret", secret)),
                 ClientAuth::PrivateKeyJwt { key, .. } => out.push(("private_key", key)),
+                ClientAuth::Tls(tls) => {
+                    out.extend([("client_cert", &tls.cert), ("client_key", &tls.key)]);
+                }
             },
             SourceConfig::Chain(chain) => {
                 for source in &chain.sources {
