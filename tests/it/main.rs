@@ -34,6 +34,7 @@ mod google;
 mod hardening;
 mod http_chain;
 mod login;
+mod networks;
 mod oauth_flow;
 mod pgpass_psql;
 mod readers;

@@ -323,23 +323,25 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
 pub fn untrusted_certificate(e: &reqwest::Error) -> Option<String> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(inner) = cause {
-        // An io::Error's `source` skips the error it wraps: look inside it too.
-        let wrapped = inner
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|w| w as &(dyn std::error::Error + 'static));
-        for candidate in [Some(inner), wrapped].into_iter().flatten() {
-            if let Some(rustls::Error::InvalidCertificate(why)) =
-                candidate.downcast_ref::<rustls::Error>()
-            {
-                return Some(format!(
-                    "the server's TLS certificate is not trusted ({why:?}); a provider behind a private CA needs the credential's `ca_file`"
-                ));
-            }
+        if let Some(rustls::Error::InvalidCertificate(why)) = rustls_error(inner) {
+            return Some(format!(
+                "the server's TLS certificate is not trusted ({why:?}); a provider behind a private CA needs the credential's `ca_file`"
+            ));
         }
         cause = inner.source();
     }
     None
+}
+
+/// The rustls error `e` is or wraps. An `io::Error`'s `source` skips the error it wraps,
+/// and a boxed error in a chain is a `Box`, not what it holds: look inside both.
+fn rustls_error<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    e.downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .and_then(|inner| rustls_error(inner))
 }
 
 #[cfg(test)]
