@@ -23,23 +23,7 @@ pub async fn run(config: Config, online: bool) -> anyhow::Result<Exit> {
     if let Err(e) = state_dir.key() {
         problems.push(e.to_string());
     }
-    for credential in &config.credentials {
-        let name = &credential.name;
-        let stored = state_dir.load(name);
-        if let Err(e) = &stored {
-            problems.push(format!("{name}: {e}"));
-        }
-        let has_stored_refresh = stored.as_ref().is_ok_and(|s| s.refresh_token.is_some());
-        source_problems(name, &credential.source, has_stored_refresh, &mut problems);
-        let sample = |name: &str| {
-            let credential = config.credentials.iter().find(|c| c.name == name)?;
-            Some(crate::target::Sample {
-                stored: state_dir.load(name).ok().and_then(|s| s.token),
-                fields: credential.source.fields(),
-            })
-        };
-        target_problems(credential, &sample, &mut problems);
-    }
+    offline_problems(&config, &state_dir, &mut problems);
     let fleet = match &config.daemon.store {
         Some(store) => match crate::store::Fleet::new(store, crate::clock::system()) {
             Ok(fleet) => Some(fleet),
@@ -95,6 +79,27 @@ pub async fn run(config: Config, online: bool) -> anyhow::Result<Exit> {
             eprintln!("refreshd: {problem}");
         }
         Ok(Exit::Invalid)
+    }
+}
+
+/// What each credential's stored state, source and targets say without going online.
+fn offline_problems(config: &Config, state_dir: &StateDir, problems: &mut Vec<String>) {
+    for credential in &config.credentials {
+        let name = &credential.name;
+        let stored = state_dir.load(name);
+        if let Err(e) = &stored {
+            problems.push(format!("{name}: {e}"));
+        }
+        let has_stored_refresh = stored.as_ref().is_ok_and(|s| s.refresh_token.is_some());
+        source_problems(name, &credential.source, has_stored_refresh, problems);
+        let sample = |name: &str| {
+            let credential = config.credentials.iter().find(|c| c.name == name)?;
+            Some(crate::target::Sample {
+                stored: state_dir.load(name).ok().and_then(|s| s.token),
+                fields: credential.source.fields(),
+            })
+        };
+        target_problems(credential, &sample, problems);
     }
 }
 

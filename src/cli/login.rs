@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::CONTROL_TIMEOUT;
 use crate::cli::Exit;
-use crate::config::Config;
+use crate::config::{Config, Credential};
 use crate::control::{Request, Response};
 use crate::credential::{Engine, SeedError, Trigger};
 use crate::state::StateDir;
@@ -50,8 +50,7 @@ pub async fn run(config: Config, name: String, flags: Flags) -> anyhow::Result<E
         eprintln!("refreshd: login {name}: {e}");
         return Ok(Exit::Failed);
     }
-    let http = crate::source::http_client();
-    let grant = match crate::login::login(credential, &http, &options).await {
+    let grant = match login(credential, &options).await {
         Ok(grant) => grant,
         Err(e) => {
             eprintln!("refreshd: login {name}: {e}");
@@ -111,4 +110,17 @@ pub async fn run(config: Config, name: String, flags: Flags) -> anyhow::Result<E
         "refreshd: the running daemon did not take the login over ({refused}); it will at its next attempt"
     );
     Ok(Exit::Ok)
+}
+
+/// The login, through the credential's own proxy, CAs and TLS client certificate.
+async fn login(
+    credential: &Credential,
+    options: &crate::login::Options,
+) -> Result<crate::credential::Grant, crate::login::LoginError> {
+    let tls = credential
+        .source
+        .oauth_refresh()
+        .and_then(|s| s.tls_client.as_ref());
+    let http = crate::source::HttpClients::new().client(&credential.network, tls)?;
+    crate::login::login(credential, &http, options).await
 }

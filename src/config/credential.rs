@@ -14,7 +14,7 @@ use super::locate::Doc;
 use super::names::valid_credential_name;
 use super::raw::{RawCredential, RawReload, RawTarget, RawTiming};
 use super::{
-    ConfigError, ReloadConfig, SourceConfig, TargetConfig, Timing, reload, source, target,
+    ConfigError, Network, ReloadConfig, SourceConfig, TargetConfig, Timing, reload, source, target,
 };
 
 /// Whether a credential is refreshed by this host alone or by the fleet.
@@ -48,6 +48,8 @@ pub struct Credential {
     pub sharing: Sharing,
     /// Who else may read its token, and through what.
     pub access: Access,
+    /// The proxy and CAs of its token requests.
+    pub network: Network,
     /// Line of `[credentials.NAME]` in the config, for messages.
     pub line: usize,
 }
@@ -84,6 +86,7 @@ impl PartialEq for Credential {
             && self.timing == other.timing
             && self.sharing == other.sharing
             && self.access == other.access
+            && self.network == other.network
     }
 }
 
@@ -130,6 +133,7 @@ impl Doc<'_> {
                 docker: raw.docker,
             },
         )?;
+        let network = self.network(&key, raw.proxy, raw.ca_file)?;
         let on_failure = raw.on_failure.or_else(|| defaults.on_failure.clone());
         if on_failure.as_ref().is_some_and(|argv| argv.is_empty()) {
             return Err(self.error(
@@ -147,6 +151,7 @@ impl Doc<'_> {
             timing,
             sharing,
             access,
+            network,
             line: self.line(start),
         }))
     }

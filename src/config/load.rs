@@ -1,7 +1,8 @@
 //! From a file to a [`Config`]: read it (as root, only a file no one else could have
 //! changed: [`super::strict`]), parse the TOML, turn each section into its typed form, check
 //! what spans credentials, refuse an inline secret in a file others can read and secret
-//! files refreshd would never read ([`super::secret_files`]).
+//! files refreshd would never read ([`super::secret_files`]), and read each `ca_file`
+//! ([`super::network`]).
 //!
 //! Must never: resolve a secret, create a directory or touch a target; loading a config
 //! has no side effects but a warning about a secret file others can read.
@@ -45,6 +46,7 @@ impl Config {
         })?;
         let config = Config::parse(path, &text)?;
         super::secret_files::inspect(&config)?;
+        super::network::check_ca_files(&config)?;
         if let Some((key, line)) = config.first_inline_secret() {
             let meta = std::fs::metadata(path).map_err(read_error)?;
             if meta.mode() & 0o077 != 0 {

@@ -145,6 +145,10 @@ pub(super) struct RawCredential {
     pub serve: Vec<Spanned<RawServe>>,
     pub git: Option<Spanned<RawGit>>,
     pub docker: Option<Spanned<RawDocker>>,
+    /// The proxy for this credential's requests (`config/network.rs`).
+    pub proxy: Option<Spanned<String>>,
+    /// The CAs this credential's endpoints are verified with.
+    pub ca_file: Option<Spanned<PathBuf>>,
 }
 
 impl RawCredential {
@@ -175,12 +179,18 @@ pub(super) enum RawSource {
     OauthTokenExchange(Box<RawTokenExchange>),
 }
 
+/// How the client authenticates: a secret (Basic or in the body) or, RFC 8705, its TLS
+/// client certificate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum RawSecretAuth {
     #[default]
     Basic,
     Post,
+    #[serde(rename = "tls_client_auth")]
+    TlsClientAuth,
+    #[serde(rename = "self_signed_tls_client_auth")]
+    SelfSignedTlsClientAuth,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +212,8 @@ pub(super) struct RawOauthRefresh {
     pub redirect_uri: Option<Url>,
     #[serde(default)]
     pub authorize_params: BTreeMap<String, String>,
+    pub client_cert: Option<SecretRef>,
+    pub client_key: Option<SecretRef>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,6 +233,8 @@ pub(super) struct RawClientCredentials {
     pub client_assertion: Option<SecretRef>,
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    pub client_cert: Option<SecretRef>,
+    pub client_key: Option<SecretRef>,
 }
 
 /// `oauth-token-exchange` (RFC 8693).

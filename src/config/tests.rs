@@ -7,6 +7,7 @@ mod access;
 mod exchange;
 mod formats;
 mod many;
+mod network;
 mod notify;
 mod serve;
 mod state_key;

@@ -31,7 +31,7 @@ pub(super) enum Effects {
 
 /// What a rotation needs besides the credential.
 pub struct Engine {
-    pub(super) http: reqwest::Client,
+    pub(super) http: source::HttpClients,
     pub(super) state: StateDir,
     pub(super) clock: SharedClock,
     pub(super) effects: Effects,
@@ -46,7 +46,7 @@ impl Engine {
     /// The daemon's: reloads go through its shared, debouncing reloader.
     pub fn daemon(state: StateDir, clock: SharedClock, reloader: Reloader) -> Engine {
         Engine {
-            http: source::http_client(),
+            http: source::HttpClients::new(),
             state,
             clock,
             effects: Effects::WriteAndReload(reloader),

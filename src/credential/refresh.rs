@@ -113,7 +113,8 @@ impl Engine {
         let credential = job.credential;
         let ctx = FetchContext {
             credential: &credential.name,
-            http: &self.http,
+            clients: &self.http,
+            network: &credential.network,
             timeout: credential.timing.timeout,
             refresh_token: spend.refresh_token.as_ref(),
             bearers: job.bearers,

@@ -87,7 +87,7 @@ impl Notifier {
             node,
             clock,
             counts,
-            http: crate::source::http_client(),
+            http: crate::source::net::http_client(),
             fleet,
             book: Mutex::default(),
         }));

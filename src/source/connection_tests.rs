@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{IDLE_CONNECTION, http_client};
+use super::net::{IDLE_CONNECTION, http_client};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Behaviour {

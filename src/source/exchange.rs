@@ -38,7 +38,11 @@ pub(super) async fn exchange(
         form.push(("scope", &scope));
     }
     form.extend(source.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let mut request = ctx.http.post(source.token_url.clone());
+    let tls = source
+        .client
+        .as_ref()
+        .and_then(crate::config::ClientAuth::tls);
+    let mut request = ctx.http(tls)?.post(source.token_url.clone());
     let proof = match (&source.client, &source.client_id) {
         (Some(client), Some(client_id)) => {
             Some(ClientProof::of(client_id, client, &source.token_url)?)
@@ -51,7 +55,10 @@ pub(super) async fn exchange(
         (None, Some(client_id)) => form.push(("client_id", client_id)),
         _ => {}
     }
-    let secrets = [Some(&subject_token), proof.as_ref().map(|p| &p.value)];
+    let secrets = [
+        Some(&subject_token),
+        proof.as_ref().and_then(|p| p.value.as_ref()),
+    ];
     post(
         request,
         &form,

@@ -52,7 +52,7 @@ pub(super) async fn service_account(
         ("assertion", assertion.expose_secret()),
     ];
     let url = key.token_uri.as_str();
-    let request = ctx.http.post(key.token_uri.clone());
+    let request = ctx.http(None)?.post(key.token_uri.clone());
     oauth::post(request, &form, url, ctx.timeout, &[Some(&assertion)])
         .await
         .map_err(|e| match e {
@@ -81,7 +81,7 @@ pub(super) async fn authorized_user(
         ("client_id", user.client_id.as_str()),
         ("client_secret", user.client_secret.expose_secret()),
     ];
-    let request = ctx.http.post(user.token_uri.clone());
+    let request = ctx.http(None)?.post(user.token_uri.clone());
     let secrets = [Some(&user.refresh_token), Some(&user.client_secret)];
     let mut fetched = oauth::post(
         request,

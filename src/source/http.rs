@@ -49,7 +49,7 @@ fn request(
         HttpMethod::Patch => reqwest::Method::PATCH,
     };
     let mut request = ctx
-        .http
+        .http(None)?
         .request(method, source.url.clone())
         .header(ACCEPT, "application/json")
         .timeout(ctx.timeout);

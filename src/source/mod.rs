@@ -11,6 +11,7 @@ mod exchange;
 mod fields;
 mod google;
 pub mod http;
+pub mod net;
 pub mod oauth;
 mod subject;
 
@@ -20,10 +21,11 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::config::SourceConfig;
+use crate::config::{Network, SourceConfig, TlsClientAuth};
 use crate::secret::SecretError;
 pub use crate::state::{Cause, FailureKind};
 use crate::token::Fetched;
+pub use net::HttpClients;
 
 /// The current token of each credential an `http` source sends as a bearer, by name, or
 /// why there is none worth sending.
@@ -113,6 +115,16 @@ pub enum SourceError {
     },
     #[error("private_key: {0}")]
     PrivateKey(String),
+    /// The credential's `ca_file` cannot be read or parsed (it was when the config was
+    /// loaded).
+    #[error("ca_file {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
+    /// The TLS client certificate and key (RFC 8705) cannot be used.
+    #[error("{0}")]
+    ClientCertificate(String),
+    /// The HTTP client for the credential's network settings cannot be built.
+    #[error("cannot set up the HTTP client: {0}")]
+    HttpClient(String),
     /// The command could not be started (wrong path, not executable).
     #[error("cannot run {program}: {message}")]
     Spawn { program: String, message: String },
@@ -193,6 +205,9 @@ impl SourceError {
             | SourceError::CommandTimeout { .. } => FailureKind::Transient,
             SourceError::Secret { .. }
             | SourceError::PrivateKey(_)
+            | SourceError::CaFile { .. }
+            | SourceError::ClientCertificate(_)
+            | SourceError::HttpClient(_)
             | SourceError::Spawn { .. }
             | SourceError::NoRefreshToken(_)
             | SourceError::CredentialsFile { .. } => FailureKind::Permanent,
@@ -254,7 +269,10 @@ fn cause_of(error: &SourceError) -> Cause {
         SourceError::Secret { .. }
         | SourceError::PrivateKey(_)
         | SourceError::Expired { .. }
+        | SourceError::CaFile { .. }
+        | SourceError::ClientCertificate(_)
         | SourceError::CredentialsFile { .. } => Cause::Secret,
+        SourceError::HttpClient(_) => Cause::Internal,
         SourceError::Spawn { .. }
         | SourceError::CommandFailed { .. }
         | SourceError::CommandTimeout { .. } => Cause::Command,
@@ -294,7 +312,10 @@ fn status_cause(status: u16) -> Cause {
 pub struct FetchContext<'a> {
     /// The credential's name, for log lines.
     pub credential: &'a str,
-    pub http: &'a reqwest::Client,
+    /// The HTTP clients; [`FetchContext::http`] picks this credential's.
+    pub clients: &'a HttpClients,
+    /// The credential's proxy and CA settings.
+    pub network: &'a Network,
     /// Per request / per command.
     pub timeout: Duration,
     /// For `oauth-refresh`: the refresh token to spend (the rotated one from state, or the
@@ -303,6 +324,14 @@ pub struct FetchContext<'a> {
     /// For `http`: the current token of each credential named as a bearer, or why there is
     /// none.
     pub bearers: &'a BearerTokens,
+}
+
+impl FetchContext<'_> {
+    /// The client for this credential's network and, for an OAuth source that authenticates
+    /// with its TLS certificate, that certificate.
+    pub fn http(&self, tls: Option<&TlsClientAuth>) -> Result<reqwest::Client, SourceError> {
+        self.clients.client(self.network, tls)
+    }
 }
 
 /// One attempt at a fresh token.
@@ -385,27 +414,6 @@ pub fn check_files(source: &SourceConfig) -> Vec<SourceError> {
         SourceConfig::Chain(chain) => chain.sources.iter().flat_map(check_files).collect(),
         _ => Vec::new(),
     }
-}
-
-/// How long an idle connection to a provider may serve the next token request: below the
-/// 5 s keep-alive of Node and many proxies, so a request never races the server's close.
-pub const IDLE_CONNECTION: Duration = Duration::from_secs(4);
-
-/// The HTTP client for token requests: no redirects, rustls, connections kept for
-/// [`IDLE_CONNECTION`] (with many credentials on one provider, one TLS handshake serves
-/// many rotations). No request is ever replayed: reqwest's retries are off, and hyper
-/// re-sends a request on another connection only when the pooled one was found closed
-/// before any byte of the request was written to it (so a token POST the provider may
-/// have received, and answered with a rotated refresh token, is never sent twice).
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .retry(reqwest::retry::never())
-        .user_agent(concat!("refreshd/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        .pool_idle_timeout(IDLE_CONNECTION)
-        .build()
-        .expect("the HTTP client's fixed settings are valid")
 }
 
 #[cfg(test)]

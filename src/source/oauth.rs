@@ -35,7 +35,8 @@ pub(super) async fn refresh(
     if !scope.is_empty() {
         form.push(("scope", &scope));
     }
-    grant(source, ctx.http, ctx.timeout, &form, &[refresh_token]).await
+    let http = ctx.http(source.tls_client.as_ref())?;
+    grant(source, &http, ctx.timeout, &form, &[refresh_token]).await
 }
 
 /// A grant at an `oauth-refresh` source's token endpoint with its client authentication
@@ -77,7 +78,8 @@ pub(super) async fn client_credentials(
     form.extend(source.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let proof = ClientProof::of(&source.client_id, &source.client, &source.token_url)?;
     let request = proof.present(
-        ctx.http.post(source.token_url.clone()),
+        ctx.http(source.client.tls())?
+            .post(source.token_url.clone()),
         &mut form,
         &source.client_id,
     );
@@ -86,7 +88,7 @@ pub(super) async fn client_credentials(
         &form,
         source.token_url.as_str(),
         ctx.timeout,
-        &[Some(&proof.value)],
+        &[proof.value.as_ref()],
     )
     .await
 }
@@ -256,6 +258,12 @@ pub fn transport_error(url: &str, timeout: Duration, e: &reqwest::Error) -> Sour
         return SourceError::Timeout {
             url: url.to_owned(),
             after: timeout,
+        };
+    }
+    if let Some(message) = super::net::untrusted_certificate(e) {
+        return SourceError::Transport {
+            url: url.to_owned(),
+            message,
         };
     }
     // The innermost cause says what actually went wrong (refused, DNS, TLS).

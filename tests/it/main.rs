@@ -35,6 +35,7 @@ mod google;
 mod hardening;
 mod http_chain;
 mod login;
+mod networks;
 mod notify;
 mod oauth_flow;
 mod pgpass_psql;

@@ -242,6 +242,41 @@ fn openssl_key(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// A real CA certificate at `path` (`check` parses a credential's `ca_file`).
+fn ca_file(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let key = path.with_extension("key");
+    let output = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=readme-example-ca",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run openssl ({e}); install it (apt-get install openssl)")
+        });
+    assert!(
+        output.status.success(),
+        "openssl req failed: {}",
+        stderr(&output)
+    );
+}
+
 /// What `check` needs on disk and in its environment for one example.
 struct Environment {
     bin: PathBuf,
@@ -376,6 +411,9 @@ fn every_readme_toml_example_passes_check() {
         let mut environment = Environment::new(root);
         for credential in &config.credentials {
             environment.source(&credential.source);
+            if let Some(ca) = &credential.network.ca_file {
+                ca_file(&ca.path);
+            }
             for target in &credential.targets {
                 std::fs::create_dir_all(target.path.parent().unwrap()).unwrap();
             }

@@ -66,6 +66,7 @@ fn start(r: &Refreshd, issuer: &Issuer) -> Oidc {
             ("TOKEN_EXCHANGE_JWK", issuer.jwk.to_string()),
             ("TOKEN_EXCHANGE_AUDIENCE", STS_AUDIENCE.to_owned()),
         ],
+        None,
     );
     assert_eq!(oidc.exchanges().len(), 0);
     oidc

@@ -15,6 +15,8 @@ use super::super::raw::{
 };
 use super::*;
 use crate::config::ConfigError;
+use crate::config::network::{MtlsMethod, TlsClientAuth};
+use crate::secret::SecretRef;
 
 mod exchange;
 
@@ -75,8 +77,17 @@ fn oauth_refresh(at: &At<'_, '_>, raw: RawOauthRefresh) -> Result<SourceConfig, 
         issuer,
         redirect_uri,
         authorize_params,
+        client_cert,
+        client_key,
     } = raw;
     at.client(&token_url, &client_id)?;
+    let tls_client = tls_client(at, Some(auth), client_cert, client_key)?;
+    if tls_client.is_some() && client_secret.is_some() {
+        return Err(at.err(
+            "client_secret",
+            "a client that authenticates with its TLS certificate sends no secret: remove `client_secret` or `auth`".into(),
+        ));
+    }
     for (field, url) in [
         ("authorize_url", &authorize_url),
         ("device_authorization_url", &device_authorization_url),
@@ -101,6 +112,7 @@ fn oauth_refresh(at: &At<'_, '_>, raw: RawOauthRefresh) -> Result<SourceConfig, 
         client_id,
         client_secret,
         auth: secret_auth(auth),
+        tls_client,
         refresh_token,
         scopes,
         params,
@@ -128,6 +140,8 @@ fn client_credentials(
         auth,
         client_assertion,
         params,
+        client_cert,
+        client_key,
     } = raw;
     at.client(&token_url, &client_id)?;
     let client = client_auth(
@@ -140,6 +154,8 @@ fn client_credentials(
             audience,
             client_assertion,
             auth,
+            client_cert,
+            client_key,
         },
     )?
     .ok_or_else(|| at.err("", format!("give exactly one of {CLIENT_KEYS}")))?;
@@ -155,8 +171,7 @@ fn client_credentials(
 }
 
 /// The ways a client proves who it is, for the message that asks for one.
-const CLIENT_KEYS: &str =
-    "`client_secret`, `private_key` (with `key_id`) and `client_assertion` (a federated token)";
+const CLIENT_KEYS: &str = "`client_secret`, `private_key` (with `key_id`), `client_assertion` (a federated token) and `auth = \"tls_client_auth\"` (with `client_cert` and `client_key`)";
 
 /// The client authentication keys of the sources that take them.
 pub(super) struct RawClient {
@@ -167,6 +182,9 @@ pub(super) struct RawClient {
     audience: Option<String>,
     client_assertion: Option<SecretRef>,
     auth: Option<RawSecretAuth>,
+    /// RFC 8705: the TLS client certificate and its key.
+    client_cert: Option<SecretRef>,
+    client_key: Option<SecretRef>,
 }
 
 /// At most one way of client authentication, with only the keys that go with it; `None`
@@ -183,7 +201,18 @@ pub(super) fn client_auth(
         audience,
         client_assertion,
         auth,
+        client_cert,
+        client_key,
     } = raw;
+    if let Some(tls) = tls_client(at, auth, client_cert, client_key)? {
+        if client_secret.is_some() || private_key.is_some() || client_assertion.is_some() {
+            return Err(at.err(
+                "auth",
+                "a client that authenticates with its TLS certificate sends no `client_secret`, `private_key` or `client_assertion`".into(),
+            ));
+        }
+        return Ok(Some(ClientAuth::Tls(tls)));
+    }
     let only_with = |keys: &[(bool, &str)], with: &str| {
         for (present, field) in keys {
             if *present {
@@ -474,10 +503,54 @@ fn chain(at: &At<'_, '_>, RawChain { sources }: RawChain) -> Result<SourceConfig
     Ok(SourceConfig::Chain(ChainSource { sources }))
 }
 
+/// How a secret travels; a TLS client sends none, so its `auth` says nothing here.
 fn secret_auth(raw: RawSecretAuth) -> SecretAuth {
     match raw {
-        RawSecretAuth::Basic => SecretAuth::Basic,
         RawSecretAuth::Post => SecretAuth::Post,
+        RawSecretAuth::Basic
+        | RawSecretAuth::TlsClientAuth
+        | RawSecretAuth::SelfSignedTlsClientAuth => SecretAuth::Basic,
+    }
+}
+
+/// RFC 8705: `auth = "tls_client_auth"` or `"self_signed_tls_client_auth"` with both
+/// `client_cert` and `client_key`; either key without such an `auth` is refused (a
+/// certificate that is never sent would be a silent mistake).
+fn tls_client(
+    at: &At<'_, '_>,
+    auth: Option<RawSecretAuth>,
+    cert: Option<SecretRef>,
+    key: Option<SecretRef>,
+) -> Result<Option<TlsClientAuth>, ConfigError> {
+    let method = match auth {
+        Some(RawSecretAuth::TlsClientAuth) => MtlsMethod::TlsClientAuth,
+        Some(RawSecretAuth::SelfSignedTlsClientAuth) => MtlsMethod::SelfSignedTlsClientAuth,
+        _ => {
+            if let Some(field) = [("client_cert", &cert), ("client_key", &key)]
+                .into_iter()
+                .find_map(|(field, value)| value.is_some().then_some(field))
+            {
+                return Err(at.err(
+                    field,
+                    format!("`{field}` goes only with auth = \"tls_client_auth\" or \"self_signed_tls_client_auth\""),
+                ));
+            }
+            return Ok(None);
+        }
+    };
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsClientAuth { method, cert, key })),
+        (cert, _) => {
+            let missing = if cert.is_none() {
+                "client_cert"
+            } else {
+                "client_key"
+            };
+            Err(at.err(
+                missing,
+                "a client that authenticates with its TLS certificate needs `client_cert` and `client_key` (PEM, secret references)".into(),
+            ))
+        }
     }
 }
 

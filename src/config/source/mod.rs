@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use url::Url;
 
+use super::network::TlsClientAuth;
 use super::paths;
 use crate::secret::SecretRef;
 
@@ -62,6 +63,8 @@ pub enum ClientAuth {
     Assertion {
         assertion: SecretRef,
     },
+    /// RFC 8705: the TLS client certificate, and `client_id` in the body.
+    Tls(TlsClientAuth),
 }
 
 /// `client_assertion_type` of an RFC 7523 client assertion (RFC 7521 §4.2).
@@ -111,6 +114,8 @@ pub struct OauthRefreshSource {
     pub client_id: String,
     pub client_secret: Option<SecretRef>,
     pub auth: SecretAuth,
+    /// RFC 8705: the client authenticates with this TLS certificate (then it has no secret).
+    pub tls_client: Option<TlsClientAuth>,
     /// The bootstrap refresh token; a rotated one (or one from `refreshd login`) lives in
     /// the state directory. Absent: `refreshd login NAME` provides the first one.
     pub refresh_token: Option<SecretRef>,
@@ -391,13 +396,16 @@ impl SourceConfig {
                 if let Some(secret) = &s.client_secret {
                     out.push(("client_secret", secret));
                 }
+                if let Some(tls) = &s.tls_client {
+                    out.extend([("client_cert", &tls.cert), ("client_key", &tls.key)]);
+                }
             }
-            SourceConfig::OauthClientCredentials(s) => out.push(s.client.secret()),
+            SourceConfig::OauthClientCredentials(s) => out.extend(s.client.secrets()),
             SourceConfig::OauthTokenExchange(s) => {
                 if let SubjectToken::Secret(subject) = &s.subject {
                     out.push(("subject_token", subject));
                 }
-                out.extend(s.client.as_ref().map(ClientAuth::secret));
+                out.extend(s.client.iter().flat_map(ClientAuth::secrets));
             }
             SourceConfig::Chain(chain) => {
                 for source in &chain.sources {
@@ -411,12 +419,22 @@ impl SourceConfig {
 }
 
 impl ClientAuth {
-    /// The client's secret reference, with the key it sits under.
-    pub fn secret(&self) -> (&'static str, &SecretRef) {
+    /// The TLS client certificate the connection presents (RFC 8705), if that is how the
+    /// client authenticates.
+    pub fn tls(&self) -> Option<&TlsClientAuth> {
         match self {
-            ClientAuth::Secret { secret, .. } => ("client_secret", secret),
-            ClientAuth::PrivateKeyJwt { key, .. } => ("private_key", key),
-            ClientAuth::Assertion { assertion } => ("client_assertion", assertion),
+            ClientAuth::Tls(tls) => Some(tls),
+            _ => None,
+        }
+    }
+
+    /// The client's secret references, with the keys they sit under.
+    pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
+        match self {
+            ClientAuth::Secret { secret, .. } => vec![("client_secret", secret)],
+            ClientAuth::PrivateKeyJwt { key, .. } => vec![("private_key", key)],
+            ClientAuth::Assertion { assertion } => vec![("client_assertion", assertion)],
+            ClientAuth::Tls(tls) => vec![("client_cert", &tls.cert), ("client_key", &tls.key)],
         }
     }
 }

@@ -14,13 +14,16 @@ use crate::source::SourceError;
 /// What a confidential client sends to prove who it is: its secret, or an assertion
 /// (signed here with its key, or a federated token someone else signed).
 pub(in crate::source) struct ClientProof {
-    pub(in crate::source) value: SecretString,
+    /// `None` for a TLS client certificate: the handshake sent it.
+    pub(in crate::source) value: Option<SecretString>,
     how: Proof,
 }
 
 enum Proof {
     Secret(SecretAuth),
     Assertion,
+    /// RFC 8705: `client_id` in the body, the certificate in the handshake.
+    Tls,
 }
 
 impl ClientProof {
@@ -32,8 +35,12 @@ impl ClientProof {
     ) -> Result<ClientProof, SourceError> {
         match client {
             ClientAuth::Secret { secret, auth } => Ok(ClientProof {
-                value: resolve("client_secret", secret)?,
+                value: Some(resolve("client_secret", secret)?),
                 how: Proof::Secret(*auth),
+            }),
+            ClientAuth::Tls(_) => Ok(ClientProof {
+                value: None,
+                how: Proof::Tls,
             }),
             ClientAuth::PrivateKeyJwt {
                 key,
@@ -46,7 +53,7 @@ impl ClientProof {
                 let value =
                     client_assertion(client_id, audience, key_id.as_deref(), x5t.as_deref(), &key)?;
                 Ok(ClientProof {
-                    value,
+                    value: Some(value),
                     how: Proof::Assertion,
                 })
             }
@@ -59,7 +66,7 @@ impl ClientProof {
                     )
                 })?;
                 Ok(ClientProof {
-                    value,
+                    value: Some(value),
                     how: Proof::Assertion,
                 })
             }
@@ -74,12 +81,18 @@ impl ClientProof {
         form: &mut Vec<(&'a str, &'a str)>,
         client_id: &'a str,
     ) -> reqwest::RequestBuilder {
-        match self.how {
-            Proof::Secret(auth) => client_auth(request, form, client_id, Some(&self.value), auth),
-            Proof::Assertion => {
+        match (&self.how, &self.value) {
+            (Proof::Secret(auth), value) => {
+                client_auth(request, form, client_id, value.as_ref(), *auth)
+            }
+            (Proof::Assertion, Some(value)) => {
                 form.push(("client_id", client_id));
                 form.push(("client_assertion_type", JWT_BEARER_ASSERTION));
-                form.push(("client_assertion", self.value.expose_secret()));
+                form.push(("client_assertion", value.expose_secret()));
+                request
+            }
+            (Proof::Assertion | Proof::Tls, _) => {
+                form.push(("client_id", client_id));
                 request
             }
         }

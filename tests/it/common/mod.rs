@@ -90,11 +90,18 @@ pub struct Grant {
 
 impl Oidc {
     pub fn start(dir: &Path, access_token_ttl: u32) -> Oidc {
-        Oidc::start_with(dir, access_token_ttl, &[])
+        Oidc::start_with(dir, access_token_ttl, &[], None)
     }
 
-    /// [`Oidc::start`] with more of the fixture's environment (e.g. `TOKEN_EXCHANGE_JWK`).
-    pub fn start_with(dir: &Path, access_token_ttl: u32, envs: &[(&str, String)]) -> Oidc {
+    /// Like [`Oidc::start`] with `envs` added to the fixture's environment (`TLS_CERT`…, see
+    /// server.mjs); `ca`: the PEM CA the test's own client trusts instead of the system's
+    /// (for a fixture on TLS).
+    pub fn start_with(
+        dir: &Path,
+        access_token_ttl: u32,
+        envs: &[(&str, String)],
+        ca: Option<&Path>,
+    ) -> Oidc {
         let mut all = vec![
             ("ACCESS_TOKEN_TTL", access_token_ttl.to_string()),
             ("FIXTURE_DIR", dir.display().to_string()),
@@ -102,16 +109,20 @@ impl Oidc {
         all.extend(envs.iter().cloned());
         let node = NodeFixture::start("server.mjs", "oidc-provider", &all, dir, "oidc.stderr");
         let text = |k: &str| node.ready[k].as_str().unwrap().to_owned();
+        let mut http = reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca).unwrap();
+            http = http.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap());
+        }
         Oidc {
             issuer: text("issuer"),
             token_endpoint: text("token_endpoint"),
             cc_jwt_key: PathBuf::from(text("cc_jwt_key")),
             cc_jwt_kid: text("cc_jwt_kid"),
             _node: node,
-            http: reqwest::blocking::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            http: http.build().unwrap(),
         }
     }
 

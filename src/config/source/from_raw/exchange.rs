@@ -43,6 +43,8 @@ pub(super) fn token_exchange(
             audience: None,
             client_assertion,
             auth,
+            client_cert: None,
+            client_key: None,
         },
     )?;
     if client_id.as_deref().is_some_and(str::is_empty) || (client.is_some() && client_id.is_none())
