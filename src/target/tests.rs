@@ -1,6 +1,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use super::*;
+use secrecy::ExposeSecret;
 
 mod formats;
 mod templates;
