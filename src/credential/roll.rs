@@ -157,13 +157,24 @@ impl Roll {
         let Some(argv) = &self.rolling.health_check else {
             return Ok(());
         };
-        health_check(argv, self.rolling.timeout).await
+        let env = [
+            ("REFRESHD_CREDENTIAL", self.credential.clone()),
+            (
+                "REFRESHD_EXPIRES_AT",
+                crate::token::rfc3339(self.context.expires_at),
+            ),
+        ];
+        health_check(argv, self.rolling.timeout, env).await
     }
 }
 
 /// Runs the health check like any child program (no token in its argv or environment).
-async fn health_check(argv: &[String], timeout: Duration) -> Result<(), String> {
-    let child = Child::new(argv, timeout).envs([("REFRESHD_EVENT", "health_check")]);
+async fn health_check(
+    argv: &[String],
+    timeout: Duration,
+    env: [(&str, String); 2],
+) -> Result<(), String> {
+    let child = Child::new(argv, timeout).envs(env);
     let program = child.program();
     let output = child
         .run()
