@@ -526,7 +526,7 @@ fn wrong_key_newer_schema_and_migration() {
     let check = good.r.run(&["check", "--online"]);
     assert_success(&check);
     let text = stdout(&check);
-    assert!(text.contains("schema version 4"), "{text}");
+    assert!(text.contains("schema version 5"), "{text}");
     assert!(
         text.contains("shared: in the store at generation 1, token "),
         "{text}"
@@ -571,7 +571,7 @@ fn wrong_key_newer_schema_and_migration() {
     assert!(!output.status.success());
     let text = crate::common::stderr(&output);
     assert!(
-        text.contains("the store's schema is version 99, newer than this refreshd knows (4)"),
+        text.contains("the store's schema is version 99, newer than this refreshd knows (5)"),
         "{text}"
     );
     assert_eq!(sealed(&fleet.cluster, "fleet"), before);
@@ -579,7 +579,7 @@ fn wrong_key_newer_schema_and_migration() {
         .cluster
         .query("fleet", "DELETE FROM refreshd_schema WHERE version = 99");
 
-    // A store at schema version 1 (a row in it) is migrated to 4, the row kept.
+    // A store at schema version 1 (a row in it) is migrated to 5, the row kept.
     fleet
         .cluster
         .admin_sql("CREATE DATABASE fleet_v1 OWNER app");
@@ -606,7 +606,7 @@ fn wrong_key_newer_schema_and_migration() {
             "fleet_v1",
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM refreshd_schema"
         ),
-        "1,2,3,4"
+        "1,2,3,4,5"
     );
     assert_eq!(
         fleet.cluster.query("fleet_v1", "SELECT holder FROM refreshd_credentials WHERE name = 'older' AND rotate_asked_at IS NULL"),
