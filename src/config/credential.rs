@@ -6,6 +6,7 @@
 //! file system.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -36,6 +37,19 @@ impl Sharing {
     }
 }
 
+/// `reload_order = "rolling"`: the fleet's nodes reload one at a time, in node-name order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rolling {
+    /// A node goes this long after the one before it reported (or after it began to wait),
+    /// reported or not; also bounds the health check.
+    pub timeout: Duration,
+    /// Run after this node's reloads: exit 0 means the app came back healthy.
+    pub health_check: Option<Vec<String>>,
+}
+
+/// Default `reload_timeout`.
+pub const ROLL_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// One managed credential: where its token comes from and where it goes.
 #[derive(Debug, Clone)]
 pub struct Credential {
@@ -50,6 +64,8 @@ pub struct Credential {
     pub access: Access,
     /// The proxy and CAs of its token requests.
     pub network: Network,
+    /// `Some` when its reloads roll across the fleet one node at a time.
+    pub rolling: Option<Rolling>,
     /// Line of `[credentials.NAME]` in the config, for messages.
     pub line: usize,
 }
@@ -87,6 +103,7 @@ impl PartialEq for Credential {
             && self.sharing == other.sharing
             && self.access == other.access
             && self.network == other.network
+            && self.rolling == other.rolling
     }
 }
 
@@ -134,6 +151,17 @@ impl Doc<'_> {
             },
         )?;
         let network = self.network(&key, raw.proxy, raw.ca_file)?;
+        let rolling = self.rolling(
+            start,
+            &key,
+            RawRolling {
+                order: raw.reload_order,
+                timeout: raw.reload_timeout,
+                health_check: raw.health_check,
+            },
+            sharing,
+            !reload.is_empty(),
+        )?;
         let on_failure = raw.on_failure.or_else(|| defaults.on_failure.clone());
         if on_failure.as_ref().is_some_and(|argv| argv.is_empty()) {
             return Err(self.error(
@@ -152,6 +180,7 @@ impl Doc<'_> {
             sharing,
             access,
             network,
+            rolling,
             line: self.line(start),
         }))
     }
@@ -233,4 +262,83 @@ impl Doc<'_> {
         }
         Ok(sharing)
     }
+
+    /// `reload_order`, `reload_timeout` and `health_check`: rolling needs a shared
+    /// credential with something to reload; the other two mean nothing without it.
+    fn rolling(
+        &self,
+        start: usize,
+        key: &str,
+        raw: RawRolling,
+        sharing: Sharing,
+        reloads: bool,
+    ) -> Result<Option<Rolling>, ConfigError> {
+        let rolling = match raw.order.as_deref() {
+            None | Some("together") => false,
+            Some("rolling") => true,
+            Some(other) => {
+                return Err(self.error(
+                    start,
+                    format!("{key}.reload_order"),
+                    format!("`{other}`: must be \"together\" or \"rolling\""),
+                ));
+            }
+        };
+        if !rolling {
+            for (set, name) in [
+                (raw.timeout.is_some(), "reload_timeout"),
+                (raw.health_check.is_some(), "health_check"),
+            ] {
+                if set {
+                    return Err(self.error(
+                        start,
+                        format!("{key}.{name}"),
+                        "only means something with reload_order = \"rolling\"",
+                    ));
+                }
+            }
+            return Ok(None);
+        }
+        let order = format!("{key}.reload_order");
+        if !sharing.is_shared() {
+            return Err(self.error(
+                start,
+                order,
+                "\"rolling\" needs a credential shared through the fleet store ([daemon] store, and not shared = false): the nodes take turns through it",
+            ));
+        }
+        if !reloads {
+            return Err(self.error(
+                start,
+                order,
+                "\"rolling\" needs reload actions to roll: add a [[credentials.NAME.reload]]",
+            ));
+        }
+        if raw.health_check.as_ref().is_some_and(Vec::is_empty) {
+            return Err(self.error(
+                start,
+                format!("{key}.health_check"),
+                "must name a program: [\"/path/to/program\", \"arg\"…]",
+            ));
+        }
+        let timeout = raw.timeout.unwrap_or(ROLL_TIMEOUT);
+        if timeout.is_zero() {
+            return Err(self.error(
+                start,
+                format!("{key}.reload_timeout"),
+                "must be more than zero",
+            ));
+        }
+        Ok(Some(Rolling {
+            timeout,
+            health_check: raw.health_check,
+        }))
+    }
+}
+
+/// The rolling keys of a credential table, as written.
+struct RawRolling {
+    order: Option<String>,
+    timeout: Option<Duration>,
+    health_check: Option<Vec<String>>,
 }

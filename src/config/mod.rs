@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use access::{Access, DockerConfig, GitConfig, Reader, ServeConfig, ServeKind};
-pub use credential::{Credential, Sharing};
+pub use credential::{Credential, Rolling, Sharing};
 pub use daemon::{DaemonConfig, MAX_LEASE, MIN_LEASE, StateKeyConfig, StoreConfig};
 pub use load::control_socket_despite_errors;
 pub use logging::{LogConfig, LogFormat, LogLevel, LogRotate};

@@ -26,15 +26,19 @@ pub enum EventKind {
     Expiring,
     /// The fleet store does not answer.
     StoreUnreachable,
+    /// A rolling reload stopped: a node's reload or health check failed, so the nodes after
+    /// it hold the new token without reloading their apps.
+    ReloadStopped,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 6] = [
         EventKind::Failing,
         EventKind::Recovered,
         EventKind::LoginNeeded,
         EventKind::Expiring,
         EventKind::StoreUnreachable,
+        EventKind::ReloadStopped,
     ];
 
     /// The word the config and the event's `kind` use.
@@ -45,6 +49,7 @@ impl EventKind {
             EventKind::LoginNeeded => "login_needed",
             EventKind::Expiring => "expiring",
             EventKind::StoreUnreachable => "store_unreachable",
+            EventKind::ReloadStopped => "reload_stopped",
         }
     }
 

@@ -149,6 +149,11 @@ pub(super) struct RawCredential {
     pub proxy: Option<Spanned<String>>,
     /// The CAs this credential's endpoints are verified with.
     pub ca_file: Option<Spanned<PathBuf>>,
+    /// `"together"` (the default) or `"rolling"` (`config/credential.rs`).
+    pub reload_order: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub reload_timeout: Option<Duration>,
+    pub health_check: Option<Vec<String>>,
 }
 
 impl RawCredential {

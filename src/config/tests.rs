@@ -9,6 +9,7 @@ mod formats;
 mod many;
 mod network;
 mod notify;
+mod rolling;
 mod serve;
 mod state_key;
 mod templates;

@@ -25,6 +25,7 @@ impl Engine {
         &self,
         credential: &Credential,
         token: &Token,
+        generation: Option<u64>,
         jitter: time::Duration,
         started: tokio::time::Instant,
     ) -> Report {
@@ -68,6 +69,18 @@ impl Engine {
                 expires_at: token.expires_at,
                 targets: credential.targets.iter().map(|t| t.path.clone()).collect(),
             };
+            let rolling = credential
+                .rolling
+                .as_ref()
+                .filter(|_| credential.sharing.is_shared());
+            if let (Some(rolling), Some(fleet), Some(generation)) =
+                (rolling, self.fleet_arc(), generation)
+            {
+                // Its reloads wait their turn on a task of their own: never on this path.
+                self.roll(credential, rolling, fleet, generation, context, reloader);
+                report.took = started.elapsed();
+                return report;
+            }
             for action in &credential.reload {
                 report.reloads_run += 1;
                 if let Err(e) = reloader.reload(action, context.clone()).await {
@@ -172,7 +185,13 @@ impl Engine {
             };
         };
         let report = self
-            .write_targets(job.credential, token, job.jitter, job.started)
+            .write_targets(
+                job.credential,
+                token,
+                state.generation,
+                job.jitter,
+                job.started,
+            )
             .await;
         log_current(job.credential, token, &report);
         RotationOutcome::Current(report)

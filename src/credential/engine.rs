@@ -40,6 +40,10 @@ pub struct Engine {
     unsaved: Mutex<HashMap<String, (CredentialState, CredentialLock)>>,
     /// The fleet store that shared credentials go through, when the config has one.
     fleet: Option<Arc<Fleet>>,
+    /// Each credential's rolling reload in progress, by generation (see [`super::roll`]).
+    rolls: Mutex<HashMap<String, (u64, tokio::task::AbortHandle)>>,
+    /// The daemon's notifier, once it has one: told when a rolling reload stops.
+    notifier: std::sync::OnceLock<crate::notify::Notifier>,
 }
 
 impl Engine {
@@ -52,6 +56,8 @@ impl Engine {
             effects: Effects::WriteAndReload(reloader),
             unsaved: Mutex::default(),
             fleet: None,
+            rolls: Mutex::default(),
+            notifier: std::sync::OnceLock::new(),
         }
     }
 
@@ -76,6 +82,23 @@ impl Engine {
             effects: Effects::FetchOnly,
             ..Engine::once(state)
         }
+    }
+
+    /// Gives the engine the daemon's notifier (the first one given stays).
+    pub fn set_notifier(&self, notifier: crate::notify::Notifier) {
+        let _ = self.notifier.set(notifier);
+    }
+
+    pub(super) fn notifier(&self) -> Option<crate::notify::Notifier> {
+        self.notifier.get().cloned()
+    }
+
+    pub(super) fn rolls(&self) -> MutexGuard<'_, HashMap<String, (u64, tokio::task::AbortHandle)>> {
+        crate::sync::lock(&self.rolls)
+    }
+
+    pub(super) fn fleet_arc(&self) -> Option<Arc<Fleet>> {
+        self.fleet.clone()
     }
 
     pub(super) fn fleet(&self) -> Option<&Fleet> {

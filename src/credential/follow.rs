@@ -47,7 +47,13 @@ impl Engine {
             return self.store_failed(credential, hold, empty).await;
         };
         let mut report = self
-            .write_targets(credential, &token, job.jitter, job.started)
+            .write_targets(
+                credential,
+                &token,
+                hold.state.generation,
+                job.jitter,
+                job.started,
+            )
             .await;
         if let Some(fleet) = ledger.fleet() {
             follow_up(&mut report, fleet.lease, self.clock.now());

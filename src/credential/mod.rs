@@ -17,6 +17,7 @@ mod lines;
 mod outcome;
 pub mod policy;
 mod refresh;
+mod roll;
 mod rotation;
 mod seed;
 mod transition;

@@ -97,7 +97,13 @@ impl Engine {
         self.persist(credential, hold, session).await?;
         warn_about(credential, &token, previous_expiry, received_at);
         let report = self
-            .write_targets(credential, &token, job.jitter, job.started)
+            .write_targets(
+                credential,
+                &token,
+                hold.state.generation,
+                job.jitter,
+                job.started,
+            )
             .await;
         if let Some(first) = report.target_errors.first() {
             hold.state

@@ -87,6 +87,7 @@ impl Shared {
             model.observed().notification_counts(),
             fleet.clone(),
         );
+        engine.set_notifier(notifier.clone());
         Shared {
             engine,
             fleet,

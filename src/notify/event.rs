@@ -82,6 +82,7 @@ impl Event {
             EventKind::LoginNeeded => "needs a new login (`refreshd login`)".to_owned(),
             EventKind::Expiring => "has no valid token and refreshes keep failing".to_owned(),
             EventKind::StoreUnreachable => "is unreachable".to_owned(),
+            EventKind::ReloadStopped => "stopped its rolling reload".to_owned(),
         };
         let mut line = format!(
             "{}refreshd on {}: {subject} {what}",

@@ -193,6 +193,30 @@ impl Notifier {
         }
     }
 
+    /// A rolling reload of `credential` stopped on this node (`error`: why): told once to
+    /// every sink that wants it, with no episode (each stopped generation is its own news).
+    pub fn reload_stopped(&self, credential: &str, error: String) {
+        let now = self.0.clock.now();
+        let event = Event {
+            version: VERSION,
+            kind: EventKind::ReloadStopped,
+            credential: Some(credential.to_owned()),
+            node: self.0.node.clone(),
+            error_class: Some("reload"),
+            error: Some(error),
+            error_description: None,
+            expires_at: None,
+            consecutive_failures: 0,
+            reminder: false,
+            at: now,
+        };
+        for lane in &self.book().lanes {
+            if lane.sink.wants(EventKind::ReloadStopped, Some(credential)) {
+                lane.push(event.clone());
+            }
+        }
+    }
+
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
         crate::sync::lock(&self.0.book)
     }

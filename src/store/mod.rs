@@ -13,6 +13,7 @@ pub mod fence;
 mod instance;
 mod nodes;
 mod probe;
+mod reloads;
 mod row;
 pub mod schema;
 mod status;
@@ -34,6 +35,7 @@ use connect::Target;
 
 pub use fence::{Claim, Fence};
 pub use instance::Instance;
+pub use reloads::{POLL as ROLL_POLL, Turn, TurnResult};
 pub use row::Stored;
 pub use status::NodeStatus;
 

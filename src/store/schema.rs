@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("migrations/002_rotate_asks.sql")),
     (3, include_str!("migrations/003_refresh_intent.sql")),
     (4, include_str!("migrations/004_node_instance.sql")),
+    (5, include_str!("migrations/005_reloads.sql")),
 ];
 
 /// The version this build writes and understands.

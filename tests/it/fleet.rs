@@ -19,7 +19,7 @@ use crate::common::{Daemon, Lcg, Oidc, Refreshd, assert_success, eventually, std
 const CLIENT: &str = "rt-basic";
 
 /// Everything the nodes share: the database, the provider, the store URL and key, the grant.
-struct Fleet {
+pub(crate) struct Fleet {
     shared: TempDir,
     cluster: Cluster,
     oidc: Oidc,
@@ -27,9 +27,9 @@ struct Fleet {
 }
 
 /// A node: its own directory (config, state, `.env`, control socket) and its daemon.
-struct Node {
-    name: String,
-    r: Refreshd,
+pub(crate) struct Node {
+    pub(crate) name: String,
+    pub(crate) r: Refreshd,
     daemon: Option<Daemon>,
 }
 
@@ -88,7 +88,7 @@ impl Db {
 impl Fleet {
     /// A cluster with database `fleet` owned by `app`, a provider whose access tokens live
     /// `ttl` seconds, a store key, and a new grant as every node's bootstrap refresh token.
-    fn start(ttl: u32) -> Fleet {
+    pub(crate) fn start(ttl: u32) -> Fleet {
         let shared = tempfile::tempdir().unwrap();
         let cluster = Cluster::start();
         cluster.set_password("fleet-store-pw");
@@ -123,12 +123,12 @@ impl Fleet {
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.shared.path().join(name)
     }
 
     /// A node whose config shares `credentials` (TOML, `@DIR@` for its own directory).
-    fn node(&self, name: &str, lease: &str, credentials: &str) -> Node {
+    pub(crate) fn node(&self, name: &str, lease: &str, credentials: &str) -> Node {
         self.node_with(name, lease, credentials, "", "store.url", "store.key")
     }
 
@@ -166,7 +166,7 @@ store = {{ type = "postgres", url = {{ file = "{shared}/{url}" }}, key = {{ file
     }
 
     /// The rotating grant, refreshed every `refresh_at`, written to each node's `.env`.
-    fn rotating(&self, refresh_at: &str) -> String {
+    pub(crate) fn rotating(&self, refresh_at: &str) -> String {
         self.rotating_with(refresh_at, r#"{ initial = "500ms", max = "1s" }"#)
     }
 
@@ -199,7 +199,7 @@ targets = [ {{ type = "dotenv", path = "@DIR@/app/.env", key = "TOKEN" }} ]
     }
 
     /// Stops every node cleanly, then checks that none printed a token the provider issued.
-    fn finish(&self, nodes: &mut [Node]) {
+    pub(crate) fn finish(&self, nodes: &mut [Node]) {
         for node in nodes.iter_mut() {
             node.stop();
         }
@@ -208,11 +208,11 @@ targets = [ {{ type = "dotenv", path = "@DIR@/app/.env", key = "TOKEN" }} ]
         }
     }
 
-    fn invalid_grants(&self) -> u64 {
+    pub(crate) fn invalid_grants(&self) -> u64 {
         self.oidc.count("by_error", "invalid_grant")
     }
 
-    fn refreshes(&self) -> u64 {
+    pub(crate) fn refreshes(&self) -> u64 {
         self.oidc.count("by_client", CLIENT)
     }
 
@@ -226,7 +226,7 @@ targets = [ {{ type = "dotenv", path = "@DIR@/app/.env", key = "TOKEN" }} ]
 }
 
 impl Node {
-    fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         self.daemon = Some(self.r.spawn(&["run"]));
     }
 
@@ -526,7 +526,7 @@ fn wrong_key_newer_schema_and_migration() {
     let check = good.r.run(&["check", "--online"]);
     assert_success(&check);
     let text = stdout(&check);
-    assert!(text.contains("schema version 4"), "{text}");
+    assert!(text.contains("schema version 5"), "{text}");
     assert!(
         text.contains("shared: in the store at generation 1, token "),
         "{text}"
@@ -571,7 +571,7 @@ fn wrong_key_newer_schema_and_migration() {
     assert!(!output.status.success());
     let text = crate::common::stderr(&output);
     assert!(
-        text.contains("the store's schema is version 99, newer than this refreshd knows (4)"),
+        text.contains("the store's schema is version 99, newer than this refreshd knows (5)"),
         "{text}"
     );
     assert_eq!(sealed(&fleet.cluster, "fleet"), before);
@@ -579,7 +579,7 @@ fn wrong_key_newer_schema_and_migration() {
         .cluster
         .query("fleet", "DELETE FROM refreshd_schema WHERE version = 99");
 
-    // A store at schema version 1 (a row in it) is migrated to 4, the row kept.
+    // A store at schema version 1 (a row in it) is migrated to 5, the row kept.
     fleet
         .cluster
         .admin_sql("CREATE DATABASE fleet_v1 OWNER app");
@@ -606,7 +606,7 @@ fn wrong_key_newer_schema_and_migration() {
             "fleet_v1",
             "SELECT string_agg(version::text, ',' ORDER BY version) FROM refreshd_schema"
         ),
-        "1,2,3,4"
+        "1,2,3,4,5"
     );
     assert_eq!(
         fleet.cluster.query("fleet_v1", "SELECT holder FROM refreshd_credentials WHERE name = 'older' AND rotate_asked_at IS NULL"),

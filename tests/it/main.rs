@@ -41,6 +41,7 @@ mod oauth_flow;
 mod pgpass_psql;
 mod readers;
 mod readme_examples;
+mod rolling;
 mod sealed_state;
 mod service_units;
 mod storage;
