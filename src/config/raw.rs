@@ -177,6 +177,7 @@ pub(super) enum RawSource {
     Http(RawHttp),
     Chain(RawChain),
     OauthTokenExchange(Box<RawTokenExchange>),
+    AwsWebIdentity(RawAwsWebIdentity),
 }
 
 /// How the client authenticates: a secret (Basic or in the body) or, RFC 8705, its TLS
@@ -269,6 +270,18 @@ pub(super) struct RawSubjectToken {
     pub systemd: Option<String>,
     pub credential: Option<String>,
     pub command: Option<Vec<String>>,
+}
+
+/// `aws-web-identity`: STS `AssumeRoleWithWebIdentity`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAwsWebIdentity {
+    pub role_arn: String,
+    pub session_name: Option<String>,
+    pub web_identity_token: RawSubjectToken,
+    pub region: Option<String>,
+    pub sts_endpoint: Option<Url>,
+    pub duration_seconds: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

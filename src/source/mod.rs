@@ -6,6 +6,7 @@
 //! grant revoked); the caller decides what happens next. It never writes state or targets,
 //! and no error it returns contains a token, a refresh token or a client secret.
 
+mod aws;
 pub mod command;
 mod exchange;
 mod fields;
@@ -183,7 +184,8 @@ impl SourceError {
                 if matches!(
                     error.as_str(),
                     "temporarily_unavailable" | "server_error" | "slow_down"
-                ) {
+                ) || aws::TRANSIENT_ERRORS.contains(&error.as_str())
+                {
                     FailureKind::Transient
                 } else if PERMANENT_ERRORS.contains(&error.as_str()) {
                     FailureKind::Permanent
@@ -257,7 +259,7 @@ fn cause_of(error: &SourceError) -> Cause {
         SourceError::Provider { error, status, .. } => match error.as_str() {
             "invalid_grant" => Cause::InvalidGrant,
             "invalid_client" | "unauthorized_client" => Cause::InvalidClient,
-            "slow_down" => Cause::RateLimited,
+            "slow_down" | "Throttling" => Cause::RateLimited,
             "temporarily_unavailable" | "server_error" => Cause::ProviderUnavailable,
             _ if PERMANENT_ERRORS.contains(&error.as_str()) => Cause::ProviderRefused,
             _ => status_cause(*status),
@@ -344,6 +346,7 @@ pub async fn fetch(source: &SourceConfig, ctx: &FetchContext<'_>) -> Result<Fetc
         SourceConfig::GoogleAuthorizedUser(s) => google::authorized_user(s, ctx).await,
         SourceConfig::Http(s) => http::fetch(s, ctx).await,
         SourceConfig::OauthTokenExchange(s) => exchange::exchange(s, ctx).await,
+        SourceConfig::AwsWebIdentity(s) => aws::web_identity(s, ctx).await,
         SourceConfig::Chain(chain) => {
             let mut errors = Vec::new();
             let mut skipped = Vec::new();

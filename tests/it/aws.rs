@@ -1,0 +1,133 @@
+//! AWS: an `aws-web-identity` credential against STS (moto in server mode, on loopback) whose
+//! keys botocore reads from a `~/.aws/credentials` target and uses; a SigV4 RDS IAM token
+//! compared with botocore's.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::common::pg::free_port;
+use crate::common::{INSTALL, Refreshd, assert_success, eventually, jwt_unsigned, repo};
+
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/app";
+
+/// `moto_server` on a free loopback port, stopped when dropped.
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let bin = repo().join(".test-peers/venv/bin/moto_server");
+        assert!(bin.exists(), "{} is missing: {INSTALL}", bin.display());
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} ({e}): {INSTALL}", bin.display()));
+        let url = format!("http://127.0.0.1:{port}/");
+        eventually("moto_server listening", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Moto { child, url }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn python() -> PathBuf {
+    let python = repo().join(".test-peers/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: {INSTALL}",
+        python.display()
+    );
+    python
+}
+
+/// Runs `code` with the venv's Python and a cleared environment (botocore reads its own):
+/// stdout, which must be a success.
+fn run_python(code: &str, env: &[(&str, &Path)]) -> String {
+    let home = tempfile::tempdir().unwrap();
+    let mut command = Command::new(python());
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .args(["-c", code]);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start python ({e}): {INSTALL}"));
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Who STS says the keys of `profile` in `credentials` belong to, asked by botocore.
+fn caller_arn(credentials: &Path, profile: &str, sts: &str) -> String {
+    run_python(
+        &format!(
+            "import botocore.session\n\
+             s = botocore.session.Session(profile={profile:?})\n\
+             c = s.create_client('sts', region_name='eu-west-1', endpoint_url={sts:?})\n\
+             print(c.get_caller_identity()['Arn'])\n"
+        ),
+        &[("AWS_SHARED_CREDENTIALS_FILE", credentials)],
+    )
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn web_identity_keys_reach_botocore_through_the_credentials_file() {
+    let moto = Moto::start();
+    let mut r = Refreshd::new();
+    let token_file = r.path("web-identity-token");
+    let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+    std::fs::write(
+        &token_file,
+        jwt_unsigned(serde_json::json!({ "sub": "system:serviceaccount:ns:app", "exp": exp })),
+    )
+    .unwrap();
+    let credentials = r.path("credentials");
+    std::fs::write(&credentials, "[default]\nregion = eu-west-1\n").unwrap();
+    r.write_config(&format!(
+        r#"[credentials.aws]
+source = {{ type = "aws-web-identity", role_arn = "{ROLE_ARN}", web_identity_token = {{ file = "{token}" }}, sts_endpoint = "{sts}", duration_seconds = 900 }}
+targets = [ {{ type = "ini", path = "{credentials}", section = "refreshd", keys = {{ aws_access_key_id = "access_key_id", aws_secret_access_key = "secret_access_key", aws_session_token = "token" }} }} ]
+"#,
+        token = token_file.display(),
+        sts = moto.url,
+        credentials = credentials.display(),
+    ));
+    assert_success(&r.run(&["once"]));
+    let written = std::fs::read_to_string(&credentials).unwrap();
+    assert!(written.contains("aws_access_key_id = ASIA"), "{written}");
+    // STS knows the keys botocore read as the role's session, named after the credential.
+    assert_eq!(
+        caller_arn(&credentials, "refreshd", &moto.url),
+        "arn:aws:sts::123456789012:assumed-role/app/refreshd-aws"
+    );
+    let first = written;
+    assert_success(&r.run(&["once", "--force"]));
+    assert_ne!(std::fs::read_to_string(&credentials).unwrap(), first);
+    let secrets: Vec<String> = first
+        .lines()
+        .filter_map(|l| l.split_once(" = "))
+        .filter(|(k, _)| *k != "aws_access_key_id" && *k != "region")
+        .map(|(_, v)| v.to_owned())
+        .collect();
+    assert_eq!(secrets.len(), 2, "{first}");
+    r.assert_no_secrets(&secrets);
+}
