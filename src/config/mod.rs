@@ -41,11 +41,12 @@ pub use notify::{EventKind, NotifySink, SinkKind, WebhookFormat};
 pub use paths::{default_config_path, default_control_socket};
 pub use reload::{ReloadAction, ReloadConfig, SystemdAction, parse_signal};
 pub use source::{
-    AWS_FIELDS, AwsWebIdentitySource, BearerRef, BodyTemplate, ChainSource, ClientAuth,
-    ClientCredentialsSource, CommandFormat, CommandSource, DEFAULT_REDIRECT_URI,
-    DEFAULT_SUBJECT_TOKEN_TYPE, GoogleAuthorizedUserSource, GoogleServiceAccountSource, HttpMethod,
-    HttpSource, JWT_BEARER_ASSERTION, JsonFields, OauthRefreshSource, SecretAuth, SourceConfig,
-    SubjectToken, TOKEN_EXCHANGE_GRANT, TokenExchangeSource,
+    AWS_ENV, AWS_FIELDS, AwsRdsIamSource, AwsWebIdentitySource, BearerRef, BodyTemplate,
+    ChainSource, ClientAuth, ClientCredentialsSource, CommandFormat, CommandSource,
+    DEFAULT_REDIRECT_URI, DEFAULT_SUBJECT_TOKEN_TYPE, GoogleAuthorizedUserSource,
+    GoogleServiceAccountSource, HttpMethod, HttpSource, JWT_BEARER_ASSERTION, JsonFields,
+    OauthRefreshSource, SecretAuth, SourceConfig, SubjectToken, TOKEN_EXCHANGE_GRANT,
+    TokenExchangeSource,
 };
 pub use target::{PgUser, TargetConfig, TargetKind, WriteMode};
 pub use timing::{MAX_TIMEOUT, Timing};

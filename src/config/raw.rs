@@ -178,6 +178,7 @@ pub(super) enum RawSource {
     Chain(RawChain),
     OauthTokenExchange(Box<RawTokenExchange>),
     AwsWebIdentity(RawAwsWebIdentity),
+    AwsRdsIam(RawAwsRdsIam),
 }
 
 /// How the client authenticates: a secret (Basic or in the body) or, RFC 8705, its TLS
@@ -282,6 +283,18 @@ pub(super) struct RawAwsWebIdentity {
     pub region: Option<String>,
     pub sts_endpoint: Option<Url>,
     pub duration_seconds: Option<u32>,
+}
+
+/// `aws-rds-iam`: a SigV4-presigned RDS IAM authentication token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAwsRdsIam {
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: String,
+    pub region: String,
+    /// Absent: refreshd's own environment (`AWS_ACCESS_KEY_ID`, …).
+    pub aws: Option<RawBearer>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

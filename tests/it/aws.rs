@@ -131,3 +131,89 @@ targets = [ {{ type = "ini", path = "{credentials}", section = "refreshd", keys 
     assert_eq!(secrets.len(), 2, "{first}");
     r.assert_no_secrets(&secrets);
 }
+
+/// botocore's `generate_db_auth_token` with the keys of `profile` and its clock frozen at
+/// `amz_date` (`20261208T001530Z`).
+fn botocore_rds_token(credentials: &Path, profile: &str, amz_date: &str, db: &str) -> String {
+    run_python(
+        &format!(
+            "import datetime, botocore.session\n\
+             from unittest import mock\n\
+             frozen = datetime.datetime.strptime({amz_date:?}, '%Y%m%dT%H%M%SZ')\n\
+             class F(datetime.datetime):\n\
+             \x20   @classmethod\n\
+             \x20   def utcnow(cls): return frozen\n\
+             \x20   @classmethod\n\
+             \x20   def now(cls, tz=None): return frozen.replace(tzinfo=tz) if tz else frozen\n\
+             s = botocore.session.Session(profile={profile:?})\n\
+             c = s.create_client('rds', region_name='eu-west-1')\n\
+             with mock.patch('botocore.auth.datetime.datetime', F):\n\
+             \x20   print(c.generate_db_auth_token({db}))\n"
+        ),
+        &[("AWS_SHARED_CREDENTIALS_FILE", credentials)],
+    )
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn an_rds_token_signed_with_web_identity_keys_is_botocores_byte_for_byte() {
+    let moto = Moto::start();
+    let mut r = Refreshd::new();
+    let token_file = r.path("web-identity-token");
+    std::fs::write(&token_file, "opaque-web-identity-token").unwrap();
+    let credentials = r.path("credentials");
+    std::fs::write(&credentials, "").unwrap();
+    r.write_config(&format!(
+        r#"[credentials.aws]
+source = {{ type = "aws-web-identity", role_arn = "{ROLE_ARN}", session_name = "ci", web_identity_token = {{ file = "{token}" }}, sts_endpoint = "{sts}" }}
+targets = [ {{ type = "ini", path = "{credentials}", section = "refreshd", keys = {{ aws_access_key_id = "access_key_id", aws_secret_access_key = "secret_access_key", aws_session_token = "token" }} }} ]
+
+[credentials.rds]
+source = {{ type = "aws-rds-iam", host = "mydb.abc123.eu-west-1.rds.amazonaws.com", user = "app_user", region = "eu-west-1", aws = {{ credential = "aws" }} }}
+targets = [ {{ type = "dotenv", path = "{env}", key = "PGPASSWORD" }} ]
+"#,
+        token = token_file.display(),
+        sts = moto.url,
+        credentials = credentials.display(),
+        env = r.path("db.env").display(),
+    ));
+    assert_success(&r.run(&["once"]));
+    let output = r.run(&["token", "rds"]);
+    assert_success(&output);
+    let ours = crate::common::stdout(&output).trim().to_owned();
+    assert!(
+        ours.starts_with("mydb.abc123.eu-west-1.rds.amazonaws.com:5432/?Action=connect&DBUser=app_user&X-Amz-Algorithm=AWS4-HMAC-SHA256&"),
+        "{ours}"
+    );
+    let amz_date = ours
+        .split('&')
+        .find_map(|p| p.strip_prefix("X-Amz-Date="))
+        .expect("X-Amz-Date");
+    let theirs = botocore_rds_token(
+        &credentials,
+        "refreshd",
+        amz_date,
+        "'mydb.abc123.eu-west-1.rds.amazonaws.com', 5432, 'app_user'",
+    );
+    assert_eq!(ours, theirs);
+    // 15 minutes, well before the keys' hour is up.
+    let state = r.state("rds");
+    let issued = state["token"]["issued_at"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let expires = state["token"]["expires_at"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!expires.is_empty(), "{state}");
+    let parse = |t: &str| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    let lifetime = parse(&expires) - parse(&issued);
+    assert!(
+        lifetime <= time::Duration::seconds(900),
+        "{issued} → {expires}"
+    );
+}

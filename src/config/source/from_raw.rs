@@ -39,6 +39,7 @@ pub(in crate::config) fn source(
         RawSource::Chain(s) => chain(&at, s),
         RawSource::OauthTokenExchange(s) => exchange::token_exchange(&at, *s),
         RawSource::AwsWebIdentity(s) => aws::web_identity(&at, s),
+        RawSource::AwsRdsIam(s) => aws::rds_iam(&at, s),
     }
 }
 

@@ -30,7 +30,27 @@ pub enum SourceConfig {
     // Boxed like `OauthRefresh`: its subject and client make it the largest.
     OauthTokenExchange(Box<TokenExchangeSource>),
     AwsWebIdentity(AwsWebIdentitySource),
+    AwsRdsIam(AwsRdsIamSource),
 }
+
+/// An RDS IAM authentication token: no request, a signature made with AWS keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwsRdsIamSource {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub region: String,
+    /// The credential whose fields are the keys that sign; refreshd's own environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) when absent.
+    pub aws: Option<String>,
+}
+
+/// The variables an `aws-rds-iam` source without `aws` reads its keys from.
+pub const AWS_ENV: [&str; 3] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
 
 /// STS `AssumeRoleWithWebIdentity`: an OIDC token the platform gives the workload traded
 /// for temporary AWS keys (the token is the session token, the keys are fields).
@@ -290,6 +310,7 @@ impl SourceConfig {
             SourceConfig::Chain(_) => "chain",
             SourceConfig::OauthTokenExchange(_) => "oauth-token-exchange",
             SourceConfig::AwsWebIdentity(_) => "aws-web-identity",
+            SourceConfig::AwsRdsIam(_) => "aws-rds-iam",
         }
     }
 
@@ -367,6 +388,7 @@ impl SourceConfig {
                 SubjectToken::Credential(name) => vec![("web_identity_token", name.as_str())],
                 _ => Vec::new(),
             },
+            SourceConfig::AwsRdsIam(s) => s.aws.iter().map(|name| ("aws", name.as_str())).collect(),
             SourceConfig::Chain(chain) => {
                 chain.sources.iter().flat_map(|s| s.bearer_keys()).collect()
             }

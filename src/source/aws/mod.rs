@@ -6,12 +6,14 @@
 //! never reach an error or a log line: errors carry the URL, the status and STS's own
 //! `<Code>` and `<Message>`.
 
+pub(crate) mod rds;
+mod sigv4;
 mod xml;
 
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{FetchContext, SourceError, oauth, subject};
-use crate::config::AwsWebIdentitySource;
+use crate::config::{AWS_ENV, AwsRdsIamSource, AwsWebIdentitySource};
 use crate::token::Fetched;
 
 /// STS error codes that a later attempt can get past (the rest follow the status: a 4xx is
@@ -68,6 +70,61 @@ pub(super) async fn web_identity(
         });
     }
     Err(refusal(url, status.as_u16(), &body, retry_after, &token))
+}
+
+/// An RDS IAM token signed now with the keys of the `aws` credential (its fields, its token
+/// as the session token) or of refreshd's environment; it expires after 15 minutes or with
+/// the keys, whichever comes first.
+pub(super) fn rds_iam(
+    source: &AwsRdsIamSource,
+    ctx: &FetchContext<'_>,
+) -> Result<Fetched, SourceError> {
+    let now = crate::clock::system_now();
+    let lifetime = time::Duration::seconds(i64::from(rds::TOKEN_LIFETIME_SECS));
+    let db = rds::Database {
+        host: &source.host,
+        port: source.port,
+        user: &source.user,
+        region: &source.region,
+    };
+    let (token, keys_expire) = match &source.aws {
+        Some(name) => {
+            let held = super::bearer(ctx, name)?;
+            let field = |key: &str| {
+                held.fields
+                    .get(key)
+                    .map(ExposeSecret::expose_secret)
+                    .ok_or_else(|| SourceError::Bearer {
+                        credential: name.clone(),
+                        reason: format!("its token has no field `{key}`"),
+                    })
+            };
+            let keys = sigv4::Keys {
+                access_key_id: field("access_key_id")?,
+                secret_access_key: field("secret_access_key")?,
+                session_token: Some(held.access_token.expose_secret()),
+            };
+            (rds::auth_token(&db, &keys, now), Some(held.expires_at))
+        }
+        None => {
+            let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let [id, secret, session] = AWS_ENV.map(var);
+            let (Some(id), Some(secret)) = (id, secret) else {
+                return Err(SourceError::AwsKeys(
+                    "no `aws = { credential = … }` and no AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in refreshd's environment".to_owned(),
+                ));
+            };
+            let keys = sigv4::Keys {
+                access_key_id: &id,
+                secret_access_key: &secret,
+                session_token: session.as_deref(),
+            };
+            (rds::auth_token(&db, &keys, now), None)
+        }
+    };
+    let mut fetched = Fetched::new(SecretString::from(token));
+    fetched.expires_at = Some(keys_expire.map_or(now + lifetime, |at| at.min(now + lifetime)));
+    Ok(fetched)
 }
 
 /// `refreshd-NAME`, with what STS refuses in a session name made a dash, at most 64 long.

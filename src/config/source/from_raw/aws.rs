@@ -6,7 +6,7 @@
 use url::Url;
 
 use super::super::super::locate::At;
-use super::super::super::raw::RawAwsWebIdentity;
+use super::super::super::raw::{RawAwsRdsIam, RawAwsWebIdentity};
 use super::exchange::subject;
 use crate::config::ConfigError;
 use crate::config::source::*;
@@ -56,6 +56,44 @@ pub(super) fn web_identity(
         web_identity_token: subject(at, "web_identity_token", web_identity_token)?,
         sts_endpoint,
         duration_seconds,
+    }))
+}
+
+/// `aws-rds-iam`: a database to sign for and the keys that sign.
+pub(super) fn rds_iam(at: &At<'_, '_>, raw: RawAwsRdsIam) -> Result<SourceConfig, ConfigError> {
+    let RawAwsRdsIam {
+        host,
+        port,
+        user,
+        region,
+        aws,
+    } = raw;
+    for (field, value) in [("host", &host), ("user", &user)] {
+        if value.is_empty() {
+            return Err(at.err(field, "must not be empty".into()));
+        }
+    }
+    if host.contains(['/', ':', '?', '#', '@', ' ']) {
+        return Err(at.err(
+            "host",
+            format!("{host:?} must be a bare host name (the port goes in `port`)"),
+        ));
+    }
+    if !valid_region(&region) {
+        return Err(at.err(
+            "region",
+            format!("{region:?} is not an AWS region name such as \"eu-west-1\""),
+        ));
+    }
+    if aws.as_ref().is_some_and(|a| a.credential.is_empty()) {
+        return Err(at.err("aws", "`credential` must not be empty".into()));
+    }
+    Ok(SourceConfig::AwsRdsIam(AwsRdsIamSource {
+        host,
+        port: port.unwrap_or(5432),
+        user,
+        region,
+        aws: aws.map(|a| a.credential),
     }))
 }
 
