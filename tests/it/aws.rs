@@ -119,6 +119,36 @@ targets = [ {{ type = "ini", path = "{credentials}", section = "refreshd", keys 
         caller_arn(&credentials, "refreshd", &moto.url),
         "arn:aws:sts::123456789012:assumed-role/app/refreshd-aws"
     );
+    // The same keys through AWS's credential_process: botocore runs `refreshd token`.
+    let aws_config = r.path("aws-config");
+    std::fs::write(
+        &aws_config,
+        format!(
+            "[profile viaprocess]\ncredential_process = {} token --config {} --format aws-credential-process aws\n",
+            crate::common::refreshd_bin(),
+            r.config.display()
+        ),
+    )
+    .unwrap();
+    let empty = r.path("no-credentials");
+    std::fs::write(&empty, "").unwrap();
+    let arn = run_python(
+        &format!(
+            "import botocore.session\n\
+             s = botocore.session.Session(profile='viaprocess')\n\
+             c = s.create_client('sts', region_name='eu-west-1', endpoint_url={:?})\n\
+             print(s.get_credentials().method, c.get_caller_identity()['Arn'])\n",
+            moto.url
+        ),
+        &[
+            ("AWS_CONFIG_FILE", &aws_config),
+            ("AWS_SHARED_CREDENTIALS_FILE", &empty),
+        ],
+    );
+    assert_eq!(
+        arn.trim(),
+        "custom-process arn:aws:sts::123456789012:assumed-role/app/refreshd-aws"
+    );
     let first = written;
     assert_success(&r.run(&["once", "--force"]));
     assert_ne!(std::fs::read_to_string(&credentials).unwrap(), first);
