@@ -1012,7 +1012,7 @@ _refreshd() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "raw json env" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "raw json env aws-credential-process" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -71,9 +71,10 @@ complete -c refreshd -n "__fish_refreshd_using_subcommand check" -l online -d 'A
 complete -c refreshd -n "__fish_refreshd_using_subcommand check" -s h -l help -d 'Print help'
 complete -c refreshd -n "__fish_refreshd_using_subcommand token" -s c -l config -d 'Configuration file [default: /etc/refreshd/config.toml for root, else $XDG_CONFIG_HOME/refreshd/config.toml]' -r -F
 complete -c refreshd -n "__fish_refreshd_using_subcommand token" -l socket -d 'The daemon\'s control socket [default: the config\'s daemon.control_socket; without a readable config, this user\'s default socket, then /run/refreshd/control.sock]' -r -F
-complete -c refreshd -n "__fish_refreshd_using_subcommand token" -l format -d 'raw (the token), json (token, token_type, expires_at, expires_in) or env (`export NAME_TOKEN=\'…\'` and `NAME_EXPIRES_AT` lines, for `eval`)' -r -f -a "raw\t'The token and a newline'
+complete -c refreshd -n "__fish_refreshd_using_subcommand token" -l format -d 'raw (the token), json (token, token_type, expires_at, expires_in), env (`export NAME_TOKEN=\'…\'` and `NAME_EXPIRES_AT` lines, for `eval`) or aws-credential-process (AWS `credential_process` JSON of an AWS credential\'s keys)' -r -f -a "raw\t'The token and a newline'
 json\t'`{"token", "token_type", "expires_at", "expires_in"}`'
-env\t'`export NAME_TOKEN=\'…\'` and `export NAME_EXPIRES_AT=\'…\'`, for `eval` in a POSIX shell'"
+env\t'`export NAME_TOKEN=\'…\'` and `export NAME_EXPIRES_AT=\'…\'`, for `eval` in a POSIX shell'
+aws-credential-process\t'AWS `credential_process` JSON: the fields `access_key_id` and `secret_access_key`, the token as the session token'"
 complete -c refreshd -n "__fish_refreshd_using_subcommand token" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c refreshd -n "__fish_refreshd_using_subcommand kubectl-credential" -s c -l config -d 'Configuration file [default: /etc/refreshd/config.toml for root, else $XDG_CONFIG_HOME/refreshd/config.toml]' -r -F
 complete -c refreshd -n "__fish_refreshd_using_subcommand kubectl-credential" -l socket -d 'The daemon\'s control socket [default: the config\'s daemon.control_socket; without a readable config, this user\'s default socket, then /run/refreshd/control.sock]' -r -F

@@ -141,9 +141,10 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
 '--config=[Configuration file \[default\: /etc/refreshd/config.toml for root, else \$XDG_CONFIG_HOME/refreshd/config.toml\]]:FILE:_files' \
 '--socket=[The daemon'\''s control socket \[default\: the config'\''s daemon.control_socket; without a readable config, this user'\''s default socket, then /run/refreshd/control.sock\]]:PATH:_files' \
-'--format=[raw (the token), json (token, token_type, expires_at, expires_in) or env (\`export NAME_TOKEN='\''…'\''\` and \`NAME_EXPIRES_AT\` lines, for \`eval\`)]:FORMAT:((raw\:"The token and a newline"
+'--format=[raw (the token), json (token, token_type, expires_at, expires_in), env (\`export NAME_TOKEN='\''…'\''\` and \`NAME_EXPIRES_AT\` lines, for \`eval\`) or aws-credential-process (AWS \`credential_process\` JSON of an AWS credential'\''s keys)]:FORMAT:((raw\:"The token and a newline"
 json\:"\`{"token", "token_type", "expires_at", "expires_in"}\`"
-env\:"\`export NAME_TOKEN='\''…'\''\` and \`export NAME_EXPIRES_AT='\''…'\''\`, for \`eval\` in a POSIX shell"))' \
+env\:"\`export NAME_TOKEN='\''…'\''\` and \`export NAME_EXPIRES_AT='\''…'\''\`, for \`eval\` in a POSIX shell"
+aws-credential-process\:"AWS \`credential_process\` JSON\: the fields \`access_key_id\` and \`secret_access_key\`, the token as the session token"))' \
 '-h[Print help (see more with '\''--help'\'')]' \
 '--help[Print help (see more with '\''--help'\'')]' \
 ':name -- The credential:_default' \

@@ -57,6 +57,8 @@ pub struct Issued {
     pub token_type: &'static str,
     pub expires_at: OffsetDateTime,
     pub fingerprint: String,
+    /// The values minted with the token; only a request that asks gets them.
+    pub fields: crate::token::Fields,
 }
 
 impl std::fmt::Debug for Issued {
@@ -209,6 +211,7 @@ impl Reads {
             token: token.access_token,
             token_type: "Bearer",
             expires_at: token.expires_at,
+            fields: token.fields,
         };
         self.record(name, caller, via, &issued.fingerprint);
         Ok(issued)

@@ -54,6 +54,9 @@ pub enum TokenFormat {
     Json,
     /// `export NAME_TOKEN='…'` and `export NAME_EXPIRES_AT='…'`, for `eval` in a POSIX shell
     Env,
+    /// AWS `credential_process` JSON: the fields `access_key_id` and `secret_access_key`,
+    /// the token as the session token
+    AwsCredentialProcess,
 }
 
 #[derive(Subcommand)]
@@ -168,7 +171,7 @@ pub enum Command {
         config: ConfigArg,
         #[command(flatten)]
         socket: SocketArg,
-        /// raw (the token), json (token, token_type, expires_at, expires_in) or env (`export NAME_TOKEN='…'` and `NAME_EXPIRES_AT` lines, for `eval`)
+        /// raw (the token), json (token, token_type, expires_at, expires_in), env (`export NAME_TOKEN='…'` and `NAME_EXPIRES_AT` lines, for `eval`) or aws-credential-process (AWS `credential_process` JSON of an AWS credential's keys)
         #[arg(long, value_enum, default_value_t = TokenFormat::Raw)]
         format: TokenFormat,
         /// The credential

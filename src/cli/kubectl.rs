@@ -120,6 +120,7 @@ mod tests {
             token: SecretString::from("tok".to_owned()),
             token_type: "Bearer".into(),
             expires_at: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+            fields: None,
         };
         let json: serde_json::Value =
             serde_json::from_str(&exec_credential(V1BETA1, &answer)).unwrap();

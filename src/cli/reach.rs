@@ -121,8 +121,14 @@ impl Reach {
     /// `name`'s current token: from the daemon (which checks that this user may read it),
     /// else, with a config this user can read, from its state directory.
     pub async fn token(&self, name: &str) -> Result<TokenAnswer, String> {
+        self.token_with(name, false).await
+    }
+
+    /// [`token`](Self::token), with the token's fields when `fields`.
+    pub async fn token_with(&self, name: &str, fields: bool) -> Result<TokenAnswer, String> {
         let request = Request::Token {
             name: name.to_owned(),
+            fields,
         };
         let failure = match self.ask(&request, TOKEN_TIMEOUT).await {
             Ok(Some(Response::Token(answer))) => return Ok(answer),
@@ -148,6 +154,7 @@ impl Reach {
             token: token.access_token,
             token_type: "Bearer".to_owned(),
             expires_at: token.expires_at,
+            fields: fields.then_some(token.fields),
         })
     }
 

@@ -21,11 +21,20 @@ pub async fn run(reach: Reach, name: String, format: TokenFormat) -> anyhow::Res
     {
         return Ok(Exit::Failed);
     }
-    match reach.token(&name).await {
+    let fields = format == TokenFormat::AwsCredentialProcess;
+    match reach.token_with(&name, fields).await {
         Ok(answer) => {
             let now = crate::clock::system_now();
-            print!("{}", render(&name, &answer, format, now));
-            Ok(Exit::Ok)
+            match render(&name, &answer, format, now) {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(Exit::Ok)
+                }
+                Err(message) => {
+                    eprintln!("refreshd: {message}");
+                    Ok(Exit::Failed)
+                }
+            }
         }
         Err(message) => {
             eprintln!("refreshd: {}", crate::observe::shown(&message));
@@ -34,10 +43,16 @@ pub async fn run(reach: Reach, name: String, format: TokenFormat) -> anyhow::Res
     }
 }
 
-/// The token in `format`, ending in a newline.
-fn render(name: &str, answer: &TokenAnswer, format: TokenFormat, now: OffsetDateTime) -> String {
+/// The token in `format`, ending in a newline; why not, when the credential lacks the
+/// fields the format needs.
+fn render(
+    name: &str,
+    answer: &TokenAnswer,
+    format: TokenFormat,
+    now: OffsetDateTime,
+) -> Result<String, String> {
     let token = answer.token.expose_secret();
-    match format {
+    Ok(match format {
         TokenFormat::Raw => format!("{token}\n"),
         TokenFormat::Json => {
             let json = serde_json::json!({
@@ -59,7 +74,33 @@ fn render(name: &str, answer: &TokenAnswer, format: TokenFormat, now: OffsetDate
             );
             out
         }
-    }
+        TokenFormat::AwsCredentialProcess => aws_credential_process(name, answer)?,
+    })
+}
+
+/// AWS's `credential_process` output (version 1): the key pair from the fields, the token
+/// as the session token.
+fn aws_credential_process(name: &str, answer: &TokenAnswer) -> Result<String, String> {
+    let field = |key: &str| {
+        answer
+            .fields
+            .as_ref()
+            .and_then(|fields| fields.get(key))
+            .map(ExposeSecret::expose_secret)
+            .ok_or_else(|| {
+                format!(
+                    "credential {name:?} has no field `{key}`: --format aws-credential-process needs an AWS credential (aws-web-identity, or fields access_key_id and secret_access_key)"
+                )
+            })
+    };
+    let json = serde_json::json!({
+        "Version": 1,
+        "AccessKeyId": field("access_key_id")?,
+        "SecretAccessKey": field("secret_access_key")?,
+        "SessionToken": answer.token.expose_secret(),
+        "Expiration": rfc3339(answer.expires_at),
+    });
+    Ok(format!("{json}\n"))
 }
 
 /// Whole seconds the token has left; never negative.
@@ -104,6 +145,7 @@ mod tests {
             token: SecretString::from(token.to_owned()),
             token_type: "Bearer".into(),
             expires_at: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+            fields: None,
         }
     }
 
@@ -111,19 +153,43 @@ mod tests {
     fn each_format_says_the_token_and_its_expiry() {
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000 - 90).unwrap();
         let a = answer("tok");
-        assert_eq!(render("db", &a, TokenFormat::Raw, now), "tok\n");
+        assert_eq!(render("db", &a, TokenFormat::Raw, now).unwrap(), "tok\n");
         let json: serde_json::Value =
-            serde_json::from_str(&render("db", &a, TokenFormat::Json, now)).unwrap();
+            serde_json::from_str(&render("db", &a, TokenFormat::Json, now).unwrap()).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"token": "tok", "token_type": "Bearer", "expires_at": "2027-01-15T08:00:00Z", "expires_in": 90})
         );
         assert_eq!(
-            render("db-main.eu", &answer("it's"), TokenFormat::Env, now),
+            render("db-main.eu", &answer("it's"), TokenFormat::Env, now).unwrap(),
             "export DB_MAIN_EU_TOKEN='it'\\''s'\nexport DB_MAIN_EU_EXPIRES_AT='2027-01-15T08:00:00Z'\n"
         );
         let later = OffsetDateTime::from_unix_timestamp(1_800_000_100).unwrap();
         assert_eq!(expires_in(a.expires_at, later), 0);
+    }
+
+    #[test]
+    fn aws_credential_process_output_is_version_1_with_the_key_pair() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000 - 90).unwrap();
+        let mut a = answer("session");
+        let format = TokenFormat::AwsCredentialProcess;
+        let err = render("plain", &a, format, now).unwrap_err();
+        assert!(err.contains("has no field `access_key_id`"), "{err}");
+        a.fields = Some(
+            [
+                ("access_key_id", "ASIAEXAMPLE"),
+                ("secret_access_key", "s/k+"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), SecretString::from(v.to_owned())))
+            .collect(),
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render("aws", &a, format, now).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "s/k+", "SessionToken": "session", "Expiration": "2027-01-15T08:00:00Z"})
+        );
     }
 
     #[test]

@@ -39,11 +39,26 @@ pub(super) fn check(doc: &Doc<'_>, credentials: &[Arc<Credential>]) -> Result<()
             });
         }
         for (key, bearer) in credential.source.bearer_keys() {
-            if !by_name.contains_key(bearer) {
+            let Some(named) = by_name.get(bearer) else {
                 return Err(error(
                     credential,
                     key,
                     format!("names credential `{bearer}`, which this config does not define"),
+                ));
+            };
+            // AWS keys sign only if the credential named for them yields the key pair.
+            let yields = named.source.fields();
+            if key == "aws"
+                && let Some(missing) = super::AWS_FIELDS
+                    .iter()
+                    .find(|f| !yields.iter().any(|y| y == *f))
+            {
+                return Err(error(
+                    credential,
+                    key,
+                    format!(
+                        "credential `{bearer}` yields no field `{missing}`: name one whose source gives AWS keys (aws-web-identity, or fields `access_key_id` and `secret_access_key`)"
+                    ),
                 ));
             }
         }

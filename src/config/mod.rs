@@ -41,8 +41,9 @@ pub use notify::{EventKind, NotifySink, SinkKind, WebhookFormat};
 pub use paths::{default_config_path, default_control_socket};
 pub use reload::{ReloadAction, ReloadConfig, SystemdAction, parse_signal};
 pub use source::{
-    BearerRef, BodyTemplate, ChainSource, ClientAuth, ClientCredentialsSource, CommandFormat,
-    CommandSource, DEFAULT_REDIRECT_URI, DEFAULT_SUBJECT_TOKEN_TYPE, GoogleAuthorizedUserSource,
+    AWS_ENV, AWS_FIELDS, AwsRdsIamSource, AwsWebIdentitySource, BearerRef, BodyTemplate,
+    ChainSource, ClientAuth, ClientCredentialsSource, CommandFormat, CommandSource,
+    DEFAULT_REDIRECT_URI, DEFAULT_SUBJECT_TOKEN_TYPE, GoogleAuthorizedUserSource,
     GoogleServiceAccountSource, HttpMethod, HttpSource, JWT_BEARER_ASSERTION, JsonFields,
     OauthRefreshSource, SecretAuth, SourceConfig, SubjectToken, TOKEN_EXCHANGE_GRANT,
     TokenExchangeSource,

@@ -182,6 +182,8 @@ pub(super) enum RawSource {
     Http(RawHttp),
     Chain(RawChain),
     OauthTokenExchange(Box<RawTokenExchange>),
+    AwsWebIdentity(RawAwsWebIdentity),
+    AwsRdsIam(RawAwsRdsIam),
 }
 
 /// How the client authenticates: a secret (Basic or in the body) or, RFC 8705, its TLS
@@ -274,6 +276,30 @@ pub(super) struct RawSubjectToken {
     pub systemd: Option<String>,
     pub credential: Option<String>,
     pub command: Option<Vec<String>>,
+}
+
+/// `aws-web-identity`: STS `AssumeRoleWithWebIdentity`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAwsWebIdentity {
+    pub role_arn: String,
+    pub session_name: Option<String>,
+    pub web_identity_token: RawSubjectToken,
+    pub region: Option<String>,
+    pub sts_endpoint: Option<Url>,
+    pub duration_seconds: Option<u32>,
+}
+
+/// `aws-rds-iam`: a SigV4-presigned RDS IAM authentication token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAwsRdsIam {
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: String,
+    pub region: String,
+    /// Absent: refreshd's own environment (`AWS_ACCESS_KEY_ID`, …).
+    pub aws: Option<RawBearer>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -4,6 +4,7 @@ use std::time::Duration;
 use super::*;
 
 mod access;
+mod aws;
 mod exchange;
 mod formats;
 mod many;

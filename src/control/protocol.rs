@@ -29,6 +29,10 @@ pub enum Request {
     },
     Token {
         name: String,
+        /// Also the token's fields (`refreshd token --format aws-credential-process`): asked
+        /// for, so no other answer carries them.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fields: bool,
     },
     /// Answer once any of `names` holds a token other than the one `seen` names (by
     /// fingerprint; a name missing from `seen` counts as changed): `refreshd exec` follows
@@ -92,6 +96,8 @@ pub struct TokenAnswer {
     pub token: SecretString,
     pub token_type: String,
     pub expires_at: OffsetDateTime,
+    /// The token's fields, when the request asked for them.
+    pub fields: Option<crate::token::Fields>,
 }
 
 impl std::fmt::Debug for TokenAnswer {
@@ -109,6 +115,7 @@ impl From<Issued> for TokenAnswer {
             token: issued.token,
             token_type: issued.token_type.to_owned(),
             expires_at: issued.expires_at,
+            fields: None,
         }
     }
 }
@@ -180,6 +187,8 @@ struct WireOut<'a> {
     )]
     expires_at: Option<OffsetDateTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<BTreeMap<&'a str, &'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     changed: Option<&'a BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     helpers: Option<&'a [HelperEntry]>,
@@ -201,6 +210,8 @@ struct WireIn {
     #[serde(default, with = "time::serde::rfc3339::option")]
     expires_at: Option<OffsetDateTime>,
     #[serde(default)]
+    fields: Option<BTreeMap<String, String>>,
+    #[serde(default)]
     changed: Option<BTreeMap<String, String>>,
     #[serde(default)]
     helpers: Option<Vec<HelperEntry>>,
@@ -216,6 +227,7 @@ impl Serialize for Response {
             token: None,
             token_type: None,
             expires_at: None,
+            fields: None,
             changed: None,
             helpers: None,
         };
@@ -226,6 +238,12 @@ impl Serialize for Response {
                 wire.token = Some(answer.token.expose_secret());
                 wire.token_type = Some(&answer.token_type);
                 wire.expires_at = Some(answer.expires_at);
+                wire.fields = answer.fields.as_ref().map(|fields| {
+                    fields
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.expose_secret()))
+                        .collect()
+                });
             }
             Response::Changed(changed) => wire.changed = Some(changed),
             Response::Helpers(helpers) => wire.helpers = Some(helpers),
@@ -257,12 +275,19 @@ impl<'de> Deserialize<'de> for Response {
                 token: Some(token),
                 token_type,
                 expires_at,
+                fields,
                 ..
             } => Response::Token(TokenAnswer {
                 token: SecretString::from(token),
                 token_type: token_type.unwrap_or_else(|| "Bearer".to_owned()),
                 // An older daemon's answer carries no expiry; none is claimed.
                 expires_at: expires_at.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                fields: fields.map(|fields| {
+                    fields
+                        .into_iter()
+                        .map(|(k, v)| (k, SecretString::from(v)))
+                        .collect()
+                }),
             }),
             WireIn {
                 changed: Some(changed),
@@ -286,6 +311,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fields_travel_only_when_asked_for() {
+        let ask = serde_json::to_string(&Request::Token {
+            name: "aws".into(),
+            fields: false,
+        })
+        .unwrap();
+        assert_eq!(ask, r#"{"op":"token","name":"aws"}"#);
+        let ask: Request =
+            serde_json::from_str(r#"{"op":"token","name":"aws","fields":true}"#).unwrap();
+        assert!(matches!(ask, Request::Token { fields: true, .. }));
+        let answer = Response::Token(TokenAnswer {
+            token: SecretString::from("t".to_owned()),
+            token_type: "Bearer".into(),
+            expires_at: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+            fields: Some(
+                [(
+                    "access_key_id".to_owned(),
+                    SecretString::from("AK".to_owned()),
+                )]
+                .into(),
+            ),
+        });
+        let wire = serde_json::to_string(&answer).unwrap();
+        assert_eq!(
+            wire,
+            r#"{"ok":true,"token":"t","token_type":"Bearer","expires_at":"2027-01-15T08:00:00Z","fields":{"access_key_id":"AK"}}"#
+        );
+        let Response::Token(back) = serde_json::from_str(&wire).unwrap() else {
+            panic!("not a token answer");
+        };
+        assert_eq!(back.fields.unwrap()["access_key_id"].expose_secret(), "AK");
+    }
+
+    #[test]
     fn responses_keep_their_wire_form() {
         let error = serde_json::to_value(Response::Error("no".into())).unwrap();
         assert_eq!(error, serde_json::json!({"ok": false, "error": "no"}));
@@ -293,6 +352,7 @@ mod tests {
             token: SecretString::from("t".to_owned()),
             token_type: "Bearer".into(),
             expires_at: OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap(),
+            fields: None,
         }));
         assert_eq!(
             token.unwrap(),

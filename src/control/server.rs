@@ -15,7 +15,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::ControlError;
-use super::protocol::{HelperEntry, Request, Response, RotateOutcome};
+use super::protocol::{HelperEntry, Request, Response, RotateOutcome, TokenAnswer};
 use crate::access::{Caller, Reads, Via};
 use crate::observe::{Observed, RotationReply, Snapshot};
 use crate::serve::{HEAD, Handler, Limits, Place, Timed};
@@ -188,13 +188,18 @@ impl Server {
                 Response::Error("only refreshd's own user and root may rotate".into())
             }
             Request::Rotate { names, if_due } => self.rotate(names, if_due).await,
-            Request::Token { name } => {
+            Request::Token { name, fields } => {
                 match self
                     .reads
                     .token(&name, caller, Via::Socket, TOKEN_WAIT)
                     .await
                 {
-                    Ok(issued) => Response::Token(issued.into()),
+                    Ok(issued) => {
+                        let minted = issued.fields.clone();
+                        let mut answer = TokenAnswer::from(issued);
+                        answer.fields = fields.then_some(minted);
+                        Response::Token(answer)
+                    }
                     Err(e) => Response::Error(e.to_string()),
                 }
             }

@@ -5,11 +5,9 @@
 //!
 //! Must never: rotate, or decide anything about a credential.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-
-use secrecy::SecretString;
 
 use super::policy;
 use crate::clock::SharedClock;
@@ -144,6 +142,6 @@ impl Engine {
                 };
                 (name.to_owned(), token)
             })
-            .collect::<BTreeMap<String, Result<SecretString, String>>>()
+            .collect::<BearerTokens>()
     }
 }

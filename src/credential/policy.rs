@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
 use time::OffsetDateTime;
 
 use crate::config::Timing;
@@ -146,9 +145,9 @@ pub fn adoptable(found: &Token, now: OffsetDateTime, timing: &Timing) -> bool {
 }
 
 /// The token to send as a bearer, or why there is none worth sending.
-pub fn bearer(held: Option<&Token>, now: OffsetDateTime) -> Result<SecretString, String> {
+pub fn bearer(held: Option<&Token>, now: OffsetDateTime) -> Result<Token, String> {
     match held {
-        Some(token) if token.expires_at > now + BEARER_MARGIN => Ok(token.access_token.clone()),
+        Some(token) if token.expires_at > now + BEARER_MARGIN => Ok(token.clone()),
         Some(token) => Err(format!(
             "its token expires at {}",
             token::rfc3339(token.expires_at)

@@ -578,6 +578,7 @@ readers = ["uid:65534"]
             token_type: "Bearer",
             expires_at,
             fingerprint: "00000000".into(),
+            fields: crate::token::Fields::new(),
         };
         (issued, expires_at)
     }

@@ -183,7 +183,10 @@ async fn from_daemon(daemon: &Daemon, names: &[String]) -> Result<Option<Tokens>
     let (socket, state_dir) = (&daemon.socket, Some(daemon.state_dir.as_path()));
     let mut tokens = Tokens::new();
     for name in names {
-        let request = Request::Token { name: name.clone() };
+        let request = Request::Token {
+            name: name.clone(),
+            fields: false,
+        };
         match client::request(socket, &request, TOKEN_TIMEOUT, state_dir).await? {
             None => return Ok(None),
             Some(Response::Token(answer)) => {

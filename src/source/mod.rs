@@ -6,6 +6,7 @@
 //! grant revoked); the caller decides what happens next. It never writes state or targets,
 //! and no error it returns contains a token, a refresh token or a client secret.
 
+mod aws;
 pub mod command;
 mod exchange;
 mod fields;
@@ -27,9 +28,10 @@ pub use crate::state::{Cause, FailureKind};
 use crate::token::Fetched;
 pub use net::HttpClients;
 
-/// The current token of each credential an `http` source sends as a bearer, by name, or
-/// why there is none worth sending.
-pub type BearerTokens = BTreeMap<String, Result<SecretString, String>>;
+/// The current token (with its fields and expiry) of each credential a source uses (an
+/// `http` source's bearer, a subject, the AWS keys that sign), by name, or why there is none
+/// worth using.
+pub type BearerTokens = BTreeMap<String, Result<crate::token::Token, String>>;
 
 /// Why a fetch failed.
 /// Why a credential has no refresh token to spend or to keep: the one type for every path
@@ -153,6 +155,9 @@ pub enum SourceError {
         expired_at: String,
         ago: String,
     },
+    /// No AWS keys to sign with.
+    #[error("aws: {0}")]
+    AwsKeys(String),
     #[error(transparent)]
     NoRefreshToken(#[from] NoRefreshToken),
     /// The credential whose token an `http` source sends as its bearer has none to give.
@@ -183,7 +188,8 @@ impl SourceError {
                 if matches!(
                     error.as_str(),
                     "temporarily_unavailable" | "server_error" | "slow_down"
-                ) {
+                ) || aws::TRANSIENT_ERRORS.contains(&error.as_str())
+                {
                     FailureKind::Transient
                 } else if PERMANENT_ERRORS.contains(&error.as_str()) {
                     FailureKind::Permanent
@@ -210,6 +216,7 @@ impl SourceError {
             | SourceError::HttpClient(_)
             | SourceError::Spawn { .. }
             | SourceError::NoRefreshToken(_)
+            | SourceError::AwsKeys(_)
             | SourceError::CredentialsFile { .. } => FailureKind::Permanent,
             // A chain is as good as its best member.
             SourceError::Chain(errors) => {
@@ -257,7 +264,7 @@ fn cause_of(error: &SourceError) -> Cause {
         SourceError::Provider { error, status, .. } => match error.as_str() {
             "invalid_grant" => Cause::InvalidGrant,
             "invalid_client" | "unauthorized_client" => Cause::InvalidClient,
-            "slow_down" => Cause::RateLimited,
+            "slow_down" | "Throttling" => Cause::RateLimited,
             "temporarily_unavailable" | "server_error" => Cause::ProviderUnavailable,
             _ if PERMANENT_ERRORS.contains(&error.as_str()) => Cause::ProviderRefused,
             _ => status_cause(*status),
@@ -271,6 +278,7 @@ fn cause_of(error: &SourceError) -> Cause {
         | SourceError::Expired { .. }
         | SourceError::CaFile { .. }
         | SourceError::ClientCertificate(_)
+        | SourceError::AwsKeys(_)
         | SourceError::CredentialsFile { .. } => Cause::Secret,
         SourceError::HttpClient(_) => Cause::Internal,
         SourceError::Spawn { .. }
@@ -344,6 +352,8 @@ pub async fn fetch(source: &SourceConfig, ctx: &FetchContext<'_>) -> Result<Fetc
         SourceConfig::GoogleAuthorizedUser(s) => google::authorized_user(s, ctx).await,
         SourceConfig::Http(s) => http::fetch(s, ctx).await,
         SourceConfig::OauthTokenExchange(s) => exchange::exchange(s, ctx).await,
+        SourceConfig::AwsWebIdentity(s) => aws::web_identity(s, ctx).await,
+        SourceConfig::AwsRdsIam(s) => aws::rds_iam(s, ctx),
         SourceConfig::Chain(chain) => {
             let mut errors = Vec::new();
             let mut skipped = Vec::new();
@@ -386,8 +396,16 @@ pub async fn fetch(source: &SourceConfig, ctx: &FetchContext<'_>) -> Result<Fetc
 /// The current token of `credential`, a bearer or subject this source uses, as the
 /// caller looked it up.
 fn bearer_token(ctx: &FetchContext<'_>, credential: &str) -> Result<SecretString, SourceError> {
+    bearer(ctx, credential).map(|token| token.access_token.clone())
+}
+
+/// The current token of `credential`, with its fields and expiry.
+fn bearer<'a>(
+    ctx: &'a FetchContext<'_>,
+    credential: &str,
+) -> Result<&'a crate::token::Token, SourceError> {
     match ctx.bearers.get(credential) {
-        Some(Ok(token)) => Ok(token.clone()),
+        Some(Ok(token)) => Ok(token),
         Some(Err(reason)) => Err(SourceError::Bearer {
             credential: credential.to_owned(),
             reason: reason.clone(),

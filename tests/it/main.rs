@@ -18,6 +18,7 @@
 mod common;
 
 mod atomicity;
+mod aws;
 mod cli;
 mod crash;
 mod daemon_control;

@@ -18,6 +18,7 @@ use crate::config::ConfigError;
 use crate::config::network::{MtlsMethod, TlsClientAuth};
 use crate::secret::SecretRef;
 
+mod aws;
 mod exchange;
 
 /// Validates one raw source; `start` is where it sits in the file, `key` its dotted key.
@@ -37,6 +38,8 @@ pub(in crate::config) fn source(
         RawSource::GoogleAuthorizedUser(s) => google_authorized_user(&at, s),
         RawSource::Chain(s) => chain(&at, s),
         RawSource::OauthTokenExchange(s) => exchange::token_exchange(&at, *s),
+        RawSource::AwsWebIdentity(s) => aws::web_identity(&at, s),
+        RawSource::AwsRdsIam(s) => aws::rds_iam(&at, s),
     }
 }
 

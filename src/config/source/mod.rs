@@ -29,7 +29,47 @@ pub enum SourceConfig {
     Chain(ChainSource),
     // Boxed like `OauthRefresh`: its subject and client make it the largest.
     OauthTokenExchange(Box<TokenExchangeSource>),
+    AwsWebIdentity(AwsWebIdentitySource),
+    AwsRdsIam(AwsRdsIamSource),
 }
+
+/// An RDS IAM authentication token: no request, a signature made with AWS keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwsRdsIamSource {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub region: String,
+    /// The credential whose fields are the keys that sign; refreshd's own environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) when absent.
+    pub aws: Option<String>,
+}
+
+/// The variables an `aws-rds-iam` source without `aws` reads its keys from.
+pub const AWS_ENV: [&str; 3] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
+/// STS `AssumeRoleWithWebIdentity`: an OIDC token the platform gives the workload traded
+/// for temporary AWS keys (the token is the session token, the keys are fields).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwsWebIdentitySource {
+    pub role_arn: String,
+    /// `refreshd-NAME` when absent.
+    pub session_name: Option<String>,
+    /// Read afresh for every call.
+    pub web_identity_token: SubjectToken,
+    /// `https://sts.REGION.amazonaws.com/` unless `sts_endpoint` was given.
+    pub sts_endpoint: Url,
+    pub duration_seconds: Option<u32>,
+}
+
+/// The fields of an AWS credential: what `aws-web-identity` yields and what an AWS
+/// credentials file, `credential_process` and a SigV4 signer need (with the token as the
+/// session token).
+pub const AWS_FIELDS: [&str; 2] = ["access_key_id", "secret_access_key"];
 
 /// How a client secret travels to the token endpoint (RFC 6749 §2.3.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -269,6 +309,8 @@ impl SourceConfig {
             SourceConfig::Http(_) => "http",
             SourceConfig::Chain(_) => "chain",
             SourceConfig::OauthTokenExchange(_) => "oauth-token-exchange",
+            SourceConfig::AwsWebIdentity(_) => "aws-web-identity",
+            SourceConfig::AwsRdsIam(_) => "aws-rds-iam",
         }
     }
 
@@ -308,6 +350,7 @@ impl SourceConfig {
                 ..
             }) => json.fields.keys().cloned().collect(),
             SourceConfig::Http(s) => s.fields.keys().cloned().collect(),
+            SourceConfig::AwsWebIdentity(_) => AWS_FIELDS.iter().map(|&f| f.to_owned()).collect(),
             SourceConfig::Chain(chain) => {
                 let mut members = chain.sources.iter().map(SourceConfig::fields);
                 let first = members.next().unwrap_or_default();
@@ -341,6 +384,11 @@ impl SourceConfig {
                 SubjectToken::Credential(name) => vec![("subject_token", name.as_str())],
                 _ => Vec::new(),
             },
+            SourceConfig::AwsWebIdentity(s) => match &s.web_identity_token {
+                SubjectToken::Credential(name) => vec![("web_identity_token", name.as_str())],
+                _ => Vec::new(),
+            },
+            SourceConfig::AwsRdsIam(s) => s.aws.iter().map(|name| ("aws", name.as_str())).collect(),
             SourceConfig::Chain(chain) => {
                 chain.sources.iter().flat_map(|s| s.bearer_keys()).collect()
             }
@@ -353,6 +401,10 @@ impl SourceConfig {
     pub fn watched_files(&self) -> Vec<&std::path::Path> {
         match self {
             SourceConfig::OauthTokenExchange(s) => match &s.subject {
+                SubjectToken::Secret(SecretRef::File(path)) => vec![path.as_path()],
+                _ => Vec::new(),
+            },
+            SourceConfig::AwsWebIdentity(s) => match &s.web_identity_token {
                 SubjectToken::Secret(SecretRef::File(path)) => vec![path.as_path()],
                 _ => Vec::new(),
             },
@@ -371,6 +423,12 @@ impl SourceConfig {
         match self {
             SourceConfig::Command(s) => s.inherit_env.iter().map(String::as_str).collect(),
             SourceConfig::OauthTokenExchange(s) => match &s.subject {
+                SubjectToken::Command(command) => {
+                    command.inherit_env.iter().map(String::as_str).collect()
+                }
+                _ => Vec::new(),
+            },
+            SourceConfig::AwsWebIdentity(s) => match &s.web_identity_token {
                 SubjectToken::Command(command) => {
                     command.inherit_env.iter().map(String::as_str).collect()
                 }
@@ -406,6 +464,11 @@ impl SourceConfig {
                     out.push(("subject_token", subject));
                 }
                 out.extend(s.client.iter().flat_map(ClientAuth::secrets));
+            }
+            SourceConfig::AwsWebIdentity(s) => {
+                if let SubjectToken::Secret(token) = &s.web_identity_token {
+                    out.push(("web_identity_token", token));
+                }
             }
             SourceConfig::Chain(chain) => {
                 for source in &chain.sources {

@@ -64,7 +64,7 @@ pub(super) fn token_exchange(
             return Err(at.err(field, "must not be empty (leave it out instead)".into()));
         }
     }
-    let subject = subject(at, subject_token)?;
+    let subject = subject(at, "subject_token", subject_token)?;
     Ok(SourceConfig::OauthTokenExchange(Box::new(
         TokenExchangeSource {
             token_url,
@@ -82,8 +82,13 @@ pub(super) fn token_exchange(
     )))
 }
 
-/// `subject_token`: exactly one of `file`, `env`, `systemd`, `credential` and `command`.
-fn subject(at: &At<'_, '_>, raw: RawSubjectToken) -> Result<SubjectToken, ConfigError> {
+/// A token read afresh for every request (`subject_token`, `web_identity_token`): exactly
+/// one of `file`, `env`, `systemd`, `credential` and `command`; `key` names it in errors.
+pub(super) fn subject(
+    at: &At<'_, '_>,
+    key: &str,
+    raw: RawSubjectToken,
+) -> Result<SubjectToken, ConfigError> {
     let RawSubjectToken {
         file,
         env,
@@ -100,17 +105,14 @@ fn subject(at: &At<'_, '_>, raw: RawSubjectToken) -> Result<SubjectToken, Config
     ];
     if given.iter().filter(|g| **g).count() != 1 {
         return Err(at.err(
-            "subject_token",
+            key,
             "give exactly one of { file = \"/var/run/secrets/tokens/…\" }, { credential = \"NAME\" }, { command = [\"…\"] }, { env = \"…\" } or { systemd = \"…\" }".into(),
         ));
     }
-    let empty = |what: &str| at.err("subject_token", format!("`{what}` must not be empty"));
+    let empty = |what: &str| at.err(key, format!("`{what}` must not be empty"));
     if let Some(file) = file {
         if !file.is_absolute() {
-            return Err(at.err(
-                "subject_token",
-                format!("{} must be an absolute path", file.display()),
-            ));
+            return Err(at.err(key, format!("{} must be an absolute path", file.display())));
         }
         return Ok(SubjectToken::Secret(SecretRef::File(file)));
     }
