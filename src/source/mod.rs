@@ -14,6 +14,7 @@ mod google;
 pub mod http;
 pub mod net;
 pub mod oauth;
+mod resolve;
 mod subject;
 
 use std::collections::BTreeMap;

@@ -13,9 +13,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::resolve::resolve;
 use super::{FetchContext, SourceError};
 use crate::config::{ClientCredentialsSource, OauthRefreshSource};
-use crate::secret::SecretRef;
 use crate::token::Fetched;
 
 pub(super) async fn refresh(
@@ -100,12 +100,6 @@ fn client_secret(source: &OauthRefreshSource) -> Result<Option<SecretString>, So
         .as_ref()
         .map(|s| resolve("client_secret", s))
         .transpose()
-}
-
-pub(super) fn resolve(key: &'static str, secret: &SecretRef) -> Result<SecretString, SourceError> {
-    secret
-        .resolve()
-        .map_err(|source| SourceError::Secret { key, source })
 }
 
 /// Sends the one token POST and turns the answer into a token or a classified error.

@@ -20,7 +20,7 @@ pub(super) async fn read(
 ) -> Result<SecretString, SourceError> {
     let (token, origin) = match subject {
         SubjectToken::Secret(secret) => (
-            super::oauth::resolve("subject_token", secret)?,
+            super::resolve::resolve("subject_token", secret)?,
             format!("subject_token {}", describe(secret)),
         ),
         SubjectToken::Credential(name) => (

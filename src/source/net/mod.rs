@@ -269,8 +269,8 @@ fn parse_ca(path: &Path, bytes: &[u8]) -> Result<Vec<reqwest::Certificate>, CaEr
 /// the key) do no harm and a wrong file gets a message naming its key.
 fn identity_pem(tls: &TlsClientAuth) -> Result<SecretString, SourceError> {
     use base64::Engine as _;
-    let cert = super::oauth::resolve("client_cert", &tls.cert)?;
-    let key = super::oauth::resolve("client_key", &tls.key)?;
+    let cert = super::resolve::resolve("client_cert", &tls.cert)?;
+    let key = super::resolve::resolve("client_key", &tls.key)?;
     let certs: Vec<CertificateDer> =
         CertificateDer::pem_slice_iter(cert.expose_secret().as_bytes())
             .collect::<Result<_, _>>()

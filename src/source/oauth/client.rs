@@ -7,9 +7,9 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::resolve;
 use crate::config::{ClientAuth, JWT_BEARER_ASSERTION, SecretAuth};
 use crate::source::SourceError;
+use crate::source::resolve::resolve;
 
 /// What a confidential client sends to prove who it is: its secret, or an assertion
 /// (signed here with its key, or a federated token someone else signed).
