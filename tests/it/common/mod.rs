@@ -210,10 +210,34 @@ impl NodeFixture {
             &fixture.join("node_modules").join(module),
             &format!("{module} (for the {script} fixture)"),
         );
+        // Node has been seen to hang while starting the oidc fixture (after loading
+        // oidc-provider, before listening: every thread parked, on a loaded 2-core machine),
+        // which left a test waiting forever: a start that prints nothing within the limit is
+        // killed and started once more, loudly; a second hang, or a fixture that says
+        // anything but its ready line, fails the test.
+        match Self::try_start(script, &fixture, envs, dir, stderr_name) {
+            Ok(started) => started,
+            Err(why) => {
+                eprintln!("the {script} fixture did not start ({why}); starting it once more");
+                Self::try_start(script, &fixture, envs, dir, stderr_name)
+                    .unwrap_or_else(|why| panic!("the {script} fixture did not start: {why}"))
+            }
+        }
+    }
+
+    /// One start: the fixture with its ready line, or why there was none in time.
+    fn try_start(
+        script: &str,
+        fixture: &Path,
+        envs: &[(&str, String)],
+        dir: &Path,
+        stderr_name: &str,
+    ) -> Result<NodeFixture, String> {
+        const READY_WITHIN: Duration = Duration::from_secs(60);
         let log = dir.join(stderr_name);
         let mut child = Command::new("node")
             .arg(fixture.join(script))
-            .current_dir(&fixture)
+            .current_dir(fixture)
             .envs(envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -223,19 +247,33 @@ impl NodeFixture {
                 panic!("cannot start node for the {script} fixture ({e}): {INSTALL}")
             });
         let stdin = child.stdin.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            panic!("the {script} fixture did not start ({e}); its stderr:\n{text}")
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
         });
-        NodeFixture {
+        let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+        let Ok(line) = rx.recv_timeout(READY_WITHIN) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "no ready line within {READY_WITHIN:?}; its stderr:\n{}",
+                stderr()
+            ));
+        };
+        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            panic!(
+                "the {script} fixture did not start ({e}); its stderr:\n{}",
+                stderr()
+            )
+        });
+        Ok(NodeFixture {
             child,
             _stdin: stdin,
             ready,
-        }
+        })
     }
 }
 
